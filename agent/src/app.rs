@@ -1,0 +1,243 @@
+//! The agent, wired together. Reads like the data flow in DESIGN.md:
+//!
+//! ```text
+//! discover ─▶ tail ─▶ frame ─▶ partial merge ─▶ multiline ─▶ encode ─▶ batch ─▶ sink
+//!     ◀──────────── ack: checkpoint advances only after delivery ────────────┘
+//! ```
+//!
+//! [`run`] loads the checkpoints, starts the sink thread, the tailer thread, the
+//! checkpoint writer and the telemetry endpoint, then waits for SIGTERM/SIGINT (or,
+//! with `exit_on_eof`, for the tailer to finish). Shutdown: stop reading, let the
+//! sink drain what is in flight within `shutdown_timeout`, write checkpoints.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::checkpoint::{Store, write_atomic};
+use crate::config::{Config, SinkConfig};
+use crate::ledger::Ledger;
+use crate::sink::LocalSink;
+use crate::tail::{Control, Summary, Tailer};
+use crate::telemetry::Metrics;
+use crate::telemetry::server::{self, Health};
+
+/// Options of `kubeship run`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Exit once every file was read to its end and delivered.
+    pub exit_on_eof: bool,
+}
+
+/// What a run did.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Records and files handled by the tailer.
+    pub summary: Summary,
+    /// The local sink's directory, when that is the sink.
+    pub local_dir: Option<PathBuf>,
+    /// True when everything in flight was delivered before exit.
+    pub drained: bool,
+}
+
+/// The checkpoint file inside the state directory.
+pub fn checkpoint_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("checkpoints.json")
+}
+
+/// Loads checkpoints. A corrupt file is set aside (never silently reused) and the
+/// agent starts over from the files' beginnings: duplicates, not loss.
+fn load_store(path: &Path) -> (Store, bool) {
+    match Store::load(path) {
+        Ok(Some(s)) => (s, false),
+        Ok(None) => (Store::default(), true),
+        Err(e) => {
+            let unix = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let aside = path.with_extension(format!("json.corrupt-{unix}"));
+            let _ = std::fs::rename(path, &aside);
+            tracing::error!(error = %e, moved_to = %aside.display(), "checkpoint file unreadable; set aside, reading files from their start");
+            (Store::default(), false)
+        }
+    }
+}
+
+/// Runs the agent until a signal (or end of input with `exit_on_eof`).
+pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
+    // Signals first: a SIGTERM during start-up must shut down cleanly too.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (mut term, mut int) = {
+        let _guard = rt.enter();
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
+    };
+    let cfg = Arc::new(cfg);
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
+    let ckpt_path = checkpoint_path(&cfg.state_dir);
+    let (store, first_start) = load_store(&ckpt_path);
+    let metrics = Arc::new(Metrics::new());
+    let ledger = Arc::new(Ledger::new(store, Arc::clone(&metrics)));
+    let control = Arc::new(Control::default());
+    let health = Arc::new(Health::default());
+
+    if let Some(addr) = cfg.telemetry.listen {
+        let (bound, _task) = rt
+            .block_on(server::serve(
+                addr,
+                Arc::clone(&metrics),
+                Arc::clone(&health),
+            ))
+            .with_context(|| format!("binding telemetry listen_addr {addr}"))?;
+        tracing::info!(addr = %bound, "telemetry listening");
+    }
+
+    let (tx, rx) = mpsc::channel(cfg.pipeline.channel_batches);
+    let SinkConfig::Local { dir } = &cfg.output.sink;
+    let local_dir = dir.clone();
+    std::fs::create_dir_all(&local_dir)
+        .with_context(|| format!("creating local sink dir {}", local_dir.display()))?;
+    let sink = LocalSink::new(local_dir.clone(), Arc::clone(&ledger), Arc::clone(&metrics));
+    let sink_thread = thread::Builder::new()
+        .name("sink".into())
+        .spawn(move || sink.run(rx))?;
+
+    let watcher = {
+        let c = Arc::clone(&control);
+        let on_change: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            c.rescan.store(true, Ordering::SeqCst);
+            c.waker.wake();
+        });
+        match crate::tail::watch(&cfg.logs.containers_dir, on_change) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %cfg.logs.containers_dir.display(), error = %e, "cannot watch the containers directory; relying on rescans");
+                None
+            }
+        }
+    };
+
+    let (done_tx, done_rx) = oneshot::channel();
+    let tailer = Tailer::new(
+        Arc::clone(&cfg),
+        Arc::clone(&ledger),
+        Arc::clone(&metrics),
+        Arc::clone(&control),
+        tx,
+        first_start,
+        opts.exit_on_eof,
+    );
+    let tailer_thread = {
+        let health = Arc::clone(&health);
+        thread::Builder::new()
+            .name("tailer".into())
+            .spawn(move || {
+                health.alive.store(true, Ordering::SeqCst);
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tailer.run()));
+                health.alive.store(false, Ordering::SeqCst);
+                let _ = done_tx.send(());
+                r
+            })?
+    };
+    let ckpt_thread = spawn_checkpointer(
+        Arc::clone(&ledger),
+        Arc::clone(&control),
+        ckpt_path.clone(),
+        cfg.pipeline.checkpoint_interval,
+        Arc::clone(&metrics),
+    );
+
+    // Ready once the first discovery ran.
+    {
+        let (control, health) = (Arc::clone(&control), Arc::clone(&health));
+        rt.spawn(async move {
+            while !control.ready.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            health.ready.store(true, Ordering::SeqCst);
+        });
+    }
+
+    rt.block_on(async {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = done_rx => {},
+        }
+    });
+    health.ready.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + cfg.shutdown_timeout;
+    control.stop();
+    drop(watcher);
+    let summary = match tailer_thread.join() {
+        Ok(Ok(s)) => s,
+        _ => anyhow::bail!("the tailer thread panicked"),
+    };
+    let drained = ledger.wait_drained(deadline.saturating_duration_since(Instant::now()));
+    if drained {
+        let _ = sink_thread.join();
+    } else {
+        tracing::warn!(
+            in_flight = ledger.batches_in_flight(),
+            "shutdown timeout: undelivered batches will be read again after restart"
+        );
+    }
+    control.stop.store(true, Ordering::SeqCst);
+    let _ = ckpt_thread.join();
+    write_checkpoint(&ledger, &ckpt_path, &metrics);
+    rt.shutdown_timeout(Duration::from_millis(100));
+    Ok(Report {
+        summary,
+        local_dir: Some(local_dir),
+        drained,
+    })
+}
+
+/// Writes the checkpoint file if it changed.
+fn write_checkpoint(ledger: &Ledger, path: &Path, metrics: &Metrics) {
+    let Some(snap) = ledger.checkpoint_if_changed() else {
+        return;
+    };
+    match write_atomic(path, &snap.bytes) {
+        Ok(()) => {
+            Metrics::inc_reason(&metrics.checkpoint_writes, "ok", 1);
+            ledger.persisted(snap);
+        }
+        Err(e) => {
+            Metrics::inc_reason(&metrics.checkpoint_writes, "error", 1);
+            tracing::error!(path = %path.display(), error = %e, "writing checkpoints failed");
+            ledger.with_store(|s| s.mark_dirty());
+        }
+    }
+}
+
+fn spawn_checkpointer(
+    ledger: Arc<Ledger>,
+    control: Arc<Control>,
+    path: PathBuf,
+    every: Duration,
+    metrics: Arc<Metrics>,
+) -> thread::JoinHandle<()> {
+    thread::Builder::new()
+        .name("checkpoint".into())
+        .spawn(move || {
+            while !control.stop.load(Ordering::SeqCst) {
+                thread::park_timeout(every);
+                write_checkpoint(&ledger, &path, &metrics);
+            }
+        })
+        .expect("spawning the checkpoint thread")
+}

@@ -1,0 +1,218 @@
+//! Batches: how records travel from the tailer to a sink.
+//!
+//! A [`Batch`] holds many records' JSON in one buffer, one small [`Event`] per
+//! record, the destinations those events go to, and the file positions the batch
+//! covers ([`Mark`]s). A sink acknowledges a whole batch; the ledger then advances
+//! the files' checkpoints to the marks. Nothing here is per line except an `Event`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where a record goes: the CloudWatch log group and stream it belongs to.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Destination {
+    /// Log group name.
+    pub group: String,
+    /// Log stream name.
+    pub stream: String,
+}
+
+/// One record inside a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Record time, unix nanoseconds.
+    pub time_nanos: i64,
+    /// Start of the record's JSON in [`Batch::buf`].
+    pub start: u32,
+    /// End (exclusive) of the record's JSON in [`Batch::buf`].
+    pub end: u32,
+    /// Index into [`Batch::dests`].
+    pub dest: u32,
+}
+
+/// A file position the batch covers: once the batch is acknowledged, every record
+/// of `file` before `offset` has been delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    /// The ledger's file id.
+    pub file: u64,
+    /// Byte offset in the file (decompressed offset for `.gz`).
+    pub offset: u64,
+    /// The tailer let the file go at `offset`: once acknowledged, its checkpoint is
+    /// marked done and the ledger stops tracking it.
+    pub last: bool,
+}
+
+/// A sealed batch on its way to a sink.
+#[derive(Debug)]
+pub struct Batch {
+    /// Sequence number, unique per process, assigned by the ledger.
+    pub seq: u64,
+    /// The records' JSON, back to back.
+    pub buf: Vec<u8>,
+    /// One entry per record, in read order.
+    pub events: Vec<Event>,
+    /// Destinations referenced by `Event::dest`.
+    pub dests: Vec<Arc<Destination>>,
+    /// Checkpoint positions this batch completes.
+    pub marks: Vec<Mark>,
+    /// When the batch was sealed.
+    pub sealed_at: Instant,
+}
+
+impl Batch {
+    /// The bytes this batch holds against the in-flight budget.
+    pub fn charge(&self) -> usize {
+        self.buf.len() + self.events.len() * std::mem::size_of::<Event>()
+    }
+
+    /// The JSON of one event.
+    pub fn record(&self, e: &Event) -> &[u8] {
+        &self.buf[e.start as usize..e.end as usize]
+    }
+}
+
+/// Accumulates records until the batch is full or old enough.
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    events: Vec<Event>,
+    dests: Vec<Arc<Destination>>,
+    /// Address of the last destination used (compared for identity only) and its index.
+    last_dest: Option<(usize, u32)>,
+    first_at: Option<Instant>,
+    max_bytes: usize,
+    max_records: usize,
+}
+
+impl BatchBuilder {
+    /// A builder that seals at `max_bytes` of JSON or `max_records` records.
+    pub fn new(max_bytes: usize, max_records: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            events: Vec::new(),
+            dests: Vec::new(),
+            last_dest: None,
+            first_at: None,
+            max_bytes,
+            max_records,
+        }
+    }
+
+    /// Appends one record: `write` writes its JSON into the buffer.
+    pub fn push(
+        &mut self,
+        dest: &Arc<Destination>,
+        time_nanos: i64,
+        now: Instant,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let dest = self.dest_index(dest);
+        let start = self.buf.len();
+        write(&mut self.buf);
+        self.events.push(Event {
+            time_nanos,
+            start: start as u32,
+            end: self.buf.len() as u32,
+            dest,
+        });
+        self.first_at.get_or_insert(now);
+    }
+
+    fn dest_index(&mut self, dest: &Arc<Destination>) -> u32 {
+        let ptr = Arc::as_ptr(dest).addr();
+        if let Some((p, i)) = self.last_dest
+            && p == ptr
+        {
+            return i;
+        }
+        let i = match self.dests.iter().position(|d| Arc::as_ptr(d).addr() == ptr) {
+            Some(i) => i as u32,
+            None => {
+                self.dests.push(Arc::clone(dest));
+                (self.dests.len() - 1) as u32
+            }
+        };
+        self.last_dest = Some((ptr, i));
+        i
+    }
+
+    /// True when the next record could overflow the limits.
+    pub fn is_full(&self) -> bool {
+        self.events.len() >= self.max_records || self.buf.len() >= self.max_bytes
+    }
+
+    /// True when no record was added since the last seal.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// When the first record of the open batch was added.
+    pub fn first_at(&self) -> Option<Instant> {
+        self.first_at
+    }
+
+    /// Seals the open batch (possibly empty, to carry marks) and starts a new one.
+    pub fn seal(&mut self, marks: Vec<Mark>, now: Instant) -> Batch {
+        let cap = self.buf.len().min(self.max_bytes + self.max_bytes / 4);
+        let events_cap = self.events.len();
+        self.last_dest = None;
+        self.first_at = None;
+        Batch {
+            seq: 0,
+            buf: std::mem::replace(&mut self.buf, Vec::with_capacity(cap)),
+            events: std::mem::replace(&mut self.events, Vec::with_capacity(events_cap)),
+            dests: std::mem::take(&mut self.dests),
+            marks,
+            sealed_at: now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_index_their_destination_and_bytes() {
+        let a = Arc::new(Destination {
+            group: "g".into(),
+            stream: "a".into(),
+        });
+        let b = Arc::new(Destination {
+            group: "g".into(),
+            stream: "b".into(),
+        });
+        let now = Instant::now();
+        let mut bb = BatchBuilder::new(1 << 20, 3);
+        bb.push(&a, 1, now, |o| o.extend_from_slice(b"one"));
+        bb.push(&b, 2, now, |o| o.extend_from_slice(b"two"));
+        assert!(!bb.is_full());
+        bb.push(&a, 3, now, |o| o.extend_from_slice(b"three"));
+        assert!(bb.is_full());
+        let batch = bb.seal(
+            vec![Mark {
+                file: 7,
+                offset: 10,
+                last: false,
+            }],
+            now,
+        );
+        assert_eq!(batch.dests.len(), 2);
+        let got: Vec<(&[u8], &str)> = batch
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    batch.record(e),
+                    batch.dests[e.dest as usize].stream.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(&b"one"[..], "a"), (&b"two"[..], "b"), (&b"three"[..], "a")]
+        );
+        assert!(bb.is_empty());
+        assert_eq!(bb.first_at(), None);
+    }
+}

@@ -1,0 +1,121 @@
+//! The command line: `kubeship run`, `kubeship validate`, `kubeship --version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, RunOptions};
+use crate::config;
+
+/// Per-node observability agent for Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "kubeship", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent.
+    Run {
+        /// Configuration file (YAML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Exit once every log file was read to its end and delivered.
+        #[arg(long)]
+        exit_on_eof: bool,
+    },
+    /// Check a configuration file and report every problem in it.
+    Validate {
+        /// Configuration file (YAML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// Exit code for a configuration that does not load.
+const EXIT_CONFIG: u8 = 1;
+/// Exit code for a failure while running.
+const EXIT_RUNTIME: u8 = 3;
+
+/// Parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config } => match config::load_file(&config) {
+            Ok(_) => {
+                println!("config ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Run {
+            config,
+            exit_on_eof,
+        } => {
+            let cfg = match config::load_file(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            crate::telemetry::logging::init(cfg.telemetry.log_format, &cfg.telemetry.log_level);
+            match app::run(cfg, RunOptions { exit_on_eof }) {
+                Ok(report) => {
+                    if exit_on_eof {
+                        print_report(&report);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "kubeship failed");
+                    eprintln!("kubeship: {e:#}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
+    }
+}
+
+fn print_report(report: &app::Report) {
+    let s = report.summary;
+    println!(
+        "kubeship: shipped {} records from {} files",
+        s.records, s.files
+    );
+    if let Some(dir) = &report.local_dir {
+        println!("local sink output: {}", dir.display());
+        let mut files = Vec::new();
+        collect_jsonl(dir, &mut files);
+        files.sort();
+        for f in files {
+            let lines = std::fs::read(&f)
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+                .unwrap_or(0);
+            println!("  {} ({lines} records)", f.display());
+        }
+    }
+    if !report.drained {
+        println!("warning: not everything in flight was delivered before the shutdown timeout");
+    }
+}
+
+fn collect_jsonl(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_jsonl(&p, out);
+        } else if p.extension().is_some_and(|x| x == "jsonl") {
+            out.push(p);
+        }
+    }
+}

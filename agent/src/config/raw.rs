@@ -1,0 +1,272 @@
+//! The config file as written: serde structs mirroring the YAML, with defaults.
+//!
+//! Every value that validation may complain about is a [`Sp`] (serde-saphyr's
+//! `Spanned`) so the complaint can point at its line and column; defaults carry
+//! an unknown location (they are valid by construction). Enum-like values
+//! (`read_from`, `log_format`, multiline `rule`) are plain strings here, checked
+//! in [`super::validate`], so a bad one is reported together with every other
+//! problem instead of stopping the parse.
+//!
+//! Unknown keys: the structs do not use `#[serde(deny_unknown_fields)]`, which
+//! would stop at the first one; the loader wraps the deserializer in
+//! `serde_ignored` and reports every ignored key as a problem, which gives the
+//! same contract with all offenders listed.
+//!
+//! Nothing here interprets a value; see `validate.rs` for ranges and meaning.
+
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::{Location, Spanned};
+
+/// A value with its position in the (expanded) config text.
+pub(super) type Sp<T> = Spanned<T>;
+
+/// A default value: no position, since it was not written in the file.
+fn unlocated<T>(value: T) -> Sp<T> {
+    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
+}
+
+/// Deserializes a present key as `Some`, even when its value is `null`, so a
+/// field typed `Option<Sp<Option<T>>>` tells "absent" (`None`) from "explicitly
+/// null" (`Some(null)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// A section whose every field has a default, built as if it were written `{}`.
+fn all_defaults<T: for<'de> Deserialize<'de>>() -> T {
+    let empty = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(
+        std::iter::empty::<(String, String)>(),
+    );
+    match T::deserialize(empty) {
+        Ok(value) => value,
+        Err(err) => unreachable!("a raw config section lacks a default: {err}"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawConfig {
+    /// Required unless the `CLUSTER_NAME` environment variable is set.
+    pub cluster: Option<Sp<String>>,
+    /// Defaults to `NODE_NAME`, then the machine's hostname.
+    pub node_name: Option<Sp<String>>,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: Sp<String>,
+    #[serde(default = "default_shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: Sp<u64>,
+    #[serde(default)]
+    pub logs: Option<RawLogs>,
+    #[serde(default)]
+    pub pipeline: Option<RawPipeline>,
+    #[serde(default)]
+    pub output: Option<RawOutput>,
+    #[serde(default)]
+    pub telemetry: Option<RawTelemetry>,
+}
+
+fn default_state_dir() -> Sp<String> {
+    unlocated("/var/lib/kubeship".to_owned())
+}
+fn default_shutdown_timeout_secs() -> Sp<u64> {
+    unlocated(25)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawLogs {
+    #[serde(default = "default_containers_dir")]
+    pub containers_dir: Sp<String>,
+    #[serde(default = "default_include")]
+    pub include: Sp<Vec<Sp<String>>>,
+    #[serde(default)]
+    pub exclude: Vec<Sp<String>>,
+    #[serde(default = "default_read_from")]
+    pub read_from: Sp<String>,
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: Sp<u64>,
+    #[serde(default = "default_read_buffer_bytes")]
+    pub read_buffer_bytes: Sp<u64>,
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: Sp<u64>,
+    #[serde(default = "default_rescan_interval_secs")]
+    pub rescan_interval_secs: Sp<u64>,
+    #[serde(default = "default_rotate_wait_secs")]
+    pub rotate_wait_secs: Sp<u64>,
+    #[serde(default = "default_eof_flush_ms")]
+    pub eof_flush_ms: Sp<u64>,
+    /// Absent: from `POD_NAMESPACE` + `POD_NAME`. Explicit `null`: disabled.
+    #[serde(default, deserialize_with = "present")]
+    pub self_pod: Option<Sp<Option<RawPodRef>>>,
+    #[serde(default)]
+    pub multiline: Vec<Sp<RawMultiline>>,
+    #[serde(default)]
+    pub multiline_rules: Vec<Sp<RawMultilineRule>>,
+}
+
+impl Default for RawLogs {
+    fn default() -> Self {
+        all_defaults()
+    }
+}
+
+fn default_containers_dir() -> Sp<String> {
+    unlocated("/var/log/containers".to_owned())
+}
+fn default_include() -> Sp<Vec<Sp<String>>> {
+    unlocated(vec![unlocated("*.log".to_owned())])
+}
+fn default_read_from() -> Sp<String> {
+    unlocated("beginning".to_owned())
+}
+fn default_max_record_bytes() -> Sp<u64> {
+    unlocated(262_144)
+}
+fn default_read_buffer_bytes() -> Sp<u64> {
+    unlocated(262_144)
+}
+fn default_poll_interval_ms() -> Sp<u64> {
+    unlocated(250)
+}
+fn default_rescan_interval_secs() -> Sp<u64> {
+    unlocated(10)
+}
+fn default_rotate_wait_secs() -> Sp<u64> {
+    unlocated(5)
+}
+fn default_eof_flush_ms() -> Sp<u64> {
+    unlocated(5000)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawPodRef {
+    pub namespace: Option<Sp<String>>,
+    pub name: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawMultiline {
+    #[serde(default = "default_any")]
+    pub namespace: Sp<String>,
+    #[serde(default = "default_any")]
+    pub pod: Sp<String>,
+    #[serde(default = "default_any")]
+    pub container: Sp<String>,
+    /// `java`, `python`, `go` or the name of a `multiline_rules` entry. Required.
+    pub rule: Option<Sp<String>>,
+    #[serde(default = "default_flush_timeout_ms")]
+    pub flush_timeout_ms: Sp<u64>,
+}
+
+fn default_any() -> Sp<String> {
+    unlocated("*".to_owned())
+}
+fn default_flush_timeout_ms() -> Sp<u64> {
+    unlocated(1000)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawMultilineRule {
+    pub name: Option<Sp<String>>,
+    /// A line matching this regex starts a new record.
+    pub start_pattern: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawPipeline {
+    #[serde(default = "default_batch_max_bytes")]
+    pub batch_max_bytes: Sp<u64>,
+    #[serde(default = "default_batch_max_records")]
+    pub batch_max_records: Sp<u64>,
+    #[serde(default = "default_batch_timeout_ms")]
+    pub batch_timeout_ms: Sp<u64>,
+    #[serde(default = "default_channel_batches")]
+    pub channel_batches: Sp<u64>,
+    #[serde(default = "default_max_inflight_bytes")]
+    pub max_inflight_bytes: Sp<u64>,
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: Sp<u64>,
+}
+
+impl Default for RawPipeline {
+    fn default() -> Self {
+        all_defaults()
+    }
+}
+
+fn default_batch_max_bytes() -> Sp<u64> {
+    unlocated(1_048_576)
+}
+fn default_batch_max_records() -> Sp<u64> {
+    unlocated(10_000)
+}
+fn default_batch_timeout_ms() -> Sp<u64> {
+    unlocated(1000)
+}
+fn default_channel_batches() -> Sp<u64> {
+    unlocated(8)
+}
+fn default_max_inflight_bytes() -> Sp<u64> {
+    unlocated(64 * 1024 * 1024)
+}
+fn default_checkpoint_interval_ms() -> Sp<u64> {
+    unlocated(1000)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawOutput {
+    #[serde(default = "default_group")]
+    pub group: Sp<String>,
+    #[serde(default = "default_stream")]
+    pub stream: Sp<String>,
+    /// The local-directory sink; the default sink when no other is configured.
+    #[serde(default)]
+    pub local: Option<RawLocalSink>,
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        all_defaults()
+    }
+}
+
+fn default_group() -> Sp<String> {
+    unlocated("/aws/containerinsights/{cluster}/application".to_owned())
+}
+fn default_stream() -> Sp<String> {
+    unlocated("{pod}_{namespace}_{container}".to_owned())
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawLocalSink {
+    /// Defaults to `<state_dir>/local-sink`.
+    pub dir: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawTelemetry {
+    /// `null` or `"off"` disables the listener.
+    #[serde(default = "default_listen_addr")]
+    pub listen_addr: Sp<Option<String>>,
+    #[serde(default = "default_log_format")]
+    pub log_format: Sp<String>,
+    #[serde(default = "default_log_level")]
+    pub log_level: Sp<String>,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        all_defaults()
+    }
+}
+
+fn default_listen_addr() -> Sp<Option<String>> {
+    unlocated(Some("0.0.0.0:2020".to_owned()))
+}
+fn default_log_format() -> Sp<String> {
+    unlocated("json".to_owned())
+}
+fn default_log_level() -> Sp<String> {
+    unlocated("info".to_owned())
+}

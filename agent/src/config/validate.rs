@@ -1,0 +1,886 @@
+//! From config text to [`Config`]: parsing into the raw structs, then checking
+//! and converting every value, collecting each problem with its location.
+//!
+//! Main pieces: [`parse`] (YAML → raw → [`Config`]), [`Problems`] (the collector,
+//! which maps positions in the expanded text back to the file), and one
+//! `convert_*` function per section. Conversion destructures every raw struct
+//! exhaustively, so a new raw field cannot be silently ignored.
+//!
+//! Conversion goes on after a bad value (with a placeholder in its place) so
+//! that every problem is found; the caller discards the result when any
+//! problem was recorded.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde_saphyr::{Error as YamlError, Location};
+
+use super::expand::{ColumnMap, ExpandProblem, Expanded};
+use super::raw::{
+    RawConfig, RawLocalSink, RawLogs, RawMultiline, RawMultilineRule, RawOutput, RawPipeline,
+    RawPodRef, RawTelemetry, Sp,
+};
+use super::tree::{self, Segment, Tree};
+use super::{
+    Config, LogFormat, LogsConfig, MultilineRule, MultilineSelector, OutputConfig, PipelineConfig,
+    PodRef, Problem, ReadFrom, SinkConfig, TelemetryConfig,
+};
+use crate::route::Template;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+
+/// What conversion needs besides the text.
+pub(super) struct Context<'a> {
+    /// Relative paths are resolved against this directory.
+    pub base_dir: &'a Path,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub hostname: &'a dyn Fn() -> Option<String>,
+}
+
+impl Context<'_> {
+    /// An environment variable, treating empty as unset.
+    fn env_non_empty(&self, name: &str) -> Option<String> {
+        (self.env)(name).filter(|value| !value.is_empty())
+    }
+}
+
+/// How a problem relates to failed `${...}` references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A failed reference itself.
+    Expansion,
+    /// Located at a key; cannot be caused by the value after it.
+    UnknownKey,
+    /// Anything else; dropped when on the same line as a failed reference,
+    /// whose text was left as written and so is likely the cause.
+    Other,
+}
+
+/// Collects problems, mapping expanded-text positions to the original file.
+pub(super) struct Problems<'a> {
+    columns: &'a ColumnMap,
+    found: Vec<(Kind, Problem)>,
+}
+
+impl<'a> Problems<'a> {
+    pub fn new(columns: &'a ColumnMap) -> Self {
+        Problems {
+            columns,
+            found: Vec::new(),
+        }
+    }
+
+    /// A failed `${...}` reference, under the key path of the value holding it.
+    fn expansion(&mut self, problem: &ExpandProblem, path: String) {
+        self.found.push((
+            Kind::Expansion,
+            Problem {
+                line: Some(problem.line),
+                column: Some(problem.column),
+                path,
+                message: problem.message.clone(),
+            },
+        ));
+    }
+
+    /// A problem at `location` (in the expanded text); unknown locations are
+    /// recorded without line and column.
+    fn at(&mut self, location: Location, path: &str, message: impl Into<String>) {
+        self.push(Kind::Other, Some(location), path, message.into());
+    }
+
+    /// A problem with no place in the file.
+    fn unlocated(&mut self, path: &str, message: impl Into<String>) {
+        self.push(Kind::Other, None, path, message.into());
+    }
+
+    fn push(&mut self, kind: Kind, location: Option<Location>, path: &str, message: String) {
+        let position = location
+            .filter(|location| *location != Location::UNKNOWN && location.line() > 0)
+            .map(|location| {
+                let line = usize::try_from(location.line()).unwrap_or(usize::MAX);
+                let column = usize::try_from(location.column()).unwrap_or(usize::MAX);
+                (line, self.columns.original_column(line, column))
+            });
+        self.found.push((
+            kind,
+            Problem {
+                line: position.map(|(line, _)| line),
+                column: position.map(|(_, column)| column),
+                path: path.to_owned(),
+                message,
+            },
+        ));
+    }
+
+    /// The problems to report, in file order (unlocated ones last).
+    pub fn finish(self) -> Vec<Problem> {
+        let failed_lines: Vec<Option<usize>> = self
+            .found
+            .iter()
+            .filter(|(kind, _)| *kind == Kind::Expansion)
+            .map(|(_, problem)| problem.line)
+            .collect();
+        let mut problems: Vec<Problem> = self
+            .found
+            .into_iter()
+            .filter(|(kind, problem)| {
+                *kind != Kind::Other
+                    || problem.line.is_none()
+                    || !failed_lines.contains(&problem.line)
+            })
+            .map(|(_, problem)| problem)
+            .collect();
+        problems.sort_by_key(|problem| (problem.line.is_none(), problem.line, problem.column));
+        problems
+    }
+}
+
+/// Parses the expanded text and converts it, recording the failed references
+/// of the expansion too. `None` when parsing stopped on a syntax or type error.
+pub(super) fn parse(
+    expanded: &Expanded,
+    context: &Context<'_>,
+    problems: &mut Problems<'_>,
+) -> Option<Config> {
+    let text = expanded.text.as_str();
+    let tree = Tree::parse(text);
+    for problem in &expanded.problems {
+        let found = tree.as_ref().ok().and_then(|tree| {
+            tree.node_at(
+                u64::try_from(problem.line).unwrap_or(u64::MAX),
+                u64::try_from(problem.expanded_column).unwrap_or(u64::MAX),
+            )
+        });
+        problems.expansion(problem, found.map(|found| found.path).unwrap_or_default());
+    }
+    let tree = match tree {
+        Ok(tree) => tree,
+        Err(err) => {
+            yaml_error(&err, None, problems);
+            return None;
+        }
+    };
+    let mut unknown: Vec<Vec<Segment>> = Vec::new();
+    let raw: Result<RawConfig, YamlError> = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_ignored::deserialize(de, |path| unknown.extend(tree::ignored_path(&path)))
+    });
+    for segments in &unknown {
+        let location = tree.key_location(segments);
+        let key = match segments.last() {
+            Some(Segment::Key(key)) => format!("`{key}`"),
+            Some(Segment::Index(_)) | None => "entry".to_owned(),
+        };
+        problems.push(
+            Kind::UnknownKey,
+            location,
+            &tree::render_path(segments),
+            format!("unknown key {key}"),
+        );
+    }
+    match raw {
+        Ok(raw) => convert(raw, context, problems),
+        Err(err) => {
+            yaml_error(&err, Some(&tree), problems);
+            None
+        }
+    }
+}
+
+/// Records a serde-saphyr error, with the key path and what was written when
+/// the document parsed as YAML (`tree`).
+fn yaml_error(err: &YamlError, tree: Option<&Tree<'_>>, problems: &mut Problems<'_>) {
+    let mut inner = err;
+    while let YamlError::AliasError { error, .. } | YamlError::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    let location = err.location();
+    let found = match (tree, location) {
+        (Some(tree), Some(location)) => tree.node_at(location.line(), location.column()),
+        _ => None,
+    };
+    let expected = match inner {
+        YamlError::InvalidScalar { ty, .. } => Some(match *ty {
+            "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer".to_owned(),
+            "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer".to_owned(),
+            "f32" | "f64" => "a number".to_owned(),
+            "bool" => "`true` or `false`".to_owned(),
+            other => other.to_owned(),
+        }),
+        YamlError::Unexpected { expected, .. } => Some(match *expected {
+            "string scalar" => "a single value".to_owned(),
+            "sequence start" => "a list".to_owned(),
+            "mapping start" => "a mapping".to_owned(),
+            other => other.to_owned(),
+        }),
+        YamlError::NullIntoString { .. } => Some("a string".to_owned()),
+        YamlError::SerdeInvalidType { expected, .. } => Some(expected.clone()),
+        _ => None,
+    };
+    let message = match (expected, &found) {
+        (Some(expected), Some(found)) => format!("expected {expected}, found {}", found.written),
+        (Some(expected), None) => format!("expected {expected}"),
+        (None, _) => {
+            use serde_saphyr::MessageFormatter as _;
+            serde_saphyr::UserMessageFormatter
+                .format_message(inner)
+                .into_owned()
+        }
+    };
+    let path = found.map(|found| found.path).unwrap_or_default();
+    problems.push(Kind::Other, location, &path, message);
+}
+
+/// The checked conversion of the whole file; `None` when a value had no
+/// usable placeholder (problems are recorded either way).
+fn convert(raw: RawConfig, context: &Context<'_>, problems: &mut Problems<'_>) -> Option<Config> {
+    let RawConfig {
+        cluster,
+        node_name,
+        state_dir,
+        shutdown_timeout_secs,
+        logs,
+        pipeline,
+        output,
+        telemetry,
+    } = raw;
+    let cluster = match cluster {
+        Some(cluster) => non_empty(&cluster, "cluster", problems),
+        None => context.env_non_empty("CLUSTER_NAME").unwrap_or_else(|| {
+            problems.unlocated(
+                "cluster",
+                "is required: set `cluster:` or the CLUSTER_NAME environment variable",
+            );
+            String::new()
+        }),
+    };
+    let node_name = match node_name {
+        Some(node_name) => non_empty(&node_name, "node_name", problems),
+        None => context
+            .env_non_empty("NODE_NAME")
+            .or_else(|| (context.hostname)())
+            .unwrap_or_else(|| "unknown".to_owned()),
+    };
+    let state_dir = path(&state_dir, "state_dir", context, problems);
+    let shutdown_timeout = Duration::from_secs(in_range(
+        &shutdown_timeout_secs,
+        "shutdown_timeout_secs",
+        1..=3600,
+        problems,
+    ));
+    let logs = convert_logs(logs.unwrap_or_default(), context, problems);
+    let pipeline = convert_pipeline(pipeline.unwrap_or_default(), problems);
+    let output = convert_output(output.unwrap_or_default(), &state_dir, context, problems);
+    let telemetry = convert_telemetry(telemetry.unwrap_or_default(), problems);
+    Some(Config {
+        cluster,
+        node_name,
+        state_dir,
+        shutdown_timeout,
+        logs,
+        pipeline,
+        output: output?,
+        telemetry,
+    })
+}
+
+fn convert_logs(raw: RawLogs, context: &Context<'_>, problems: &mut Problems<'_>) -> LogsConfig {
+    let RawLogs {
+        containers_dir,
+        include,
+        exclude,
+        read_from,
+        max_record_bytes,
+        read_buffer_bytes,
+        poll_interval_ms,
+        rescan_interval_secs,
+        rotate_wait_secs,
+        eof_flush_ms,
+        self_pod,
+        multiline,
+        multiline_rules,
+    } = raw;
+    if include.value.is_empty() {
+        problems.at(
+            include.referenced,
+            "logs.include",
+            "must list at least one glob, or nothing is tailed",
+        );
+    }
+    let include = file_globs(&include.value, "logs.include", problems);
+    let exclude = file_globs(&exclude, "logs.exclude", problems);
+    let read_from = match read_from.value.as_str() {
+        "beginning" => ReadFrom::Beginning,
+        "end" => ReadFrom::End,
+        other => {
+            problems.at(
+                read_from.referenced,
+                "logs.read_from",
+                format!("must be `beginning` or `end`, got `{other}`"),
+            );
+            ReadFrom::Beginning
+        }
+    };
+    let exclude_self = match self_pod {
+        None => match (
+            context.env_non_empty("POD_NAMESPACE"),
+            context.env_non_empty("POD_NAME"),
+        ) {
+            (Some(namespace), Some(name)) => Some(PodRef { namespace, name }),
+            _ => None,
+        },
+        Some(Sp { value: None, .. }) => None,
+        Some(Sp {
+            value: Some(RawPodRef { namespace, name }),
+            referenced,
+            ..
+        }) => Some(PodRef {
+            namespace: required(namespace, referenced, "logs.self_pod.namespace", problems),
+            name: required(name, referenced, "logs.self_pod.name", problems),
+        }),
+    };
+    let rules = convert_multiline_rules(multiline_rules, problems);
+    let multiline = multiline
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, selector)| convert_multiline(index, selector, &rules, problems))
+        .collect();
+    LogsConfig {
+        containers_dir: path(&containers_dir, "logs.containers_dir", context, problems),
+        include,
+        exclude,
+        read_from,
+        max_record_bytes: size(
+            &max_record_bytes,
+            "logs.max_record_bytes",
+            KIB..=1_048_550,
+            problems,
+        ),
+        read_buffer_bytes: size(
+            &read_buffer_bytes,
+            "logs.read_buffer_bytes",
+            4 * KIB..=16 * MIB,
+            problems,
+        ),
+        poll_interval: Duration::from_millis(in_range(
+            &poll_interval_ms,
+            "logs.poll_interval_ms",
+            10..=10_000,
+            problems,
+        )),
+        rescan_interval: Duration::from_secs(in_range(
+            &rescan_interval_secs,
+            "logs.rescan_interval_secs",
+            1..=3600,
+            problems,
+        )),
+        rotate_wait: Duration::from_secs(in_range(
+            &rotate_wait_secs,
+            "logs.rotate_wait_secs",
+            1..=3600,
+            problems,
+        )),
+        eof_flush: Duration::from_millis(in_range(
+            &eof_flush_ms,
+            "logs.eof_flush_ms",
+            1..=600_000,
+            problems,
+        )),
+        exclude_self,
+        multiline,
+    }
+}
+
+/// The names usable in `logs.multiline[].rule` without a `multiline_rules` entry.
+const BUILTIN_RULES: [&str; 3] = ["java", "python", "go"];
+
+/// `logs.multiline_rules`, by name. Entries with problems are left out.
+fn convert_multiline_rules(
+    raw: Vec<Sp<RawMultilineRule>>,
+    problems: &mut Problems<'_>,
+) -> BTreeMap<String, regex::bytes::Regex> {
+    let mut rules = BTreeMap::new();
+    let mut first_seen: BTreeMap<String, Location> = BTreeMap::new();
+    for (index, entry) in raw.into_iter().enumerate() {
+        let prefix = format!("logs.multiline_rules[{index}]");
+        let RawMultilineRule {
+            name,
+            start_pattern,
+        } = entry.value;
+        let name = match name {
+            None => {
+                problems.at(entry.referenced, &format!("{prefix}.name"), "is required");
+                None
+            }
+            Some(name) => {
+                let path = format!("{prefix}.name");
+                if name.value.is_empty() {
+                    problems.at(name.referenced, &path, "must not be empty");
+                    None
+                } else if BUILTIN_RULES.contains(&name.value.as_str()) {
+                    problems.at(
+                        name.referenced,
+                        &path,
+                        format!("`{}` is a built-in rule; choose another name", name.value),
+                    );
+                    None
+                } else if let Some(first) = first_seen.get(&name.value) {
+                    let first = match first.line() {
+                        0 => String::new(),
+                        line => format!(" (first defined on line {line})"),
+                    };
+                    problems.at(
+                        name.referenced,
+                        &path,
+                        format!("duplicate rule name `{}`{first}", name.value),
+                    );
+                    None
+                } else {
+                    first_seen.insert(name.value.clone(), name.referenced);
+                    Some(name.value)
+                }
+            }
+        };
+        let pattern = match start_pattern {
+            None => {
+                problems.at(
+                    entry.referenced,
+                    &format!("{prefix}.start_pattern"),
+                    "is required",
+                );
+                None
+            }
+            Some(pattern) => match regex::bytes::Regex::new(&pattern.value) {
+                Ok(regex) => Some(regex),
+                Err(err) => {
+                    problems.at(
+                        pattern.referenced,
+                        &format!("{prefix}.start_pattern"),
+                        format!("invalid regex `{}`: {}", pattern.value, regex_reason(&err)),
+                    );
+                    None
+                }
+            },
+        };
+        if let (Some(name), Some(pattern)) = (name, pattern) {
+            rules.insert(name, pattern);
+        }
+    }
+    rules
+}
+
+/// One `logs.multiline` entry; `None` when it has problems.
+fn convert_multiline(
+    index: usize,
+    entry: Sp<RawMultiline>,
+    rules: &BTreeMap<String, regex::bytes::Regex>,
+    problems: &mut Problems<'_>,
+) -> Option<MultilineSelector> {
+    let prefix = format!("logs.multiline[{index}]");
+    let RawMultiline {
+        namespace,
+        pod,
+        container,
+        rule,
+        flush_timeout_ms,
+    } = entry.value;
+    let namespace = glob(&namespace, &format!("{prefix}.namespace"), problems);
+    let pod = glob(&pod, &format!("{prefix}.pod"), problems);
+    let container = glob(&container, &format!("{prefix}.container"), problems);
+    let flush_timeout = Duration::from_millis(in_range(
+        &flush_timeout_ms,
+        &format!("{prefix}.flush_timeout_ms"),
+        1..=600_000,
+        problems,
+    ));
+    let rule_path = format!("{prefix}.rule");
+    let (rule, rule_name) = match rule {
+        None => {
+            let choices = rule_choices(rules);
+            problems.at(
+                entry.referenced,
+                &rule_path,
+                format!("is required ({choices})"),
+            );
+            return None;
+        }
+        Some(rule) => {
+            let resolved = match rule.value.as_str() {
+                "java" => Some(MultilineRule::Java),
+                "python" => Some(MultilineRule::Python),
+                "go" => Some(MultilineRule::Go),
+                name => rules.get(name).cloned().map(MultilineRule::Custom),
+            };
+            match resolved {
+                Some(resolved) => (resolved, rule.value),
+                None => {
+                    let choices = rule_choices(rules);
+                    problems.at(
+                        rule.referenced,
+                        &rule_path,
+                        format!("unknown multiline rule `{}` ({choices})", rule.value),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    Some(MultilineSelector {
+        namespace: namespace?.compile_matcher(),
+        pod: pod?.compile_matcher(),
+        container: container?.compile_matcher(),
+        rule,
+        flush_timeout,
+        rule_name,
+    })
+}
+
+/// "expected java, python, go or a `logs.multiline_rules` name (a, b)".
+fn rule_choices(rules: &BTreeMap<String, regex::bytes::Regex>) -> String {
+    let mut choices = format!(
+        "expected {} or a `logs.multiline_rules` name",
+        BUILTIN_RULES.join(", ")
+    );
+    if !rules.is_empty() {
+        let names: Vec<&str> = rules.keys().map(String::as_str).collect();
+        choices.push_str(&format!(": {}", names.join(", ")));
+    }
+    choices
+}
+
+/// The one-line reason of a regex error (syntax errors render on several lines).
+fn regex_reason(err: &regex::Error) -> String {
+    let text = err.to_string();
+    text.lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("error: "))
+        .map_or_else(|| text.replace('\n', " "), str::to_owned)
+}
+
+fn convert_pipeline(raw: RawPipeline, problems: &mut Problems<'_>) -> PipelineConfig {
+    let RawPipeline {
+        batch_max_bytes,
+        batch_max_records,
+        batch_timeout_ms,
+        channel_batches,
+        max_inflight_bytes,
+        checkpoint_interval_ms,
+    } = raw;
+    let batch_range = 4 * KIB..=8 * MIB;
+    if batch_range.contains(&batch_max_bytes.value)
+        && max_inflight_bytes.value < 2 * batch_max_bytes.value
+    {
+        problems.at(
+            max_inflight_bytes.referenced,
+            "pipeline.max_inflight_bytes",
+            format!(
+                "must be at least twice pipeline.batch_max_bytes ({}), got {}",
+                2 * batch_max_bytes.value,
+                max_inflight_bytes.value
+            ),
+        );
+    }
+    PipelineConfig {
+        batch_max_bytes: size(
+            &batch_max_bytes,
+            "pipeline.batch_max_bytes",
+            batch_range,
+            problems,
+        ),
+        batch_max_records: size(
+            &batch_max_records,
+            "pipeline.batch_max_records",
+            1..=10_000,
+            problems,
+        ),
+        batch_timeout: Duration::from_millis(in_range(
+            &batch_timeout_ms,
+            "pipeline.batch_timeout_ms",
+            1..=60_000,
+            problems,
+        )),
+        channel_batches: size(
+            &channel_batches,
+            "pipeline.channel_batches",
+            1..=1024,
+            problems,
+        ),
+        max_inflight_bytes: usize::try_from(max_inflight_bytes.value).unwrap_or(usize::MAX),
+        checkpoint_interval: Duration::from_millis(in_range(
+            &checkpoint_interval_ms,
+            "pipeline.checkpoint_interval_ms",
+            10..=600_000,
+            problems,
+        )),
+    }
+}
+
+fn convert_output(
+    raw: RawOutput,
+    state_dir: &Path,
+    context: &Context<'_>,
+    problems: &mut Problems<'_>,
+) -> Option<OutputConfig> {
+    let RawOutput {
+        group,
+        stream,
+        local,
+    } = raw;
+    // Exactly one sink. `local` is the only kind today and the default; when
+    // another kind is added, collect the configured ones here and report more
+    // than one as a problem.
+    let sink = match local {
+        Some(RawLocalSink { dir: Some(dir) }) => SinkConfig::Local {
+            dir: path(&dir, "output.local.dir", context, problems),
+        },
+        Some(RawLocalSink { dir: None }) | None => SinkConfig::Local {
+            dir: state_dir.join("local-sink"),
+        },
+    };
+    let group = template(&group, "output.group", problems);
+    let stream = template(&stream, "output.stream", problems);
+    Some(OutputConfig {
+        group: group?,
+        stream: stream?,
+        sink,
+    })
+}
+
+fn convert_telemetry(raw: RawTelemetry, problems: &mut Problems<'_>) -> TelemetryConfig {
+    let RawTelemetry {
+        listen_addr,
+        log_format,
+        log_level,
+    } = raw;
+    let listen = match listen_addr.value.as_deref() {
+        None | Some("off") => None,
+        Some(addr) => match addr.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                problems.at(
+                    listen_addr.referenced,
+                    "telemetry.listen_addr",
+                    format!(
+                        "`{addr}` is not an IP:port address (e.g. `0.0.0.0:2020`, `[::]:2020`) \
+                         or `off`"
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let log_format = match log_format.value.as_str() {
+        "json" => LogFormat::Json,
+        "text" => LogFormat::Text,
+        other => {
+            problems.at(
+                log_format.referenced,
+                "telemetry.log_format",
+                format!("must be `json` or `text`, got `{other}`"),
+            );
+            LogFormat::Json
+        }
+    };
+    if let Err(message) = check_log_level(&log_level.value) {
+        problems.at(log_level.referenced, "telemetry.log_level", message);
+    }
+    TelemetryConfig {
+        listen,
+        log_format,
+        log_level: log_level.value,
+    }
+}
+
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Accepts `level` or a comma-separated list of `level` / `target=level`
+/// directives (the common subset of tracing's `EnvFilter` syntax).
+fn check_log_level(filter: &str) -> Result<(), String> {
+    let is_level = |level: &str| LEVELS.iter().any(|known| known.eq_ignore_ascii_case(level));
+    if filter.trim().is_empty() {
+        return Err(format!(
+            "must not be empty; expected one of {}",
+            LEVELS.join(", ")
+        ));
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let ok = match directive.split_once('=') {
+            None => is_level(directive),
+            Some((target, level)) => {
+                !target.is_empty()
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.'))
+                    && is_level(level)
+            }
+        };
+        if !ok {
+            return Err(format!(
+                "`{directive}` is neither a level ({}) nor a `target=level` directive",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The value of a string that must not be empty.
+fn non_empty(value: &Sp<String>, path: &str, problems: &mut Problems<'_>) -> String {
+    if value.value.trim().is_empty() {
+        problems.at(value.referenced, path, "must not be empty");
+    }
+    value.value.clone()
+}
+
+/// A required, non-empty string of a mapping at `parent`.
+fn required(
+    value: Option<Sp<String>>,
+    parent: Location,
+    path: &str,
+    problems: &mut Problems<'_>,
+) -> String {
+    match value {
+        Some(value) => non_empty(&value, path, problems),
+        None => {
+            problems.at(parent, path, "is required");
+            String::new()
+        }
+    }
+}
+
+/// A path, resolved against the config file's directory when relative.
+fn path(
+    value: &Sp<String>,
+    key: &str,
+    context: &Context<'_>,
+    problems: &mut Problems<'_>,
+) -> PathBuf {
+    if value.value.is_empty() {
+        problems.at(value.referenced, key, "must not be empty");
+    }
+    // `components()` drops `.` segments and repeated separators.
+    context.base_dir.join(&value.value).components().collect()
+}
+
+/// A number checked against `range`.
+fn in_range(
+    value: &Sp<u64>,
+    path: &str,
+    range: std::ops::RangeInclusive<u64>,
+    problems: &mut Problems<'_>,
+) -> u64 {
+    if !range.contains(&value.value) {
+        problems.at(
+            value.referenced,
+            path,
+            format!(
+                "must be between {} and {}, got {}",
+                range.start(),
+                range.end(),
+                value.value
+            ),
+        );
+    }
+    value.value
+}
+
+/// [`in_range`] for sizes and counts.
+fn size(
+    value: &Sp<u64>,
+    path: &str,
+    range: std::ops::RangeInclusive<u64>,
+    problems: &mut Problems<'_>,
+) -> usize {
+    usize::try_from(in_range(value, path, range, problems)).unwrap_or(usize::MAX)
+}
+
+fn glob(value: &Sp<String>, path: &str, problems: &mut Problems<'_>) -> Option<Glob> {
+    match Glob::new(&value.value) {
+        Ok(glob) => Some(glob),
+        Err(err) => {
+            problems.at(
+                value.referenced,
+                path,
+                format!("invalid glob `{}`: {}", value.value, err.kind()),
+            );
+            None
+        }
+    }
+}
+
+/// Globs matched against file names: no `/`.
+fn file_globs(values: &[Sp<String>], path: &str, problems: &mut Problems<'_>) -> GlobSet {
+    let mut builder = GlobSetBuilder::new();
+    for (index, value) in values.iter().enumerate() {
+        let item_path = format!("{path}[{index}]");
+        if value.value.contains('/') {
+            problems.at(
+                value.referenced,
+                &item_path,
+                format!(
+                    "`{}` contains `/`, but these globs match file names in \
+                     logs.containers_dir, not paths",
+                    value.value
+                ),
+            );
+        } else if let Some(glob) = glob(value, &item_path, problems) {
+            builder.add(glob);
+        }
+    }
+    builder.build().unwrap_or_else(|err| {
+        problems.unlocated(path, format!("cannot compile the globs: {err}"));
+        GlobSet::empty()
+    })
+}
+
+fn template(value: &Sp<String>, path: &str, problems: &mut Problems<'_>) -> Option<Template> {
+    if value.value.is_empty() {
+        problems.at(value.referenced, path, "must not be empty");
+        return None;
+    }
+    Template::parse(&value.value)
+        .map_err(|message| problems.at(value.referenced, path, message))
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_level_syntax() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "off",
+            "warn,kubeship=debug",
+            "kubeship::tailer=trace, hyper=warn",
+            "my-crate.mod=error",
+        ] {
+            assert_eq!(check_log_level(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "verbose",
+            "info,",
+            "=info",
+            "kubeship=loud",
+            "a b=info",
+            "x[span]=info",
+        ] {
+            assert!(check_log_level(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn regex_reason_is_one_line() {
+        // Built at run time: clippy rejects invalid regex literals.
+        let pattern = ["(", "unclosed"].concat();
+        let err = regex::bytes::Regex::new(&pattern).unwrap_err();
+        assert_eq!(regex_reason(&err), "unclosed group");
+    }
+}

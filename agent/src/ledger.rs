@@ -1,0 +1,394 @@
+//! The ledger: which batches are in flight and how far each file is delivered.
+//!
+//! The tailer registers files and submits sealed batches; a sink acknowledges
+//! batches, in any order. A file's committed offset advances only over the longest
+//! prefix of its batches that were all acknowledged, so a checkpoint never passes
+//! a record that was not delivered. The ledger also enforces the in-flight byte
+//! budget: the tailer waits while too many bytes are unacknowledged.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::batch::Batch;
+use crate::checkpoint::{Fingerprint, Store};
+use crate::telemetry::Metrics;
+
+struct FileTrack {
+    stream: Arc<str>,
+    fp: Fingerprint,
+    committed: u64,
+    /// The committed offset the checkpoint file on disk holds.
+    persisted: u64,
+    /// The file was let go and its last batch acknowledged: tracking ends once
+    /// that is persisted.
+    done: bool,
+    /// Submitted, not yet committed marks.
+    pending: VecDeque<Pending>,
+    /// Largest size seen on disk, for the lag gauge.
+    size_seen: u64,
+}
+
+struct Pending {
+    seq: u64,
+    offset: u64,
+    last: bool,
+    acked: bool,
+}
+
+/// A checkpoint file's contents and the offsets they hold.
+pub struct Snapshot {
+    /// The serialized checkpoint store.
+    pub bytes: Vec<u8>,
+    committed: Vec<(u64, u64)>,
+}
+
+struct InFlight {
+    files: Vec<u64>,
+    charge: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_seq: u64,
+    next_file: u64,
+    files: HashMap<u64, FileTrack>,
+    batches: HashMap<u64, InFlight>,
+    inflight: usize,
+    /// Σ (size_seen − persisted) over tracked files.
+    lag: u64,
+    store: Store,
+}
+
+/// Shared between the tailer, the sink and the checkpoint writer.
+pub struct Ledger {
+    inner: Mutex<Inner>,
+    acked: Condvar,
+    metrics: Arc<Metrics>,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Ledger {
+    /// A ledger starting from the loaded checkpoints.
+    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                store,
+                ..Inner::default()
+            }),
+            acked: Condvar::new(),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (no multi-step
+        // invariants span a panic point), so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the checkpoint store (lookups when opening files, pruning).
+    pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        f(&mut self.lock().store)
+    }
+
+    /// Starts tracking a file opened at `offset`; returns its id.
+    pub fn register_file(&self, stream: &Arc<str>, fp: Fingerprint, offset: u64) -> u64 {
+        let mut g = self.lock();
+        g.next_file += 1;
+        let id = g.next_file;
+        g.store.put(stream, fp, offset, false, now_unix());
+        g.files.insert(
+            id,
+            FileTrack {
+                stream: Arc::clone(stream),
+                fp,
+                committed: offset,
+                persisted: offset,
+                done: false,
+                pending: VecDeque::new(),
+                size_seen: offset,
+            },
+        );
+        id
+    }
+
+    /// The file's fingerprint grew (it was shorter than the fingerprint length).
+    pub fn update_fingerprint(&self, id: u64, fp: Fingerprint) {
+        let g = &mut *self.lock();
+        if let Some(t) = g.files.get_mut(&id) {
+            if t.fp.len == 0 {
+                g.store.put(&t.stream, fp, t.committed, false, now_unix());
+            } else {
+                g.store.rekey(&t.stream, t.fp, fp);
+            }
+            t.fp = fp;
+        }
+    }
+
+    /// Records the file's size on disk (for `kubeship_log_checkpoint_lag_bytes`).
+    pub fn note_size(&self, id: u64, size: u64) {
+        let g = &mut *self.lock();
+        if let Some(t) = g.files.get_mut(&id)
+            && size > t.size_seen
+        {
+            g.lag += size - t.size_seen;
+            t.size_seen = size;
+            self.metrics.log_checkpoint_lag_bytes.set(g.lag as i64);
+        }
+    }
+
+    /// Assigns the batch its sequence number and starts tracking it.
+    pub fn submit(&self, batch: &mut Batch) {
+        let g = &mut *self.lock();
+        g.next_seq += 1;
+        batch.seq = g.next_seq;
+        let charge = batch.charge();
+        let mut files = Vec::with_capacity(batch.marks.len());
+        for m in &batch.marks {
+            if let Some(t) = g.files.get_mut(&m.file) {
+                t.pending.push_back(Pending {
+                    seq: batch.seq,
+                    offset: m.offset,
+                    last: m.last,
+                    acked: false,
+                });
+                files.push(m.file);
+            }
+        }
+        g.inflight += charge;
+        g.batches.insert(batch.seq, InFlight { files, charge });
+        self.metrics.inflight_bytes.set(g.inflight as i64);
+    }
+
+    /// The sink delivered batch `seq` (or deliberately dropped its records, counted).
+    pub fn ack(&self, seq: u64) {
+        let g = &mut *self.lock();
+        let Some(b) = g.batches.remove(&seq) else {
+            return;
+        };
+        g.inflight -= b.charge;
+        self.metrics.inflight_bytes.set(g.inflight as i64);
+        self.metrics.batches_acked.inc();
+        for id in b.files {
+            let Some(t) = g.files.get_mut(&id) else {
+                continue;
+            };
+            if let Some(p) = t.pending.iter_mut().find(|p| p.seq == seq) {
+                p.acked = true;
+            }
+            let (mut advanced, mut done) = (false, false);
+            while let Some(p) = t.pending.front().filter(|p| p.acked) {
+                t.committed = p.offset;
+                done |= p.last;
+                t.pending.pop_front();
+                advanced = true;
+            }
+            t.done |= done;
+            if advanced {
+                let (stream, fp, committed) = (Arc::clone(&t.stream), t.fp, t.committed);
+                g.store.put(&stream, fp, committed, done, now_unix());
+            }
+        }
+        self.acked.notify_all();
+    }
+
+    /// Blocks while at least `limit` bytes are in flight, until `stop` is set.
+    /// Returns false when it gave up because of `stop`.
+    pub fn wait_for_budget(&self, limit: usize, stop: &AtomicBool) -> bool {
+        let mut g = self.lock();
+        while g.inflight >= limit {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            g = self
+                .acked
+                .wait_timeout(g, Duration::from_millis(100))
+                .map(|r| r.0)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        true
+    }
+
+    /// Blocks until no batch is in flight or `timeout` passes; true when drained.
+    pub fn wait_drained(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut g = self.lock();
+        while !g.batches.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            g = self
+                .acked
+                .wait_timeout(g, left.min(Duration::from_millis(100)))
+                .map(|r| r.0)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        true
+    }
+
+    /// Batches submitted and not yet acknowledged.
+    pub fn batches_in_flight(&self) -> usize {
+        self.lock().batches.len()
+    }
+
+    /// The checkpoint file's new contents when anything changed (`None` when the
+    /// file on disk is current). Once they are written, hand the snapshot to
+    /// [`Ledger::persisted`].
+    pub fn checkpoint_if_changed(&self) -> Option<Snapshot> {
+        let g = &mut *self.lock();
+        let bytes = g.store.take_dirty()?;
+        let committed = g.files.iter().map(|(&id, t)| (id, t.committed)).collect();
+        Some(Snapshot { bytes, committed })
+    }
+
+    /// The snapshot is on disk: its offsets are what a restart resumes from.
+    pub fn persisted(&self, snap: Snapshot) {
+        let g = &mut *self.lock();
+        for (id, committed) in snap.committed {
+            let Some(t) = g.files.get_mut(&id) else {
+                continue;
+            };
+            if committed > t.persisted {
+                g.lag -= (committed - t.persisted).min(t.size_seen.saturating_sub(t.persisted));
+                t.persisted = committed;
+            }
+            if t.done && t.persisted == t.committed {
+                g.lag -= t.size_seen.saturating_sub(t.persisted);
+                g.files.remove(&id);
+            }
+        }
+        self.metrics.log_checkpoint_lag_bytes.set(g.lag as i64);
+    }
+
+    /// Bytes of tracked files not covered by the persisted checkpoint.
+    pub fn lag(&self) -> u64 {
+        self.lock().lag
+    }
+
+    /// The committed offset of a tracked file (tests and diagnostics).
+    pub fn committed(&self, id: u64) -> Option<u64> {
+        self.lock().files.get(&id).map(|t| t.committed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, Mark};
+    use std::time::Instant;
+
+    fn batch(marks: Vec<Mark>) -> Batch {
+        BatchBuilder::new(1024, 10).seal(marks, Instant::now())
+    }
+
+    #[test]
+    fn out_of_order_acks_commit_only_the_acknowledged_prefix() {
+        let l = Ledger::new(Store::default(), Arc::new(Metrics::new()));
+        let s: Arc<str> = Arc::from("/p/0.log");
+        let f = l.register_file(&s, Fingerprint::of(b"head"), 0);
+        let mut b1 = batch(vec![Mark {
+            file: f,
+            offset: 100,
+            last: false,
+        }]);
+        let mut b2 = batch(vec![Mark {
+            file: f,
+            offset: 200,
+            last: false,
+        }]);
+        let mut b3 = batch(vec![Mark {
+            file: f,
+            offset: 300,
+            last: false,
+        }]);
+        l.submit(&mut b1);
+        l.submit(&mut b2);
+        l.submit(&mut b3);
+        l.ack(b3.seq);
+        assert_eq!(l.committed(f), Some(0), "b1 and b2 are still in flight");
+        l.ack(b1.seq);
+        assert_eq!(l.committed(f), Some(100));
+        l.ack(b2.seq);
+        assert_eq!(l.committed(f), Some(300));
+        assert_eq!(l.batches_in_flight(), 0);
+        l.note_size(f, 350);
+        assert_eq!(l.lag(), 350, "nothing persisted yet");
+        let snap = l.checkpoint_if_changed().expect("changed");
+        let text = String::from_utf8(snap.bytes.clone()).unwrap();
+        assert!(text.contains("\"offset\": 300"), "{text}");
+        assert_eq!(l.lag(), 350, "not yet written");
+        l.persisted(snap);
+        assert_eq!(l.lag(), 50);
+        assert!(l.checkpoint_if_changed().is_none());
+    }
+
+    #[test]
+    fn finished_file_is_done_only_after_its_last_ack() {
+        let l = Ledger::new(Store::default(), Arc::new(Metrics::new()));
+        let s: Arc<str> = Arc::from("/p/0.log");
+        let fp = Fingerprint::of(b"head");
+        let f = l.register_file(&s, fp, 0);
+        let mut b1 = batch(vec![Mark {
+            file: f,
+            offset: 40,
+            last: false,
+        }]);
+        let mut b2 = batch(vec![Mark {
+            file: f,
+            offset: 50,
+            last: true,
+        }]);
+        l.submit(&mut b1);
+        l.submit(&mut b2);
+        l.ack(b2.seq);
+        assert!(!l.with_store(|st| st.lookup("/p/0.log", b"head").unwrap().done));
+        l.ack(b1.seq);
+        let e = l
+            .with_store(|st| st.lookup("/p/0.log", b"head").cloned())
+            .unwrap();
+        assert!(e.done);
+        assert_eq!(e.offset, 50);
+        assert_eq!(l.committed(f), Some(50), "tracked until persisted");
+        let snap = l.checkpoint_if_changed().expect("changed");
+        l.persisted(snap);
+        assert_eq!(l.committed(f), None, "tracking ended");
+    }
+
+    #[test]
+    fn budget_blocks_until_acknowledged() {
+        let l = Arc::new(Ledger::new(Store::default(), Arc::new(Metrics::new())));
+        let mut b = BatchBuilder::new(1 << 20, 10);
+        let d = Arc::new(crate::batch::Destination {
+            group: "g".into(),
+            stream: "s".into(),
+        });
+        b.push(&d, 0, Instant::now(), |o| {
+            o.extend_from_slice(&[b'x'; 1000])
+        });
+        let mut b = b.seal(vec![], Instant::now());
+        l.submit(&mut b);
+        let stop = AtomicBool::new(false);
+        let seq = b.seq;
+        let l2 = Arc::clone(&l);
+        let t = std::thread::spawn(move || l2.ack(seq));
+        assert!(l.wait_for_budget(500, &stop));
+        t.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let mut b2 = BatchBuilder::new(1 << 20, 10);
+        b2.push(&d, 0, Instant::now(), |o| {
+            o.extend_from_slice(&[b'x'; 1000])
+        });
+        let mut b2 = b2.seal(vec![], Instant::now());
+        l.submit(&mut b2);
+        assert!(!l.wait_for_budget(500, &stop), "gives up when stopping");
+    }
+}

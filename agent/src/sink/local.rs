@@ -1,0 +1,152 @@
+//! The embedded local sink: writes what CloudWatch would receive to files.
+//!
+//! Each record goes to `DIR/<log group>/<log stream>.jsonl` (the group's leading
+//! `/` dropped, its other `/` making directories), one record per line, exactly the
+//! message CloudWatch would get. A batch is acknowledged once all its lines were
+//! written to the files (handed to the kernel: they survive the agent being killed).
+//! A failed write is retried with backoff; nothing is acknowledged before it is
+//! written.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::batch::{Batch, Destination};
+use crate::ledger::Ledger;
+use crate::telemetry::Metrics;
+
+/// Open files kept at most; others are closed and reopened on demand.
+const MAX_OPEN: usize = 512;
+
+/// The local sink.
+pub struct LocalSink {
+    dir: PathBuf,
+    open: HashMap<(String, String), File>,
+    ledger: Arc<Ledger>,
+    metrics: Arc<Metrics>,
+}
+
+/// Maps a group and stream to the output file, without escaping `dir`.
+pub fn output_path(dir: &Path, dest: &Destination) -> PathBuf {
+    let mut p = dir.to_path_buf();
+    for c in Path::new(&dest.group).components() {
+        if let Component::Normal(c) = c {
+            p.push(c);
+        }
+    }
+    let stream: String = dest
+        .stream
+        .chars()
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect();
+    let stream = if stream == "." || stream == ".." || stream.is_empty() {
+        format!("_{stream}")
+    } else {
+        stream
+    };
+    p.push(format!("{stream}.jsonl"));
+    p
+}
+
+impl LocalSink {
+    /// A sink writing under `dir`.
+    pub fn new(dir: PathBuf, ledger: Arc<Ledger>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            dir,
+            open: HashMap::new(),
+            ledger,
+            metrics,
+        }
+    }
+
+    /// Receives batches until the channel closes; acknowledges each once written.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+        while let Some(batch) = rx.blocking_recv() {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match self.write(&batch) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        self.metrics.local_sink_write_errors.inc();
+                        tracing::error!(error = %e, dir = %self.dir.display(), retry_in_ms = delay.as_millis() as u64, "local sink write failed; retrying");
+                        self.open.clear();
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            self.metrics
+                .local_sink_records_written
+                .inc_by(batch.events.len() as u64);
+            self.metrics
+                .batch_ack_seconds
+                .observe(batch.sealed_at.elapsed().as_secs_f64());
+            self.ledger.ack(batch.seq);
+        }
+    }
+
+    /// Writes one batch: one `write` per destination file.
+    fn write(&mut self, batch: &Batch) -> io::Result<()> {
+        let mut per_dest: Vec<Vec<u8>> = vec![Vec::new(); batch.dests.len()];
+        for e in &batch.events {
+            let out = &mut per_dest[e.dest as usize];
+            out.extend_from_slice(batch.record(e));
+            out.push(b'\n');
+        }
+        for (dest, bytes) in batch.dests.iter().zip(per_dest) {
+            if bytes.is_empty() {
+                continue;
+            }
+            let file = self.file(dest)?;
+            file.write_all(&bytes)?;
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, dest: &Destination) -> io::Result<&mut File> {
+        let key = (dest.group.clone(), dest.stream.clone());
+        if !self.open.contains_key(&key) {
+            if self.open.len() >= MAX_OPEN {
+                self.open.clear();
+            }
+            let path = output_path(&self.dir, dest);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            let f = OpenOptions::new().create(true).append(true).open(&path)?;
+            self.open.insert(key.clone(), f);
+        }
+        Ok(self.open.get_mut(&key).expect("inserted above"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_paths_stay_inside_the_directory() {
+        let d = |g: &str, s: &str| Destination {
+            group: g.into(),
+            stream: s.into(),
+        };
+        let base = Path::new("out");
+        assert_eq!(
+            output_path(base, &d("/aws/containerinsights/c/application", "p_ns_c")),
+            Path::new("out/aws/containerinsights/c/application/p_ns_c.jsonl")
+        );
+        assert_eq!(
+            output_path(base, &d("/../../etc", "a/b")),
+            Path::new("out/etc/a_b.jsonl")
+        );
+        assert_eq!(
+            output_path(base, &d("g", "..")),
+            Path::new("out/g/_...jsonl")
+        );
+    }
+}

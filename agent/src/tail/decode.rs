@@ -1,0 +1,187 @@
+//! Per-file decoding: framing, partial merge, multiline grouping, record encoding.
+//!
+//! A [`Decoder`] belongs to one file. Lines go in with their file offset; records
+//! come out as JSON in the batch builder. The decoder remembers the offset of the
+//! oldest line it still holds (a pending partial or multiline group) so that the
+//! file's checkpoint never passes it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kubeship_parsers::{Format, Grouper, Line, PartialMerger, Record, Rule, Stream, parse_line};
+
+use crate::batch::{BatchBuilder, Destination};
+use crate::encode::{RecordRef, encode_record};
+
+/// What a container's records need: where they go and their `kubernetes` object.
+#[derive(Debug)]
+pub struct ContainerInfo {
+    /// Destination group and stream.
+    pub dest: Arc<Destination>,
+    /// Precomputed `kubernetes` JSON object.
+    pub kubernetes: Vec<u8>,
+    /// Multiline rule and flush timeout for this container, if any.
+    pub multiline: Option<(Rule, u64)>,
+}
+
+/// Per-round counters, added to the metrics in bulk.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Lines read.
+    pub lines: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Records cut to the maximum size.
+    pub truncated: u64,
+    /// Records with invalid UTF-8 replaced.
+    pub invalid_utf8: u64,
+    /// Malformed CRI lines.
+    pub malformed_cri: u64,
+    /// Malformed docker lines.
+    pub malformed_docker: u64,
+}
+
+/// Where decoded records go, and the clock of this round.
+pub struct Out<'a> {
+    /// The open batch.
+    pub builder: &'a mut BatchBuilder,
+    /// Counters of this round.
+    pub counters: &'a mut Counters,
+    /// Monotonic now.
+    pub now: Instant,
+    /// Monotonic now in milliseconds (for multiline timeouts).
+    pub now_ms: u64,
+    /// Wall clock now, unix nanoseconds (the time of malformed lines).
+    pub wall_nanos: i64,
+}
+
+impl Out<'_> {
+    fn emit(&mut self, info: &ContainerInfo, rec: Record<'_>) {
+        self.counters.truncated += u64::from(rec.truncated);
+        let mut replaced = false;
+        self.builder
+            .push(&info.dest, rec.time_nanos, self.now, |buf| {
+                replaced = encode_record(
+                    &RecordRef {
+                        message: rec.message,
+                        stream: rec.stream,
+                        time_nanos: rec.time_nanos,
+                        kubernetes: &info.kubernetes,
+                    },
+                    buf,
+                );
+            });
+        self.counters.invalid_utf8 += u64::from(replaced);
+    }
+}
+
+/// Sends a merged record through the container's multiline grouping, if any.
+fn group(
+    groupers: &mut Option<Box<[Grouper; 2]>>,
+    rec: Record<'_>,
+    info: &ContainerInfo,
+    out: &mut Out<'_>,
+) {
+    match groupers {
+        Some(g) => {
+            let now_ms = out.now_ms;
+            g[rec.stream.index()].push(rec, now_ms, |r| out.emit(info, r));
+        }
+        None => out.emit(info, rec),
+    }
+}
+
+/// Decoding state of one file.
+pub struct Decoder {
+    format: Option<Format>,
+    merger: PartialMerger,
+    groupers: Option<Box<[Grouper; 2]>>,
+}
+
+impl Decoder {
+    /// A decoder for a file of the container described by `info`.
+    pub fn new(info: &ContainerInfo, max_record_bytes: usize) -> Self {
+        let groupers = info.multiline.as_ref().map(|(rule, flush_ms)| {
+            Box::new([
+                Grouper::new(rule.clone(), max_record_bytes, *flush_ms),
+                Grouper::new(rule.clone(), max_record_bytes, *flush_ms),
+            ])
+        });
+        Self {
+            format: None,
+            merger: PartialMerger::new(max_record_bytes),
+            groupers,
+        }
+    }
+
+    /// Decodes one line (without its newline) that starts at file offset `tag`.
+    pub fn line(&mut self, line: &[u8], tag: u64, info: &ContainerInfo, out: &mut Out<'_>) {
+        if line.is_empty() {
+            return;
+        }
+        let format = *self.format.get_or_insert_with(|| Format::detect(line));
+        out.counters.lines += 1;
+        let parsed = match parse_line(format, line) {
+            Ok(l) => l,
+            Err(_) => {
+                match format {
+                    Format::Cri => out.counters.malformed_cri += 1,
+                    Format::Docker => out.counters.malformed_docker += 1,
+                }
+                Line {
+                    time_nanos: out.wall_nanos,
+                    stream: Stream::Stdout,
+                    partial: false,
+                    message: line.into(),
+                }
+            }
+        };
+        let Self {
+            merger, groupers, ..
+        } = self;
+        merger.push(parsed, tag, |rec| group(groupers, rec, info, out));
+    }
+
+    /// Emits multiline groups whose flush timeout passed.
+    pub fn flush_expired(&mut self, info: &ContainerInfo, out: &mut Out<'_>) {
+        if let Some(g) = &mut self.groupers {
+            let now_ms = out.now_ms;
+            for gr in g.iter_mut() {
+                gr.flush_expired(now_ms, |r| out.emit(info, r));
+            }
+        }
+    }
+
+    /// Emits pending partial records (a writer that never finished its line).
+    pub fn flush_partials(&mut self, info: &ContainerInfo, out: &mut Out<'_>) {
+        if self.merger.has_pending() {
+            let Self {
+                merger, groupers, ..
+            } = self;
+            merger.flush(|rec| group(groupers, rec, info, out));
+        }
+    }
+
+    /// Emits everything held: pending partials, then pending groups.
+    pub fn flush_all(&mut self, info: &ContainerInfo, out: &mut Out<'_>) {
+        self.flush_partials(info, out);
+        if let Some(g) = &mut self.groupers {
+            for gr in g.iter_mut() {
+                gr.flush(|r| out.emit(info, r));
+            }
+        }
+    }
+
+    /// Offset of the oldest line still held, if any.
+    pub fn pending_tag(&self) -> Option<u64> {
+        let g = self
+            .groupers
+            .as_ref()
+            .map(|g| [g[0].pending_tag(), g[1].pending_tag()])
+            .unwrap_or([None, None]);
+        [self.merger.pending_tag(), g[0], g[1]]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}

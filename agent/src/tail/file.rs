@@ -1,0 +1,374 @@
+//! One open log file: chunked reads, line splitting, its place in the checkpoint.
+//!
+//! A [`FileReader`] reads a plain or gzip file in large chunks into the tailer's
+//! shared buffer, splits complete lines with `memchr`, and hands them to its
+//! [`Decoder`]. An incomplete last line is carried to the next read; a line longer
+//! than the record limit is cut and the rest of it skipped. `offset` is how far the
+//! file was read; [`FileReader::safe_offset`] is how far a checkpoint may go.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use flate2::read::MultiGzDecoder;
+
+use super::decode::{ContainerInfo, Decoder, Out};
+use super::names::Order;
+use crate::checkpoint::{FINGERPRINT_BYTES, Fingerprint};
+
+enum Source {
+    Plain(File),
+    Gz(Box<MultiGzDecoder<BufReader<File>>>),
+}
+
+/// What one read did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Bytes were read and decoded.
+    Data(usize),
+    /// Nothing new.
+    Eof,
+}
+
+/// Identity of a file on disk, as `stat` tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ino {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+}
+
+impl Ino {
+    /// From file metadata.
+    pub fn of(m: &std::fs::Metadata) -> Self {
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    }
+}
+
+/// Reads the first bytes of a file (decompressed for gzip), for its fingerprint.
+pub fn read_head(path: &Path, gz: bool) -> io::Result<(File, Vec<u8>)> {
+    let file = File::open(path)?;
+    let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
+    if gz {
+        // A separate open: a cloned descriptor would share (and move) the offset.
+        let f = File::open(path)?;
+        MultiGzDecoder::new(BufReader::new(f))
+            .take(FINGERPRINT_BYTES as u64)
+            .read_to_end(&mut head)?;
+    } else {
+        let mut buf = [0u8; FINGERPRINT_BYTES];
+        let n = read_at_full(&file, &mut buf, 0)?;
+        head.extend_from_slice(&buf[..n]);
+    }
+    Ok((file, head))
+}
+
+fn read_at_full(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], at + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// An open log file of a container stream.
+pub struct FileReader {
+    /// The ledger's id for this file.
+    pub id: u64,
+    /// Where the file was last seen.
+    pub path: PathBuf,
+    /// Its place in the stream's history.
+    pub order: Order,
+    /// Identity on disk.
+    pub ino: Ino,
+    /// Content identity.
+    pub fp: Fingerprint,
+    /// Bytes read so far (decompressed for gzip).
+    pub offset: u64,
+    /// When the file stopped being the live file (rotated, deleted, stream gone).
+    pub rotated_at: Option<Instant>,
+    /// Set once the file was let go; the next batch marks it done.
+    pub finished: bool,
+    /// The last offset a batch marked.
+    pub last_marked: u64,
+    /// When the file last grew.
+    pub last_growth: Instant,
+    /// True when the last read found nothing new.
+    pub at_eof: bool,
+    source: Source,
+    head: Vec<u8>,
+    carry: Vec<u8>,
+    carry_since: Option<Instant>,
+    skip_from: Option<u64>,
+    decoder: Decoder,
+}
+
+impl FileReader {
+    /// Wraps an opened file positioned at `offset`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: u64,
+        file: File,
+        path: PathBuf,
+        order: Order,
+        gz: bool,
+        head: Vec<u8>,
+        offset: u64,
+        decoder: Decoder,
+        now: Instant,
+    ) -> io::Result<Self> {
+        let ino = Ino::of(&file.metadata()?);
+        let source = if gz {
+            let mut d = MultiGzDecoder::new(BufReader::with_capacity(32 * 1024, file));
+            let skipped = io::copy(&mut (&mut d).take(offset), &mut io::sink())?;
+            if skipped < offset {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "gzip file shorter than its checkpoint",
+                ));
+            }
+            Source::Gz(Box::new(d))
+        } else {
+            let mut file = file;
+            file.seek(SeekFrom::Start(offset))?;
+            Source::Plain(file)
+        };
+        let fp = Fingerprint::of(&head);
+        let head = if fp.is_complete() { Vec::new() } else { head };
+        let rotated_at = (order != Order::Live).then_some(now);
+        Ok(Self {
+            id,
+            path,
+            order,
+            ino,
+            fp,
+            offset,
+            rotated_at,
+            finished: false,
+            last_marked: offset,
+            last_growth: now,
+            at_eof: false,
+            source,
+            head,
+            carry: Vec::new(),
+            carry_since: None,
+            skip_from: None,
+            decoder,
+        })
+    }
+
+    /// True for a gzip file.
+    pub fn is_gz(&self) -> bool {
+        matches!(self.source, Source::Gz(_))
+    }
+
+    /// Size on disk (plain files), for rotation and truncation checks.
+    pub fn disk_size(&self) -> Option<u64> {
+        match &self.source {
+            Source::Plain(f) => f.metadata().ok().map(|m| m.len()),
+            Source::Gz(_) => None,
+        }
+    }
+
+    /// True when the file's first bytes no longer match its fingerprint: it was
+    /// truncated and written again (copytruncate), even if it is as long as before.
+    pub fn head_changed(&self) -> bool {
+        let Source::Plain(f) = &self.source else {
+            return false;
+        };
+        if self.fp.len == 0 {
+            return false;
+        }
+        let mut buf = [0u8; FINGERPRINT_BYTES];
+        let want = &mut buf[..self.fp.len as usize];
+        match read_at_full(f, want, 0) {
+            Ok(n) => !self.fp.matches(&want[..n]),
+            Err(_) => false,
+        }
+    }
+
+    /// Continues reading the same content from another path (a copytruncate copy).
+    pub fn switch_to(&mut self, file: File, path: PathBuf, order: Order) -> io::Result<()> {
+        let mut file = file;
+        file.seek(SeekFrom::Start(self.offset))?;
+        self.ino = Ino::of(&file.metadata()?);
+        self.source = Source::Plain(file);
+        self.path = path;
+        self.order = order;
+        Ok(())
+    }
+
+    /// Everything before this offset is in a batch already (or deliberately skipped).
+    pub fn safe_offset(&self) -> u64 {
+        let carry_start = self.offset - self.carry.len() as u64;
+        [
+            Some(carry_start),
+            self.skip_from,
+            self.decoder.pending_tag(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(carry_start)
+    }
+
+    /// A fingerprint that got longer since the file was opened, if any.
+    pub fn grow_fingerprint(&mut self) -> Option<Fingerprint> {
+        if self.fp.is_complete() || self.offset <= u64::from(self.fp.len) {
+            return None;
+        }
+        if let Source::Plain(f) = &self.source {
+            let mut buf = [0u8; FINGERPRINT_BYTES];
+            let n = read_at_full(f, &mut buf, 0).ok()?;
+            self.head.clear();
+            self.head.extend_from_slice(&buf[..n]);
+        }
+        let fp = Fingerprint::of(&self.head);
+        if fp == self.fp || !self.fp.matches(&self.head) {
+            return None;
+        }
+        self.fp = fp;
+        if fp.is_complete() {
+            self.head = Vec::new();
+        }
+        Some(fp)
+    }
+
+    /// Reads one chunk and decodes its complete lines.
+    pub fn read_chunk(
+        &mut self,
+        buf: &mut Vec<u8>,
+        chunk: usize,
+        max_line: usize,
+        info: &ContainerInfo,
+        out: &mut Out<'_>,
+    ) -> io::Result<Progress> {
+        buf.clear();
+        buf.extend_from_slice(&self.carry);
+        let carried = buf.len();
+        buf.resize(carried + chunk, 0);
+        let n = loop {
+            let r = match &mut self.source {
+                Source::Plain(f) => f.read(&mut buf[carried..]),
+                Source::Gz(d) => d.read(&mut buf[carried..]),
+            };
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(carried);
+                return Err(e);
+            }
+        };
+        buf.truncate(carried + n);
+        if n == 0 {
+            self.at_eof = true;
+            return Ok(Progress::Eof);
+        }
+        self.at_eof = false;
+        self.last_growth = out.now;
+        let base = self.offset - carried as u64;
+        self.offset += n as u64;
+        out.counters.bytes += n as u64;
+        self.carry.clear();
+        self.process(buf, base, max_line, info, out);
+        Ok(Progress::Data(n))
+    }
+
+    fn process(
+        &mut self,
+        buf: &[u8],
+        base: u64,
+        max_line: usize,
+        info: &ContainerInfo,
+        out: &mut Out<'_>,
+    ) {
+        let mut pos = 0;
+        if self.skip_from.is_some() {
+            match memchr::memchr(b'\n', buf) {
+                Some(nl) => {
+                    pos = nl + 1;
+                    self.skip_from = None;
+                }
+                None => return,
+            }
+        }
+        let start = pos;
+        for nl in memchr::memchr_iter(b'\n', &buf[start..]) {
+            let end = start + nl;
+            self.decoder
+                .line(&buf[pos..end], base + pos as u64, info, out);
+            pos = end + 1;
+        }
+        let rest = &buf[pos..];
+        if rest.len() >= max_line {
+            // A line longer than any record may be: decode its head (the record is
+            // cut to the limit and counted), skip the rest up to its newline.
+            self.decoder.line(rest, base + pos as u64, info, out);
+            self.skip_from = Some(base + pos as u64);
+            self.carry_since = None;
+        } else if !rest.is_empty() {
+            self.carry.extend_from_slice(rest);
+            self.carry_since.get_or_insert(out.now);
+        } else {
+            self.carry_since = None;
+        }
+        if self.carry.capacity() > 4 * max_line.max(64 * 1024) && self.carry.len() < 64 * 1024 {
+            self.carry.shrink_to(64 * 1024);
+        }
+    }
+
+    /// A live file at its end: emits an unterminated last line and pending partial
+    /// records that waited longer than `eof_flush` for their end.
+    pub fn flush_idle(
+        &mut self,
+        eof_flush: std::time::Duration,
+        info: &ContainerInfo,
+        out: &mut Out<'_>,
+    ) {
+        if out.now.duration_since(self.last_growth) < eof_flush {
+            return;
+        }
+        self.emit_carry(info, out);
+        self.decoder.flush_partials(info, out);
+    }
+
+    fn emit_carry(&mut self, info: &ContainerInfo, out: &mut Out<'_>) {
+        if !self.carry.is_empty() {
+            let carry = std::mem::take(&mut self.carry);
+            let tag = self.offset - carry.len() as u64;
+            self.decoder.line(&carry, tag, info, out);
+            self.carry = carry;
+            self.carry.clear();
+            self.carry_since = None;
+        }
+    }
+
+    /// Emits multiline groups whose timeout passed.
+    pub fn flush_expired(&mut self, info: &ContainerInfo, out: &mut Out<'_>) {
+        self.decoder.flush_expired(info, out);
+    }
+
+    /// Lets the file go: everything held is emitted; the next batch marks it done.
+    pub fn finish(&mut self, info: &ContainerInfo, out: &mut Out<'_>) {
+        self.emit_carry(info, out);
+        self.skip_from = None;
+        self.decoder.flush_all(info, out);
+        self.finished = true;
+    }
+}

@@ -1,0 +1,394 @@
+//! The tailer: one thread that reads every container log and builds batches.
+//!
+//! Data flow, per round: discover containers (on change, and every rescan) → poll
+//! each container stream in turn, one chunk each (fair: a busy container cannot
+//! starve a quiet one for more than a chunk) → decode lines into the open batch →
+//! seal the batch when full, when the round found nothing new, or when it is
+//! `batch_timeout` old → submit it to the ledger and send it to the sink. Sending
+//! blocks when the channel is full or too many bytes are unacknowledged: files are
+//! the buffer. The thread sleeps only when a round found nothing.
+
+mod decode;
+mod discover;
+mod file;
+mod names;
+mod stream;
+
+pub use decode::ContainerInfo;
+pub use discover::watch;
+pub use names::{classify, parse_link_name, parse_pod_dir};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kubeship_parsers::Rule;
+use tokio::sync::mpsc;
+
+use crate::batch::{Batch, BatchBuilder, Destination, Mark};
+use crate::config::{Config, MultilineRule};
+use crate::encode::{PathMeta, kubernetes_fragment};
+use crate::ledger::Ledger;
+use crate::route::Fields;
+use crate::telemetry::{LogLimits, Metrics};
+use decode::{Counters, Out};
+use discover::Skip;
+use stream::{ContainerStream, Env, Settings, flush_counters};
+
+/// Wakes the tailer early (new containers, shutdown).
+#[derive(Default)]
+pub struct Waker {
+    flag: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Waker {
+    /// Wakes the tailer if it sleeps, or makes its next sleep return at once.
+    pub fn wake(&self) {
+        *self.flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_one();
+    }
+
+    fn sleep(&self, timeout: Duration) -> bool {
+        let mut g = self.flag.lock().unwrap_or_else(|p| p.into_inner());
+        if !*g {
+            g = self
+                .cv
+                .wait_timeout(g, timeout)
+                .map(|r| r.0)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        std::mem::replace(&mut *g, false)
+    }
+}
+
+/// Shared switches between the tailer and the rest of the agent.
+#[derive(Default)]
+pub struct Control {
+    /// Stop reading (shutdown).
+    pub stop: AtomicBool,
+    /// The containers directory changed.
+    pub rescan: AtomicBool,
+    /// The first discovery is done.
+    pub ready: AtomicBool,
+    /// Wakes the tailer.
+    pub waker: Waker,
+}
+
+impl Control {
+    /// Asks the tailer to stop.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.waker.wake();
+    }
+}
+
+/// How the tailer ended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Records handed to the sink.
+    pub records: u64,
+    /// Files read.
+    pub files: u64,
+}
+
+/// The tailer thread's state.
+pub struct Tailer {
+    cfg: Arc<Config>,
+    settings: Settings,
+    ledger: Arc<Ledger>,
+    metrics: Arc<Metrics>,
+    control: Arc<Control>,
+    tx: mpsc::Sender<Batch>,
+    streams: Vec<ContainerStream>,
+    builder: BatchBuilder,
+    readbuf: Vec<u8>,
+    counters: Counters,
+    limits: LogLimits,
+    start_at_end: bool,
+    epoch: Instant,
+    rr: usize,
+    summary: Summary,
+}
+
+impl Tailer {
+    /// A tailer sending to `tx`. `first_start` is true when no checkpoint file existed.
+    pub fn new(
+        cfg: Arc<Config>,
+        ledger: Arc<Ledger>,
+        metrics: Arc<Metrics>,
+        control: Arc<Control>,
+        tx: mpsc::Sender<Batch>,
+        first_start: bool,
+        exit_on_eof: bool,
+    ) -> Self {
+        let l = &cfg.logs;
+        let settings = Settings {
+            chunk: l.read_buffer_bytes,
+            max_line: l.max_record_bytes + 4096,
+            max_record: l.max_record_bytes,
+            rotate_wait: l.rotate_wait,
+            eof_flush: l.eof_flush,
+            exit_on_eof,
+        };
+        let builder =
+            BatchBuilder::new(cfg.pipeline.batch_max_bytes, cfg.pipeline.batch_max_records);
+        Self {
+            start_at_end: first_start && l.read_from == crate::config::ReadFrom::End,
+            cfg,
+            settings,
+            ledger,
+            metrics,
+            control,
+            tx,
+            streams: Vec::new(),
+            builder,
+            readbuf: Vec::new(),
+            counters: Counters::default(),
+            limits: LogLimits::default(),
+            epoch: Instant::now(),
+            rr: 0,
+            summary: Summary::default(),
+        }
+    }
+
+    /// Runs until stopped (or, with `exit_on_eof`, until everything was read).
+    pub fn run(mut self) -> Summary {
+        let poll = self.cfg.logs.poll_interval;
+        let rescan_every = self.cfg.logs.rescan_interval;
+        self.discover(Instant::now());
+        self.start_at_end_done_after_first_round();
+        let mut last_rescan = Instant::now();
+        loop {
+            if self.control.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let now = Instant::now();
+            if self.control.rescan.swap(false, Ordering::SeqCst)
+                || now.duration_since(last_rescan) >= rescan_every
+            {
+                self.discover(now);
+                last_rescan = now;
+            }
+            let progressed = self.round();
+            flush_counters(&mut self.counters, &self.metrics);
+            let old = self
+                .builder
+                .first_at()
+                .is_some_and(|t| t.elapsed() >= self.cfg.pipeline.batch_timeout);
+            if (!progressed || old) && !self.seal_and_send() {
+                break;
+            }
+            if !progressed {
+                if self.settings.exit_on_eof
+                    && self
+                        .streams
+                        .iter()
+                        .all(|s| s.files.is_empty() && !s.needs_listing)
+                {
+                    break;
+                }
+                self.control.waker.sleep(poll);
+            }
+        }
+        self.seal_and_send();
+        self.metrics.log_files_tailed.set(0);
+        self.summary
+    }
+
+    fn start_at_end_done_after_first_round(&mut self) {
+        if self.start_at_end {
+            self.round();
+            self.start_at_end = false;
+        }
+    }
+
+    fn clock(&self) -> (Instant, u64, i64) {
+        let now = Instant::now();
+        let ms = now.duration_since(self.epoch).as_millis() as u64;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        (now, ms, wall)
+    }
+
+    /// Polls every stream once, starting one further each round.
+    fn round(&mut self) -> bool {
+        let n = self.streams.len();
+        let mut progressed = false;
+        for k in 0..n {
+            let idx = (self.rr + k) % n;
+            let (now, now_ms, wall_nanos) = self.clock();
+            let mut env = Env {
+                settings: &self.settings,
+                ledger: &self.ledger,
+                metrics: &self.metrics,
+                readbuf: &mut self.readbuf,
+                out: Out {
+                    builder: &mut self.builder,
+                    counters: &mut self.counters,
+                    now,
+                    now_ms,
+                    wall_nanos,
+                },
+                start_at_end: self.start_at_end,
+                limits: &mut self.limits,
+            };
+            progressed |= self.streams[idx].poll(&mut env);
+            if self.builder.is_full() && !self.seal_and_send() {
+                return false;
+            }
+        }
+        self.rr = self.rr.wrapping_add(1);
+        progressed
+    }
+
+    /// Seals the open batch with the files' new checkpoint marks and sends it.
+    /// Returns false when the sink is gone.
+    fn seal_and_send(&mut self) -> bool {
+        let mut marks = Vec::new();
+        let mut files = 0;
+        for s in &mut self.streams {
+            for f in &mut s.files {
+                files += 1;
+                if f.finished {
+                    marks.push(Mark {
+                        file: f.id,
+                        offset: f.offset,
+                        last: true,
+                    });
+                    self.summary.files += 1;
+                    continue;
+                }
+                let safe = f.safe_offset();
+                if safe != f.last_marked {
+                    marks.push(Mark {
+                        file: f.id,
+                        offset: safe,
+                        last: false,
+                    });
+                    f.last_marked = safe;
+                }
+            }
+        }
+        self.metrics.log_files_tailed.set(files);
+        if self.builder.is_empty() && marks.is_empty() {
+            return true;
+        }
+        if !self
+            .ledger
+            .wait_for_budget(self.cfg.pipeline.max_inflight_bytes, &self.control.stop)
+        {
+            // Stopping with the budget exhausted: these records were not submitted,
+            // so no checkpoint covers them; they are read again after the restart.
+            return false;
+        }
+        let mut batch = self.builder.seal(marks, Instant::now());
+        self.ledger.submit(&mut batch);
+        let n = batch.events.len() as u64;
+        if self.tx.blocking_send(batch).is_err() {
+            return false;
+        }
+        self.summary.records += n;
+        self.metrics.log_records_sent.inc_by(n);
+        for s in &mut self.streams {
+            s.remove_finished();
+        }
+        self.streams.retain(|s| !s.is_done());
+        true
+    }
+
+    /// Finds new containers and notices vanished ones.
+    fn discover(&mut self, now: Instant) {
+        let found = match discover::scan(&self.cfg.logs, &self.cfg.node_name) {
+            Ok(f) => f,
+            Err(e) => {
+                Metrics::inc_reason(&self.metrics.log_file_errors, "scan", 1);
+                if let Some(n) = self.limits.allow("scan", now) {
+                    tracing::warn!(dir = %self.cfg.logs.containers_dir.display(), error = %e, suppressed = n, "listing the containers directory failed");
+                }
+                return;
+            }
+        };
+        let index: HashMap<Arc<str>, usize> = self
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (Arc::clone(&s.key), i))
+            .collect();
+        let mut seen = vec![false; self.streams.len()];
+        for f in found {
+            let found = match f {
+                Ok(found) => found,
+                Err((name, Skip::OwnPod)) => {
+                    tracing::debug!(link = %name, "not tailing the agent's own pod");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let key = found.target.to_string_lossy();
+            if let Some(&i) = index.get(key.as_ref()) {
+                seen[i] = true;
+                self.streams[i].closing_since = None;
+                continue;
+            }
+            tracing::debug!(link = %found.link, target = %found.target.display(), "new container log");
+            let info = self.container_info(&found.meta);
+            self.streams.push(ContainerStream::new(found.target, info));
+            seen.push(true);
+        }
+        for (s, seen) in self.streams.iter_mut().zip(seen) {
+            if seen {
+                // Rotated siblings and copies show up at the next listing.
+                s.needs_listing = true;
+            } else {
+                s.closing_since.get_or_insert(now);
+            }
+        }
+        let live: std::collections::HashSet<Arc<str>> =
+            self.streams.iter().map(|s| Arc::clone(&s.key)).collect();
+        self.ledger.with_store(|st| {
+            st.retain_streams(|k| {
+                live.contains(k) || std::path::Path::new(k).parent().is_some_and(|d| d.exists())
+            })
+        });
+        self.control.ready.store(true, Ordering::SeqCst);
+    }
+
+    fn container_info(&self, meta: &PathMeta) -> ContainerInfo {
+        let fields = Fields {
+            cluster: &self.cfg.cluster,
+            node: &meta.host,
+            namespace: &meta.namespace_name,
+            pod: &meta.pod_name,
+            container: &meta.container_name,
+            container_id: &meta.docker_id,
+        };
+        let dest = Arc::new(Destination {
+            group: self.cfg.output.group.render(&fields),
+            stream: self.cfg.output.stream.render(&fields),
+        });
+        let multiline = self
+            .cfg
+            .logs
+            .multiline
+            .iter()
+            .find(|m| m.matches(&meta.namespace_name, &meta.pod_name, &meta.container_name))
+            .map(|m| {
+                let rule = match &m.rule {
+                    MultilineRule::Java => Rule::Java,
+                    MultilineRule::Python => Rule::Python,
+                    MultilineRule::Go => Rule::Go,
+                    MultilineRule::Custom(re) => Rule::Custom(re.clone()),
+                };
+                (rule, m.flush_timeout.as_millis() as u64)
+            });
+        ContainerInfo {
+            dest,
+            kubernetes: kubernetes_fragment(meta),
+            multiline,
+        }
+    }
+}

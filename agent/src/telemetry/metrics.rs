@@ -1,0 +1,246 @@
+//! The agent's own Prometheus metrics (`kubeship_*`), registered in one place.
+//!
+//! Every name here is part of the self-telemetry contract in DESIGN.md: the
+//! dashboards and alerts query them. No metric carries a per-pod label. Hot paths
+//! add to these counters once per chunk or batch, never once per line.
+
+use prometheus_client::encoding::{EncodeLabelSet, text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Label set for counters split by a reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why it happened (`snake_case`).
+    pub reason: String,
+}
+
+/// Label set for counters split by log framing format.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FormatLabel {
+    /// `cri` or `docker`.
+    pub format: String,
+}
+
+/// Label set of `kubeship_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// All self-metrics of the agent.
+pub struct Metrics {
+    registry: Registry,
+    /// Files currently open for reading.
+    pub log_files_tailed: Gauge,
+    /// Container log lines read (before partial merging and multiline grouping).
+    pub log_lines_read: Counter,
+    /// Bytes read from container log files (decompressed for `.gz`).
+    pub log_bytes_read: Counter,
+    /// Records deliberately not delivered, by reason.
+    pub log_records_dropped: Family<ReasonLabel, Counter>,
+    /// Records cut to `max_record_bytes`.
+    pub log_records_truncated: Counter,
+    /// Lines that were neither valid CRI nor docker json-file, kept as raw text.
+    pub log_lines_malformed: Family<FormatLabel, Counter>,
+    /// Records whose invalid UTF-8 was replaced with U+FFFD.
+    pub log_invalid_utf8: Counter,
+    /// Errors opening or reading log files, by reason.
+    pub log_file_errors: Family<ReasonLabel, Counter>,
+    /// Files found rotated or truncated.
+    pub log_rotations: Family<ReasonLabel, Counter>,
+    /// Bytes of open files (as far as seen) not covered by the checkpoint file on disk.
+    pub log_checkpoint_lag_bytes: Gauge,
+    /// Records handed to the sink.
+    pub log_records_sent: Counter,
+    /// Batches acknowledged by the sink.
+    pub batches_acked: Counter,
+    /// Bytes of batches sent to the sink and not yet acknowledged.
+    pub inflight_bytes: Gauge,
+    /// Checkpoint writes, by outcome (`ok`, `error`).
+    pub checkpoint_writes: Family<ReasonLabel, Counter>,
+    /// Records written by the embedded local sink.
+    pub local_sink_records_written: Counter,
+    /// Write errors in the embedded local sink (each retried).
+    pub local_sink_write_errors: Counter,
+    /// Time from a batch being sealed to its acknowledgement.
+    pub batch_ack_seconds: Histogram,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kubeship");
+        let build_info: Family<BuildLabels, Gauge> = Family::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Build information; value is always 1",
+            build_info,
+        );
+        let m = Self {
+            log_files_tailed: Gauge::default(),
+            log_lines_read: Counter::default(),
+            log_bytes_read: Counter::default(),
+            log_records_dropped: Family::default(),
+            log_records_truncated: Counter::default(),
+            log_lines_malformed: Family::default(),
+            log_invalid_utf8: Counter::default(),
+            log_file_errors: Family::default(),
+            log_rotations: Family::default(),
+            log_checkpoint_lag_bytes: Gauge::default(),
+            log_records_sent: Counter::default(),
+            batches_acked: Counter::default(),
+            inflight_bytes: Gauge::default(),
+            checkpoint_writes: Family::default(),
+            local_sink_records_written: Counter::default(),
+            local_sink_write_errors: Counter::default(),
+            batch_ack_seconds: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "log_files_tailed",
+            "Container log files open for reading",
+            m.log_files_tailed.clone(),
+        );
+        r.register(
+            "log_lines_read",
+            "Container log lines read",
+            m.log_lines_read.clone(),
+        );
+        r.register(
+            "log_bytes_read",
+            "Container log bytes read",
+            m.log_bytes_read.clone(),
+        );
+        r.register(
+            "log_records_dropped",
+            "Log records deliberately not delivered, by reason",
+            m.log_records_dropped.clone(),
+        );
+        r.register(
+            "log_records_truncated",
+            "Log records cut to max_record_bytes",
+            m.log_records_truncated.clone(),
+        );
+        r.register(
+            "log_lines_malformed",
+            "Lines that did not parse in their file's format, kept as raw text",
+            m.log_lines_malformed.clone(),
+        );
+        r.register(
+            "log_invalid_utf8",
+            "Log records whose invalid UTF-8 was replaced",
+            m.log_invalid_utf8.clone(),
+        );
+        r.register(
+            "log_file_errors",
+            "Errors opening or reading container log files, by reason",
+            m.log_file_errors.clone(),
+        );
+        r.register(
+            "log_rotations",
+            "Container log files seen rotated or truncated, by kind",
+            m.log_rotations.clone(),
+        );
+        r.register(
+            "log_checkpoint_lag_bytes",
+            "Bytes of open container log files not covered by the checkpoint file on disk",
+            m.log_checkpoint_lag_bytes.clone(),
+        );
+        r.register(
+            "log_records_sent",
+            "Log records handed to the sink",
+            m.log_records_sent.clone(),
+        );
+        r.register(
+            "batches_acked",
+            "Batches acknowledged by the sink",
+            m.batches_acked.clone(),
+        );
+        r.register(
+            "inflight_bytes",
+            "Bytes of batches sent to the sink and not yet acknowledged",
+            m.inflight_bytes.clone(),
+        );
+        r.register(
+            "checkpoint_writes",
+            "Checkpoint file writes, by outcome",
+            m.checkpoint_writes.clone(),
+        );
+        r.register(
+            "local_sink_records_written",
+            "Records written by the embedded local sink",
+            m.local_sink_records_written.clone(),
+        );
+        r.register(
+            "local_sink_write_errors",
+            "Write errors in the embedded local sink (the batch is retried)",
+            m.local_sink_write_errors.clone(),
+        );
+        r.register_with_unit(
+            "batch_ack",
+            "Time from sealing a batch to its acknowledgement by the sink",
+            Unit::Seconds,
+            m.batch_ack_seconds.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Counts one more event of `family` under `reason`.
+    pub fn inc_reason(family: &Family<ReasonLabel, Counter>, reason: &str, by: u64) {
+        family
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc_by(by);
+    }
+
+    /// Renders every metric in the Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_names_are_exported() {
+        let m = Metrics::new();
+        m.log_lines_read.inc_by(3);
+        Metrics::inc_reason(&m.log_records_dropped, "excluded", 2);
+        let text = m.encode();
+        for name in [
+            "kubeship_build_info{version=",
+            "kubeship_log_files_tailed ",
+            "kubeship_log_lines_read_total 3",
+            "kubeship_log_bytes_read_total ",
+            "kubeship_log_records_dropped_total{reason=\"excluded\"} 2",
+            "kubeship_log_checkpoint_lag_bytes ",
+            "kubeship_inflight_bytes ",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests of the real `kubeship` binary against kubelet-like node layouts.
+//!
+//! The binary must be built first (`cargo build -p kubeship`, same profile and target dir), or
+//! pointed at with `KUBESHIP_BIN`; `tests/run.sh` does that. See `tests/lib.rs` for the harness.
+
+mod bad_input;
+mod cli;
+mod model;
+mod quickstart;
+mod sigkill;

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Runs kubeship's whole check suite: format, lints, build, tests, fuzz-target compile check.
+# Installs what the tests need when it is missing (one ensure_* function per dependency), so
+# it works on a fresh machine; idempotent; runnable from any working directory.
+#
+#   tests/run.sh                 # everything
+#   CARGO_TARGET_DIR=... tests/run.sh
+#
+# Test knobs (see tests/lib.rs): KUBESHIP_TEST_TIMEOUT_SCALE, KUBESHIP_KEEP_TMP,
+# KUBESHIP_MODEL_SEED, KUBESHIP_MODEL_RANDOM, KUBESHIP_MODEL_OPS, KUBESHIP_SIGKILL_RATE.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kubeship-target}"
+export KUBESHIP_BIN="${KUBESHIP_BIN:-$CARGO_TARGET_DIR/debug/kubeship}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+note() { printf 'note: %s\n' "$*"; }
+
+# --- dependencies ------------------------------------------------------------------------------
+
+ensure_cargo() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found" >&2; exit 1; }
+}
+
+ensure_rustfmt() {
+  cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+}
+
+ensure_clippy() {
+  cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+}
+
+# Debian packages, installed only when the command is missing.
+apt_updated=0
+ensure_apt_package() { # COMMAND PACKAGE (COMMAND must be an executable on PATH, not a builtin)
+  type -P "$1" >/dev/null 2>&1 && return 0
+  if [[ $apt_updated == 0 ]]; then
+    apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+
+ensure_test_tools() {
+  # Used by the tests: gzip (examples/make-samples.sh), sha256sum, kill.
+  ensure_apt_package gzip gzip
+  ensure_apt_package sha256sum coreutils
+  ensure_apt_package kill procps
+}
+
+ensure_cargo
+ensure_rustfmt
+ensure_clippy
+ensure_test_tools
+
+# --- checks ------------------------------------------------------------------------------------
+
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo build --workspace"
+cargo build --workspace
+[[ -x "$KUBESHIP_BIN" ]] || { echo "error: $KUBESHIP_BIN was not built" >&2; exit 1; }
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "fuzz targets compile (parsers/fuzz)"
+if [[ -f parsers/fuzz/Cargo.toml ]]; then
+  cargo check --manifest-path parsers/fuzz/Cargo.toml
+else
+  note "parsers/fuzz/Cargo.toml is absent; skipping the fuzz targets check"
+fi
+
+step "all checks passed"
