@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod cli;
+mod discovery;
 mod model;
 mod quickstart;
 mod sigkill;

@@ -42,6 +42,12 @@ pub struct Ino {
 }
 
 impl Ino {
+    /// No file: the identity of a reader whose inode was taken over by new content.
+    pub const NONE: Ino = Ino {
+        dev: u64::MAX,
+        ino: u64::MAX,
+    };
+
     /// From file metadata.
     pub fn of(m: &std::fs::Metadata) -> Self {
         Self {

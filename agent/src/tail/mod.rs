@@ -34,7 +34,7 @@ use crate::route::Fields;
 use crate::telemetry::{LogLimits, Metrics};
 use decode::{Counters, Out};
 use discover::Skip;
-use stream::{ContainerStream, Env, Settings, flush_counters};
+use stream::{ContainerStream, Env, Settings};
 
 /// Wakes the tailer early (new containers, shutdown).
 #[derive(Default)]
@@ -105,6 +105,8 @@ pub struct Tailer {
     builder: BatchBuilder,
     readbuf: Vec<u8>,
     counters: Counters,
+    /// Bad-input counts not yet reported in a (rate-limited) log line.
+    unlogged: Counters,
     limits: LogLimits,
     start_at_end: bool,
     epoch: Instant,
@@ -146,6 +148,7 @@ impl Tailer {
             builder,
             readbuf: Vec::new(),
             counters: Counters::default(),
+            unlogged: Counters::default(),
             limits: LogLimits::default(),
             epoch: Instant::now(),
             rr: 0,
@@ -172,7 +175,7 @@ impl Tailer {
                 last_rescan = now;
             }
             let progressed = self.round();
-            flush_counters(&mut self.counters, &self.metrics);
+            self.flush_counters(now);
             let old = self
                 .builder
                 .first_at()
@@ -201,6 +204,51 @@ impl Tailer {
         if self.start_at_end {
             self.round();
             self.start_at_end = false;
+        }
+    }
+
+    /// Adds the round's counters to the metrics; bad input also gets a log line, at
+    /// most one per kind every 10 s, with the count since the last one.
+    fn flush_counters(&mut self, now: Instant) {
+        let c = std::mem::take(&mut self.counters);
+        let m = &self.metrics;
+        m.log_lines_read.inc_by(c.lines);
+        m.log_bytes_read.inc_by(c.bytes);
+        m.log_records_truncated.inc_by(c.truncated);
+        m.log_invalid_utf8.inc_by(c.invalid_utf8);
+        for (format, n) in [("cri", c.malformed_cri), ("docker", c.malformed_docker)] {
+            if n > 0 {
+                let label = crate::telemetry::metrics::FormatLabel {
+                    format: format.into(),
+                };
+                m.log_lines_malformed.get_or_create(&label).inc_by(n);
+            }
+        }
+        let u = &mut self.unlogged;
+        u.malformed_cri += c.malformed_cri + c.malformed_docker;
+        u.truncated += c.truncated;
+        u.invalid_utf8 += c.invalid_utf8;
+        if u.malformed_cri > 0 && self.limits.allow("malformed", now).is_some() {
+            tracing::warn!(
+                lines = u.malformed_cri,
+                "lines did not parse as CRI or docker json-file; shipped as raw text"
+            );
+            u.malformed_cri = 0;
+        }
+        if u.truncated > 0 && self.limits.allow("truncated_record", now).is_some() {
+            tracing::warn!(
+                records = u.truncated,
+                max_record_bytes = self.settings.max_record,
+                "records longer than max_record_bytes were truncated"
+            );
+            u.truncated = 0;
+        }
+        if u.invalid_utf8 > 0 && self.limits.allow("invalid_utf8", now).is_some() {
+            tracing::warn!(
+                records = u.invalid_utf8,
+                "records with invalid UTF-8 had it replaced by U+FFFD"
+            );
+            u.invalid_utf8 = 0;
         }
     }
 
@@ -390,5 +438,97 @@ impl Tailer {
             kubernetes: kubernetes_fragment(meta),
             multiline,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Store;
+    use std::fs;
+    use std::path::Path;
+
+    fn container(root: &Path, ns: &str, pod: &str, name: &str, lines: usize, pad: usize) {
+        let dir = root.join(format!("pods/{ns}_{pod}_uid-{pod}/{name}"));
+        fs::create_dir_all(&dir).unwrap();
+        let mut text = String::new();
+        for i in 0..lines {
+            text.push_str(&format!(
+                "2026-11-23T10:00:00.{i:09}Z stdout F c={name} seq={i} {}\n",
+                "x".repeat(pad)
+            ));
+        }
+        fs::write(dir.join("0.log"), text).unwrap();
+        let id = "ab".repeat(32);
+        std::os::unix::fs::symlink(
+            dir.join("0.log"),
+            root.join(format!("containers/{pod}_{ns}_{name}-{id}.log")),
+        )
+        .unwrap();
+    }
+
+    /// Reads everything with `exit_on_eof`, acknowledging each batch; returns the batches.
+    fn drain(root: &Path) -> Vec<Batch> {
+        let yaml = "cluster: t\nnode_name: n\nstate_dir: ./state\nlogs: {containers_dir: ./containers}\n\
+                    output: {local: {dir: ./out}}\ntelemetry: {listen_addr: \"off\"}\n";
+        let cfg = crate::config::load_str(yaml, &root.join("k.yaml"), &|_| None).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let ledger = Arc::new(Ledger::new(Store::default(), Arc::clone(&metrics)));
+        let (tx, mut rx) = mpsc::channel(4);
+        let t = Tailer::new(
+            Arc::new(cfg),
+            Arc::clone(&ledger),
+            metrics,
+            Arc::new(Control::default()),
+            tx,
+            true,
+            true,
+        );
+        let h = std::thread::spawn(move || t.run());
+        let mut out = Vec::new();
+        while let Some(b) = rx.blocking_recv() {
+            ledger.ack(b.seq);
+            out.push(b);
+        }
+        h.join().unwrap();
+        out
+    }
+
+    /// A container with a large backlog cannot delay a quiet container's line by more than
+    /// one read chunk: the quiet line is in the first batch.
+    #[test]
+    fn a_busy_container_cannot_starve_a_quiet_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::create_dir_all(root.join("containers")).unwrap();
+        container(root, "ns", "noisy-0", "noisy", 60_000, 150);
+        container(root, "ns", "quiet-0", "quiet", 1, 10);
+        let batches = drain(root);
+        let records: Vec<(usize, bool)> = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| {
+                b.events
+                    .iter()
+                    .map(move |e| (i, b.dests[e.dest as usize].stream.contains("quiet")))
+            })
+            .collect();
+        assert_eq!(records.len(), 60_001);
+        assert!(
+            batches.len() >= 10,
+            "the backlog spans many batches ({})",
+            batches.len()
+        );
+        let (quiet_batch, _) = records.iter().find(|r| r.1).expect("quiet line delivered");
+        assert_eq!(
+            *quiet_batch, 0,
+            "the quiet line waited behind the noisy backlog"
+        );
+        let noisy_before = records.iter().take_while(|r| !r.1).count();
+        let chunk_lines = 262_144 / 190 + 1;
+        assert!(
+            noisy_before <= chunk_lines,
+            "{noisy_before} noisy records before the quiet one"
+        );
     }
 }

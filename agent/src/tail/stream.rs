@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::decode::{ContainerInfo, Counters, Decoder, Out};
+use super::decode::{ContainerInfo, Decoder, Out};
 use super::file::{FileReader, Ino, Progress, read_head};
 use super::names::{Order, classify};
 use crate::checkpoint::Fingerprint;
@@ -300,40 +300,14 @@ impl ContainerStream {
                 }
                 let f = &mut self.files[i];
                 f.finish(&self.info, &mut env.out);
+                // Its inode now holds other content: let the listing open it anew.
+                f.ino = Ino::NONE;
                 self.remember_finished(i);
             }
         }
-        // The truncated file has new content: it is a new file, read from its start.
-        match self.open_fresh(env) {
-            Ok(r) => {
-                self.files.push(r);
-                self.files.sort_by(|a, b| a.order.cmp(&b.order));
-            }
-            Err(e) => {
-                Metrics::inc_reason(&env.metrics.log_file_errors, "open", 1);
-                tracing::warn!(path = %self.live_path.display(), error = %e, "reopening a truncated log file failed");
-                self.needs_listing = true;
-            }
-        }
-    }
-
-    fn open_fresh(&mut self, env: &mut Env<'_>) -> io::Result<FileReader> {
-        let (file, head) = read_head(&self.live_path, false)?;
-        let fp = Fingerprint::of(&head);
-        let decoder = Decoder::new(&self.info, env.settings.max_record);
-        let mut r = FileReader::new(
-            0,
-            file,
-            self.live_path.clone(),
-            Order::Live,
-            false,
-            head,
-            0,
-            decoder,
-            env.out.now,
-        )?;
-        r.id = env.ledger.register_file(&self.key, fp, 0);
-        Ok(r)
+        // The truncated file has new content: a new file, read from its start, after
+        // any other copy made meanwhile (the listing orders them).
+        self.reconcile(env);
     }
 
     /// The stream's files in its directory: (path, order, gzip).
@@ -472,27 +446,4 @@ impl ContainerStream {
     pub fn remove_finished(&mut self) {
         self.files.retain(|f| !f.finished);
     }
-}
-
-/// Adds a round's counters to the metrics and resets them.
-pub fn flush_counters(c: &mut Counters, m: &Metrics) {
-    m.log_lines_read.inc_by(c.lines);
-    m.log_bytes_read.inc_by(c.bytes);
-    m.log_records_truncated.inc_by(c.truncated);
-    m.log_invalid_utf8.inc_by(c.invalid_utf8);
-    if c.malformed_cri > 0 {
-        m.log_lines_malformed
-            .get_or_create(&crate::telemetry::metrics::FormatLabel {
-                format: "cri".into(),
-            })
-            .inc_by(c.malformed_cri);
-    }
-    if c.malformed_docker > 0 {
-        m.log_lines_malformed
-            .get_or_create(&crate::telemetry::metrics::FormatLabel {
-                format: "docker".into(),
-            })
-            .inc_by(c.malformed_docker);
-    }
-    *c = Counters::default();
 }
