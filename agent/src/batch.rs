@@ -70,6 +70,28 @@ impl Batch {
     pub fn record(&self, e: &Event) -> &[u8] {
         &self.buf[e.start as usize..e.end as usize]
     }
+
+    /// The JSON lines of each destination: runs of consecutive records (each
+    /// followed by its newline), per index of [`Batch::dests`].
+    pub fn lines_by_dest(&self) -> Vec<Vec<&[u8]>> {
+        let mut out: Vec<Vec<&[u8]>> = vec![Vec::new(); self.dests.len()];
+        let mut run: Option<(u32, usize, usize)> = None;
+        for e in &self.events {
+            let (s, end) = (e.start as usize, e.end as usize + 1);
+            run = match run {
+                Some((d, rs, re)) if d == e.dest && re == s => Some((d, rs, end)),
+                Some((d, rs, re)) => {
+                    out[d as usize].push(&self.buf[rs..re]);
+                    Some((e.dest, s, end))
+                }
+                None => Some((e.dest, s, end)),
+            };
+        }
+        if let Some((d, rs, re)) = run {
+            out[d as usize].push(&self.buf[rs..re]);
+        }
+        out
+    }
 }
 
 /// Accumulates records until the batch is full or old enough.
@@ -98,7 +120,9 @@ impl BatchBuilder {
         }
     }
 
-    /// Appends one record: `write` writes its JSON into the buffer.
+    /// Appends one record: `write` writes its JSON into the buffer. A newline
+    /// follows each record in the buffer (outside its event's range), so that
+    /// consecutive records of one destination are ready-made JSON lines.
     pub fn push(
         &mut self,
         dest: &Arc<Destination>,
@@ -109,10 +133,12 @@ impl BatchBuilder {
         let dest = self.dest_index(dest);
         let start = self.buf.len();
         write(&mut self.buf);
+        let end = self.buf.len();
+        self.buf.push(b'\n');
         self.events.push(Event {
             time_nanos,
             start: start as u32,
-            end: self.buf.len() as u32,
+            end: end as u32,
             dest,
         });
         self.first_at.get_or_insert(now);
@@ -212,6 +238,9 @@ mod tests {
             got,
             vec![(&b"one"[..], "a"), (&b"two"[..], "b"), (&b"three"[..], "a")]
         );
+        let lines = batch.lines_by_dest();
+        assert_eq!(lines[0], vec![&b"one\n"[..], &b"three\n"[..]]);
+        assert_eq!(lines[1], vec![&b"two\n"[..]]);
         assert!(bb.is_empty());
         assert_eq!(bb.first_at(), None);
     }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +23,28 @@ use crate::telemetry::Metrics;
 /// Open files kept at most; others are closed and reopened on demand.
 const MAX_OPEN: usize = 512;
 
+/// Slices per `writev` (the kernel's IOV_MAX is 1024).
+const MAX_IOVECS: usize = 1024;
+
+/// Writes every slice, continuing after short writes.
+fn write_all_vectored(file: &mut File, slices: &[&[u8]]) -> io::Result<()> {
+    let mut iov: Vec<IoSlice<'_>> = slices.iter().map(|s| IoSlice::new(s)).collect();
+    let mut iov = &mut iov[..];
+    while !iov.is_empty() {
+        match file.write_vectored(iov) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut iov, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The local sink.
 pub struct LocalSink {
     dir: PathBuf,
-    open: HashMap<(String, String), File>,
+    open: HashMap<Arc<Destination>, File>,
     ledger: Arc<Ledger>,
     metrics: Arc<Metrics>,
 }
@@ -90,27 +108,23 @@ impl LocalSink {
         }
     }
 
-    /// Writes one batch: one `write` per destination file.
+    /// Writes one batch straight from its buffer: one vectored write per
+    /// destination file (runs of its consecutive records).
     fn write(&mut self, batch: &Batch) -> io::Result<()> {
-        let mut per_dest: Vec<Vec<u8>> = vec![Vec::new(); batch.dests.len()];
-        for e in &batch.events {
-            let out = &mut per_dest[e.dest as usize];
-            out.extend_from_slice(batch.record(e));
-            out.push(b'\n');
-        }
-        for (dest, bytes) in batch.dests.iter().zip(per_dest) {
-            if bytes.is_empty() {
+        for (dest, runs) in batch.dests.iter().zip(batch.lines_by_dest()) {
+            if runs.is_empty() {
                 continue;
             }
             let file = self.file(dest)?;
-            file.write_all(&bytes)?;
+            for chunk in runs.chunks(MAX_IOVECS) {
+                write_all_vectored(file, chunk)?;
+            }
         }
         Ok(())
     }
 
-    fn file(&mut self, dest: &Destination) -> io::Result<&mut File> {
-        let key = (dest.group.clone(), dest.stream.clone());
-        if !self.open.contains_key(&key) {
+    fn file(&mut self, dest: &Arc<Destination>) -> io::Result<&mut File> {
+        if !self.open.contains_key(dest.as_ref()) {
             if self.open.len() >= MAX_OPEN {
                 self.open.clear();
             }
@@ -119,9 +133,9 @@ impl LocalSink {
                 fs::create_dir_all(parent)?;
             }
             let f = OpenOptions::new().create(true).append(true).open(&path)?;
-            self.open.insert(key.clone(), f);
+            self.open.insert(Arc::clone(dest), f);
         }
-        Ok(self.open.get_mut(&key).expect("inserted above"))
+        Ok(self.open.get_mut(dest.as_ref()).expect("inserted above"))
     }
 }
 

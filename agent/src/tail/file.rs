@@ -112,6 +112,8 @@ pub struct FileReader {
     pub last_growth: Instant,
     /// True when the last read found nothing new.
     pub at_eof: bool,
+    /// When the live path was last checked for rotation.
+    pub live_checked: Option<Instant>,
     source: Source,
     head: Vec<u8>,
     carry: Vec<u8>,
@@ -165,6 +167,7 @@ impl FileReader {
             last_marked: offset,
             last_growth: now,
             at_eof: false,
+            live_checked: None,
             source,
             head,
             carry: Vec::new(),
@@ -177,14 +180,6 @@ impl FileReader {
     /// True for a gzip file.
     pub fn is_gz(&self) -> bool {
         matches!(self.source, Source::Gz(_))
-    }
-
-    /// Size on disk (plain files), for rotation and truncation checks.
-    pub fn disk_size(&self) -> Option<u64> {
-        match &self.source {
-            Source::Plain(f) => f.metadata().ok().map(|m| m.len()),
-            Source::Gz(_) => None,
-        }
     }
 
     /// True when the file's first bytes no longer match its fingerprint: it was
@@ -260,28 +255,24 @@ impl FileReader {
         info: &ContainerInfo,
         out: &mut Out<'_>,
     ) -> io::Result<Progress> {
-        buf.clear();
-        buf.extend_from_slice(&self.carry);
-        let carried = buf.len();
-        buf.resize(carried + chunk, 0);
+        // The buffer only grows (no zeroing per read); the carried tail goes first.
+        let carried = self.carry.len();
+        if buf.len() < carried + chunk {
+            buf.resize(carried + chunk, 0);
+        }
+        buf[..carried].copy_from_slice(&self.carry);
         let n = loop {
+            let dst = &mut buf[carried..carried + chunk];
             let r = match &mut self.source {
-                Source::Plain(f) => f.read(&mut buf[carried..]),
-                Source::Gz(d) => d.read(&mut buf[carried..]),
+                Source::Plain(f) => f.read(dst),
+                Source::Gz(d) => d.read(dst),
             };
             match r {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 r => break r,
             }
         };
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                buf.truncate(carried);
-                return Err(e);
-            }
-        };
-        buf.truncate(carried + n);
+        let n = n?;
         if n == 0 {
             self.at_eof = true;
             return Ok(Progress::Eof);
@@ -292,7 +283,7 @@ impl FileReader {
         self.offset += n as u64;
         out.counters.bytes += n as u64;
         self.carry.clear();
-        self.process(buf, base, max_line, info, out);
+        self.process(&buf[..carried + n], base, max_line, info, out);
         Ok(Progress::Data(n))
     }
 

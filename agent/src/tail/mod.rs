@@ -34,7 +34,7 @@ use crate::route::Fields;
 use crate::telemetry::{LogLimits, Metrics};
 use decode::{Counters, Out};
 use discover::Skip;
-use stream::{ContainerStream, Env, Settings};
+use stream::{ContainerStream, Env, Poll, Settings};
 
 /// Wakes the tailer early (new containers, shutdown).
 #[derive(Default)]
@@ -174,17 +174,20 @@ impl Tailer {
                 self.discover(now);
                 last_rescan = now;
             }
-            let progressed = self.round();
+            let Poll { progressed, busy } = self.round();
             self.flush_counters(now);
             let old = self
                 .builder
                 .first_at()
                 .is_some_and(|t| t.elapsed() >= self.cfg.pipeline.batch_timeout);
-            if (!progressed || old) && !self.seal_and_send() {
+            if (!busy || old) && !self.seal_and_send() {
                 break;
             }
-            if !progressed {
+            // Caught up everywhere: sleep, so that a steady trickle is read a poll's
+            // worth at a time instead of a few lines per round.
+            if !busy {
                 if self.settings.exit_on_eof
+                    && !progressed
                     && self
                         .streams
                         .iter()
@@ -263,9 +266,9 @@ impl Tailer {
     }
 
     /// Polls every stream once, starting one further each round.
-    fn round(&mut self) -> bool {
+    fn round(&mut self) -> Poll {
         let n = self.streams.len();
-        let mut progressed = false;
+        let mut round = Poll::default();
         for k in 0..n {
             let idx = (self.rr + k) % n;
             let (now, now_ms, wall_nanos) = self.clock();
@@ -284,13 +287,15 @@ impl Tailer {
                 start_at_end: self.start_at_end,
                 limits: &mut self.limits,
             };
-            progressed |= self.streams[idx].poll(&mut env);
+            let p = self.streams[idx].poll(&mut env);
+            round.progressed |= p.progressed;
+            round.busy |= p.busy;
             if self.builder.is_full() && !self.seal_and_send() {
-                return false;
+                return Poll::default();
             }
         }
         self.rr = self.rr.wrapping_add(1);
-        progressed
+        round
     }
 
     /// Seals the open batch with the files' new checkpoint marks and sends it.

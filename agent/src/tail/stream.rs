@@ -61,6 +61,9 @@ pub struct Env<'a> {
 /// Fingerprints of recently finished files, to recognise their gzip copies.
 const FINISHED_MEMORY: usize = 16;
 
+/// How often an idle file's live path is looked up for rotation.
+const LIVE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Checkpoint entries of files gone from disk are dropped after this long.
 const PRUNE_GRACE_SECS: u64 = 600;
 
@@ -69,6 +72,15 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// What one poll of a stream did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Poll {
+    /// Something was read or found.
+    pub progressed: bool,
+    /// There is likely more to read right away (a full chunk, new files).
+    pub busy: bool,
 }
 
 /// What opening a file found.
@@ -127,11 +139,13 @@ impl ContainerStream {
     }
 
     /// Reads at most one chunk; returns true when it read or found anything new.
-    pub fn poll(&mut self, env: &mut Env<'_>) -> bool {
+    pub fn poll(&mut self, env: &mut Env<'_>) -> Poll {
         let mut progressed = false;
         if self.needs_listing {
             progressed |= self.reconcile(env);
         }
+        // New files usually have data: come back at once.
+        let busy = progressed;
         let mut i = 0;
         while i < self.files.len() {
             if self.files[i].finished {
@@ -142,7 +156,10 @@ impl ContainerStream {
             if f.order == Order::Live && f.rotated_at.is_none() && f.head_changed() {
                 // Truncated and rewritten before we noticed it shrink.
                 self.truncated(i, env);
-                return true;
+                return Poll {
+                    progressed: true,
+                    busy: true,
+                };
             }
             let s = env.settings;
             let res = self.files[i].read_chunk(
@@ -153,19 +170,31 @@ impl ContainerStream {
                 &mut env.out,
             );
             match res {
-                Ok(Progress::Data(_)) => {
+                Ok(Progress::Data(n)) => {
                     let f = &mut self.files[i];
                     env.ledger.note_size(f.id, f.offset);
                     if let Some(fp) = f.grow_fingerprint() {
                         env.ledger.update_fingerprint(f.id, fp);
                     }
-                    return true;
+                    // A short read of a plain file reached its end: no need for another
+                    // read to find out; a full one means there is likely more.
+                    let caught_up = n < s.chunk && !f.is_gz();
+                    if caught_up {
+                        self.at_eof(i, env);
+                    }
+                    return Poll {
+                        progressed: true,
+                        busy: !caught_up,
+                    };
                 }
                 Ok(Progress::Eof) => {
                     if self.at_eof(i, env) {
                         // The file set changed (copytruncate): start over from the
                         // oldest file so order holds.
-                        return true;
+                        return Poll {
+                            progressed: true,
+                            busy: true,
+                        };
                     }
                 }
                 Err(e) => {
@@ -180,7 +209,7 @@ impl ContainerStream {
             }
             i += 1;
         }
-        progressed
+        Poll { progressed, busy }
     }
 
     /// File `i` has nothing new: check for rotation, flush what waited, let it go.
@@ -188,13 +217,19 @@ impl ContainerStream {
         let now = env.out.now;
         let mut progressed = false;
         let newest = i + 1 == self.files.len();
-        if let Some(size) = self.files[i].disk_size() {
-            env.ledger.note_size(self.files[i].id, size);
-        }
-        if self.files[i].rotated_at.is_none() {
-            progressed |= self.check_live(i, env);
-        } else if newest && self.live_path_is_new() {
-            self.needs_listing = true;
+        // Looking up the live path costs a path walk: at most once a second per file
+        // (truncation is caught sooner, by the head check before each read).
+        let f = &mut self.files[i];
+        let due = env.settings.exit_on_eof
+            || f.live_checked
+                .is_none_or(|t| now.duration_since(t) >= LIVE_CHECK_EVERY);
+        if due {
+            f.live_checked = Some(now);
+            if f.rotated_at.is_none() {
+                progressed |= self.check_live(i, env);
+            } else if newest && self.live_path_is_new() {
+                self.needs_listing = true;
+            }
         }
         let s = env.settings;
         let f = &mut self.files[i];
