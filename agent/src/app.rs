@@ -25,7 +25,7 @@ use crate::ledger::Ledger;
 use crate::sink::LocalSink;
 use crate::tail::{Control, Summary, Tailer};
 use crate::telemetry::Metrics;
-use crate::telemetry::server::{self, Health};
+use crate::telemetry::server;
 
 /// Options of `kubeship run`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -92,7 +92,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
     let metrics = Arc::new(Metrics::new());
     let ledger = Arc::new(Ledger::new(store, Arc::clone(&metrics)));
     let control = Arc::new(Control::default());
-    let health = Arc::new(Health::default());
+    let health = Arc::clone(&control.health);
 
     if let Some(addr) = cfg.telemetry.listen {
         let (bound, _task) = rt
@@ -159,17 +159,6 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
         cfg.pipeline.checkpoint_interval,
         Arc::clone(&metrics),
     );
-
-    // Ready once the first discovery ran.
-    {
-        let (control, health) = (Arc::clone(&control), Arc::clone(&health));
-        rt.spawn(async move {
-            while !control.ready.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            health.ready.store(true, Ordering::SeqCst);
-        });
-    }
 
     rt.block_on(async {
         tokio::select! {

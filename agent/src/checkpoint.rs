@@ -27,9 +27,18 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
-    /// Fingerprint of the first up to [`FINGERPRINT_BYTES`] of `head`.
+    /// Fingerprint of the first [`FINGERPRINT_BYTES`] of `head`; of a shorter head,
+    /// only its complete lines. A half-written first line (`2026-11-23T1`) is common
+    /// to every file of a container and must not identify one: its length is 0.
     pub fn of(head: &[u8]) -> Self {
-        let head = &head[..head.len().min(FINGERPRINT_BYTES)];
+        let head = if head.len() >= FINGERPRINT_BYTES {
+            &head[..FINGERPRINT_BYTES]
+        } else {
+            match memchr::memrchr(b'\n', head) {
+                Some(nl) => &head[..=nl],
+                None => &[],
+            }
+        };
         Self {
             hash: fnv1a(head),
             len: head.len() as u32,
@@ -287,10 +296,16 @@ mod tests {
 
     #[test]
     fn fingerprint_matches_prefix_of_a_grown_file() {
-        let fp = Fingerprint::of(b"2026-01-01T00:00:00Z stdout F a");
+        let fp = Fingerprint::of(b"2026-01-01T00:00:00Z stdout F a\n2026-01-01T00:00:01Z std");
+        assert_eq!(fp.len, 32, "complete lines only");
         assert!(fp.matches(b"2026-01-01T00:00:00Z stdout F a\n2026-01-01T00:00:01Z stdout F b\n"));
-        assert!(!fp.matches(b"2026-01-01T00:00:00Z stdout F b"));
+        assert!(!fp.matches(b"2026-01-01T00:00:00Z stdout F b\n"));
         assert!(!fp.matches(b"2026"), "shorter head cannot match");
+        assert_eq!(
+            Fingerprint::of(b"2026-01-01T0").len,
+            0,
+            "a half-written line identifies nothing"
+        );
         assert_eq!(
             Fingerprint::of(&[b'x'; 1000]).len as usize,
             FINGERPRINT_BYTES
@@ -303,7 +318,7 @@ mod tests {
         let path = dir.path().join("checkpoints.json");
         let mut s = Store::default();
         let head = b"line one\nline two\n";
-        s.put("/p/0.log", Fingerprint::of(&head[..4]), 4, false, 1);
+        s.put("/p/0.log", Fingerprint::of(&head[..9]), 9, false, 1);
         s.put("/p/0.log", Fingerprint::of(head), 9, true, 2);
         s.put("/p/0.log", Fingerprint::of(b""), 0, false, 3); // empty: ignored
         let bytes = s.take_dirty().expect("dirty");

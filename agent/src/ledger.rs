@@ -294,7 +294,7 @@ mod tests {
     fn out_of_order_acks_commit_only_the_acknowledged_prefix() {
         let l = Ledger::new(Store::default(), Arc::new(Metrics::new()));
         let s: Arc<str> = Arc::from("/p/0.log");
-        let f = l.register_file(&s, Fingerprint::of(b"head"), 0);
+        let f = l.register_file(&s, Fingerprint::of(b"head\n"), 0);
         let mut b1 = batch(vec![Mark {
             file: f,
             offset: 100,
@@ -335,7 +335,7 @@ mod tests {
     fn finished_file_is_done_only_after_its_last_ack() {
         let l = Ledger::new(Store::default(), Arc::new(Metrics::new()));
         let s: Arc<str> = Arc::from("/p/0.log");
-        let fp = Fingerprint::of(b"head");
+        let fp = Fingerprint::of(b"head\n");
         let f = l.register_file(&s, fp, 0);
         let mut b1 = batch(vec![Mark {
             file: f,
@@ -350,10 +350,10 @@ mod tests {
         l.submit(&mut b1);
         l.submit(&mut b2);
         l.ack(b2.seq);
-        assert!(!l.with_store(|st| st.lookup("/p/0.log", b"head").unwrap().done));
+        assert!(!l.with_store(|st| st.lookup("/p/0.log", b"head\n").unwrap().done));
         l.ack(b1.seq);
         let e = l
-            .with_store(|st| st.lookup("/p/0.log", b"head").cloned())
+            .with_store(|st| st.lookup("/p/0.log", b"head\n").cloned())
             .unwrap();
         assert!(e.done);
         assert_eq!(e.offset, 50);

@@ -114,6 +114,8 @@ pub struct FileReader {
     pub at_eof: bool,
     /// When the live path was last checked for rotation.
     pub live_checked: Option<Instant>,
+    /// The directory was listed when this (empty when opened) file got bytes.
+    pub listed_when_filled: bool,
     source: Source,
     head: Vec<u8>,
     carry: Vec<u8>,
@@ -168,6 +170,7 @@ impl FileReader {
             last_growth: now,
             at_eof: false,
             live_checked: None,
+            listed_when_filled: false,
             source,
             head,
             carry: Vec::new(),
@@ -197,6 +200,15 @@ impl FileReader {
             Ok(n) => !self.fp.matches(&want[..n]),
             Err(_) => false,
         }
+    }
+
+    /// True when a file that was empty when opened has bytes now.
+    pub fn empty_got_bytes(&self) -> bool {
+        let Source::Plain(f) = &self.source else {
+            return false;
+        };
+        let mut b = [0u8; 1];
+        self.fp.len == 0 && self.offset == 0 && matches!(read_at_full(f, &mut b, 0), Ok(1))
     }
 
     /// Continues reading the same content from another path (a copytruncate copy).

@@ -31,6 +31,7 @@ use crate::config::{Config, MultilineRule};
 use crate::encode::{PathMeta, kubernetes_fragment};
 use crate::ledger::Ledger;
 use crate::route::Fields;
+use crate::telemetry::server::Health;
 use crate::telemetry::{LogLimits, Metrics};
 use decode::{Counters, Out};
 use discover::Skip;
@@ -70,10 +71,10 @@ pub struct Control {
     pub stop: AtomicBool,
     /// The containers directory changed.
     pub rescan: AtomicBool,
-    /// The first discovery is done.
-    pub ready: AtomicBool,
     /// Wakes the tailer.
     pub waker: Waker,
+    /// What `/healthz` and `/readyz` report; ready once the first discovery ran.
+    pub health: Arc<Health>,
 }
 
 impl Control {
@@ -93,6 +94,14 @@ pub struct Summary {
     pub files: u64,
 }
 
+/// Bad input counted but not yet reported in a log line.
+#[derive(Debug, Default)]
+struct Unlogged {
+    malformed: u64,
+    truncated: u64,
+    invalid_utf8: u64,
+}
+
 /// The tailer thread's state.
 pub struct Tailer {
     cfg: Arc<Config>,
@@ -106,7 +115,7 @@ pub struct Tailer {
     readbuf: Vec<u8>,
     counters: Counters,
     /// Bad-input counts not yet reported in a (rate-limited) log line.
-    unlogged: Counters,
+    unlogged: Unlogged,
     limits: LogLimits,
     start_at_end: bool,
     epoch: Instant,
@@ -148,7 +157,7 @@ impl Tailer {
             builder,
             readbuf: Vec::new(),
             counters: Counters::default(),
-            unlogged: Counters::default(),
+            unlogged: Unlogged::default(),
             limits: LogLimits::default(),
             epoch: Instant::now(),
             rr: 0,
@@ -161,7 +170,11 @@ impl Tailer {
         let poll = self.cfg.logs.poll_interval;
         let rescan_every = self.cfg.logs.rescan_interval;
         self.discover(Instant::now());
-        self.start_at_end_done_after_first_round();
+        if self.start_at_end {
+            // Only the files found at the very first start begin at their end.
+            self.round();
+            self.start_at_end = false;
+        }
         let mut last_rescan = Instant::now();
         loop {
             if self.control.stop.load(Ordering::SeqCst) {
@@ -203,13 +216,6 @@ impl Tailer {
         self.summary
     }
 
-    fn start_at_end_done_after_first_round(&mut self) {
-        if self.start_at_end {
-            self.round();
-            self.start_at_end = false;
-        }
-    }
-
     /// Adds the round's counters to the metrics; bad input also gets a log line, at
     /// most one per kind every 10 s, with the count since the last one.
     fn flush_counters(&mut self, now: Instant) {
@@ -228,15 +234,15 @@ impl Tailer {
             }
         }
         let u = &mut self.unlogged;
-        u.malformed_cri += c.malformed_cri + c.malformed_docker;
+        u.malformed += c.malformed_cri + c.malformed_docker;
         u.truncated += c.truncated;
         u.invalid_utf8 += c.invalid_utf8;
-        if u.malformed_cri > 0 && self.limits.allow("malformed", now).is_some() {
+        if u.malformed > 0 && self.limits.allow("malformed", now).is_some() {
             tracing::warn!(
-                lines = u.malformed_cri,
+                lines = u.malformed,
                 "lines did not parse as CRI or docker json-file; shipped as raw text"
             );
-            u.malformed_cri = 0;
+            u.malformed = 0;
         }
         if u.truncated > 0 && self.limits.allow("truncated_record", now).is_some() {
             tracing::warn!(
@@ -407,7 +413,7 @@ impl Tailer {
                 live.contains(k) || std::path::Path::new(k).parent().is_some_and(|d| d.exists())
             })
         });
-        self.control.ready.store(true, Ordering::SeqCst);
+        self.control.health.ready.store(true, Ordering::SeqCst);
     }
 
     fn container_info(&self, meta: &PathMeta) -> ContainerInfo {

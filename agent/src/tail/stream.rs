@@ -152,8 +152,20 @@ impl ContainerStream {
                 i += 1;
                 continue;
             }
-            let f = &self.files[i];
-            if f.order == Order::Live && f.rotated_at.is_none() && f.head_changed() {
+            let f = &mut self.files[i];
+            let live = f.order == Order::Live && f.rotated_at.is_none();
+            if live && f.fp.len == 0 && !f.listed_when_filled && f.empty_got_bytes() {
+                // The first bytes of a file that was empty: list the directory once
+                // before reading them, so that a copy made meanwhile (copytruncate
+                // of what it held before we read anything) is read first.
+                f.listed_when_filled = true;
+                self.reconcile(env);
+                return Poll {
+                    progressed: true,
+                    busy: true,
+                };
+            }
+            if live && f.head_changed() {
                 // Truncated and rewritten before we noticed it shrink.
                 self.truncated(i, env);
                 return Poll {
