@@ -134,9 +134,10 @@ bench_drain() {
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$node/time.txt")
   out=$(count_out "$node/out")
   [[ $out == "$LINES" ]] || echo "WARNING: drain delivered $out records for $LINES lines"
-  add_row kubeship drain "$(printf '%10.0f lines/s  %7.1f MiB/s  %6.2f CPU-s/Mlines  peak RSS %6.1f MiB  (%s lines in %.2fs)' \
+  add_row kubeship drain "$(printf '%10.0f lines/s  %7.1f MiB/s  %6.2f CPU-s/Mlines (user %.2f, sys %.2f)  peak RSS %6.1f MiB  (%s lines in %.2fs)' \
     "$(calc "$LINES / $wall")" "$(calc "$bytes / $wall / 1048576")" \
-    "$(calc "($user + $sys) / ($LINES / 1e6)")" "$(calc "$rss / 1024")" "$LINES" "$wall")"
+    "$(calc "($user + $sys) / ($LINES / 1e6)")" "$(calc "$user / ($LINES / 1e6)")" "$(calc "$sys / ($LINES / 1e6)")" \
+    "$(calc "$rss / 1024")" "$LINES" "$wall")"
   rm -rf "$node"
 }
 
