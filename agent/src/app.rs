@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::checkpoint::{Store, write_atomic};
 use crate::config::{Config, SinkConfig};
 use crate::ledger::Ledger;
-use crate::sink::LocalSink;
+use crate::sink::{CloudWatchSink, LocalSink};
 use crate::tail::{Control, Summary, Tailer};
 use crate::telemetry::Metrics;
 use crate::telemetry::server;
@@ -106,14 +106,27 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
     }
 
     let (tx, rx) = mpsc::channel(cfg.pipeline.channel_batches);
-    let SinkConfig::Local { dir } = &cfg.output.sink;
-    let local_dir = dir.clone();
-    std::fs::create_dir_all(&local_dir)
-        .with_context(|| format!("creating local sink dir {}", local_dir.display()))?;
-    let sink = LocalSink::new(local_dir.clone(), Arc::clone(&ledger), Arc::clone(&metrics));
-    let sink_thread = thread::Builder::new()
-        .name("sink".into())
-        .spawn(move || sink.run(rx))?;
+    let (sink, local_dir) = match &cfg.output.sink {
+        SinkConfig::Local { dir } => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating local sink dir {}", dir.display()))?;
+            let sink = LocalSink::new(dir.clone(), Arc::clone(&ledger), Arc::clone(&metrics));
+            let t = thread::Builder::new()
+                .name("sink".into())
+                .spawn(move || sink.run(rx))?;
+            (SinkTask::Thread(t), Some(dir.clone()))
+        }
+        SinkConfig::CloudWatch(cw) => {
+            let sink = CloudWatchSink::new(
+                cw.clone(),
+                cfg.pipeline.batch_timeout,
+                Arc::clone(&ledger),
+                Arc::clone(&metrics),
+                Arc::clone(&health),
+            );
+            (SinkTask::Task(rt.spawn(sink.run(rx))), None)
+        }
+    };
 
     let watcher = {
         let c = Arc::clone(&control);
@@ -177,7 +190,15 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
     };
     let drained = ledger.wait_drained(deadline.saturating_duration_since(Instant::now()));
     if drained {
-        let _ = sink_thread.join();
+        match sink {
+            SinkTask::Thread(t) => {
+                let _ = t.join();
+            }
+            SinkTask::Task(t) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = rt.block_on(async move { tokio::time::timeout(left, t).await });
+            }
+        }
     } else {
         tracing::warn!(
             in_flight = ledger.batches_in_flight(),
@@ -190,9 +211,15 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
     rt.shutdown_timeout(Duration::from_millis(100));
     Ok(Report {
         summary,
-        local_dir: Some(local_dir),
+        local_dir,
         drained,
     })
+}
+
+/// The running sink: the local sink is a thread, the CloudWatch sink a task.
+enum SinkTask {
+    Thread(thread::JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
 }
 
 /// Writes the checkpoint file if it changed.

@@ -188,6 +188,41 @@ impl fmt::Display for Template {
     }
 }
 
+/// Longest log group or stream name CloudWatch Logs accepts.
+pub const MAX_NAME_LEN: usize = 512;
+
+/// A rendered log group name made acceptable to CloudWatch Logs: only
+/// `[A-Za-z0-9._/#-]` (anything else becomes `_`), 1 to 512 characters.
+pub fn sanitize_group(name: &str) -> String {
+    sanitize(name, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#')
+    })
+}
+
+/// A rendered log stream name made acceptable to CloudWatch Logs: no `:` or `*`
+/// (they become `_`), no control characters, 1 to 512 characters.
+pub fn sanitize_stream(name: &str) -> String {
+    sanitize(name, |c| !matches!(c, ':' | '*') && !c.is_control())
+}
+
+fn sanitize(name: &str, allowed: impl Fn(char) -> bool) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| if allowed(c) { c } else { '_' })
+        .collect();
+    if out.is_empty() {
+        out.push('_');
+    }
+    if out.len() > MAX_NAME_LEN {
+        let mut cut = MAX_NAME_LEN;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +318,21 @@ mod tests {
                 Part::Literal("-{x}".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn names_are_sanitised_for_cloudwatch() {
+        assert_eq!(
+            sanitize_group("/aws/containerinsights/prod eu/app"),
+            "/aws/containerinsights/prod_eu/app"
+        );
+        assert_eq!(sanitize_group("g:ü*"), "g___");
+        assert_eq!(sanitize_stream("pod:1*x_ns_c"), "pod_1_x_ns_c");
+        assert_eq!(sanitize_stream("ünïcode ok/slash"), "ünïcode ok/slash");
+        assert_eq!(sanitize_stream(""), "_");
+        assert_eq!(sanitize_group(&"a".repeat(600)).len(), MAX_NAME_LEN);
+        let long = "é".repeat(400); // 800 bytes
+        let s = sanitize_stream(&long);
+        assert!(s.len() <= MAX_NAME_LEN && s.chars().all(|c| c == 'é'));
     }
 }

@@ -24,6 +24,7 @@
 //! directories or check that paths exist (the components using them do), or
 //! apply the log level (it only checks its syntax).
 
+mod cloudwatch;
 mod expand;
 mod raw;
 mod tree;
@@ -35,6 +36,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::route;
+
+pub use cloudwatch::{CloudWatchConfig, RETENTION_DAYS};
 
 /// The validated agent configuration.
 #[derive(Debug, Clone)]
@@ -183,6 +186,8 @@ pub enum SinkConfig {
         /// `output.local.dir`, default `<state_dir>/local-sink`.
         dir: PathBuf,
     },
+    /// `output.cloudwatch`: AWS CloudWatch Logs.
+    CloudWatch(CloudWatchConfig),
 }
 
 /// `telemetry:` — the agent's own metrics endpoint and logs.
@@ -747,8 +752,8 @@ output:
   local:
     dir: /x
     fsync: true
-  cloudwatch:
-    region: eu-west-1
+  s3:
+    bucket: logs
 ";
         let found = problems(text);
         assert_eq!(
@@ -758,7 +763,7 @@ output:
                 "4:37: logs.self_pod.uid: unknown key `uid`",
                 "8:7: logs.multiline[1].rulez: unknown key `rulez`",
                 "12:5: output.local.fsync: unknown key `fsync`",
-                "13:3: output.cloudwatch: unknown key `cloudwatch`",
+                "13:3: output.s3: unknown key `s3`",
             ]
         );
     }
@@ -1080,6 +1085,37 @@ logs:
                 missing.display()
             )),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn cloudwatch_sink_defaults_and_checks() {
+        let c = ok("cluster: x\noutput:\n  cloudwatch:\n    region: eu-west-1\n");
+        let SinkConfig::CloudWatch(cw) = c.output.sink else {
+            panic!("expected the cloudwatch sink")
+        };
+        assert_eq!(cw.region.as_deref(), Some("eu-west-1"));
+        assert!(!cw.create_group);
+        assert_eq!(cw.max_concurrent_requests, 8);
+        assert_eq!(cw.request_timeout, Duration::from_secs(30));
+        assert_eq!(cw.create_stream_per_sec, 10);
+        let found = problems(
+            "cluster: x\noutput:\n  cloudwatch:\n    retention_days: 10\n    log_group_class: COLD\n    \
+             endpoint_url: ftp://x\n    max_concurrent_requests: 0\n",
+        );
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(found[0].starts_with(
+            "4:21: output.cloudwatch.retention_days: 10 is not a CloudWatch retention"
+        ));
+        assert!(found[1].starts_with("5:22: output.cloudwatch.log_group_class: must be one of"));
+        assert!(found[2].starts_with("6:19: output.cloudwatch.endpoint_url:"));
+        assert!(found[3].starts_with(
+            "7:30: output.cloudwatch.max_concurrent_requests: must be between 1 and 64"
+        ));
+        let both = problems("cluster: x\noutput:\n  local: {dir: /x}\n  cloudwatch: {}\n");
+        assert_eq!(
+            both,
+            ["output: configure exactly one sink: `local` or `cloudwatch`, not both"]
         );
     }
 }

@@ -223,6 +223,46 @@ pub(super) struct RawOutput {
     /// The local-directory sink; the default sink when no other is configured.
     #[serde(default)]
     pub local: Option<RawLocalSink>,
+    /// CloudWatch Logs.
+    #[serde(default)]
+    pub cloudwatch: Option<RawCloudWatch>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawCloudWatch {
+    pub region: Option<Sp<String>>,
+    pub endpoint_url: Option<Sp<String>>,
+    #[serde(default = "default_false")]
+    pub create_group: Sp<bool>,
+    pub retention_days: Option<Sp<u64>>,
+    pub log_group_class: Option<Sp<String>>,
+    pub kms_key_id: Option<Sp<String>>,
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, Sp<String>>,
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: Sp<u64>,
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: Sp<u64>,
+    #[serde(default = "default_create_stream_per_sec")]
+    pub create_stream_per_sec: Sp<u64>,
+    #[serde(default = "default_max_backoff_secs")]
+    pub max_backoff_secs: Sp<u64>,
+}
+
+fn default_false() -> Sp<bool> {
+    unlocated(false)
+}
+fn default_max_concurrent_requests() -> Sp<u64> {
+    unlocated(8)
+}
+fn default_request_timeout_secs() -> Sp<u64> {
+    unlocated(30)
+}
+fn default_create_stream_per_sec() -> Sp<u64> {
+    unlocated(10)
+}
+fn default_max_backoff_secs() -> Sp<u64> {
+    unlocated(30)
 }
 
 impl Default for RawOutput {

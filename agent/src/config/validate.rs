@@ -89,12 +89,12 @@ impl<'a> Problems<'a> {
 
     /// A problem at `location` (in the expanded text); unknown locations are
     /// recorded without line and column.
-    fn at(&mut self, location: Location, path: &str, message: impl Into<String>) {
+    pub(super) fn at(&mut self, location: Location, path: &str, message: impl Into<String>) {
         self.push(Kind::Other, Some(location), path, message.into());
     }
 
     /// A problem with no place in the file.
-    fn unlocated(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn unlocated(&mut self, path: &str, message: impl Into<String>) {
         self.push(Kind::Other, None, path, message.into());
     }
 
@@ -629,15 +629,24 @@ fn convert_output(
         group,
         stream,
         local,
+        cloudwatch,
     } = raw;
-    // Exactly one sink. `local` is the only kind today and the default; when
-    // another kind is added, collect the configured ones here and report more
-    // than one as a problem.
-    let sink = match local {
-        Some(RawLocalSink { dir: Some(dir) }) => SinkConfig::Local {
+    // Exactly one sink; `local` is the default.
+    let sink = match (local, cloudwatch) {
+        (Some(_), Some(_)) => {
+            problems.unlocated(
+                "output",
+                "configure exactly one sink: `local` or `cloudwatch`, not both",
+            );
+            SinkConfig::Local {
+                dir: state_dir.join("local-sink"),
+            }
+        }
+        (None, Some(cw)) => SinkConfig::CloudWatch(super::cloudwatch::convert(cw, problems)),
+        (Some(RawLocalSink { dir: Some(dir) }), None) => SinkConfig::Local {
             dir: path(&dir, "output.local.dir", context, problems),
         },
-        Some(RawLocalSink { dir: None }) | None => SinkConfig::Local {
+        (Some(RawLocalSink { dir: None }) | None, None) => SinkConfig::Local {
             dir: state_dir.join("local-sink"),
         },
     };
@@ -729,7 +738,7 @@ fn check_log_level(filter: &str) -> Result<(), String> {
 }
 
 /// The value of a string that must not be empty.
-fn non_empty(value: &Sp<String>, path: &str, problems: &mut Problems<'_>) -> String {
+pub(super) fn non_empty(value: &Sp<String>, path: &str, problems: &mut Problems<'_>) -> String {
     if value.value.trim().is_empty() {
         problems.at(value.referenced, path, "must not be empty");
     }
@@ -767,7 +776,7 @@ fn path(
 }
 
 /// A number checked against `range`.
-fn in_range(
+pub(super) fn in_range(
     value: &Sp<u64>,
     path: &str,
     range: std::ops::RangeInclusive<u64>,
@@ -789,7 +798,7 @@ fn in_range(
 }
 
 /// [`in_range`] for sizes and counts.
-fn size(
+pub(super) fn size(
     value: &Sp<u64>,
     path: &str,
     range: std::ops::RangeInclusive<u64>,

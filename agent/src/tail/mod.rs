@@ -426,8 +426,8 @@ impl Tailer {
             container_id: &meta.docker_id,
         };
         let dest = Arc::new(Destination {
-            group: self.cfg.output.group.render(&fields),
-            stream: self.cfg.output.stream.render(&fields),
+            group: crate::route::sanitize_group(&self.cfg.output.group.render(&fields)),
+            stream: crate::route::sanitize_stream(&self.cfg.output.stream.render(&fields)),
         });
         let multiline = self
             .cfg

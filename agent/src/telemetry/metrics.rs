@@ -25,6 +25,13 @@ pub struct FormatLabel {
     pub format: String,
 }
 
+/// Label set for counters split by outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// How it ended (`ok`, `throttled`, `error`, …).
+    pub outcome: String,
+}
+
 /// Label set of `kubeship_build_info`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -68,6 +75,20 @@ pub struct Metrics {
     pub local_sink_write_errors: Counter,
     /// Time from a batch being sealed to its acknowledgement.
     pub batch_ack_seconds: Histogram,
+    /// Log events CloudWatch accepted.
+    pub cloudwatch_events_sent: Counter,
+    /// PutLogEvents calls by outcome.
+    pub cloudwatch_requests: Family<OutcomeLabel, Counter>,
+    /// PutLogEvents call durations (including stream creation when needed).
+    pub cloudwatch_request_duration_seconds: Histogram,
+    /// Log streams the agent created.
+    pub cloudwatch_streams_created: Counter,
+    /// Log groups the agent created.
+    pub cloudwatch_groups_created: Counter,
+    /// PutLogEvents calls in flight.
+    pub cloudwatch_requests_in_flight: Gauge,
+    /// How many calls may be in flight now (halved on throttling).
+    pub cloudwatch_concurrency_limit: Gauge,
 }
 
 impl Metrics {
@@ -105,6 +126,15 @@ impl Metrics {
             batch_ack_seconds: Histogram::new([
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
+            cloudwatch_events_sent: Counter::default(),
+            cloudwatch_requests: Family::default(),
+            cloudwatch_request_duration_seconds: Histogram::new([
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            cloudwatch_streams_created: Counter::default(),
+            cloudwatch_groups_created: Counter::default(),
+            cloudwatch_requests_in_flight: Gauge::default(),
+            cloudwatch_concurrency_limit: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -194,6 +224,42 @@ impl Metrics {
             Unit::Seconds,
             m.batch_ack_seconds.clone(),
         );
+        r.register(
+            "cloudwatch_events_sent",
+            "Log events CloudWatch Logs accepted",
+            m.cloudwatch_events_sent.clone(),
+        );
+        r.register(
+            "cloudwatch_requests",
+            "PutLogEvents calls by outcome",
+            m.cloudwatch_requests.clone(),
+        );
+        r.register_with_unit(
+            "cloudwatch_request_duration",
+            "PutLogEvents call durations, including creating a missing stream",
+            Unit::Seconds,
+            m.cloudwatch_request_duration_seconds.clone(),
+        );
+        r.register(
+            "cloudwatch_streams_created",
+            "Log streams created by the agent",
+            m.cloudwatch_streams_created.clone(),
+        );
+        r.register(
+            "cloudwatch_groups_created",
+            "Log groups created by the agent",
+            m.cloudwatch_groups_created.clone(),
+        );
+        r.register(
+            "cloudwatch_requests_in_flight",
+            "PutLogEvents calls in flight",
+            m.cloudwatch_requests_in_flight.clone(),
+        );
+        r.register(
+            "cloudwatch_concurrency_limit",
+            "PutLogEvents calls allowed in flight now (halved on throttling)",
+            m.cloudwatch_concurrency_limit.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -204,6 +270,15 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc_by(by);
+    }
+
+    /// Counts one more event of `family` with `outcome`.
+    pub fn inc_outcome(family: &Family<OutcomeLabel, Counter>, outcome: &str) {
+        family
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// Renders every metric in the Prometheus text exposition format.

@@ -20,12 +20,23 @@ use tokio::net::TcpListener;
 use super::Metrics;
 
 /// What the health endpoints report.
-#[derive(Default)]
 pub struct Health {
     /// The tailer thread runs.
     pub alive: AtomicBool,
-    /// Discovery ran and the sink accepts batches.
+    /// The first discovery ran.
     pub ready: AtomicBool,
+    /// The sink is not refused by its peer (credentials, permissions, missing group).
+    pub sink_ok: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            alive: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            sink_ok: AtomicBool::new(true),
+        }
+    }
 }
 
 fn respond(
@@ -57,7 +68,9 @@ fn handle(req: &Request<Incoming>, metrics: &Metrics, health: &Health) -> Respon
             metrics.encode(),
         ),
         (&hyper::Method::GET, "/healthz") => check(health.alive.load(Ordering::SeqCst)),
-        (&hyper::Method::GET, "/readyz") => check(health.ready.load(Ordering::SeqCst)),
+        (&hyper::Method::GET, "/readyz") => {
+            check(health.ready.load(Ordering::SeqCst) && health.sink_ok.load(Ordering::SeqCst))
+        }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
 }

@@ -1,0 +1,241 @@
+//! Per-stream queues and request building under the PutLogEvents limits.
+//!
+//! Records arrive in pipeline batches that mix destinations; each event is queued
+//! on its (group, stream). A request takes events from the front of one queue while
+//! they fit ([`limits`](super::limits)), is sorted by timestamp (stable), and is cut
+//! wherever its span would pass 24 hours. A record whose JSON is larger than an
+//! event may be gets its `log` cut, with a marker, so the record stays valid JSON.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::limits::{MAX_BATCH_SPAN_MS, MAX_EVENT_BYTES, event_size, fits};
+use crate::batch::Batch;
+
+/// Appended to a `log` cut to fit one event.
+pub const TRUNCATED_MARKER: &str = "…[truncated by kubeship]";
+
+/// An event's message: a slice of its pipeline batch, or a cut copy.
+#[derive(Clone, Debug)]
+pub enum Message {
+    /// `batch.buf[start..end]`.
+    InBatch(Arc<Batch>, u32, u32),
+    /// A record re-encoded to fit.
+    Owned(Arc<str>),
+}
+
+/// One queued event.
+#[derive(Clone, Debug)]
+pub struct Ev {
+    /// Timestamp, ms since the epoch.
+    pub ts_ms: i64,
+    /// The pipeline batch it acknowledges.
+    pub seq: u64,
+    /// The record JSON.
+    pub msg: Message,
+}
+
+impl Ev {
+    /// The record JSON bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.msg {
+            Message::InBatch(b, s, e) => &b.buf[*s as usize..*e as usize],
+            Message::Owned(s) => s.as_bytes(),
+        }
+    }
+}
+
+/// Events waiting for one (group, stream).
+#[derive(Debug, Default)]
+pub struct StreamQueue {
+    events: VecDeque<Ev>,
+    bytes: usize,
+    since: Option<Instant>,
+}
+
+impl StreamQueue {
+    /// Queues an event.
+    pub fn push(&mut self, ev: Ev, now: Instant) {
+        self.bytes += event_size(ev.bytes().len());
+        self.events.push_back(ev);
+        self.since.get_or_insert(now);
+    }
+
+    /// True when a full request can be taken.
+    pub fn is_full(&self) -> bool {
+        self.events.len() >= super::limits::MAX_BATCH_EVENTS
+            || self.bytes >= super::limits::MAX_BATCH_BYTES
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// When the oldest waiting event arrived.
+    pub fn since(&self) -> Option<Instant> {
+        self.since
+    }
+
+    /// Takes the events of one request from the front, sorted and cut at 24 h
+    /// spans (so possibly several requests).
+    pub fn take(&mut self, now: Instant) -> Vec<Vec<Ev>> {
+        let (mut n, mut bytes) = (0, 0);
+        for ev in &self.events {
+            let len = ev.bytes().len();
+            if !fits(n, bytes, len) {
+                break;
+            }
+            n += 1;
+            bytes += event_size(len);
+        }
+        let taken: Vec<Ev> = self.events.drain(..n).collect();
+        self.bytes -= bytes;
+        self.since = if self.events.is_empty() {
+            None
+        } else {
+            Some(now)
+        };
+        split_by_span(taken)
+    }
+}
+
+/// Sorts by timestamp (stable) and cuts wherever the span from a request's first
+/// event would pass [`MAX_BATCH_SPAN_MS`].
+pub fn split_by_span(mut evs: Vec<Ev>) -> Vec<Vec<Ev>> {
+    evs.sort_by_key(|e| e.ts_ms);
+    let mut out: Vec<Vec<Ev>> = Vec::new();
+    for ev in evs {
+        match out.last_mut() {
+            Some(cur) if ev.ts_ms - cur[0].ts_ms <= MAX_BATCH_SPAN_MS => cur.push(ev),
+            _ => out.push(vec![ev]),
+        }
+    }
+    out
+}
+
+/// Cuts a record's `log` so its JSON fits one event, marking the cut. Returns
+/// `None` when the record already fits.
+pub fn fit_record(json: &[u8]) -> Option<Arc<str>> {
+    if json.len() <= MAX_EVENT_BYTES {
+        return None;
+    }
+    if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(json)
+        && let Some(log) = v.get("log").and_then(|l| l.as_str()).map(str::to_owned)
+    {
+        // Escaping makes the encoded `log` longer than its text: scale by that ratio,
+        // then shave until it fits.
+        let encoded = serde_json::to_string(&log)
+            .map(|s| s.len() - 2)
+            .unwrap_or(log.len())
+            .max(1);
+        let rest = json.len().saturating_sub(encoded);
+        let budget = MAX_EVENT_BYTES.saturating_sub(rest + TRUNCATED_MARKER.len() * 6);
+        let mut keep = (log.len() as u128 * budget as u128 / encoded as u128) as usize;
+        loop {
+            let mut cut = keep.min(log.len());
+            while !log.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            v["log"] = serde_json::Value::String(format!("{}{TRUNCATED_MARKER}", &log[..cut]));
+            let out = serde_json::to_string(&v).unwrap_or_default();
+            if out.len() <= MAX_EVENT_BYTES || cut == 0 {
+                return Some(Arc::from(out));
+            }
+            keep = cut - (cut / 64).max(1);
+        }
+    }
+    // Not a record (should not happen): cut the bytes.
+    let s = String::from_utf8_lossy(json);
+    let mut cut = MAX_EVENT_BYTES - TRUNCATED_MARKER.len();
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Some(Arc::from(format!("{}{TRUNCATED_MARKER}", &s[..cut])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::limits::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
+    use super::*;
+
+    fn ev(ts_ms: i64, len: usize) -> Ev {
+        Ev {
+            ts_ms,
+            seq: 1,
+            msg: Message::Owned(Arc::from("x".repeat(len))),
+        }
+    }
+
+    #[test]
+    fn takes_at_most_the_event_limit() {
+        let mut q = StreamQueue::default();
+        let now = Instant::now();
+        for i in 0..(MAX_BATCH_EVENTS + 5) {
+            q.push(ev(i as i64, 1), now);
+        }
+        assert!(q.is_full());
+        let r = q.take(now);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].len(), MAX_BATCH_EVENTS);
+        assert_eq!(q.take(now)[0].len(), 5);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn takes_at_most_the_byte_limit_with_overhead() {
+        let mut q = StreamQueue::default();
+        let now = Instant::now();
+        // Four events that exactly fill a request, then one more byte's worth.
+        let len = MAX_BATCH_BYTES / 4 - 26;
+        for i in 0..5 {
+            q.push(ev(i, len), now);
+        }
+        let r = q.take(now);
+        assert_eq!(r[0].len(), 4);
+        let total: usize = r[0].iter().map(|e| e.bytes().len() + 26).sum();
+        assert_eq!(total, MAX_BATCH_BYTES);
+    }
+
+    #[test]
+    fn sorts_stably_and_cuts_at_a_day() {
+        let day = MAX_BATCH_SPAN_MS;
+        let evs = vec![
+            ev(5, 1),
+            ev(1, 2),
+            ev(5, 3),
+            ev(day + 1, 4),
+            ev(day + 2, 5),
+            ev(0, 6),
+        ];
+        let r = split_by_span(evs);
+        let lens: Vec<Vec<usize>> = r
+            .iter()
+            .map(|req| req.iter().map(|e| e.bytes().len()).collect())
+            .collect();
+        // 0, 1, 5, 5 (stable: 1 before 3), day+1 is 24 h + 1 ms after 0: next request.
+        assert_eq!(lens, vec![vec![6, 2, 1, 3], vec![4, 5]]);
+        let exactly = split_by_span(vec![ev(0, 1), ev(day, 1)]);
+        assert_eq!(exactly.len(), 1, "a span of exactly 24 h is allowed");
+    }
+
+    #[test]
+    fn oversized_record_is_cut_to_one_event_and_stays_json() {
+        let log = "é\u{1}".repeat(400_000); // escaping makes \u0001 six bytes
+        let json =
+            serde_json::to_vec(&serde_json::json!({"log": log, "stream": "stdout"})).unwrap();
+        assert!(json.len() > MAX_EVENT_BYTES);
+        let fit = fit_record(&json).expect("cut");
+        assert!(fit.len() <= MAX_EVENT_BYTES, "{}", fit.len());
+        assert!(
+            fit.len() > MAX_EVENT_BYTES / 2,
+            "not cut more than needed: {}",
+            fit.len()
+        );
+        let v: serde_json::Value = serde_json::from_str(&fit).unwrap();
+        assert!(v["log"].as_str().unwrap().ends_with(TRUNCATED_MARKER));
+        assert_eq!(v["stream"], "stdout");
+        assert!(fit_record(b"{\"log\":\"small\"}").is_none());
+    }
+}

@@ -1,0 +1,322 @@
+//! The CloudWatch Logs API as the sink uses it: PutLogEvents, and creating a
+//! missing stream (and group) on ResourceNotFoundException. Errors are sorted into
+//! what the dispatcher does about them ([`Fail`]). The SDK's own retries are off:
+//! the dispatcher retries, so every attempt is counted and backs off the same way.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatchlogs::types::{InputLogEvent, LogGroupClass};
+
+use super::batcher::Ev;
+use crate::config::CloudWatchConfig;
+
+/// Why a call failed, by what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fail {
+    /// Throttled: retry later, send less at once.
+    Throttled,
+    /// 5xx, timeout, connection error: retry later.
+    Transient(String),
+    /// The request itself is wrong (InvalidParameterException): split it.
+    Invalid(String),
+    /// Credentials or permissions: retry later, report not ready.
+    Auth(String),
+    /// The log group does not exist and `create_group` is off: retry later.
+    NoGroup(String),
+}
+
+impl Fail {
+    /// The `outcome` label of `kubeship_cloudwatch_requests_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Fail::Throttled => "throttled",
+            Fail::Transient(_) => "error",
+            Fail::Invalid(_) => "invalid",
+            Fail::Auth(_) => "denied",
+            Fail::NoGroup(_) => "no_group",
+        }
+    }
+}
+
+/// Events CloudWatch accepted the request for but rejected, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    /// Newer than 2 h in the future: indexes from here on.
+    pub too_new_from: Option<usize>,
+    /// Older than 14 days: indexes below this.
+    pub too_old_until: Option<usize>,
+    /// Older than the group's retention: indexes below this.
+    pub expired_until: Option<usize>,
+}
+
+/// The client plus what it remembers about groups it created.
+pub struct Api {
+    client: Client,
+    cfg: CloudWatchConfig,
+    groups_created: Mutex<HashSet<String>>,
+    create_pacer: tokio::sync::Mutex<Instant>,
+}
+
+/// What the lifecycle calls did (for metrics).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Created {
+    /// Streams created.
+    pub streams: u64,
+    /// Groups created.
+    pub groups: u64,
+}
+
+impl Api {
+    /// Builds the client from the AWS chain, the configured region and endpoint.
+    pub async fn new(cfg: &CloudWatchConfig) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &cfg.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let shared = loader.load().await;
+        let mut b = aws_sdk_cloudwatchlogs::config::Builder::from(&shared)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(cfg.request_timeout)
+                    .connect_timeout(Duration::from_secs(5).min(cfg.request_timeout))
+                    .build(),
+            );
+        if let Some(url) = &cfg.endpoint_url {
+            b = b.endpoint_url(url);
+        }
+        Self {
+            client: Client::from_conf(b.build()),
+            cfg: cfg.clone(),
+            groups_created: Mutex::new(HashSet::new()),
+            create_pacer: tokio::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Sends one request; on ResourceNotFoundException creates what is missing and
+    /// sends it once more.
+    pub async fn put(
+        &self,
+        group: &str,
+        stream: &str,
+        events: &[Ev],
+    ) -> (Result<Rejected, Fail>, Created) {
+        let mut created = Created::default();
+        match self.put_once(group, stream, events).await {
+            Err(PutFail::NotFound) => {}
+            Err(PutFail::Other(f)) => return (Err(f), created),
+            Ok(r) => return (Ok(r), created),
+        }
+        if let Err(f) = self.create_stream(group, stream, &mut created).await {
+            return (Err(f), created);
+        }
+        let r = match self.put_once(group, stream, events).await {
+            Ok(r) => Ok(r),
+            Err(PutFail::NotFound) => Err(Fail::Transient(
+                "stream still not found after creating it".into(),
+            )),
+            Err(PutFail::Other(f)) => Err(f),
+        };
+        (r, created)
+    }
+
+    async fn put_once(
+        &self,
+        group: &str,
+        stream: &str,
+        events: &[Ev],
+    ) -> Result<Rejected, PutFail> {
+        let mut req = self
+            .client
+            .put_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream);
+        for ev in events {
+            let message = match std::str::from_utf8(ev.bytes()) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(ev.bytes()).into_owned(),
+            };
+            let e = InputLogEvent::builder()
+                .timestamp(ev.ts_ms)
+                .message(message)
+                .build();
+            // Both fields are set above, so building cannot fail.
+            if let Ok(e) = e {
+                req = req.log_events(e);
+            }
+        }
+        match req.send().await {
+            Ok(out) => {
+                let idx = |v: Option<i32>| v.and_then(|i| usize::try_from(i).ok());
+                Ok(out
+                    .rejected_log_events_info()
+                    .map(|r| Rejected {
+                        too_new_from: idx(r.too_new_log_event_start_index()),
+                        too_old_until: idx(r.too_old_log_event_end_index()),
+                        expired_until: idx(r.expired_log_event_end_index()),
+                    })
+                    .unwrap_or_default())
+            }
+            Err(e) if code(&e) == Some("ResourceNotFoundException") => Err(PutFail::NotFound),
+            Err(e) => Err(PutFail::Other(classify(&e))),
+        }
+    }
+
+    /// Waits for this node's CreateLogStream / CreateLogGroup pace.
+    async fn pace(&self) {
+        let interval = Duration::from_secs(1) / self.cfg.create_stream_per_sec.max(1);
+        let at = {
+            let mut next = self.create_pacer.lock().await;
+            let now = Instant::now();
+            let at = (*next).max(now);
+            *next = at + interval;
+            at
+        };
+        tokio::time::sleep_until(at.into()).await;
+    }
+
+    async fn create_stream(
+        &self,
+        group: &str,
+        stream: &str,
+        created: &mut Created,
+    ) -> Result<(), Fail> {
+        self.pace().await;
+        let r = self
+            .client
+            .create_log_stream()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .send()
+            .await;
+        match r {
+            Ok(_) => {
+                created.streams += 1;
+                Ok(())
+            }
+            Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => Ok(()),
+            Err(e) if code(&e) == Some("ResourceNotFoundException") => {
+                if !self.cfg.create_group {
+                    return Err(Fail::NoGroup(format!(
+                        "log group {group} does not exist and output.cloudwatch.create_group is false"
+                    )));
+                }
+                self.create_group(group, created).await?;
+                self.pace().await;
+                match self
+                    .client
+                    .create_log_stream()
+                    .log_group_name(group)
+                    .log_stream_name(stream)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {
+                        created.streams += 1;
+                        Ok(())
+                    }
+                    Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => Ok(()),
+                    Err(e) => Err(classify(&e)),
+                }
+            }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    async fn create_group(&self, group: &str, created: &mut Created) -> Result<(), Fail> {
+        let known = self
+            .groups_created
+            .lock()
+            .map(|g| g.contains(group))
+            .unwrap_or(false);
+        if !known {
+            self.pace().await;
+            let mut req = self.client.create_log_group().log_group_name(group);
+            if let Some(k) = &self.cfg.kms_key_id {
+                req = req.kms_key_id(k);
+            }
+            if let Some(c) = &self.cfg.log_group_class {
+                req = req.log_group_class(LogGroupClass::from(c.as_str()));
+            }
+            for (k, v) in &self.cfg.tags {
+                req = req.tags(k, v);
+            }
+            match req.send().await {
+                Ok(_) => created.groups += 1,
+                Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => {}
+                Err(e) => return Err(classify(&e)),
+            }
+        }
+        if let Some(days) = self.cfg.retention_days
+            && !known
+        {
+            self.client
+                .put_retention_policy()
+                .log_group_name(group)
+                .retention_in_days(days)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+        }
+        if let Ok(mut g) = self.groups_created.lock() {
+            g.insert(group.to_string());
+        }
+        Ok(())
+    }
+}
+
+enum PutFail {
+    NotFound,
+    Other(Fail),
+}
+
+fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    match e {
+        SdkError::ServiceError(s) => s.err().code(),
+        _ => None,
+    }
+}
+
+/// Sorts an SDK error by what to do about it.
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: &SdkError<E, R>,
+) -> Fail {
+    let detail = || match e {
+        SdkError::ServiceError(s) => {
+            format!(
+                "{}: {}",
+                s.err().code().unwrap_or("unknown"),
+                s.err().message().unwrap_or("")
+            )
+        }
+        other => format!(
+            "{}",
+            aws_sdk_cloudwatchlogs::error::DisplayErrorContext(other)
+        ),
+    };
+    match e {
+        SdkError::ServiceError(_) => match code(e).unwrap_or("") {
+            "ThrottlingException" | "LimitExceededException" | "TooManyRequestsException" => {
+                Fail::Throttled
+            }
+            "InvalidParameterException" | "ValidationException" | "SerializationException" => {
+                Fail::Invalid(detail())
+            }
+            "AccessDeniedException"
+            | "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "ExpiredTokenException"
+            | "IncompleteSignature"
+            | "MissingAuthenticationToken" => Fail::Auth(detail()),
+            _ => Fail::Transient(detail()),
+        },
+        _ => Fail::Transient(detail()),
+    }
+}

@@ -1,0 +1,391 @@
+//! The CloudWatch Logs sink.
+//!
+//! One dispatcher task owns all state: per-(group, stream) queues
+//! ([`batcher`]), ready and delayed requests, and how many events of each
+//! pipeline batch are still undelivered. Requests run as tasks, at most
+//! `max_concurrent_requests` at once (halved on throttling, grown back by one per
+//! success), and report back. A pipeline batch is acknowledged to the ledger only
+//! when every one of its events was accepted by CloudWatch, or rejected by it
+//! (too old, too new, expired) or refused as invalid on its own — each of those
+//! counted by reason and logged. Everything else is retried with exponential
+//! backoff and jitter, without limit: files are the buffer.
+
+pub mod batcher;
+pub mod client;
+pub mod limits;
+
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::batch::{Batch, Destination};
+use crate::config::CloudWatchConfig;
+use crate::ledger::Ledger;
+use crate::telemetry::server::Health;
+use crate::telemetry::{LogLimits, Metrics};
+use batcher::{Ev, Message, StreamQueue, fit_record};
+use client::{Api, Fail, Rejected};
+
+/// One PutLogEvents call's worth of events.
+struct Request {
+    dest: Arc<Destination>,
+    events: Vec<Ev>,
+    attempt: u32,
+}
+
+/// A request waiting for its retry time (min-heap by time).
+struct Delayed(Instant, Request);
+
+impl PartialEq for Delayed {
+    fn eq(&self, o: &Self) -> bool {
+        self.0 == o.0
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Delayed {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.0.cmp(&self.0)
+    }
+}
+
+/// What a request task reports.
+struct Done {
+    req: Request,
+    result: Result<Rejected, Fail>,
+    created: client::Created,
+    took: Duration,
+}
+
+/// The sink's dispatcher state.
+pub struct CloudWatchSink {
+    cfg: CloudWatchConfig,
+    batch_timeout: Duration,
+    ledger: Arc<Ledger>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    queues: HashMap<Arc<Destination>, StreamQueue>,
+    ready: VecDeque<Request>,
+    delayed: BinaryHeap<Delayed>,
+    /// Undelivered events per pipeline batch.
+    pending: HashMap<u64, usize>,
+    in_flight: usize,
+    limit: usize,
+    limits: LogLimits,
+}
+
+impl CloudWatchSink {
+    /// A sink acknowledging to `ledger`; `batch_timeout` is how long a stream's
+    /// first queued event may wait for more.
+    pub fn new(
+        cfg: CloudWatchConfig,
+        batch_timeout: Duration,
+        ledger: Arc<Ledger>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Self {
+        let limit = cfg.max_concurrent_requests;
+        Self {
+            cfg,
+            batch_timeout,
+            ledger,
+            metrics,
+            health,
+            queues: HashMap::new(),
+            ready: VecDeque::new(),
+            delayed: BinaryHeap::new(),
+            pending: HashMap::new(),
+            in_flight: 0,
+            limit,
+            limits: LogLimits::default(),
+        }
+    }
+
+    /// Runs until the pipeline channel closes and everything was delivered.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+        let api = Arc::new(Api::new(&self.cfg).await);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        let tick_every =
+            (self.batch_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        let mut tick = tokio::time::interval(tick_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut closed = false;
+        loop {
+            while self.in_flight < self.limit
+                && let Some(req) = self.ready.pop_front()
+            {
+                self.in_flight += 1;
+                let (api, tx) = (Arc::clone(&api), done_tx.clone());
+                tokio::spawn(async move {
+                    let t0 = Instant::now();
+                    let (result, created) = api
+                        .put(&req.dest.group, &req.dest.stream, &req.events)
+                        .await;
+                    let _ = tx.send(Done {
+                        req,
+                        result,
+                        created,
+                        took: t0.elapsed(),
+                    });
+                });
+            }
+            self.metrics
+                .cloudwatch_requests_in_flight
+                .set(self.in_flight as i64);
+            if closed
+                && self.in_flight == 0
+                && self.ready.is_empty()
+                && self.delayed.is_empty()
+                && self.queues.is_empty()
+            {
+                break;
+            }
+            tokio::select! {
+                b = rx.recv(), if !closed => match b {
+                    Some(batch) => self.enqueue(batch),
+                    None => {
+                        closed = true;
+                        self.flush(true);
+                    }
+                },
+                Some(done) = done_rx.recv() => self.completed(done),
+                _ = tick.tick() => {
+                    self.flush(closed);
+                    self.release_delayed();
+                }
+            }
+        }
+    }
+
+    /// Queues a pipeline batch's events on their streams.
+    fn enqueue(&mut self, batch: Batch) {
+        let now = Instant::now();
+        if batch.events.is_empty() {
+            self.ledger.ack(batch.seq);
+            return;
+        }
+        let batch = Arc::new(batch);
+        self.pending.insert(batch.seq, batch.events.len());
+        for e in &batch.events {
+            let msg = match fit_record(batch.record(e)) {
+                None => Message::InBatch(Arc::clone(&batch), e.start, e.end),
+                Some(cut) => {
+                    self.metrics.log_records_truncated.inc();
+                    Message::Owned(cut)
+                }
+            };
+            let ev = Ev {
+                ts_ms: e.time_nanos.div_euclid(1_000_000),
+                seq: batch.seq,
+                msg,
+            };
+            let dest = &batch.dests[e.dest as usize];
+            let q = self.queues.entry(Arc::clone(dest)).or_default();
+            q.push(ev, now);
+            if q.is_full() {
+                for events in q.take(now) {
+                    self.ready.push_back(Request {
+                        dest: Arc::clone(dest),
+                        events,
+                        attempt: 0,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Turns queues whose oldest event waited `batch_timeout` (all, when `all`) into requests.
+    fn flush(&mut self, all: bool) {
+        let now = Instant::now();
+        for (dest, q) in self.queues.iter_mut() {
+            while !q.is_empty()
+                && (all
+                    || q.since()
+                        .is_some_and(|t| now.duration_since(t) >= self.batch_timeout))
+            {
+                for events in q.take(now) {
+                    self.ready.push_back(Request {
+                        dest: Arc::clone(dest),
+                        events,
+                        attempt: 0,
+                    });
+                }
+            }
+        }
+        self.queues.retain(|_, q| !q.is_empty());
+    }
+
+    fn release_delayed(&mut self) {
+        let now = Instant::now();
+        while self.delayed.peek().is_some_and(|d| d.0 <= now) {
+            if let Some(Delayed(_, req)) = self.delayed.pop() {
+                self.ready.push_back(req);
+            }
+        }
+    }
+
+    /// Events of `req` are done with (accepted, or dropped with a counted reason).
+    fn settle(&mut self, events: &[Ev]) {
+        for ev in events {
+            if let Some(n) = self.pending.get_mut(&ev.seq) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pending.remove(&ev.seq);
+                    self.ledger.ack(ev.seq);
+                }
+            }
+        }
+    }
+
+    fn completed(&mut self, done: Done) {
+        let Done {
+            mut req,
+            result,
+            created,
+            took,
+        } = done;
+        self.in_flight -= 1;
+        let m = &self.metrics;
+        m.cloudwatch_request_duration_seconds
+            .observe(took.as_secs_f64());
+        m.cloudwatch_streams_created.inc_by(created.streams);
+        m.cloudwatch_groups_created.inc_by(created.groups);
+        let now = Instant::now();
+        match result {
+            Ok(rejected) => {
+                Metrics::inc_outcome(&m.cloudwatch_requests, "ok");
+                self.health.sink_ok.store(true, Ordering::SeqCst);
+                self.limit = (self.limit + 1).min(self.cfg.max_concurrent_requests);
+                let n = req.events.len();
+                let dropped = count_rejected(&rejected, n);
+                m.cloudwatch_events_sent
+                    .inc_by((n - dropped.iter().map(|d| d.1).sum::<usize>()) as u64);
+                for (reason, k) in dropped {
+                    if k > 0 {
+                        Metrics::inc_reason(&m.log_records_dropped, reason, k as u64);
+                        if let Some(s) = self.limits.allow(reason, now) {
+                            tracing::warn!(group = %req.dest.group, stream = %req.dest.stream, events = k, reason, suppressed = s,
+                                "CloudWatch rejected log events");
+                        }
+                    }
+                }
+                self.settle(&req.events);
+            }
+            Err(Fail::Invalid(why)) => {
+                Metrics::inc_outcome(&m.cloudwatch_requests, "invalid");
+                if req.events.len() > 1 {
+                    // Isolate the offender: halves go out again.
+                    let tail = req.events.split_off(req.events.len() / 2);
+                    let dest = Arc::clone(&req.dest);
+                    self.ready.push_front(Request {
+                        dest,
+                        events: tail,
+                        attempt: 0,
+                    });
+                    self.ready.push_front(Request {
+                        dest: req.dest,
+                        events: req.events,
+                        attempt: 0,
+                    });
+                } else {
+                    Metrics::inc_reason(&m.log_records_dropped, "invalid_parameter", 1);
+                    if let Some(s) = self.limits.allow("invalid_parameter", now) {
+                        tracing::error!(group = %req.dest.group, stream = %req.dest.stream, error = %why, suppressed = s,
+                            "CloudWatch refused a log event as invalid; dropped it");
+                    }
+                    self.settle(&req.events);
+                }
+            }
+            Err(fail) => {
+                Metrics::inc_outcome(&m.cloudwatch_requests, fail.outcome());
+                match &fail {
+                    Fail::Throttled => self.limit = (self.limit / 2).max(1),
+                    Fail::Auth(why) | Fail::NoGroup(why) => {
+                        self.health.sink_ok.store(false, Ordering::SeqCst);
+                        if let Some(s) = self.limits.allow(fail.outcome(), now) {
+                            tracing::error!(error = %why, suppressed = s, "CloudWatch Logs refused the agent; retrying");
+                        }
+                    }
+                    Fail::Transient(why) => {
+                        if let Some(s) = self.limits.allow("transient", now) {
+                            tracing::warn!(error = %why, suppressed = s, "CloudWatch Logs call failed; retrying");
+                        }
+                    }
+                    Fail::Invalid(_) => {}
+                }
+                req.attempt += 1;
+                let wait = backoff(req.attempt, self.cfg.max_backoff);
+                self.delayed.push(Delayed(now + wait, req));
+            }
+        }
+        self.metrics
+            .cloudwatch_concurrency_limit
+            .set(self.limit as i64);
+    }
+}
+
+/// How many events of a request of `n` were rejected, by drop reason.
+fn count_rejected(r: &Rejected, n: usize) -> [(&'static str, usize); 3] {
+    let too_new = r.too_new_from.map(|i| n.saturating_sub(i)).unwrap_or(0);
+    let too_old = r.too_old_until.map(|i| i.min(n)).unwrap_or(0);
+    let expired = r
+        .expired_until
+        .map(|i| i.min(n))
+        .unwrap_or(0)
+        .saturating_sub(too_old);
+    [
+        ("too_new", too_new),
+        ("too_old", too_old),
+        ("expired", expired),
+    ]
+}
+
+/// Exponential backoff with jitter (half to all of it): 100 ms · 2^attempt, capped.
+fn backoff(attempt: u32, max: Duration) -> Duration {
+    let cap = Duration::from_millis(100)
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(max);
+    cap.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let max = Duration::from_secs(30);
+        for attempt in 1..20 {
+            let b = backoff(attempt, max);
+            assert!(b <= max);
+            let cap = Duration::from_millis(100)
+                .saturating_mul(1u32 << attempt.min(16))
+                .min(max);
+            assert!(b >= cap / 2, "attempt {attempt}: {b:?}");
+        }
+    }
+
+    #[test]
+    fn rejected_counts() {
+        let r = Rejected {
+            too_new_from: Some(8),
+            too_old_until: Some(2),
+            expired_until: Some(3),
+        };
+        assert_eq!(
+            count_rejected(&r, 10),
+            [("too_new", 2), ("too_old", 2), ("expired", 1)]
+        );
+        assert_eq!(
+            count_rejected(&Rejected::default(), 10),
+            [("too_new", 0), ("too_old", 0), ("expired", 0)]
+        );
+    }
+}
