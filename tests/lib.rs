@@ -8,6 +8,9 @@
 //!   sequences per container (loss, order, duplicates).
 //! * [`wait_for`] polls a condition with a deadline; [`metric_value`] reads Prometheus text.
 //!
+//! * [`cw`]: CloudWatch Logs against moto's server ([`Moto`], [`CwDelivery`], [`FaultProxy`],
+//!   the strict [`check_put_log_events`]); [`AgentConfig::cloudwatch`] selects that sink.
+//!
 //! Environment knobs: `KUBESHIP_BIN` (binary), `KUBESHIP_TEST_TIMEOUT_SCALE` (multiply every
 //! timeout, e.g. `3` on a slow machine), `KUBESHIP_KEEP_TMP=1` (keep a failed test's directory).
 
@@ -25,6 +28,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+pub mod cw;
+pub use cw::*;
 
 // ---------------------------------------------------------------------------------------------
 // Binary, timeouts, waiting
@@ -298,6 +304,108 @@ pub fn time_for(seq: u64) -> String {
     )
 }
 
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(d.as_millis()).expect("ms fit i64")
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `(year, month, day)` of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// RFC 3339 UTC timestamp with nine fraction digits for `nanos` since the Unix epoch
+/// (`2026-11-23T10:00:00.123456789Z`), the agent's canonical `time` format.
+pub fn rfc3339_nanos(nanos: i128) -> String {
+    let secs = nanos.div_euclid(1_000_000_000) as i64;
+    let frac = nanos.rem_euclid(1_000_000_000);
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
+        s / 3600,
+        (s / 60) % 60,
+        s % 60
+    )
+}
+
+/// RFC 3339 timestamp for Unix milliseconds `ms` (nine fraction digits).
+pub fn rfc3339_ms(ms: i64) -> String {
+    rfc3339_nanos(i128::from(ms) * 1_000_000)
+}
+
+/// Unix nanoseconds of an RFC 3339 timestamp (`Z` or `±hh:mm` offset, any fraction digits).
+pub fn parse_rfc3339_nanos(t: &str) -> Option<i128> {
+    let b = t.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { t.get(r)?.parse().ok() };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac: i128 = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = &t[start..i];
+        if digits.is_empty() {
+            return None;
+        }
+        let mut padded = digits.chars().take(9).collect::<String>();
+        while padded.len() < 9 {
+            padded.push('0');
+        }
+        frac = padded.parse().ok()?;
+    }
+    let offset_secs: i64 = match &t[i..] {
+        "Z" | "z" => 0,
+        off if off.len() == 6 && (off.starts_with('+') || off.starts_with('-')) => {
+            let oh: i64 = off.get(1..3)?.parse().ok()?;
+            let om: i64 = off.get(4..6)?.parse().ok()?;
+            let v = oh * 3600 + om * 60;
+            if off.starts_with('-') { -v } else { v }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
+    Some(i128::from(secs) * 1_000_000_000 + frac)
+}
+
+/// Unix milliseconds (rounded down) of an RFC 3339 timestamp: CloudWatch's event timestamp.
+pub fn parse_rfc3339_ms(t: &str) -> Option<i64> {
+    parse_rfc3339_nanos(t).map(|n| n.div_euclid(1_000_000) as i64)
+}
+
 /// Parses `c=<name> seq=<n> ...` into `(name, n)`.
 pub fn parse_seq(log: &str) -> Option<(&str, u64)> {
     let rest = log.strip_prefix("c=")?;
@@ -415,6 +523,7 @@ impl Node {
                 format,
                 pad_min: 24,
                 pad_spread: 48,
+                time_base_ms: None,
             },
             pod_dir,
             dir,
@@ -470,6 +579,10 @@ pub struct ContainerInfo {
     /// Padding length of line `seq` is `pad_min + mix(seq) % pad_spread`.
     pub pad_min: usize,
     pub pad_spread: usize,
+    /// `None`: line `seq` carries [`time_for`]`(seq)` (fixed, 2026-11-23). `Some(base)`: Unix
+    /// ms `base + seq` plus `seq % 997` ns — for sinks that reject old events (CloudWatch takes
+    /// nothing older than 14 days): see [`Container::set_time_base_ms`].
+    pub time_base_ms: Option<i64>,
 }
 
 impl ContainerInfo {
@@ -489,7 +602,17 @@ impl ContainerInfo {
     }
 
     pub fn time(&self, seq: u64) -> String {
-        time_for(seq)
+        match self.time_base_ms {
+            None => time_for(seq),
+            Some(base) => rfc3339_nanos(
+                (i128::from(base) + i128::from(seq)) * 1_000_000 + i128::from(seq % 997),
+            ),
+        }
+    }
+
+    /// The CloudWatch event timestamp (Unix ms) of line `seq`.
+    pub fn timestamp_ms(&self, seq: u64) -> i64 {
+        parse_rfc3339_ms(&self.time(seq)).expect("valid time")
     }
 
     /// Checks that `rec` is exactly line `seq` of this container, enriched for `host`.
@@ -621,6 +744,29 @@ impl Container {
     pub fn set_padding(&mut self, min: usize, spread: usize) {
         self.info.pad_min = min;
         self.info.pad_spread = spread;
+    }
+
+    /// Times subsequent lines from Unix ms `base` (line `seq` at `base + seq` ms), or from the
+    /// fixed [`time_for`] with `None`. CloudWatch tests use a recent base
+    /// (`now_ms() - 3_600_000`): CloudWatch (and moto) reject events older than 14 days.
+    pub fn set_time_base_ms(&mut self, base: Option<i64>) {
+        self.info.time_base_ms = base;
+    }
+
+    /// Appends the next sequenced line with an explicit `time` (RFC 3339) instead of
+    /// [`ContainerInfo::time`]; returns its sequence number.
+    pub fn write_line_at(&mut self, time: &str) -> u64 {
+        let seq = self.next_seq;
+        let b = frame(
+            self.info.format,
+            time,
+            self.info.stream(seq),
+            self.info.message(seq).as_bytes(),
+            false,
+        );
+        self.append(&b);
+        self.next_seq += 1;
+        seq
     }
 
     fn append(&self, bytes: &[u8]) {
@@ -822,6 +968,87 @@ pub struct AgentConfig {
     pub max_inflight_bytes: u64,
     pub checkpoint_interval_ms: u64,
     pub log_level: String,
+    /// `output.group` (placeholders `{cluster}` `{node}` `{namespace}` `{pod}` `{container}`
+    /// `{container_id}`).
+    pub group_template: String,
+    /// `output.stream`.
+    pub stream_template: String,
+    /// `Some`: `output.cloudwatch` is the sink (instead of `output.local`), and the agent is
+    /// started with test AWS credentials (see [`AgentConfig::env`]).
+    pub cloudwatch: Option<CloudWatchOpts>,
+}
+
+/// `output.cloudwatch` options; `None` fields are left out of the YAML (agent defaults).
+#[derive(Clone, Debug, Default)]
+pub struct CloudWatchOpts {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub create_group: Option<bool>,
+    pub retention_days: Option<u32>,
+    pub log_group_class: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub max_concurrent_requests: Option<u32>,
+    pub request_timeout_secs: Option<u64>,
+    /// Further raw `key: value` lines under `output.cloudwatch:` (for options added later).
+    pub extra: Vec<String>,
+}
+
+/// Region the tests' agents and clients use.
+pub const TEST_AWS_REGION: &str = "us-east-1";
+
+impl CloudWatchOpts {
+    /// The tests' usual sink: `endpoint` (moto or a proxy in front of it), region
+    /// [`TEST_AWS_REGION`], `create_group: true`, `retention_days: 7`, class `STANDARD`,
+    /// tag `team: platform`, 8 concurrent requests, 10 s request timeout.
+    pub fn for_endpoint(endpoint: impl Into<String>) -> CloudWatchOpts {
+        CloudWatchOpts {
+            region: Some(TEST_AWS_REGION.into()),
+            endpoint_url: Some(endpoint.into()),
+            create_group: Some(true),
+            retention_days: Some(7),
+            log_group_class: Some("STANDARD".into()),
+            tags: vec![("team".into(), "platform".into())],
+            max_concurrent_requests: Some(8),
+            request_timeout_secs: Some(10),
+            extra: vec![],
+        }
+    }
+
+    fn write_yaml(&self, y: &mut String) {
+        let _ = writeln!(y, "  cloudwatch:");
+        if let Some(v) = &self.region {
+            let _ = writeln!(y, "    region: {v:?}");
+        }
+        if let Some(v) = &self.endpoint_url {
+            let _ = writeln!(y, "    endpoint_url: {v:?}");
+        }
+        if let Some(v) = self.create_group {
+            let _ = writeln!(y, "    create_group: {v}");
+        }
+        if let Some(v) = self.retention_days {
+            let _ = writeln!(y, "    retention_days: {v}");
+        }
+        if let Some(v) = &self.log_group_class {
+            let _ = writeln!(y, "    log_group_class: {v}");
+        }
+        if !self.tags.is_empty() {
+            let tags: Vec<String> = self
+                .tags
+                .iter()
+                .map(|(k, v)| format!("{k:?}: {v:?}"))
+                .collect();
+            let _ = writeln!(y, "    tags: {{{}}}", tags.join(", "));
+        }
+        if let Some(v) = self.max_concurrent_requests {
+            let _ = writeln!(y, "    max_concurrent_requests: {v}");
+        }
+        if let Some(v) = self.request_timeout_secs {
+            let _ = writeln!(y, "    request_timeout_secs: {v}");
+        }
+        for l in &self.extra {
+            let _ = writeln!(y, "    {l}");
+        }
+    }
 }
 
 impl Default for AgentConfig {
@@ -847,6 +1074,9 @@ impl Default for AgentConfig {
             max_inflight_bytes: 64 << 20,
             checkpoint_interval_ms: 200,
             log_level: std::env::var("KUBESHIP_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
+            group_template: "/aws/containerinsights/{cluster}/application".into(),
+            stream_template: "{pod}_{namespace}_{container}".into(),
+            cloudwatch: None,
         }
     }
 }
@@ -900,18 +1130,63 @@ impl AgentConfig {
             self.checkpoint_interval_ms
         );
         let _ = writeln!(y, "output:");
-        let _ = writeln!(
-            y,
-            "  group: \"/aws/containerinsights/{{cluster}}/application\""
-        );
-        let _ = writeln!(y, "  stream: \"{{pod}}_{{namespace}}_{{container}}\"");
-        let _ = writeln!(y, "  local:");
-        let _ = writeln!(y, "    dir: ./out");
+        let _ = writeln!(y, "  group: {:?}", self.group_template);
+        let _ = writeln!(y, "  stream: {:?}", self.stream_template);
+        match &self.cloudwatch {
+            Some(cw) => cw.write_yaml(&mut y),
+            None => {
+                let _ = writeln!(y, "  local:");
+                let _ = writeln!(y, "    dir: ./out");
+            }
+        }
         let _ = writeln!(y, "telemetry:");
         let _ = writeln!(y, "  listen_addr: \"127.0.0.1:{port}\"");
         let _ = writeln!(y, "  log_format: json");
         let _ = writeln!(y, "  log_level: {}", self.log_level);
         y
+    }
+}
+
+impl AgentConfig {
+    /// Environment for the agent process: with a CloudWatch sink, the standard AWS variables
+    /// with test credentials (`AWS_ACCESS_KEY_ID=testing`, `AWS_SECRET_ACCESS_KEY=testing`,
+    /// `AWS_REGION`, `AWS_EC2_METADATA_DISABLED=true`); nothing otherwise.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match &self.cloudwatch {
+            None => vec![],
+            Some(cw) => aws_test_env(cw.region.as_deref().unwrap_or(TEST_AWS_REGION)),
+        }
+    }
+}
+
+/// Test AWS credentials and settings for processes that talk to moto.
+pub fn aws_test_env(region: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", region.into()),
+        ("AWS_DEFAULT_REGION", region.into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("NO_PROXY", "127.0.0.1,localhost".into()),
+        ("no_proxy", "127.0.0.1,localhost".into()),
+    ]
+}
+
+/// Removes every `AWS_*` variable and HTTP proxy setting inherited from the test environment
+/// (profiles, session tokens, endpoint overrides), so child processes see only what the test
+/// passes.
+pub fn scrub_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        let lower = k.to_ascii_lowercase();
+        if k.starts_with("AWS_")
+            || matches!(
+                lower.as_str(),
+                "http_proxy" | "https_proxy" | "all_proxy" | "no_proxy"
+            )
+        {
+            cmd.env_remove(k);
+        }
     }
 }
 
@@ -943,7 +1218,9 @@ impl Agent {
             config_path.as_os_str(),
         ];
         args.extend(extra.iter().map(OsStr::new));
-        Self::spawn(node.root(), &config_path, port, &args, &[])
+        let env = cfg.env();
+        let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Self::spawn(node.root(), &config_path, port, &args, &envs)
     }
 
     /// Starts `kubeship <args>` in `cwd`, stderr/stdout to files under `log_dir`.
@@ -958,6 +1235,7 @@ impl Agent {
         let stderr_path = log_dir.join(format!("agent-{run}.stderr.log"));
         let stdout_path = log_dir.join(format!("agent-{run}.stdout.log"));
         let mut cmd = kubeship();
+        scrub_env(&mut cmd);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(File::create(&stdout_path).expect("create stdout log"))
@@ -1032,6 +1310,26 @@ impl Agent {
                 self.stderr_tail(60)
             );
         }
+    }
+
+    /// A `VmXxx:` value of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`: peak RSS, …);
+    /// None once the process is gone.
+    pub fn proc_status_kib(&self, field: &str) -> Option<u64> {
+        let text = fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        text.lines().find_map(|l| {
+            let rest = l.strip_prefix(field)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+    }
+
+    /// Peak resident set size (`VmHWM`) in bytes.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        self.proc_status_kib("VmHWM").map(|k| k * 1024)
+    }
+
+    /// Current resident set size (`VmRSS`) in bytes.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        self.proc_status_kib("VmRSS").map(|k| k * 1024)
     }
 
     /// Sends SIGTERM.
@@ -1740,6 +2038,7 @@ mod tests {
             format: Format::Cri,
             pad_min: 5,
             pad_spread: 3,
+            time_base_ms: None,
         };
         let m = c.message(17);
         assert_eq!(parse_seq(&m), Some(("c1", 17)));
@@ -1754,6 +2053,74 @@ mod tests {
             serde_json::from_slice(&frame(Format::Docker, "t", "stdout", b"x\ty", true))
                 .expect("valid json");
         assert_eq!(v["log"], "x\ty");
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000000000Z");
+        for t in [
+            "2026-11-23T10:00:00.001000001Z",
+            "2024-02-29T23:59:59.999999999Z",
+            "2000-03-01T00:00:00.000000000Z",
+            "1999-12-31T12:34:56.500000000Z",
+        ] {
+            let n = parse_rfc3339_nanos(t).expect("parses");
+            assert_eq!(rfc3339_nanos(n), t);
+        }
+        assert_eq!(
+            parse_rfc3339_nanos("2026-11-23T12:00:00.5+02:00"),
+            parse_rfc3339_nanos("2026-11-23T10:00:00.500000000Z")
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-23T10:00:00.001999999Z"),
+            Some(1_795_428_000_001)
+        );
+        assert_eq!(parse_rfc3339_ms(&time_for(0)), Some(1_795_428_000_000));
+        assert!(parse_rfc3339_nanos("2026-11-23 10:00:00").is_none());
+        assert!(parse_rfc3339_nanos("2026-13-23T10:00:00Z").is_none());
+        assert!(parse_rfc3339_nanos("2026-11-23T10:00:00.Z").is_none());
+
+        let node = Node::new();
+        let mut c = node.add_container("ns", "pod", "app", Format::Cri);
+        assert_eq!(c.info().time(5), time_for(5), "fixed times by default");
+        let base = 1_795_000_000_123;
+        c.set_time_base_ms(Some(base));
+        for seq in [0, 1, 996, 997, 12_345] {
+            assert_eq!(c.info().timestamp_ms(seq), base + seq as i64);
+            let nanos = parse_rfc3339_nanos(&c.info().time(seq)).expect("time");
+            assert_eq!(nanos % 1_000_000, i128::from(seq % 997));
+        }
+        let seq = c.write_line_at("2026-11-20T00:00:00.000000000Z");
+        assert_eq!((seq, c.written()), (0, 1));
+        let text = fs::read_to_string(c.live_path()).expect("read");
+        assert!(text.starts_with("2026-11-20T00:00:00.000000000Z stdout F c=app seq=0 "));
+    }
+
+    #[test]
+    fn cloudwatch_config_yaml() {
+        let mut cfg = AgentConfig::default();
+        assert!(cfg.env().is_empty());
+        assert!(cfg.to_yaml(1).contains("  local:\n    dir: ./out\n"));
+        cfg.stream_template = "{namespace}".into();
+        cfg.cloudwatch = Some(CloudWatchOpts::for_endpoint("http://127.0.0.1:9"));
+        let y = cfg.to_yaml(1);
+        assert!(!y.contains("local:"), "{y}");
+        assert!(
+            y.contains(
+                "output:\n  group: \"/aws/containerinsights/{cluster}/application\"\n  \
+                 stream: \"{namespace}\"\n  cloudwatch:\n    region: \"us-east-1\"\n    \
+                 endpoint_url: \"http://127.0.0.1:9\"\n    create_group: true\n    \
+                 retention_days: 7\n    log_group_class: STANDARD\n    \
+                 tags: {\"team\": \"platform\"}\n    max_concurrent_requests: 8\n    \
+                 request_timeout_secs: 10\ntelemetry:"
+            ),
+            "{y}"
+        );
+        let env = cfg.env();
+        assert!(env.contains(&("AWS_ACCESS_KEY_ID", "testing".into())));
+        assert!(env.contains(&("AWS_SECRET_ACCESS_KEY", "testing".into())));
+        assert!(env.contains(&("AWS_REGION", "us-east-1".into())));
+        assert!(env.contains(&("AWS_EC2_METADATA_DISABLED", "true".into())));
     }
 
     #[test]

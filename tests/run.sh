@@ -7,7 +7,9 @@
 #   CARGO_TARGET_DIR=... tests/run.sh
 #
 # Test knobs (see tests/lib.rs): KUBESHIP_TEST_TIMEOUT_SCALE, KUBESHIP_KEEP_TMP,
-# KUBESHIP_MODEL_SEED, KUBESHIP_MODEL_RANDOM, KUBESHIP_MODEL_OPS, KUBESHIP_SIGKILL_RATE.
+# KUBESHIP_MODEL_SEED, KUBESHIP_MODEL_RANDOM, KUBESHIP_MODEL_OPS, KUBESHIP_SIGKILL_RATE,
+# KUBESHIP_PYTHON (interpreter with moto), KUBESHIP_VENV (where ensure_moto may create one),
+# KUBESHIP_CW_RSS_LIMIT_MIB.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,13 +41,16 @@ ensure_clippy() {
 
 # Debian packages, installed only when the command is missing.
 apt_updated=0
-ensure_apt_package() { # COMMAND PACKAGE (COMMAND must be an executable on PATH, not a builtin)
-  type -P "$1" >/dev/null 2>&1 && return 0
+apt_install() { # PACKAGE...
   if [[ $apt_updated == 0 ]]; then
     apt-get update -qq
     apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+ensure_apt_package() { # COMMAND PACKAGE (COMMAND must be an executable on PATH, not a builtin)
+  type -P "$1" >/dev/null 2>&1 && return 0
+  apt_install "$2"
 }
 
 ensure_test_tools() {
@@ -55,10 +60,39 @@ ensure_test_tools() {
   ensure_apt_package kill procps
 }
 
+# moto's server (the CloudWatch Logs peer of tests/integration/cloudwatch*.rs) and boto3 (for
+# tests/cw_dump.py). Installed with pip only when `import moto.server, boto3` fails; where the
+# system Python refuses pip installs (PEP 668) or has no pip, into a virtualenv. The interpreter
+# that has them is passed to the tests as KUBESHIP_PYTHON.
+MOTO_SPEC='moto[server]==5.2.1'
+has_moto() { "$1" -c 'import moto.server, boto3' >/dev/null 2>&1; }
+ensure_moto() {
+  local py="${KUBESHIP_PYTHON:-python3}"
+  local venv="${KUBESHIP_VENV:-$HOME/.cache/kubeship-venv}"
+  if has_moto "$py"; then
+    export KUBESHIP_PYTHON="$py"
+  elif has_moto "$venv/bin/python3"; then
+    export KUBESHIP_PYTHON="$venv/bin/python3"
+  else
+    type -P "$py" >/dev/null 2>&1 || { ensure_apt_package python3 python3; py=python3; }
+    if "$py" -m pip install -q --disable-pip-version-check "$MOTO_SPEC" >/dev/null 2>&1 \
+      && has_moto "$py"; then
+      export KUBESHIP_PYTHON="$py"
+    else
+      "$py" -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv; "$py" -m venv "$venv"; }
+      "$venv/bin/python3" -m pip install -q --disable-pip-version-check "$MOTO_SPEC"
+      export KUBESHIP_PYTHON="$venv/bin/python3"
+    fi
+  fi
+  has_moto "$KUBESHIP_PYTHON" || { echo "error: $MOTO_SPEC is not importable by $KUBESHIP_PYTHON" >&2; exit 1; }
+  note "moto $("$KUBESHIP_PYTHON" -c 'import moto; print(moto.__version__)') ($KUBESHIP_PYTHON)"
+}
+
 ensure_cargo
 ensure_rustfmt
 ensure_clippy
 ensure_test_tools
+ensure_moto
 
 # --- checks ------------------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@
 
 mod bad_input;
 mod cli;
+mod cloudwatch;
+mod cloudwatch_infra;
 mod discovery;
 mod model;
 mod quickstart;

@@ -116,43 +116,69 @@ pub fn split_by_span(mut evs: Vec<Ev>) -> Vec<Vec<Ev>> {
 }
 
 /// Cuts a record's `log` so its JSON fits one event, marking the cut. Returns
-/// `None` when the record already fits.
+/// `None` when the record already fits. The record's other bytes (field order
+/// included) are kept: the escaped `log` value is cut between escape sequences
+/// and characters, and the marker spliced in.
 pub fn fit_record(json: &[u8]) -> Option<Arc<str>> {
     if json.len() <= MAX_EVENT_BYTES {
         return None;
     }
-    if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(json)
-        && let Some(log) = v.get("log").and_then(|l| l.as_str()).map(str::to_owned)
+    const HEAD: &[u8] = b"{\"log\":\"";
+    if let Some(log) = json.strip_prefix(HEAD)
+        && let Some(log_len) = escaped_len(log)
     {
-        // Escaping makes the encoded `log` longer than its text: scale by that ratio,
-        // then shave until it fits.
-        let encoded = serde_json::to_string(&log)
-            .map(|s| s.len() - 2)
-            .unwrap_or(log.len())
-            .max(1);
-        let rest = json.len().saturating_sub(encoded);
-        let budget = MAX_EVENT_BYTES.saturating_sub(rest + TRUNCATED_MARKER.len() * 6);
-        let mut keep = (log.len() as u128 * budget as u128 / encoded as u128) as usize;
-        loop {
-            let mut cut = keep.min(log.len());
-            while !log.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            v["log"] = serde_json::Value::String(format!("{}{TRUNCATED_MARKER}", &log[..cut]));
-            let out = serde_json::to_string(&v).unwrap_or_default();
-            if out.len() <= MAX_EVENT_BYTES || cut == 0 {
-                return Some(Arc::from(out));
-            }
-            keep = cut - (cut / 64).max(1);
+        let rest = &json[HEAD.len() + log_len..];
+        let room = MAX_EVENT_BYTES.saturating_sub(HEAD.len() + rest.len() + TRUNCATED_MARKER.len());
+        let cut = escaped_boundary(&log[..log_len], room);
+        let mut out = Vec::with_capacity(MAX_EVENT_BYTES);
+        out.extend_from_slice(HEAD);
+        out.extend_from_slice(&log[..cut]);
+        out.extend_from_slice(TRUNCATED_MARKER.as_bytes());
+        out.extend_from_slice(rest);
+        if let Ok(s) = String::from_utf8(out) {
+            return Some(Arc::from(s));
         }
     }
-    // Not a record (should not happen): cut the bytes.
+    // Not one of our records (should not happen): cut the bytes.
     let s = String::from_utf8_lossy(json);
     let mut cut = MAX_EVENT_BYTES - TRUNCATED_MARKER.len();
     while !s.is_char_boundary(cut) {
         cut -= 1;
     }
     Some(Arc::from(format!("{}{TRUNCATED_MARKER}", &s[..cut])))
+}
+
+/// Length of a JSON string's escaped content (up to its closing quote).
+fn escaped_len(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'"' => return Some(i),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The largest cut ≤ `max` that splits neither an escape sequence nor a character.
+fn escaped_boundary(s: &[u8], max: usize) -> usize {
+    let mut i = 0;
+    while i < s.len() {
+        let step = match s[i] {
+            b'\\' if s.get(i + 1) == Some(&b'u') => 6,
+            b'\\' => 2,
+            b if b >= 0xf0 => 4,
+            b if b >= 0xe0 => 3,
+            b if b >= 0xc0 => 2,
+            _ => 1,
+        };
+        if i + step > max {
+            break;
+        }
+        i += step;
+    }
+    i
 }
 
 #[cfg(test)]
@@ -236,6 +262,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&fit).unwrap();
         assert!(v["log"].as_str().unwrap().ends_with(TRUNCATED_MARKER));
         assert_eq!(v["stream"], "stdout");
+        assert!(
+            fit.ends_with(&format!("{TRUNCATED_MARKER}\",\"stream\":\"stdout\"}}")),
+            "order kept"
+        );
         assert!(fit_record(b"{\"log\":\"small\"}").is_none());
     }
 }

@@ -4,7 +4,9 @@
 //! ([`batcher`]), ready and delayed requests, and how many events of each
 //! pipeline batch are still undelivered. Requests run as tasks, at most
 //! `max_concurrent_requests` at once (halved on throttling, grown back by one per
-//! success), and report back. A pipeline batch is acknowledged to the ledger only
+//! success), and report back. After a failed call the whole sink pauses for a
+//! backoff that grows with the failures in a row, so an outage is probed rather
+//! than hammered; the first success ends the pause. A pipeline batch is acknowledged to the ledger only
 //! when every one of its events was accepted by CloudWatch, or rejected by it
 //! (too old, too new, expired) or refused as invalid on its own — each of those
 //! counted by reason and logged. Everything else is retried with exponential
@@ -78,6 +80,10 @@ pub struct CloudWatchSink {
     pending: HashMap<u64, usize>,
     in_flight: usize,
     limit: usize,
+    /// Failed calls in a row; while it is not 0 the whole sink waits `paused_until`
+    /// before sending anything, so an outage is probed, not hammered.
+    failures: u32,
+    paused_until: Option<Instant>,
     limits: LogLimits,
 }
 
@@ -104,6 +110,8 @@ impl CloudWatchSink {
             pending: HashMap::new(),
             in_flight: 0,
             limit,
+            failures: 0,
+            paused_until: None,
             limits: LogLimits::default(),
         }
     }
@@ -118,7 +126,9 @@ impl CloudWatchSink {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut closed = false;
         loop {
-            while self.in_flight < self.limit
+            let paused = self.paused_until.is_some_and(|t| Instant::now() < t);
+            while !paused
+                && self.in_flight < self.limit
                 && let Some(req) = self.ready.pop_front()
             {
                 self.in_flight += 1;
@@ -262,6 +272,8 @@ impl CloudWatchSink {
             Ok(rejected) => {
                 Metrics::inc_outcome(&m.cloudwatch_requests, "ok");
                 self.health.sink_ok.store(true, Ordering::SeqCst);
+                self.failures = 0;
+                self.paused_until = None;
                 self.limit = (self.limit + 1).min(self.cfg.max_concurrent_requests);
                 let n = req.events.len();
                 let dropped = count_rejected(&rejected, n);
@@ -305,8 +317,15 @@ impl CloudWatchSink {
             }
             Err(fail) => {
                 Metrics::inc_outcome(&m.cloudwatch_requests, fail.outcome());
+                // Send less at once, and pause the whole sink for a growing while.
+                // Calls that fail together (already in flight) count once.
+                self.limit = (self.limit / 2).max(1);
+                if self.paused_until.is_none_or(|t| now >= t) {
+                    self.failures += 1;
+                    self.paused_until = Some(now + backoff(self.failures, self.cfg.max_backoff));
+                }
                 match &fail {
-                    Fail::Throttled => self.limit = (self.limit / 2).max(1),
+                    Fail::Throttled => {}
                     Fail::Auth(why) | Fail::NoGroup(why) => {
                         self.health.sink_ok.store(false, Ordering::SeqCst);
                         if let Some(s) = self.limits.allow(fail.outcome(), now) {
