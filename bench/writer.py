@@ -9,6 +9,10 @@ NODE/logs/containers/<pod>_<ns>_<container>-<id>.log are relative symlinks to
 NODE/logs/pods/<ns>_<pod>_<uid>/<container>/0.log. `prefill` spreads N lines of about B bytes
 over M files; `steady` appends R lines/s (10 ms ticks, round-robin over the files) for D
 seconds and prints the number of lines it wrote. Standard library only.
+
+CRI timestamps: `steady` stamps each line with the wall clock (nanoseconds, UTC) at the moment
+it is written, so `receive time - timestamp` downstream is the delivery latency; `prefill` and
+`layout` use the start second plus the line's sequence number as nanoseconds (ordered per file).
 """
 
 import argparse
@@ -48,8 +52,24 @@ def now_base():
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
 
 
-def line(file_idx, seq, line_bytes, base=None, stream="stdout"):
-    ts = (base or now_base()) + f".{seq % 10**9:09d}Z"
+class WallClock:
+    """RFC 3339 UTC timestamps of the current wall-clock time, nanosecond precision."""
+
+    def __init__(self):
+        self.sec = None
+        self.prefix = ""
+
+    def now(self):
+        ns = time.time_ns()
+        sec, frac = divmod(ns, 1_000_000_000)
+        if sec != self.sec:
+            self.sec = sec
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        return f"{self.prefix}.{frac:09d}Z"
+
+
+def line(file_idx, seq, line_bytes, base=None, stream="stdout", ts=None):
+    ts = ts or (base or now_base()) + f".{seq % 10**9:09d}Z"
     head = f"{ts} {stream} F bench f={file_idx} seq={seq} "
     pad = max(0, line_bytes - len(head) - 1)
     return head + PAD[seq % 36 : seq % 36 + pad] + "\n"
@@ -88,6 +108,7 @@ def steady(args):
     written = 0
     nbytes = 0
     rr = 0
+    clock = WallClock()
     start = time.monotonic()
     next_t = start
     while time.monotonic() - start < args.duration:
@@ -95,11 +116,10 @@ def steady(args):
         n = int(owed)
         owed -= n
         touched = set()
-        base = now_base()
         for _ in range(n):
             i = rr % len(paths)
             rr += 1
-            s = line(i, seqs[i], args.line_bytes, base)
+            s = line(i, seqs[i], args.line_bytes, ts=clock.now())
             seqs[i] += 1
             handles[i].write(s)
             touched.add(i)

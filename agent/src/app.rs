@@ -120,6 +120,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
             let sink = CloudWatchSink::new(
                 cw.clone(),
                 cfg.pipeline.batch_timeout,
+                cfg.pipeline.max_inflight_bytes / 2,
                 Arc::clone(&ledger),
                 Arc::clone(&metrics),
                 Arc::clone(&health),

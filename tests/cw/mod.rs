@@ -38,4 +38,6 @@ pub use moto::{
     CwApi, CwBadEvent, CwDelivery, CwError, CwEvent, CwGroup, CwRecord, CwState, CwStream, Moto,
     boto3_put_and_dump, check_record_shape, cw_dump_script, dump, python, wait_for_state,
 };
-pub use proxy::{Exchange, FaultProxy, Faults, Injected, Outage, PutCall};
+pub use proxy::{
+    Exchange, FaultProxy, Faults, Injected, Outage, PutCall, Rejection, rejected_indexes,
+};

@@ -15,8 +15,16 @@
 //! * [`FaultProxy::set_delay`]: every forwarded request waits D first;
 //! * [`FaultProxy::start_outage`]: until [`FaultProxy::end_outage`], every request is answered
 //!   503 ([`Outage::Unavailable`]) or its connection is reset ([`Outage::Reset`]: closed with
-//!   the request unread, so the kernel sends RST).
+//!   the request unread, so the kernel sends RST);
+//! * [`FaultProxy::deny_until_cleared`]: until [`FaultProxy::clear_deny`], every
+//!   `PutLogEvents` gets HTTP 400 `AccessDeniedException` (missing IAM permission);
+//! * [`FaultProxy::invalid_when_body_contains`]: every `PutLogEvents` whose body contains a
+//!   marker gets HTTP 400 `InvalidParameterException` (the others are forwarded);
+//! * [`FaultProxy::reject_in_response`]: the next N `PutLogEvents` moto accepts are answered
+//!   with a `rejectedLogEventsInfo` ([`Rejection`]); the events it names are taken out of the
+//!   request before it is forwarded, so moto holds what CloudWatch would.
 
+use std::collections::VecDeque;
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +35,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::http::{self, Head};
-use super::limits::PutLogEvents;
+use super::limits::{InputEvent, PutLogEvents};
 use crate::{Record, now_ms, secs, wait_until};
 
 /// How requests fail during an outage.
@@ -50,8 +58,68 @@ pub enum Injected {
     Outage,
     /// Connection reset during an [`Outage::Reset`] (status 0, body unknown).
     Reset,
+    /// 400 AccessDeniedException ([`FaultProxy::deny_until_cleared`]).
+    Denied,
+    /// 400 InvalidParameterException: the body held a marker
+    /// ([`FaultProxy::invalid_when_body_contains`]).
+    Invalid,
+    /// Forwarded (without the events it names) and answered 200 by moto, but the answer
+    /// carries the proxy's `rejectedLogEventsInfo` ([`FaultProxy::reject_in_response`]).
+    Rejected,
     /// moto could not be reached: 502 (not a planned fault; shows in failures).
     UpstreamError,
+}
+
+/// What [`FaultProxy::reject_in_response`] makes a successful `PutLogEvents` report, as
+/// CloudWatch does for events outside its time window. Events are counted from the request's
+/// (timestamp-ordered) ends; at least one event of a request is always kept, so that moto still
+/// validates it (a request of one event is forwarded untouched and does not use up a rejection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// The first `k` events are older than 14 days: `tooOldLogEventEndIndex: k`.
+    TooOld(usize),
+    /// The first `k` events are older than the group's retention: `expiredLogEventEndIndex: k`.
+    Expired(usize),
+    /// The last `k` events are more than 2 hours ahead: `tooNewLogEventStartIndex: n − k`.
+    TooNew(usize),
+}
+
+impl Rejection {
+    /// For a request of `n` (≥ 2) events: the indexes rejected and the `rejectedLogEventsInfo`.
+    fn apply(self, n: usize) -> (std::ops::Range<usize>, Value) {
+        match self {
+            Rejection::TooOld(k) => {
+                let k = k.min(n - 1);
+                (0..k, serde_json::json!({ "tooOldLogEventEndIndex": k }))
+            }
+            Rejection::Expired(k) => {
+                let k = k.min(n - 1);
+                (0..k, serde_json::json!({ "expiredLogEventEndIndex": k }))
+            }
+            Rejection::TooNew(k) => {
+                let start = n - k.min(n - 1);
+                (
+                    start..n,
+                    serde_json::json!({ "tooNewLogEventStartIndex": start }),
+                )
+            }
+        }
+    }
+}
+
+/// Indexes of a request of `n` events that a `rejectedLogEventsInfo` names (too new, too old
+/// or expired), as CloudWatch defines them.
+pub fn rejected_indexes(info: &Value, n: usize) -> Vec<usize> {
+    let idx = |k: &str| {
+        info.get(k)
+            .and_then(Value::as_u64)
+            .map(|i| (i as usize).min(n))
+    };
+    let old = idx("tooOldLogEventEndIndex")
+        .unwrap_or(0)
+        .max(idx("expiredLogEventEndIndex").unwrap_or(0));
+    let new = idx("tooNewLogEventStartIndex").unwrap_or(n);
+    (0..n).filter(|&i| i < old || i >= new).collect()
 }
 
 /// One request the proxy saw and what it answered.
@@ -96,7 +164,8 @@ impl Exchange {
         serde_json::from_slice(&self.response_body).unwrap_or(Value::Null)
     }
 
-    /// Answered 200 by moto (not injected).
+    /// Answered 200 by moto (not injected; a 200 carrying the proxy's rejections,
+    /// [`Injected::Rejected`], is not counted: see [`PutCall::stored_events`]).
     pub fn accepted(&self) -> bool {
         self.status == 200 && self.injected.is_none()
     }
@@ -117,6 +186,42 @@ impl PutCall {
         let v = self.exchange.response_json();
         v.get("rejectedLogEventsInfo").cloned()
     }
+
+    /// The events of an accepted request (moto's 200, or one answered with the proxy's
+    /// [`Rejection`]) that were stored: all but those its `rejectedLogEventsInfo` names.
+    /// Empty for a refused request or an unparsable body.
+    pub fn stored_events(&self) -> Vec<InputEvent> {
+        let e = &self.exchange;
+        let stored = e.accepted() || (e.status == 200 && e.injected == Some(Injected::Rejected));
+        let Ok(p) = &self.put else {
+            return Vec::new();
+        };
+        if !stored {
+            return Vec::new();
+        }
+        let dropped = self
+            .rejected_info()
+            .map(|r| rejected_indexes(&r, p.events.len()))
+            .unwrap_or_default();
+        p.events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !dropped.contains(i))
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// The events the answer reported as rejected (`rejectedLogEventsInfo`), none when there
+    /// is none.
+    pub fn rejected_events(&self) -> Vec<InputEvent> {
+        let (Ok(p), Some(r)) = (&self.put, self.rejected_info()) else {
+            return Vec::new();
+        };
+        rejected_indexes(&r, p.events.len())
+            .into_iter()
+            .map(|i| p.events[i].clone())
+            .collect()
+    }
 }
 
 /// Faults currently armed.
@@ -126,6 +231,12 @@ pub struct Faults {
     pub unavailable_next: u64,
     pub delay: Duration,
     pub outage: Option<Outage>,
+    /// Every `PutLogEvents` is denied ([`FaultProxy::deny_until_cleared`]).
+    pub deny: bool,
+    /// `PutLogEvents` bodies holding any of these are refused as invalid.
+    pub invalid_markers: Vec<String>,
+    /// What the next accepted `PutLogEvents` report as rejected, in order.
+    pub reject_next: VecDeque<Rejection>,
 }
 
 struct Shared {
@@ -194,7 +305,8 @@ impl FaultProxy {
         self.addr
     }
 
-    /// Disarms every fault (no delay, no outage, no pending throttles or 503s).
+    /// Disarms every fault (no delay, no outage, no pending throttles, 503s or rejections, no
+    /// denial, no invalid markers).
     pub fn pass_through(&self) {
         *lock(&self.shared.faults) = Faults::default();
     }
@@ -220,6 +332,42 @@ impl FaultProxy {
 
     pub fn end_outage(&self) {
         lock(&self.shared.faults).outage = None;
+    }
+
+    /// Until [`FaultProxy::clear_deny`], every `PutLogEvents` gets HTTP 400
+    /// `AccessDeniedException` (as when the role lacks `logs:PutLogEvents`); nothing reaches
+    /// moto.
+    pub fn deny_until_cleared(&self) {
+        lock(&self.shared.faults).deny = true;
+    }
+
+    /// Ends [`FaultProxy::deny_until_cleared`].
+    pub fn clear_deny(&self) {
+        lock(&self.shared.faults).deny = false;
+    }
+
+    /// From now on, every `PutLogEvents` whose body (gzip undone) contains `marker` gets HTTP
+    /// 400 `InvalidParameterException`; the others are forwarded. Markers add up; cleared by
+    /// [`FaultProxy::pass_through`].
+    pub fn invalid_when_body_contains(&self, marker: &str) {
+        assert!(
+            !marker.is_empty(),
+            "an empty marker would refuse everything"
+        );
+        lock(&self.shared.faults)
+            .invalid_markers
+            .push(marker.to_string());
+    }
+
+    /// The next `n` `PutLogEvents` of two or more events that moto accepts (after those still
+    /// pending) report `kind` in `rejectedLogEventsInfo`; the events it names are left out of
+    /// what moto gets. Recorded as [`Injected::Rejected`] (status 200; the recorded body is
+    /// the agent's, whole).
+    pub fn reject_in_response(&self, kind: Rejection, n: u64) {
+        let mut f = lock(&self.shared.faults);
+        for _ in 0..n {
+            f.reject_next.push_back(kind);
+        }
     }
 
     /// Faults still armed.
@@ -337,16 +485,14 @@ impl FaultProxy {
         }
     }
 
-    /// Events of the `PutLogEvents` requests moto accepted, in delivery order:
-    /// `(group, stream, timestamp, message)`.
+    /// Events of the `PutLogEvents` requests moto accepted, in delivery order, without those
+    /// reported rejected ([`PutCall::stored_events`]): `(group, stream, timestamp, message)`.
     pub fn delivered_events(&self) -> Vec<(String, String, i64, String)> {
         let mut out = Vec::new();
         for c in self.put_log_events() {
-            if !c.exchange.accepted() {
-                continue;
-            }
+            let stored = c.stored_events();
             if let Ok(p) = c.put {
-                for e in p.events {
+                for e in stored {
                     out.push((p.group.clone(), p.stream.clone(), e.timestamp, e.message));
                 }
             }
@@ -636,7 +782,7 @@ fn aws_error(status: u16, reason: &str, kind: &str, message: &str, injected: Inj
 fn answer(shared: &Shared, head: &Head, body: &[u8]) -> Answer {
     let target = head.get("x-amz-target").unwrap_or_default();
     let is_put = target.rsplit('.').next() == Some("PutLogEvents");
-    let delay = {
+    let (delay, may_reject) = {
         let mut f = lock(&shared.faults);
         if f.outage.is_some() {
             // A Reset outage that began while this request was being read is answered 503.
@@ -646,6 +792,15 @@ fn answer(shared: &Shared, head: &Head, body: &[u8]) -> Answer {
                 "ServiceUnavailableException",
                 "The service is unavailable (injected outage)",
                 Injected::Outage,
+            );
+        }
+        if is_put && f.deny {
+            return aws_error(
+                400,
+                "Bad Request",
+                "AccessDeniedException",
+                "User is not authorized to perform: logs:PutLogEvents",
+                Injected::Denied,
             );
         }
         if is_put && f.throttle_next > 0 {
@@ -668,8 +823,46 @@ fn answer(shared: &Shared, head: &Head, body: &[u8]) -> Answer {
                 Injected::Unavailable,
             );
         }
-        f.delay
+        if is_put && !f.invalid_markers.is_empty() {
+            let decoded = decode_body(head, body);
+            if let Some(m) = f
+                .invalid_markers
+                .iter()
+                .find(|m| contains(&decoded, m.as_bytes()))
+            {
+                return aws_error(
+                    400,
+                    "Bad Request",
+                    "InvalidParameterException",
+                    &format!("Log event rejected as invalid (injected: the request holds {m:?})"),
+                    Injected::Invalid,
+                );
+            }
+        }
+        (f.delay, is_put && !f.reject_next.is_empty())
     };
+    // A rejection to report: the request without the events it names goes to moto.
+    let mut rejection = None;
+    let mut forwarded_body = None;
+    if may_reject
+        && let Ok(mut v) = serde_json::from_slice::<Value>(&decode_body(head, body))
+        && let Some(n) = v["logEvents"].as_array().map(Vec::len)
+        && n >= 2
+        && let Some(kind) = lock(&shared.faults).reject_next.pop_front()
+    {
+        let (gone, info) = kind.apply(n);
+        if let Some(list) = v["logEvents"].as_array_mut() {
+            let kept: Vec<Value> = std::mem::take(list)
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !gone.contains(i))
+                .map(|(_, e)| e)
+                .collect();
+            *list = kept;
+        }
+        rejection = Some((kind, info));
+        forwarded_body = Some(serde_json::to_vec(&v).expect("serialize PutLogEvents"));
+    }
     if !delay.is_zero() {
         thread::sleep(delay); // the injected latency itself
     }
@@ -677,16 +870,25 @@ fn answer(shared: &Shared, head: &Head, body: &[u8]) -> Answer {
         .headers
         .iter()
         .filter(|(k, _)| !http::is_hop_header(k))
+        // A rewritten body is sent decoded.
+        .filter(|(k, _)| forwarded_body.is_none() || !k.eq_ignore_ascii_case("content-encoding"))
         .cloned()
         .collect();
-    match http::roundtrip(
+    let result = http::roundtrip(
         shared.upstream,
         head.method(),
         head.target(),
         &headers,
-        body,
+        forwarded_body.as_deref().unwrap_or(body),
         secs(60),
-    ) {
+    );
+    if let Some((kind, _)) = &rejection
+        && !matches!(&result, Ok(r) if r.status() == 200)
+    {
+        // Not accepted: nothing was stored, the rejection is still to come.
+        lock(&shared.faults).reject_next.push_front(*kind);
+    }
+    match result {
         Ok(resp) => {
             let status = resp.status();
             let reason = resp
@@ -696,7 +898,31 @@ fn answer(shared: &Shared, head: &Head, body: &[u8]) -> Answer {
                 .nth(2)
                 .unwrap_or("")
                 .to_string();
-            (status, reason, resp.head.headers, resp.body, None, delay)
+            match rejection {
+                Some((_, info)) if status == 200 => {
+                    let mut v: Value = serde_json::from_slice(&resp.body)
+                        .ok()
+                        .filter(Value::is_object)
+                        .unwrap_or_else(|| serde_json::json!({}));
+                    v["rejectedLogEventsInfo"] = info;
+                    let body = serde_json::to_vec(&v).expect("serialize response");
+                    let headers = resp
+                        .head
+                        .headers
+                        .into_iter()
+                        .filter(|(k, _)| !k.eq_ignore_ascii_case("content-encoding"))
+                        .collect();
+                    (
+                        status,
+                        reason,
+                        headers,
+                        body,
+                        Some(Injected::Rejected),
+                        delay,
+                    )
+                }
+                _ => (status, reason, resp.head.headers, resp.body, None, delay),
+            }
         }
         Err(e) => {
             let mut a = aws_error(
@@ -710,4 +936,8 @@ fn answer(shared: &Shared, head: &Head, body: &[u8]) -> Answer {
             a
         }
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }

@@ -27,13 +27,13 @@ const HOUR_MS: i64 = 3_600_000;
 const GROUP: &str = "/aws/containerinsights/test/application";
 
 /// moto, the proxy in front of it, and a node.
-struct Env {
-    moto: Moto,
-    proxy: FaultProxy,
-    node: Node,
+pub(crate) struct Env {
+    pub(crate) moto: Moto,
+    pub(crate) proxy: FaultProxy,
+    pub(crate) node: Node,
 }
 
-fn env() -> Env {
+pub(crate) fn env() -> Env {
     let moto = Moto::start();
     let proxy = FaultProxy::start(moto.addr());
     Env {
@@ -45,21 +45,21 @@ fn env() -> Env {
 
 impl Env {
     /// The default test config shipping through the proxy.
-    fn config(&self) -> AgentConfig {
+    pub(crate) fn config(&self) -> AgentConfig {
         AgentConfig {
             cloudwatch: Some(CloudWatchOpts::for_endpoint(self.proxy.endpoint())),
             ..AgentConfig::default()
         }
     }
 
-    fn container(&self, ns: &str, pod: &str, name: &str, format: Format) -> Container {
+    pub(crate) fn container(&self, ns: &str, pod: &str, name: &str, format: Format) -> Container {
         let mut c = self.node.add_container(ns, pod, name, format);
         c.set_time_base_ms(Some(now_ms() - HOUR_MS));
         c
     }
 
     /// Starts the agent after checking that it accepts the CloudWatch config.
-    fn start(&self, cfg: &AgentConfig) -> Agent {
+    pub(crate) fn start(&self, cfg: &AgentConfig) -> Agent {
         require_cloudwatch_sink(&self.node, cfg);
         let mut agent = Agent::start(&self.node, cfg);
         agent.wait_ready(secs(20));
@@ -68,7 +68,7 @@ impl Env {
 
     /// Every recorded PutLogEvents request passes the strict checker; returns how many.
     #[track_caller]
-    fn assert_requests_valid(&self) -> usize {
+    pub(crate) fn assert_requests_valid(&self) -> usize {
         match self.proxy.check_put_log_events() {
             Ok(n) => {
                 assert!(n > 0, "no PutLogEvents request went through the proxy");
@@ -99,7 +99,7 @@ fn require_cloudwatch_sink(node: &Node, cfg: &AgentConfig) {
     }
 }
 
-fn metric(agent: &Agent, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn metric(agent: &Agent, name: &str, labels: &[(&str, &str)]) -> f64 {
     let text = agent
         .metrics()
         .unwrap_or_else(|e| panic!("GET /metrics: {e}"));

@@ -68,6 +68,11 @@ impl StreamQueue {
             || self.bytes >= super::limits::MAX_BATCH_BYTES
     }
 
+    /// Bytes waiting, as CloudWatch counts them.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// True when nothing waits.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()

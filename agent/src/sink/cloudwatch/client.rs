@@ -14,8 +14,12 @@ use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::{InputLogEvent, LogGroupClass};
 
+use aws_smithy_types::body::SdkBody;
+use bytes::Bytes;
+
 use super::batcher::Ev;
 use crate::config::CloudWatchConfig;
+use crate::encode::{escape_bytes_into, escape_str_into};
 
 /// Why a call failed, by what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,25 +137,27 @@ impl Api {
         stream: &str,
         events: &[Ev],
     ) -> Result<Rejected, PutFail> {
-        let mut req = self
+        // The SDK would copy every message into a String and escape it byte by byte;
+        // the body is written here instead, straight from the batch buffers, and put
+        // in place of the SDK's before the request is signed.
+        let body = Bytes::from(request_body(group, stream, events));
+        let placeholder = InputLogEvent::builder()
+            .timestamp(0)
+            .message("")
+            .build()
+            .map_err(|e| PutFail::Other(Fail::Invalid(format!("building the request: {e}"))))?;
+        let req = self
             .client
             .put_log_events()
             .log_group_name(group)
-            .log_stream_name(stream);
-        for ev in events {
-            let message = match std::str::from_utf8(ev.bytes()) {
-                Ok(s) => s.to_owned(),
-                Err(_) => String::from_utf8_lossy(ev.bytes()).into_owned(),
-            };
-            let e = InputLogEvent::builder()
-                .timestamp(ev.ts_ms)
-                .message(message)
-                .build();
-            // Both fields are set above, so building cannot fail.
-            if let Ok(e) = e {
-                req = req.log_events(e);
-            }
-        }
+            .log_stream_name(stream)
+            .log_events(placeholder)
+            .customize()
+            .mutate_request(move |r| {
+                let len = body.len().to_string();
+                *r.body_mut() = SdkBody::from(body.clone());
+                r.headers_mut().insert("content-length", len);
+            });
         match req.send().await {
             Ok(out) => {
                 let idx = |v: Option<i32>| v.and_then(|i| usize::try_from(i).ok());
@@ -272,6 +278,29 @@ impl Api {
     }
 }
 
+/// The PutLogEvents JSON body: messages are the records' JSON, escaped in one pass.
+pub fn request_body(group: &str, stream: &str, events: &[Ev]) -> Vec<u8> {
+    let size: usize = events.iter().map(|e| e.bytes().len() + 48).sum();
+    let mut out = Vec::with_capacity(size + group.len() + stream.len() + 64);
+    out.extend_from_slice(b"{\"logGroupName\":\"");
+    escape_str_into(group, &mut out);
+    out.extend_from_slice(b"\",\"logStreamName\":\"");
+    escape_str_into(stream, &mut out);
+    out.extend_from_slice(b"\",\"logEvents\":[");
+    for (i, ev) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"timestamp\":");
+        out.extend_from_slice(ev.ts_ms.to_string().as_bytes());
+        out.extend_from_slice(b",\"message\":\"");
+        escape_bytes_into(ev.bytes(), &mut out);
+        out.extend_from_slice(b"\"}");
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
 enum PutFail {
     NotFound,
     Other(Fail),
@@ -318,5 +347,37 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
             _ => Fail::Transient(detail()),
         },
         _ => Fail::Transient(detail()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::batcher::Message;
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn request_body_is_the_put_log_events_json() {
+        let rec = r#"{"log":"say \"hi\"\\ é","stream":"stdout"}"#;
+        let evs = vec![
+            Ev {
+                ts_ms: 1_700_000_000_123,
+                seq: 1,
+                msg: Message::Owned(Arc::from(rec)),
+            },
+            Ev {
+                ts_ms: -5,
+                seq: 1,
+                msg: Message::Owned(Arc::from("{}")),
+            },
+        ];
+        let body = request_body("/aws/g\"x", "s", &evs);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+        assert_eq!(v["logGroupName"], "/aws/g\"x");
+        assert_eq!(v["logStreamName"], "s");
+        assert_eq!(v["logEvents"][0]["timestamp"], 1_700_000_000_123i64);
+        assert_eq!(v["logEvents"][0]["message"], rec);
+        assert_eq!(v["logEvents"][1]["timestamp"], -5);
+        assert_eq!(v["logEvents"].as_array().unwrap().len(), 2);
     }
 }

@@ -80,6 +80,11 @@ pub struct CloudWatchSink {
     pending: HashMap<u64, usize>,
     in_flight: usize,
     limit: usize,
+    /// Bytes waiting in the queues, and the level at which they are all sent at
+    /// once (half the in-flight budget: past it the tailer would soon stop, and
+    /// waiting for `batch_timeout` would only slow the pipeline down).
+    queued: usize,
+    pressure: usize,
     /// Failed calls in a row; while it is not 0 the whole sink waits `paused_until`
     /// before sending anything, so an outage is probed, not hammered.
     failures: u32,
@@ -93,6 +98,7 @@ impl CloudWatchSink {
     pub fn new(
         cfg: CloudWatchConfig,
         batch_timeout: Duration,
+        pressure_bytes: usize,
         ledger: Arc<Ledger>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
@@ -110,6 +116,8 @@ impl CloudWatchSink {
             pending: HashMap::new(),
             in_flight: 0,
             limit,
+            queued: 0,
+            pressure: pressure_bytes,
             failures: 0,
             paused_until: None,
             limits: LogLimits::default(),
@@ -198,6 +206,7 @@ impl CloudWatchSink {
             };
             let dest = &batch.dests[e.dest as usize];
             let q = self.queues.entry(Arc::clone(dest)).or_default();
+            let before = q.bytes();
             q.push(ev, now);
             if q.is_full() {
                 for events in q.take(now) {
@@ -208,6 +217,10 @@ impl CloudWatchSink {
                     });
                 }
             }
+            self.queued = self.queued + q.bytes() - before;
+        }
+        if self.queued >= self.pressure {
+            self.flush(true);
         }
     }
 
@@ -220,6 +233,7 @@ impl CloudWatchSink {
                     || q.since()
                         .is_some_and(|t| now.duration_since(t) >= self.batch_timeout))
             {
+                let before = q.bytes();
                 for events in q.take(now) {
                     self.ready.push_back(Request {
                         dest: Arc::clone(dest),
@@ -227,6 +241,7 @@ impl CloudWatchSink {
                         attempt: 0,
                     });
                 }
+                self.queued -= before - q.bytes();
             }
         }
         self.queues.retain(|_, q| !q.is_empty());
