@@ -64,6 +64,24 @@ pub fn escape_bytes_into(msg: &[u8], out: &mut Vec<u8>) -> bool {
     }
 }
 
+/// Appends JSON text (a record this module encoded: valid UTF-8, no raw control
+/// characters) escaped as a JSON string's content. Only `"` and `\\` need escaping
+/// there, found with `memchr`; anything else falls back to [`escape_bytes_into`].
+pub fn escape_json_text_into(text: &[u8], out: &mut Vec<u8>) {
+    if !text.iter().all(|&b| b >= 0x20) {
+        escape_bytes_into(text, out);
+        return;
+    }
+    let mut run = 0;
+    for i in memchr::memchr2_iter(b'"', b'\\', text) {
+        out.extend_from_slice(&text[run..i]);
+        out.push(b'\\');
+        out.push(text[i]);
+        run = i + 1;
+    }
+    out.extend_from_slice(&text[run..]);
+}
+
 /// One record to encode.
 pub struct RecordRef<'a> {
     /// Message bytes (no trailing newline).
@@ -178,6 +196,22 @@ mod tests {
         let (v, replaced) = enc(b"ok \xff\xfe end");
         assert!(replaced);
         assert_eq!(v["log"], "ok \u{FFFD}\u{FFFD} end");
+    }
+
+    #[test]
+    fn record_text_escapes_like_the_general_escaper() {
+        for text in [
+            &br#"{"log":"say \"hi\" \\ \u0001 \u00e9","stream":"stdout"}"#[..],
+            "plain é 日本".as_bytes(),
+            b"raw\x01control",
+            b"",
+        ] {
+            let mut fast = Vec::new();
+            escape_json_text_into(text, &mut fast);
+            let mut general = Vec::new();
+            escape_bytes_into(text, &mut general);
+            assert_eq!(fast, general, "{:?}", String::from_utf8_lossy(text));
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use super::batcher::Ev;
 use crate::config::CloudWatchConfig;
-use crate::encode::{escape_bytes_into, escape_str_into};
+use crate::encode::{escape_json_text_into, escape_str_into};
 
 /// Why a call failed, by what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,7 +294,7 @@ pub fn request_body(group: &str, stream: &str, events: &[Ev]) -> Vec<u8> {
         out.extend_from_slice(b"{\"timestamp\":");
         out.extend_from_slice(ev.ts_ms.to_string().as_bytes());
         out.extend_from_slice(b",\"message\":\"");
-        escape_bytes_into(ev.bytes(), &mut out);
+        escape_json_text_into(ev.bytes(), &mut out);
         out.extend_from_slice(b"\"}");
     }
     out.extend_from_slice(b"]}");
