@@ -3,8 +3,8 @@
 //! what the dispatcher does about them ([`Fail`]). The SDK's own retries are off:
 //! the dispatcher retries, so every attempt is counted and backs off the same way.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -20,6 +20,12 @@ use bytes::Bytes;
 use super::batcher::Ev;
 use crate::config::CloudWatchConfig;
 use crate::encode::{escape_json_text_into, escape_str_into};
+
+/// (group, stream).
+type StreamKey = (String, String);
+
+/// Streams remembered as created before the memory is cleared.
+const CREATED_MEMORY: usize = 10_000;
 
 /// Why a call failed, by what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +70,9 @@ pub struct Rejected {
 pub struct Api {
     client: Client,
     cfg: CloudWatchConfig,
-    groups_created: Mutex<HashSet<String>>,
+    groups_created: tokio::sync::Mutex<HashMap<String, Instant>>,
+    created_streams: Mutex<HashSet<StreamKey>>,
+    creating: Mutex<HashMap<StreamKey, Arc<tokio::sync::Mutex<()>>>>,
     create_pacer: tokio::sync::Mutex<Instant>,
 }
 
@@ -99,7 +107,9 @@ impl Api {
         Self {
             client: Client::from_conf(b.build()),
             cfg: cfg.clone(),
-            groups_created: Mutex::new(HashSet::new()),
+            groups_created: tokio::sync::Mutex::new(HashMap::new()),
+            created_streams: Mutex::new(HashSet::new()),
+            creating: Mutex::new(HashMap::new()),
             create_pacer: tokio::sync::Mutex::new(Instant::now()),
         }
     }
@@ -118,17 +128,59 @@ impl Api {
             Err(PutFail::Other(f)) => return (Err(f), created),
             Ok(r) => return (Ok(r), created),
         }
-        if let Err(f) = self.create_stream(group, stream, &mut created).await {
+        // One creation per stream at a time: requests that found it missing together
+        // wait for the first one's creation instead of each creating it.
+        let key = (group.to_string(), stream.to_string());
+        let gate = {
+            let mut c = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(c.entry(key.clone()).or_default())
+        };
+        let guard = gate.lock().await;
+        let made_by_other = self.recently_created(&key, false);
+        if !made_by_other && let Err(f) = self.create_stream(group, stream, &mut created).await {
             return (Err(f), created);
         }
+        self.recently_created(&key, true);
+        drop(guard);
+        self.creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
         let r = match self.put_once(group, stream, events).await {
             Ok(r) => Ok(r),
-            Err(PutFail::NotFound) => Err(Fail::Transient(
-                "stream still not found after creating it".into(),
-            )),
+            Err(PutFail::NotFound) => {
+                // Deleted again (or never there): create it next time.
+                self.forget_created(&key);
+                Err(Fail::Transient("stream not found after creating it".into()))
+            }
             Err(PutFail::Other(f)) => Err(f),
         };
         (r, created)
+    }
+
+    /// Whether the stream was created lately by this agent; with `insert`, notes
+    /// that it was. The memory is a cache: it is cleared when it grows large.
+    fn recently_created(&self, key: &StreamKey, insert: bool) -> bool {
+        let mut s = self
+            .created_streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if insert {
+            if s.len() >= CREATED_MEMORY {
+                s.clear();
+            }
+            s.insert(key.clone());
+            true
+        } else {
+            s.contains(key)
+        }
+    }
+
+    fn forget_created(&self, key: &StreamKey) {
+        self.created_streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     async fn put_once(
@@ -236,33 +288,33 @@ impl Api {
         }
     }
 
+    /// Creates the group (with retention, class, key, tags) unless this agent did
+    /// so in the last minute; concurrent callers wait for one creation.
     async fn create_group(&self, group: &str, created: &mut Created) -> Result<(), Fail> {
-        let known = self
-            .groups_created
-            .lock()
-            .map(|g| g.contains(group))
-            .unwrap_or(false);
-        if !known {
-            self.pace().await;
-            let mut req = self.client.create_log_group().log_group_name(group);
-            if let Some(k) = &self.cfg.kms_key_id {
-                req = req.kms_key_id(k);
-            }
-            if let Some(c) = &self.cfg.log_group_class {
-                req = req.log_group_class(LogGroupClass::from(c.as_str()));
-            }
-            for (k, v) in &self.cfg.tags {
-                req = req.tags(k, v);
-            }
-            match req.send().await {
-                Ok(_) => created.groups += 1,
-                Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => {}
-                Err(e) => return Err(classify(&e)),
-            }
-        }
-        if let Some(days) = self.cfg.retention_days
-            && !known
+        let mut recent = self.groups_created.lock().await;
+        if recent
+            .get(group)
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
         {
+            return Ok(());
+        }
+        self.pace().await;
+        let mut req = self.client.create_log_group().log_group_name(group);
+        if let Some(k) = &self.cfg.kms_key_id {
+            req = req.kms_key_id(k);
+        }
+        if let Some(c) = &self.cfg.log_group_class {
+            req = req.log_group_class(LogGroupClass::from(c.as_str()));
+        }
+        for (k, v) in &self.cfg.tags {
+            req = req.tags(k, v);
+        }
+        match req.send().await {
+            Ok(_) => created.groups += 1,
+            Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => {}
+            Err(e) => return Err(classify(&e)),
+        }
+        if let Some(days) = self.cfg.retention_days {
             self.client
                 .put_retention_policy()
                 .log_group_name(group)
@@ -271,9 +323,10 @@ impl Api {
                 .await
                 .map_err(|e| classify(&e))?;
         }
-        if let Ok(mut g) = self.groups_created.lock() {
-            g.insert(group.to_string());
+        if recent.len() >= CREATED_MEMORY {
+            recent.clear();
         }
+        recent.insert(group.to_string(), Instant::now());
         Ok(())
     }
 }
