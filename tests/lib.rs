@@ -976,6 +976,11 @@ pub struct AgentConfig {
     /// `Some`: `output.cloudwatch` is the sink (instead of `output.local`), and the agent is
     /// started with test AWS credentials (see [`AgentConfig::env`]).
     pub cloudwatch: Option<CloudWatchOpts>,
+    /// The AWS environment of an agent with a CloudWatch sink. `None` (the default): the static
+    /// test keys of [`aws_test_env`]. `Some(vars)`: exactly `vars` (plus the loopback
+    /// `NO_PROXY` settings), without static keys unless `vars` has them, to exercise other
+    /// links of the credential chain; [`aws_env_without_keys`] is a starting point.
+    pub aws_env: Option<Vec<(&'static str, String)>>,
 }
 
 /// `output.cloudwatch` options; `None` fields are left out of the YAML (agent defaults).
@@ -1077,6 +1082,7 @@ impl Default for AgentConfig {
             group_template: "/aws/containerinsights/{cluster}/application".into(),
             stream_template: "{pod}_{namespace}_{container}".into(),
             cloudwatch: None,
+            aws_env: None,
         }
     }
 }
@@ -1150,13 +1156,48 @@ impl AgentConfig {
 impl AgentConfig {
     /// Environment for the agent process: with a CloudWatch sink, the standard AWS variables
     /// with test credentials (`AWS_ACCESS_KEY_ID=testing`, `AWS_SECRET_ACCESS_KEY=testing`,
-    /// `AWS_REGION`, `AWS_EC2_METADATA_DISABLED=true`); nothing otherwise.
+    /// `AWS_REGION`, `AWS_EC2_METADATA_DISABLED=true`), or [`AgentConfig::aws_env`] when set;
+    /// nothing otherwise.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        match &self.cloudwatch {
-            None => vec![],
-            Some(cw) => aws_test_env(cw.region.as_deref().unwrap_or(TEST_AWS_REGION)),
+        match (&self.cloudwatch, &self.aws_env) {
+            (None, _) => vec![],
+            (Some(cw), None) => aws_test_env(cw.region.as_deref().unwrap_or(TEST_AWS_REGION)),
+            (Some(_), Some(vars)) => {
+                let mut env = loopback_no_proxy_env();
+                env.extend(vars.iter().cloned());
+                env
+            }
         }
     }
+}
+
+fn loopback_no_proxy_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("NO_PROXY", "127.0.0.1,localhost".into()),
+        ("no_proxy", "127.0.0.1,localhost".into()),
+    ]
+}
+
+/// AWS settings without any credentials, for [`AgentConfig::aws_env`]: the region,
+/// `AWS_EC2_METADATA_DISABLED=true`, and `AWS_CONFIG_FILE` / `AWS_SHARED_CREDENTIALS_FILE`
+/// pointing at empty files it creates in `dir`, so that neither IMDS nor a profile of the
+/// machine running the tests can supply credentials.
+pub fn aws_env_without_keys(region: &str, dir: &Path) -> Vec<(&'static str, String)> {
+    let empty = |name: &str| {
+        let p = dir.join(name);
+        fs::write(&p, "").unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+        p.to_string_lossy().into_owned()
+    };
+    vec![
+        ("AWS_REGION", region.into()),
+        ("AWS_DEFAULT_REGION", region.into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", empty("aws-config-empty")),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            empty("aws-credentials-empty"),
+        ),
+    ]
 }
 
 /// Test AWS credentials and settings for processes that talk to moto.
@@ -2121,6 +2162,24 @@ mod tests {
         assert!(env.contains(&("AWS_SECRET_ACCESS_KEY", "testing".into())));
         assert!(env.contains(&("AWS_REGION", "us-east-1".into())));
         assert!(env.contains(&("AWS_EC2_METADATA_DISABLED", "true".into())));
+        let dir = tempfile::tempdir().expect("temp dir");
+        cfg.aws_env = Some(aws_env_without_keys("eu-west-1", dir.path()));
+        let env = cfg.env();
+        assert!(
+            !env.iter().any(|(k, _)| k.starts_with("AWS_ACCESS_KEY")),
+            "{env:?}"
+        );
+        assert!(
+            !env.iter().any(|(k, _)| *k == "AWS_SECRET_ACCESS_KEY"),
+            "{env:?}"
+        );
+        assert!(env.contains(&("AWS_REGION", "eu-west-1".into())));
+        assert!(env.contains(&("NO_PROXY", "127.0.0.1,localhost".into())));
+        cfg.cloudwatch = None;
+        assert!(
+            cfg.env().is_empty(),
+            "no AWS environment without the CloudWatch sink"
+        );
     }
 
     #[test]

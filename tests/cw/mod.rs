@@ -28,7 +28,7 @@ mod limits;
 mod moto;
 mod proxy;
 
-pub use http::{Head, Response, roundtrip};
+pub use http::{Head, Response, read_head, read_request_body, roundtrip, write_response};
 pub use limits::{
     EVENT_OVERHEAD_BYTES, InputEvent, MAX_AGE_MS, MAX_EVENT_MESSAGE_BYTES, MAX_EVENTS_PER_PUT,
     MAX_FUTURE_MS, MAX_PUT_BYTES, MAX_SPAN_MS, PutLogEvents, check_put_log_events,

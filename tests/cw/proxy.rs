@@ -4,8 +4,8 @@
 //! (`Content-Length` or chunked body, `Expect: 100-continue` answered), then either answered
 //! with an injected fault or forwarded to moto on a fresh upstream connection
 //! (`Connection: close`) and the response relayed with `Content-Length` framing. Client
-//! connections are kept alive. Every exchange is recorded ([`Exchange`]): the `X-Amz-Target`,
-//! the request body, the status given, whether it was injected.
+//! connections are kept alive. Every exchange is recorded ([`Exchange`]): the request headers
+//! (`X-Amz-Target` among them), the request body, the status given, whether it was injected.
 //!
 //! Faults (thread-safe, set from the test at any time):
 //! * [`FaultProxy::throttle_next`]: the next N `PutLogEvents` get HTTP 400
@@ -135,6 +135,8 @@ pub struct Exchange {
     pub path: String,
     /// `X-Amz-Target` header, e.g. `Logs_20140328.PutLogEvents` (empty if absent).
     pub target: String,
+    /// The request headers as received (empty for a reset connection).
+    pub headers: Vec<(String, String)>,
     /// The request body (gzip `Content-Encoding` undone).
     pub body: Vec<u8>,
     /// Status given to the client; 0 for a reset connection.
@@ -149,6 +151,14 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// First value of request header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The operation name: `PutLogEvents` for `Logs_20140328.PutLogEvents`.
     pub fn operation(&self) -> &str {
         self.target.rsplit('.').next().unwrap_or("")
@@ -646,6 +656,7 @@ fn serve_connection(stream: TcpStream, conn: u64, shared: &Shared) {
                         method: String::new(),
                         path: String::new(),
                         target,
+                        headers: Vec::new(),
                         body: Vec::new(),
                         status: 0,
                         injected: Some(Injected::Reset),
@@ -688,6 +699,7 @@ fn serve_connection(stream: TcpStream, conn: u64, shared: &Shared) {
                 method: head.method().to_string(),
                 path: head.target().to_string(),
                 target: head.get("x-amz-target").unwrap_or_default().to_string(),
+                headers: head.headers.clone(),
                 body: decode_body(&head, &raw_body),
                 status,
                 injected,
@@ -710,6 +722,7 @@ struct RecordArgs {
     method: String,
     path: String,
     target: String,
+    headers: Vec<(String, String)>,
     body: Vec<u8>,
     status: u16,
     injected: Option<Injected>,
@@ -728,6 +741,7 @@ fn record(shared: &Shared, conn: u64, a: RecordArgs) {
         method: a.method,
         path: a.path,
         target: a.target,
+        headers: a.headers,
         body: a.body,
         status: a.status,
         injected: a.injected,

@@ -8,6 +8,7 @@ mod cli;
 mod cloudwatch;
 mod cloudwatch_errors;
 mod cloudwatch_infra;
+mod credentials;
 mod discovery;
 mod model;
 mod quickstart;

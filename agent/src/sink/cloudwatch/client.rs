@@ -399,7 +399,17 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
             | "MissingAuthenticationToken" => Fail::Auth(detail()),
             _ => Fail::Transient(detail()),
         },
-        _ => Fail::Transient(detail()),
+        // Credentials that cannot be loaded (web identity refused, container
+        // credentials endpoint answering 401, no provider) fail before sending:
+        // as refused as a denied call, and reported the same way.
+        _ => {
+            let d = detail();
+            if d.to_ascii_lowercase().contains("credential") {
+                Fail::Auth(d)
+            } else {
+                Fail::Transient(d)
+            }
+        }
     }
 }
 

@@ -1,0 +1,698 @@
+//! Where the CloudWatch sink's credentials come from, and that they stay secret.
+//!
+//! The agent builds its client from `aws-config`'s default chain. These tests start it without
+//! the harness's static test keys ([`AgentConfig::aws_env`]) and check the links an EKS node
+//! uses, each one proved by the request that fetched the credentials *and* by the signatures
+//! of the `PutLogEvents` calls that followed:
+//!
+//! * IRSA (web identity): `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`; the SDK calls STS
+//!   `AssumeRoleWithWebIdentity`. STS is moto's, reached through a second [`FaultProxy`] set
+//!   with the service-specific `AWS_ENDPOINT_URL_STS`, which the SDK's STS client honours (the
+//!   CloudWatch client keeps `output.cloudwatch.endpoint_url`).
+//! * EKS Pod Identity (container credentials): `AWS_CONTAINER_CREDENTIALS_FULL_URI` +
+//!   `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`; the SDK GETs the credentials JSON from
+//!   [`CredsServer`] (std only, on loopback, so plain HTTP is allowed).
+//!
+//! All three run at `log_level: trace` and check that no secret reaches the agent's logs (the
+//! web identity token, the Pod Identity authorization token, secret keys, session tokens);
+//! `credentials_never_logged` does so with static keys through denial, throttling and 503s,
+//! and also checks the telemetry endpoints. The access key id is not a secret: the SDK logs it
+//! at DEBUG and TRACE (credential `Debug` output), never in signed headers.
+
+use std::fs;
+use std::io::BufReader;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use kubeship_tests::{
+    AgentConfig, CwDelivery, Exchange, FaultProxy, Format, Injected, TEST_AWS_REGION,
+    aws_env_without_keys, now_ms, read_head, read_request_body, rfc3339_ms, secs, wait_for,
+    write_response,
+};
+
+use crate::cloudwatch::{Env, env, metric};
+
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/kubeship";
+const SESSION_NAME: &str = "kubeship-node-1";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: form bodies, XML, SigV4 headers
+
+/// Percent-decoding of one `application/x-www-form-urlencoded` component (`+` is a space).
+fn form_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Value of field `name` of a form-encoded body.
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    String::from_utf8_lossy(body).split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (form_decode(k) == name).then(|| form_decode(v))
+    })
+}
+
+/// Text of the first `<tag>…</tag>` of an XML document.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(xml[start..end].to_string())
+}
+
+/// The access key id a SigV4 `Authorization` header was signed with
+/// (`AWS4-HMAC-SHA256 Credential=<key id>/<date>/<region>/<service>/aws4_request, …`).
+fn sigv4_key_id(e: &Exchange) -> Option<String> {
+    let auth = e.header("authorization")?;
+    let cred = auth.split("Credential=").nth(1)?;
+    Some(cred.split('/').next()?.to_string())
+}
+
+/// Checks that every CloudWatch Logs request the proxy saw (at least one `PutLogEvents`
+/// accepted) was signed with `key_id` and carried `session_token`.
+#[track_caller]
+fn assert_signed_with(proxy: &FaultProxy, key_id: &str, session_token: &str) {
+    let calls: Vec<Exchange> = proxy
+        .exchanges()
+        .into_iter()
+        .filter(|e| e.target.starts_with("Logs_"))
+        .collect();
+    assert!(
+        calls
+            .iter()
+            .any(|e| e.operation() == "PutLogEvents" && e.accepted()),
+        "no accepted PutLogEvents: {}",
+        proxy.summary()
+    );
+    for e in &calls {
+        assert_eq!(
+            sigv4_key_id(e).as_deref(),
+            Some(key_id),
+            "request #{} ({}) signed with another key; Authorization: {:?}",
+            e.id,
+            e.operation(),
+            e.header("authorization")
+        );
+        assert_eq!(
+            e.header("x-amz-security-token"),
+            Some(session_token),
+            "request #{} ({}): session token",
+            e.id,
+            e.operation()
+        );
+    }
+}
+
+/// Lines of `text` holding any of `secrets` (`(what, value)`), shortened, for a failure message.
+fn leaks(text: &str, secrets: &[(&str, &str)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (what, secret) in secrets {
+        for l in text.lines().filter(|l| l.contains(secret)) {
+            let mut end = l.len().min(400);
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            found.push(format!("{what}: {}", &l[..end]));
+        }
+    }
+    found
+}
+
+/// Checks that the agent's logs (stderr), written at trace level, hold none of `secrets`.
+#[track_caller]
+fn assert_not_logged(stderr: &str, secrets: &[(&str, &str)]) {
+    assert!(
+        stderr.contains("\"level\":\"TRACE\""),
+        "no TRACE line: log_level trace was not applied"
+    );
+    let found = leaks(stderr, secrets);
+    assert!(
+        found.is_empty(),
+        "credentials in the agent's logs ({} lines of stderr):\n{}",
+        stderr.lines().count(),
+        found.join("\n")
+    );
+}
+
+/// RFC 3339 without fraction digits, `ms` Unix milliseconds (`2026-11-23T10:00:00Z`).
+fn rfc3339_secs(ms: i64) -> String {
+    format!("{}Z", &rfc3339_ms(ms)[..19])
+}
+
+// ---------------------------------------------------------------------------------------------
+// A container credentials endpoint (EKS Pod Identity agent / ECS), std only
+
+/// One request the credentials endpoint answered.
+#[derive(Clone, Debug)]
+struct CredsRequest {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    status: u16,
+}
+
+struct CredsShared {
+    path: String,
+    token: String,
+    body: String,
+    log: Mutex<Vec<CredsRequest>>,
+    stop: AtomicBool,
+    open: Mutex<Vec<TcpStream>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Serves a credentials JSON at `path` to requests whose `Authorization` header is exactly
+/// `token` (401 otherwise, 404 for other paths), records every request; stops on drop.
+struct CredsServer {
+    addr: SocketAddr,
+    shared: Arc<CredsShared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl CredsServer {
+    fn start(path: &str, token: &str, body: String) -> CredsServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind credentials server");
+        let addr = listener.local_addr().expect("addr");
+        let shared = Arc::new(CredsShared {
+            path: path.into(),
+            token: token.into(),
+            body,
+            log: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            open: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
+        });
+        let accept = {
+            let shared = shared.clone();
+            thread::Builder::new()
+                .name("creds-accept".into())
+                .spawn(move || {
+                    for conn in listener.incoming() {
+                        if shared.stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        let Ok(stream) = conn else { continue };
+                        if let Ok(c) = stream.try_clone() {
+                            lock(&shared.open).push(c);
+                        }
+                        let sh = shared.clone();
+                        let h = thread::spawn(move || serve_creds(stream, &sh));
+                        lock(&shared.threads).push(h);
+                    }
+                })
+                .expect("spawn credentials server")
+        };
+        CredsServer {
+            addr,
+            shared,
+            accept: Some(accept),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}{}", self.addr, self.shared.path)
+    }
+
+    fn requests(&self) -> Vec<CredsRequest> {
+        lock(&self.shared.log).clone()
+    }
+}
+
+fn serve_creds(stream: TcpStream, sh: &CredsShared) {
+    // A short read timeout so that an idle keep-alive connection notices the stop flag.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    loop {
+        if sh.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut probe = [0u8; 1];
+        match writer.peek(&mut probe) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return,
+        }
+        let _ = writer.set_read_timeout(Some(secs(10)));
+        let Ok(Some(head)) = read_head(&mut reader) else {
+            return;
+        };
+        if read_request_body(&mut reader, &head).is_err() {
+            return;
+        }
+        let _ = writer.set_read_timeout(Some(Duration::from_millis(200)));
+        let authorization = head.get("authorization").map(str::to_string);
+        let path = head.target().to_string();
+        let (status, reason, body) = if path != sh.path {
+            (
+                404,
+                "Not Found",
+                r#"{"Message":"no such path"}"#.to_string(),
+            )
+        } else if authorization.as_deref() != Some(sh.token.as_str()) {
+            (
+                401,
+                "Unauthorized",
+                r#"{"Message":"bad token"}"#.to_string(),
+            )
+        } else {
+            (200, "OK", sh.body.clone())
+        };
+        lock(&sh.log).push(CredsRequest {
+            method: head.method().to_string(),
+            path,
+            authorization,
+            status,
+        });
+        let headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+        if write_response(&mut writer, status, reason, &headers, body.as_bytes(), true).is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for CredsServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+        for s in lock(&self.shared.open).iter() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        for h in std::mem::take(&mut *lock(&self.shared.threads)) {
+            let _ = h.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Writes `n` lines of one container (timed an hour ago) and returns its name.
+fn some_lines(env: &Env, n: u64) -> String {
+    let mut c = env.container("shop", "web-7d4b9c-xk2lp", "nginx", Format::Cri);
+    c.write_lines(n);
+    c.name().to_string()
+}
+
+#[test]
+fn irsa_web_identity_credentials() {
+    let env = env();
+    // STS goes to moto through its own recording proxy.
+    let sts = FaultProxy::start(env.moto.addr());
+    let name = some_lines(&env, 300);
+    let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a3ViZS1zeXN0ZW06a3ViZXNoaXAifQ.kubeship-irsa-signature";
+    let token_file = env
+        .node
+        .root()
+        .join("eks.amazonaws.com-serviceaccount-token");
+    fs::write(&token_file, token).expect("write token file");
+    let mut vars = aws_env_without_keys(TEST_AWS_REGION, env.node.root());
+    vars.extend([
+        (
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            token_file.to_string_lossy().into_owned(),
+        ),
+        ("AWS_ROLE_ARN", ROLE_ARN.to_string()),
+        ("AWS_ROLE_SESSION_NAME", SESSION_NAME.to_string()),
+        ("AWS_STS_REGIONAL_ENDPOINTS", "regional".to_string()),
+        ("AWS_ENDPOINT_URL_STS", sts.endpoint()),
+    ]);
+    let cfg = AgentConfig {
+        aws_env: Some(vars),
+        log_level: "trace".into(),
+        ..env.config()
+    };
+    let mut agent = env.start(&cfg);
+    let mut d = CwDelivery::new(&env.moto);
+    d.wait_all(&mut agent, &[(&name, 300)], secs(15));
+
+    // The chain called STS AssumeRoleWithWebIdentity with the token, unsigned.
+    let assumes: Vec<Exchange> = sts
+        .exchanges()
+        .into_iter()
+        .filter(|e| form_field(&e.body, "Action").as_deref() == Some("AssumeRoleWithWebIdentity"))
+        .collect();
+    assert_eq!(
+        assumes.len(),
+        1,
+        "one AssumeRoleWithWebIdentity (the credentials are cached); STS proxy saw: {:?}",
+        sts.exchanges()
+            .iter()
+            .map(|e| (
+                e.method.clone(),
+                String::from_utf8_lossy(&e.body).into_owned()
+            ))
+            .collect::<Vec<_>>()
+    );
+    let call = &assumes[0];
+    assert_eq!(call.method, "POST");
+    assert!(
+        call.header("content-type")
+            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded")),
+        "content type {:?}",
+        call.header("content-type")
+    );
+    let field = |k: &str| form_field(&call.body, k);
+    assert_eq!(field("WebIdentityToken").as_deref(), Some(token));
+    assert_eq!(field("RoleArn").as_deref(), Some(ROLE_ARN));
+    assert_eq!(field("RoleSessionName").as_deref(), Some(SESSION_NAME));
+    assert_eq!(field("Version").as_deref(), Some("2011-06-15"));
+    assert_eq!(
+        call.header("authorization"),
+        None,
+        "AssumeRoleWithWebIdentity is an anonymous call"
+    );
+    assert_eq!(
+        call.status,
+        200,
+        "moto's answer: {}",
+        String::from_utf8_lossy(&call.response_body)
+    );
+    assert!(
+        sts.exchanges().iter().all(|e| e.target.is_empty()),
+        "only STS calls go to AWS_ENDPOINT_URL_STS"
+    );
+    assert!(
+        env.proxy
+            .exchanges()
+            .iter()
+            .all(|e| form_field(&e.body, "Action").is_none()),
+        "no STS call went to the CloudWatch endpoint"
+    );
+
+    // CloudWatch was called with the role's temporary credentials.
+    let answer = String::from_utf8_lossy(&call.response_body).into_owned();
+    let key_id = xml_text(&answer, "AccessKeyId").expect("AccessKeyId in the STS answer");
+    let session = xml_text(&answer, "SessionToken").expect("SessionToken in the STS answer");
+    assert!(key_id.starts_with("ASIA"), "temporary key id {key_id}");
+    assert_signed_with(&env.proxy, &key_id, &session);
+    agent.stop(secs(10));
+    // Neither the token nor what it was exchanged for shows in the logs, although the SDK
+    // traces the STS call.
+    let secret = xml_text(&answer, "SecretAccessKey").expect("SecretAccessKey in the STS answer");
+    let stderr = agent.stderr();
+    assert!(
+        stderr.contains("AssumeRoleWithWebIdentity"),
+        "the STS call is not in the trace logs"
+    );
+    assert_not_logged(
+        &stderr,
+        &[
+            ("web identity token", token),
+            ("web identity token signature", "kubeship-irsa-signature"),
+            ("secret access key from STS", &secret),
+            ("session token from STS", &session),
+        ],
+    );
+    assert!(
+        agent.error_lines().is_empty(),
+        "errors logged: {:?}",
+        agent.error_lines()
+    );
+}
+
+#[test]
+fn pod_identity_container_credentials() {
+    const PATH: &str = "/v1/credentials";
+    const KEY_ID: &str = "ASIAPODIDENTITY00001";
+    const SECRET: &str = "pod-identity-secret-key-5d1f0e";
+    const SESSION: &str = "pod-identity-session-token-8c2b4a";
+    let env = env();
+    let name = some_lines(&env, 300);
+    let token = "kubeship-eks-pod-identity-token-3f9a";
+    let token_file = env.node.root().join("eks-pod-identity-token");
+    fs::write(&token_file, token).expect("write token file");
+    let body = serde_json::json!({
+        "AccessKeyId": KEY_ID,
+        "SecretAccessKey": SECRET,
+        "Token": SESSION,
+        "AccountId": "123456789012",
+        "Expiration": rfc3339_secs(now_ms() + 3_600_000),
+    })
+    .to_string();
+    let server = CredsServer::start(PATH, token, body);
+    let mut vars = aws_env_without_keys(TEST_AWS_REGION, env.node.root());
+    vars.extend([
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.to_string_lossy().into_owned(),
+        ),
+    ]);
+    let cfg = AgentConfig {
+        aws_env: Some(vars),
+        log_level: "trace".into(),
+        ..env.config()
+    };
+    let mut agent = env.start(&cfg);
+    let mut d = CwDelivery::new(&env.moto);
+    d.wait_all(&mut agent, &[(&name, 300)], secs(15));
+
+    let reqs = server.requests();
+    assert!(
+        !reqs.is_empty(),
+        "the credentials endpoint was never called"
+    );
+    for r in &reqs {
+        assert_eq!(
+            (
+                r.method.as_str(),
+                r.path.as_str(),
+                r.authorization.as_deref(),
+                r.status
+            ),
+            ("GET", PATH, Some(token), 200),
+            "every credentials request: GET {PATH} with the token from the file"
+        );
+    }
+    assert_eq!(
+        reqs.len(),
+        1,
+        "credentials valid for an hour are fetched once: {reqs:?}"
+    );
+    assert_signed_with(&env.proxy, KEY_ID, SESSION);
+    agent.stop(secs(10));
+    assert_not_logged(
+        &agent.stderr(),
+        &[
+            ("authorization token", token),
+            ("secret access key", SECRET),
+            ("session token", SESSION),
+        ],
+    );
+    assert!(
+        agent.error_lines().is_empty(),
+        "errors logged: {:?}",
+        agent.error_lines()
+    );
+    drop(server);
+}
+
+#[test]
+fn credentials_never_logged() {
+    const KEY_ID: &str = "AKIAKUBESHIPTEST0001";
+    const SECRET: &str = "kubeship-secret-do-not-log-wJalrXUtnFEMI7K4d9";
+    const SESSION: &str = "kubeship-session-token-do-not-log-IQoJb3JpZ2luX2VjEA";
+    let env = env();
+    let mut vars = aws_env_without_keys(TEST_AWS_REGION, env.node.root());
+    vars.extend([
+        ("AWS_ACCESS_KEY_ID", KEY_ID.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET.to_string()),
+        ("AWS_SESSION_TOKEN", SESSION.to_string()),
+    ]);
+    let mut cfg = AgentConfig {
+        aws_env: Some(vars),
+        log_level: "trace".into(),
+        ..env.config()
+    };
+    if let Some(cw) = cfg.cloudwatch.as_mut() {
+        cw.extra.push("max_backoff_secs: 1".into());
+    }
+    // Error paths first: denied until cleared, then throttled, then 503.
+    env.proxy.deny_until_cleared();
+    env.proxy.throttle_next(2);
+    env.proxy.unavailable_next(1);
+    let mut c = env.container("shop", "web-7d4b9c-xk2lp", "nginx", Format::Cri);
+    c.write_lines(200);
+    let mut agent = env.start(&cfg);
+    env.proxy.wait_count(
+        |e| e.injected == Some(Injected::Denied),
+        2,
+        secs(10),
+        "denied PutLogEvents",
+    );
+    env.proxy.clear_deny();
+    c.write_lines(200);
+    let mut d = CwDelivery::new(&env.moto);
+    d.wait_all(&mut agent, &[(c.name(), 400)], secs(15));
+    for outcome in ["denied", "throttled", "error", "ok"] {
+        wait_for(
+            || {
+                metric(
+                    &agent,
+                    "kubeship_cloudwatch_requests_total",
+                    &[("outcome", outcome)],
+                ) >= 1.0
+            },
+            secs(5),
+            format!("kubeship_cloudwatch_requests_total{{outcome={outcome:?}}}"),
+        );
+    }
+    // Everything the agent serves, then its logs up to a clean exit.
+    let mut served = String::new();
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let (status, body) = agent
+            .http_get(path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        served.push_str(&format!("GET {path}: {status}\n{body}\n"));
+    }
+    agent.stop(secs(10));
+    let stderr = agent.stderr();
+
+    // The credentials were really in use, and the failures really were logged.
+    assert_signed_with(&env.proxy, KEY_ID, SESSION);
+    assert!(
+        stderr.contains("AccessDenied") || stderr.contains("not authorized"),
+        "the denial is logged; stderr tail:\n{}",
+        agent.stderr_tail(20)
+    );
+
+    // The marker prefixes also catch a value cut short or with a redacted tail.
+    let secrets = [
+        ("secret access key", SECRET),
+        ("session token", SESSION),
+        ("secret access key (prefix)", "kubeship-secret-do-not-log"),
+        (
+            "session token (prefix)",
+            "kubeship-session-token-do-not-log",
+        ),
+    ];
+    assert_not_logged(&stderr, &secrets);
+    let in_served = leaks(&served, &secrets);
+    assert!(
+        in_served.is_empty(),
+        "credentials on the telemetry endpoints:\n{}",
+        in_served.join("\n")
+    );
+    // Not a secret, but worth knowing where it shows.
+    let key_id_lines = leaks(&stderr, &[("access key id", KEY_ID)]);
+    eprintln!(
+        "credentials_never_logged: {} stderr lines; the access key id appears in {} of them{}; \
+         on the endpoints: {}",
+        stderr.lines().count(),
+        key_id_lines.len(),
+        key_id_lines
+            .first()
+            .map(|l| format!(", e.g. {l}"))
+            .unwrap_or_default(),
+        served.contains(KEY_ID)
+    );
+}
+
+/// Credentials that cannot be loaded (the Pod Identity endpoint refuses the token) make the
+/// agent not ready and count as `denied`, like a denied call; once the token file holds the
+/// right token the agent recovers without a restart and delivers everything.
+#[test]
+fn unavailable_credentials_turn_readyz_off_until_they_load() {
+    const PATH: &str = "/v1/credentials";
+    let env = env();
+    let name = some_lines(&env, 100);
+    let token = "kubeship-right-token-71c2";
+    let token_file = env.node.root().join("eks-pod-identity-token");
+    fs::write(&token_file, "a-wrong-token").expect("write token file");
+    let body = serde_json::json!({
+        "AccessKeyId": "ASIAPODIDENTITY00002",
+        "SecretAccessKey": "pod-identity-secret-key-aa01",
+        "Token": "pod-identity-session-token-bb02",
+        "AccountId": "123456789012",
+        "Expiration": rfc3339_secs(now_ms() + 3_600_000),
+    })
+    .to_string();
+    let server = CredsServer::start(PATH, token, body);
+    let mut vars = aws_env_without_keys(TEST_AWS_REGION, env.node.root());
+    vars.extend([
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.to_string_lossy().into_owned(),
+        ),
+    ]);
+    let mut cfg = AgentConfig {
+        aws_env: Some(vars),
+        ..env.config()
+    };
+    if let Some(cw) = cfg.cloudwatch.as_mut() {
+        cw.extra.push("max_backoff_secs: 1".into());
+    }
+    let mut agent = env.start(&cfg);
+    wait_for(
+        || {
+            agent.assert_running("while credentials are refused");
+            let denied = metric(
+                &agent,
+                "kubeship_cloudwatch_requests_total",
+                &[("outcome", "denied")],
+            );
+            let readyz = agent.http_get("/readyz").map(|r| r.0).unwrap_or(0);
+            denied >= 1.0 && readyz == 503
+        },
+        secs(20),
+        "outcome=\"denied\" counted and /readyz 503 while no credentials load",
+    );
+    assert!(
+        server.requests().iter().all(|r| r.status == 401),
+        "the credentials endpoint refused every request so far"
+    );
+    assert_eq!(
+        env.proxy.count(|e| e.operation() == "PutLogEvents"),
+        0,
+        "nothing is sent without credentials"
+    );
+    fs::write(&token_file, token).expect("fix token file");
+    let mut d = CwDelivery::new(&env.moto);
+    d.wait_all(&mut agent, &[(&name, 100)], secs(30));
+    wait_for(
+        || agent.http_get("/readyz").map(|r| r.0).unwrap_or(0) == 200,
+        secs(10),
+        "/readyz back to 200 once credentials load",
+    );
+    agent.stop(secs(10));
+    drop(server);
+}
