@@ -167,6 +167,11 @@ impl BatchBuilder {
         self.events.len() >= self.max_records || self.buf.len() >= self.max_bytes
     }
 
+    /// What the open batch will charge against the in-flight budget ([`Batch::charge`]).
+    pub fn charge(&self) -> usize {
+        self.buf.len() + self.events.len() * std::mem::size_of::<Event>()
+    }
+
     /// True when no record was added since the last seal.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()

@@ -200,11 +200,12 @@ impl Ledger {
         self.acked.notify_all();
     }
 
-    /// Blocks while at least `limit` bytes are in flight, until `stop` is set.
-    /// Returns false when it gave up because of `stop`.
-    pub fn wait_for_budget(&self, limit: usize, stop: &AtomicBool) -> bool {
+    /// Blocks until a batch charging `charge` bytes fits under `limit` with what is
+    /// in flight (or nothing is in flight: a batch larger than the budget still goes,
+    /// alone), or until `stop` is set. Returns false when it gave up because of `stop`.
+    pub fn wait_for_room(&self, charge: usize, limit: usize, stop: &AtomicBool) -> bool {
         let mut g = self.lock();
-        while g.inflight >= limit {
+        while g.inflight > 0 && g.inflight + charge > limit {
             if stop.load(Ordering::Relaxed) {
                 return false;
             }
@@ -380,7 +381,10 @@ mod tests {
         let seq = b.seq;
         let l2 = Arc::clone(&l);
         let t = std::thread::spawn(move || l2.ack(seq));
-        assert!(l.wait_for_budget(500, &stop));
+        assert!(
+            l.wait_for_room(600, 1500, &stop),
+            "waits for the ack, then fits"
+        );
         t.join().unwrap();
         stop.store(true, Ordering::Relaxed);
         let mut b2 = BatchBuilder::new(1 << 20, 10);
@@ -389,6 +393,10 @@ mod tests {
         });
         let mut b2 = b2.seal(vec![], Instant::now());
         l.submit(&mut b2);
-        assert!(!l.wait_for_budget(500, &stop), "gives up when stopping");
+        assert!(!l.wait_for_room(600, 1500, &stop), "gives up when stopping");
+        assert!(
+            l.wait_for_room(400, 1500, &stop),
+            "fits beside what is in flight"
+        );
     }
 }

@@ -336,10 +336,11 @@ impl Tailer {
         if self.builder.is_empty() && marks.is_empty() {
             return true;
         }
-        if !self
-            .ledger
-            .wait_for_budget(self.cfg.pipeline.max_inflight_bytes, &self.control.stop)
-        {
+        if !self.ledger.wait_for_room(
+            self.builder.charge(),
+            self.cfg.pipeline.max_inflight_bytes,
+            &self.control.stop,
+        ) {
             // Stopping with the budget exhausted: these records were not submitted,
             // so no checkpoint covers them; they are read again after the restart.
             return false;
