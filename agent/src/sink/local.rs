@@ -84,6 +84,14 @@ impl LocalSink {
 
     /// Receives batches until the channel closes; acknowledges each once written.
     pub fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+        // A crash during a write can leave a partial last line; it was never
+        // acknowledged, so it is read again from the log files: drop the fragment.
+        let mut repaired = 0;
+        repair_tails(&self.dir, &mut repaired);
+        if repaired > 0 {
+            tracing::warn!(files = repaired, dir = %self.dir.display(),
+                "dropped partial last lines left by an interrupted write (they are delivered again)");
+        }
         while let Some(batch) = rx.blocking_recv() {
             let mut delay = Duration::from_millis(100);
             loop {
@@ -139,9 +147,77 @@ impl LocalSink {
     }
 }
 
+/// Cuts every `*.jsonl` under `dir` back to its last complete line.
+fn repair_tails(dir: &Path, repaired: &mut usize) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => repair_tails(&p, repaired),
+            Ok(t) if t.is_file() && p.extension().is_some_and(|x| x == "jsonl") => {
+                match repair_tail(&p) {
+                    Ok(true) => *repaired += 1,
+                    Ok(false) => {}
+                    Err(err) => {
+                        tracing::warn!(path = %p.display(), error = %err, "checking a local sink file failed")
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Truncates `path` after its last newline when it does not end with one.
+fn repair_tail(path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = f.metadata()?.len();
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.read_exact_at(chunk, start)?;
+        if let Some(nl) = memchr::memrchr(b'\n', chunk) {
+            let keep = start + nl as u64 + 1;
+            if keep == len {
+                return Ok(false);
+            }
+            f.set_len(keep)?;
+            return Ok(true);
+        }
+        end = start;
+    }
+    if len == 0 {
+        return Ok(false);
+    }
+    f.set_len(0)?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_last_lines_are_cut_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("g");
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join("a.jsonl"), b"{\"a\":1}\n{\"a\":2}\n{\"a\":").unwrap();
+        fs::write(sub.join("b.jsonl"), b"{\"b\":1}\n").unwrap();
+        fs::write(sub.join("c.jsonl"), b"{\"c\"").unwrap();
+        let mut n = 0;
+        repair_tails(dir.path(), &mut n);
+        assert_eq!(n, 2);
+        assert_eq!(
+            fs::read(sub.join("a.jsonl")).unwrap(),
+            b"{\"a\":1}\n{\"a\":2}\n"
+        );
+        assert_eq!(fs::read(sub.join("b.jsonl")).unwrap(), b"{\"b\":1}\n");
+        assert_eq!(fs::read(sub.join("c.jsonl")).unwrap(), b"");
+    }
 
     #[test]
     fn output_paths_stay_inside_the_directory() {
