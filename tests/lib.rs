@@ -1804,7 +1804,52 @@ pub struct Tracker {
     pub unknown: Vec<String>,
 }
 
+/// Polls `has_all` until it holds; `Err(what went wrong)` when `timeout` passes or the
+/// agent exits first (`place`: where the records were expected, for the message).
+pub fn wait_delivery(
+    agent: &mut Agent,
+    timeout: Duration,
+    place: &str,
+    mut has_all: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let mut exited = None;
+    let ok = wait_until(
+        || {
+            if has_all() {
+                return true;
+            }
+            exited = agent.try_status();
+            exited.is_some()
+        },
+        timeout,
+    );
+    match exited {
+        _ if ok && exited.is_none() => Ok(()),
+        Some(st) => Err(format!(
+            "kubeship exited ({st}) before delivering everything"
+        )),
+        None => Err(format!("not everything {place} within {timeout:?}")),
+    }
+}
+
 impl Tracker {
+    /// Describes what is missing of `expect` (`(container name, n)`: all of `0..n`).
+    pub fn describe_missing(&self, expect: &[(&str, u64)]) -> String {
+        let mut s = String::new();
+        for (name, n) in expect {
+            let missing = self.track(name).missing(*n);
+            if !missing.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "  {name}: {} of {n} missing: {}",
+                    missing.len(),
+                    ranges(&missing, 12)
+                );
+            }
+        }
+        s
+    }
+
     pub fn new() -> Tracker {
         Tracker::default()
     }
@@ -1883,43 +1928,15 @@ impl Delivery {
 
     /// Describes what is missing of `expect`.
     pub fn describe_missing(&self, expect: &[(&str, u64)]) -> String {
-        let mut s = String::new();
-        for (name, n) in expect {
-            let t = self.tracker.track(name);
-            let missing = t.missing(*n);
-            if !missing.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "  {name}: {} of {n} missing: {}",
-                    missing.len(),
-                    ranges(&missing, 12)
-                );
-            }
-        }
-        s
+        self.tracker.describe_missing(expect)
     }
 
     /// Polls until every `(container name, n)` has all of `0..n` delivered; panics after
     /// `timeout` (listing what is missing) or if the agent exits meanwhile.
     #[track_caller]
     pub fn wait_all(&mut self, agent: &mut Agent, expect: &[(&str, u64)], timeout: Duration) {
-        let mut exited = None;
-        let ok = wait_until(
-            || {
-                if self.has_all(expect) {
-                    return true;
-                }
-                exited = agent.try_status();
-                exited.is_some()
-            },
-            timeout,
-        );
-        if ok && exited.is_none() {
+        let Err(what) = wait_delivery(agent, timeout, "delivered", || self.has_all(expect)) else {
             return;
-        }
-        let what = match exited {
-            Some(st) => format!("kubeship exited ({st}) before delivering everything"),
-            None => format!("not everything delivered within {timeout:?}"),
         };
         panic!(
             "{what}:\n{}sink: {} records, {} bad lines; stderr tail:\n{}",

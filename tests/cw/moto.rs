@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use super::http;
 use crate::{
-    Agent, Record, TEST_AWS_REGION, Tracker, aws_test_env, free_port, http_get, ranges, repo_root,
-    run_with_timeout, scrub_env, secs, wait_until,
+    Agent, Record, TEST_AWS_REGION, Tracker, aws_test_env, free_port, http_get, repo_root,
+    run_with_timeout, scrub_env, secs, wait_delivery, wait_until,
 };
 
 /// The Python interpreter with moto and boto3 (`KUBESHIP_PYTHON`, default `python3`).
@@ -738,42 +738,17 @@ impl CwDelivery {
 
     /// Describes what is missing of `expect`.
     pub fn describe_missing(&self, expect: &[(&str, u64)]) -> String {
-        let mut s = String::new();
-        for (name, n) in expect {
-            let missing = self.tracker.track(name).missing(*n);
-            if !missing.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "  {name}: {} of {n} missing: {}",
-                    missing.len(),
-                    ranges(&missing, 12)
-                );
-            }
-        }
-        s
+        self.tracker.describe_missing(expect)
     }
 
     /// Polls until every `(container name, n)` has all of `0..n` in CloudWatch; panics after
     /// `timeout` (listing what is missing) or if the agent exits meanwhile.
     #[track_caller]
     pub fn wait_all(&mut self, agent: &mut Agent, expect: &[(&str, u64)], timeout: Duration) {
-        let mut exited = None;
-        let ok = wait_until(
-            || {
-                if self.has_all(expect) {
-                    return true;
-                }
-                exited = agent.try_status();
-                exited.is_some()
-            },
-            timeout,
-        );
-        if ok && exited.is_none() {
+        let Err(what) = wait_delivery(agent, timeout, "reached CloudWatch", || {
+            self.has_all(expect)
+        }) else {
             return;
-        }
-        let what = match exited {
-            Some(st) => format!("kubeship exited ({st}) before delivering everything"),
-            None => format!("not everything reached CloudWatch within {timeout:?}"),
         };
         panic!(
             "{what}:\n{}CloudWatch holds {} events ({} not records):\n{}agent stderr tail:\n{}",
