@@ -26,6 +26,7 @@
 
 mod cloudwatch;
 mod expand;
+mod logs;
 mod raw;
 mod tree;
 mod validate;

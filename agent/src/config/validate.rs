@@ -10,7 +10,6 @@
 //! that every problem is found; the caller discards the result when any
 //! problem was recorded.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,19 +18,15 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde_saphyr::{Error as YamlError, Location};
 
 use super::expand::{ColumnMap, ExpandProblem, Expanded};
-use super::raw::{
-    RawConfig, RawLocalSink, RawLogs, RawMultiline, RawMultilineRule, RawOutput, RawPipeline,
-    RawPodRef, RawTelemetry, Sp,
-};
+use super::raw::{RawConfig, RawLocalSink, RawOutput, RawPipeline, RawTelemetry, Sp};
 use super::tree::{self, Segment, Tree};
 use super::{
-    Config, LogFormat, LogsConfig, MultilineRule, MultilineSelector, OutputConfig, PipelineConfig,
-    PodRef, Problem, ReadFrom, SinkConfig, TelemetryConfig,
+    Config, LogFormat, OutputConfig, PipelineConfig, Problem, SinkConfig, TelemetryConfig,
 };
 use crate::route::Template;
 
-const KIB: u64 = 1024;
-const MIB: u64 = 1024 * KIB;
+pub(super) const KIB: u64 = 1024;
+pub(super) const MIB: u64 = 1024 * KIB;
 
 /// What conversion needs besides the text.
 pub(super) struct Context<'a> {
@@ -43,7 +38,7 @@ pub(super) struct Context<'a> {
 
 impl Context<'_> {
     /// An environment variable, treating empty as unset.
-    fn env_non_empty(&self, name: &str) -> Option<String> {
+    pub(super) fn env_non_empty(&self, name: &str) -> Option<String> {
         (self.env)(name).filter(|value| !value.is_empty())
     }
 }
@@ -272,7 +267,7 @@ fn convert(raw: RawConfig, context: &Context<'_>, problems: &mut Problems<'_>) -
         1..=3600,
         problems,
     ));
-    let logs = convert_logs(logs.unwrap_or_default(), context, problems);
+    let logs = super::logs::convert_logs(logs.unwrap_or_default(), context, problems);
     let pipeline = convert_pipeline(pipeline.unwrap_or_default(), problems);
     let output = convert_output(output.unwrap_or_default(), &state_dir, context, problems);
     let telemetry = convert_telemetry(telemetry.unwrap_or_default(), problems);
@@ -286,279 +281,6 @@ fn convert(raw: RawConfig, context: &Context<'_>, problems: &mut Problems<'_>) -
         output: output?,
         telemetry,
     })
-}
-
-fn convert_logs(raw: RawLogs, context: &Context<'_>, problems: &mut Problems<'_>) -> LogsConfig {
-    let RawLogs {
-        containers_dir,
-        include,
-        exclude,
-        read_from,
-        max_record_bytes,
-        read_buffer_bytes,
-        poll_interval_ms,
-        rescan_interval_secs,
-        rotate_wait_secs,
-        eof_flush_ms,
-        self_pod,
-        multiline,
-        multiline_rules,
-    } = raw;
-    if include.value.is_empty() {
-        problems.at(
-            include.referenced,
-            "logs.include",
-            "must list at least one glob, or nothing is tailed",
-        );
-    }
-    let include = file_globs(&include.value, "logs.include", problems);
-    let exclude = file_globs(&exclude, "logs.exclude", problems);
-    let read_from = match read_from.value.as_str() {
-        "beginning" => ReadFrom::Beginning,
-        "end" => ReadFrom::End,
-        other => {
-            problems.at(
-                read_from.referenced,
-                "logs.read_from",
-                format!("must be `beginning` or `end`, got `{other}`"),
-            );
-            ReadFrom::Beginning
-        }
-    };
-    let exclude_self = match self_pod {
-        None => match (
-            context.env_non_empty("POD_NAMESPACE"),
-            context.env_non_empty("POD_NAME"),
-        ) {
-            (Some(namespace), Some(name)) => Some(PodRef { namespace, name }),
-            _ => None,
-        },
-        Some(Sp { value: None, .. }) => None,
-        Some(Sp {
-            value: Some(RawPodRef { namespace, name }),
-            referenced,
-            ..
-        }) => Some(PodRef {
-            namespace: required(namespace, referenced, "logs.self_pod.namespace", problems),
-            name: required(name, referenced, "logs.self_pod.name", problems),
-        }),
-    };
-    let rules = convert_multiline_rules(multiline_rules, problems);
-    let multiline = multiline
-        .into_iter()
-        .enumerate()
-        .filter_map(|(index, selector)| convert_multiline(index, selector, &rules, problems))
-        .collect();
-    LogsConfig {
-        containers_dir: path(&containers_dir, "logs.containers_dir", context, problems),
-        include,
-        exclude,
-        read_from,
-        max_record_bytes: size(
-            &max_record_bytes,
-            "logs.max_record_bytes",
-            KIB..=1_048_550,
-            problems,
-        ),
-        read_buffer_bytes: size(
-            &read_buffer_bytes,
-            "logs.read_buffer_bytes",
-            4 * KIB..=16 * MIB,
-            problems,
-        ),
-        poll_interval: Duration::from_millis(in_range(
-            &poll_interval_ms,
-            "logs.poll_interval_ms",
-            10..=10_000,
-            problems,
-        )),
-        rescan_interval: Duration::from_secs(in_range(
-            &rescan_interval_secs,
-            "logs.rescan_interval_secs",
-            1..=3600,
-            problems,
-        )),
-        rotate_wait: Duration::from_secs(in_range(
-            &rotate_wait_secs,
-            "logs.rotate_wait_secs",
-            1..=3600,
-            problems,
-        )),
-        eof_flush: Duration::from_millis(in_range(
-            &eof_flush_ms,
-            "logs.eof_flush_ms",
-            1..=600_000,
-            problems,
-        )),
-        exclude_self,
-        multiline,
-    }
-}
-
-/// The names usable in `logs.multiline[].rule` without a `multiline_rules` entry.
-const BUILTIN_RULES: [&str; 3] = ["java", "python", "go"];
-
-/// `logs.multiline_rules`, by name. Entries with problems are left out.
-fn convert_multiline_rules(
-    raw: Vec<Sp<RawMultilineRule>>,
-    problems: &mut Problems<'_>,
-) -> BTreeMap<String, regex::bytes::Regex> {
-    let mut rules = BTreeMap::new();
-    let mut first_seen: BTreeMap<String, Location> = BTreeMap::new();
-    for (index, entry) in raw.into_iter().enumerate() {
-        let prefix = format!("logs.multiline_rules[{index}]");
-        let RawMultilineRule {
-            name,
-            start_pattern,
-        } = entry.value;
-        let name = match name {
-            None => {
-                problems.at(entry.referenced, &format!("{prefix}.name"), "is required");
-                None
-            }
-            Some(name) => {
-                let path = format!("{prefix}.name");
-                if name.value.is_empty() {
-                    problems.at(name.referenced, &path, "must not be empty");
-                    None
-                } else if BUILTIN_RULES.contains(&name.value.as_str()) {
-                    problems.at(
-                        name.referenced,
-                        &path,
-                        format!("`{}` is a built-in rule; choose another name", name.value),
-                    );
-                    None
-                } else if let Some(first) = first_seen.get(&name.value) {
-                    let first = match first.line() {
-                        0 => String::new(),
-                        line => format!(" (first defined on line {line})"),
-                    };
-                    problems.at(
-                        name.referenced,
-                        &path,
-                        format!("duplicate rule name `{}`{first}", name.value),
-                    );
-                    None
-                } else {
-                    first_seen.insert(name.value.clone(), name.referenced);
-                    Some(name.value)
-                }
-            }
-        };
-        let pattern = match start_pattern {
-            None => {
-                problems.at(
-                    entry.referenced,
-                    &format!("{prefix}.start_pattern"),
-                    "is required",
-                );
-                None
-            }
-            Some(pattern) => match regex::bytes::Regex::new(&pattern.value) {
-                Ok(regex) => Some(regex),
-                Err(err) => {
-                    problems.at(
-                        pattern.referenced,
-                        &format!("{prefix}.start_pattern"),
-                        format!("invalid regex `{}`: {}", pattern.value, regex_reason(&err)),
-                    );
-                    None
-                }
-            },
-        };
-        if let (Some(name), Some(pattern)) = (name, pattern) {
-            rules.insert(name, pattern);
-        }
-    }
-    rules
-}
-
-/// One `logs.multiline` entry; `None` when it has problems.
-fn convert_multiline(
-    index: usize,
-    entry: Sp<RawMultiline>,
-    rules: &BTreeMap<String, regex::bytes::Regex>,
-    problems: &mut Problems<'_>,
-) -> Option<MultilineSelector> {
-    let prefix = format!("logs.multiline[{index}]");
-    let RawMultiline {
-        namespace,
-        pod,
-        container,
-        rule,
-        flush_timeout_ms,
-    } = entry.value;
-    let namespace = glob(&namespace, &format!("{prefix}.namespace"), problems);
-    let pod = glob(&pod, &format!("{prefix}.pod"), problems);
-    let container = glob(&container, &format!("{prefix}.container"), problems);
-    let flush_timeout = Duration::from_millis(in_range(
-        &flush_timeout_ms,
-        &format!("{prefix}.flush_timeout_ms"),
-        1..=600_000,
-        problems,
-    ));
-    let rule_path = format!("{prefix}.rule");
-    let (rule, rule_name) = match rule {
-        None => {
-            let choices = rule_choices(rules);
-            problems.at(
-                entry.referenced,
-                &rule_path,
-                format!("is required ({choices})"),
-            );
-            return None;
-        }
-        Some(rule) => {
-            let resolved = match rule.value.as_str() {
-                "java" => Some(MultilineRule::Java),
-                "python" => Some(MultilineRule::Python),
-                "go" => Some(MultilineRule::Go),
-                name => rules.get(name).cloned().map(MultilineRule::Custom),
-            };
-            match resolved {
-                Some(resolved) => (resolved, rule.value),
-                None => {
-                    let choices = rule_choices(rules);
-                    problems.at(
-                        rule.referenced,
-                        &rule_path,
-                        format!("unknown multiline rule `{}` ({choices})", rule.value),
-                    );
-                    return None;
-                }
-            }
-        }
-    };
-    Some(MultilineSelector {
-        namespace: namespace?.compile_matcher(),
-        pod: pod?.compile_matcher(),
-        container: container?.compile_matcher(),
-        rule,
-        flush_timeout,
-        rule_name,
-    })
-}
-
-/// "expected java, python, go or a `logs.multiline_rules` name (a, b)".
-fn rule_choices(rules: &BTreeMap<String, regex::bytes::Regex>) -> String {
-    let mut choices = format!(
-        "expected {} or a `logs.multiline_rules` name",
-        BUILTIN_RULES.join(", ")
-    );
-    if !rules.is_empty() {
-        let names: Vec<&str> = rules.keys().map(String::as_str).collect();
-        choices.push_str(&format!(": {}", names.join(", ")));
-    }
-    choices
-}
-
-/// The one-line reason of a regex error (syntax errors render on several lines).
-fn regex_reason(err: &regex::Error) -> String {
-    let text = err.to_string();
-    text.lines()
-        .rev()
-        .find_map(|line| line.trim().strip_prefix("error: "))
-        .map_or_else(|| text.replace('\n', " "), str::to_owned)
 }
 
 fn convert_pipeline(raw: RawPipeline, problems: &mut Problems<'_>) -> PipelineConfig {
@@ -746,7 +468,7 @@ pub(super) fn non_empty(value: &Sp<String>, path: &str, problems: &mut Problems<
 }
 
 /// A required, non-empty string of a mapping at `parent`.
-fn required(
+pub(super) fn required(
     value: Option<Sp<String>>,
     parent: Location,
     path: &str,
@@ -762,7 +484,7 @@ fn required(
 }
 
 /// A path, resolved against the config file's directory when relative.
-fn path(
+pub(super) fn path(
     value: &Sp<String>,
     key: &str,
     context: &Context<'_>,
@@ -807,7 +529,7 @@ pub(super) fn size(
     usize::try_from(in_range(value, path, range, problems)).unwrap_or(usize::MAX)
 }
 
-fn glob(value: &Sp<String>, path: &str, problems: &mut Problems<'_>) -> Option<Glob> {
+pub(super) fn glob(value: &Sp<String>, path: &str, problems: &mut Problems<'_>) -> Option<Glob> {
     match Glob::new(&value.value) {
         Ok(glob) => Some(glob),
         Err(err) => {
@@ -822,7 +544,11 @@ fn glob(value: &Sp<String>, path: &str, problems: &mut Problems<'_>) -> Option<G
 }
 
 /// Globs matched against file names: no `/`.
-fn file_globs(values: &[Sp<String>], path: &str, problems: &mut Problems<'_>) -> GlobSet {
+pub(super) fn file_globs(
+    values: &[Sp<String>],
+    path: &str,
+    problems: &mut Problems<'_>,
+) -> GlobSet {
     let mut builder = GlobSetBuilder::new();
     for (index, value) in values.iter().enumerate() {
         let item_path = format!("{path}[{index}]");
@@ -883,13 +609,5 @@ mod tests {
         ] {
             assert!(check_log_level(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn regex_reason_is_one_line() {
-        // Built at run time: clippy rejects invalid regex literals.
-        let pattern = ["(", "unclosed"].concat();
-        let err = regex::bytes::Regex::new(&pattern).unwrap_err();
-        assert_eq!(regex_reason(&err), "unclosed group");
     }
 }
