@@ -95,6 +95,20 @@ fn seqs_sent(calls: &[PutCall], name: &str) -> Vec<u64> {
         .collect()
 }
 
+/// No line of `container` below `before` (written before a restart) is in `calls`.
+#[track_caller]
+fn assert_none_resent(calls: &[PutCall], container: &str, before: u64) {
+    let resent: Vec<u64> = seqs_sent(calls, container)
+        .into_iter()
+        .filter(|&s| s < before)
+        .collect();
+    assert!(
+        resent.is_empty(),
+        "lines before the restart sent again: {}",
+        kubeship_tests::ranges(&resent, 12)
+    );
+}
+
 /// Polls moto until every seq of `0..n` of container `name` but those in `except` is there;
 /// panics after `timeout` or if the agent exits.
 #[track_caller]
@@ -347,15 +361,7 @@ fn invalid_parameter_isolates_the_offender() {
     c.write_lines(50);
     d.wait_all(&mut agent, &[("checkout", c.written())], secs(20));
     let after = puts_since(&env.proxy, from);
-    let resent: Vec<u64> = seqs_sent(&after, "checkout")
-        .into_iter()
-        .filter(|&s| s < before)
-        .collect();
-    assert!(
-        resent.is_empty(),
-        "lines before the restart sent again: {}",
-        kubeship_tests::ranges(&resent, 12)
-    );
+    assert_none_resent(&after, "checkout", before);
     assert!(
         after.iter().all(|c| c.exchange.injected.is_none()
             && !String::from_utf8_lossy(&c.exchange.body).contains(POISON)),
@@ -481,15 +487,7 @@ fn rejected_events_are_counted_and_acknowledged() {
         secs(20),
     );
     let after = puts_since(&env.proxy, from);
-    let resent: Vec<u64> = seqs_sent(&after, "ledger")
-        .into_iter()
-        .filter(|&s| s < before)
-        .collect();
-    assert!(
-        resent.is_empty(),
-        "lines before the restart sent again: {}",
-        kubeship_tests::ranges(&resent, 12)
-    );
+    assert_none_resent(&after, "ledger", before);
     assert_eq!(
         metric(&agent, DROPPED, &[]),
         0.0,

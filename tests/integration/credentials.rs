@@ -325,6 +325,38 @@ impl Drop for CredsServer {
 // ---------------------------------------------------------------------------------------------
 
 /// Writes `n` lines of one container (timed an hour ago) and returns its name.
+/// A Pod Identity credentials endpoint serving `(key id, secret, session token)` to
+/// requests carrying `token`, and the agent environment pointing at it with a token
+/// file holding `token_in_file`. Returns the server, the environment and the file.
+fn pod_identity(
+    env: &Env,
+    path: &str,
+    token: &str,
+    token_in_file: &str,
+    (key_id, secret, session): (&str, &str, &str),
+) -> (CredsServer, Vec<(&'static str, String)>, std::path::PathBuf) {
+    let token_file = env.node.root().join("eks-pod-identity-token");
+    fs::write(&token_file, token_in_file).expect("write token file");
+    let body = serde_json::json!({
+        "AccessKeyId": key_id,
+        "SecretAccessKey": secret,
+        "Token": session,
+        "AccountId": "123456789012",
+        "Expiration": rfc3339_secs(now_ms() + 3_600_000),
+    })
+    .to_string();
+    let server = CredsServer::start(path, token, body);
+    let mut vars = aws_env_without_keys(TEST_AWS_REGION, env.node.root());
+    vars.extend([
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.to_string_lossy().into_owned(),
+        ),
+    ]);
+    (server, vars, token_file)
+}
+
 fn some_lines(env: &Env, n: u64) -> String {
     let mut c = env.container("shop", "web-7d4b9c-xk2lp", "nginx", Format::Cri);
     c.write_lines(n);
@@ -457,25 +489,7 @@ fn pod_identity_container_credentials() {
     let env = env();
     let name = some_lines(&env, 300);
     let token = "kubeship-eks-pod-identity-token-3f9a";
-    let token_file = env.node.root().join("eks-pod-identity-token");
-    fs::write(&token_file, token).expect("write token file");
-    let body = serde_json::json!({
-        "AccessKeyId": KEY_ID,
-        "SecretAccessKey": SECRET,
-        "Token": SESSION,
-        "AccountId": "123456789012",
-        "Expiration": rfc3339_secs(now_ms() + 3_600_000),
-    })
-    .to_string();
-    let server = CredsServer::start(PATH, token, body);
-    let mut vars = aws_env_without_keys(TEST_AWS_REGION, env.node.root());
-    vars.extend([
-        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url()),
-        (
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            token_file.to_string_lossy().into_owned(),
-        ),
-    ]);
+    let (server, vars, _) = pod_identity(&env, PATH, token, token, (KEY_ID, SECRET, SESSION));
     let cfg = AgentConfig {
         aws_env: Some(vars),
         log_level: "trace".into(),
@@ -635,25 +649,12 @@ fn unavailable_credentials_turn_readyz_off_until_they_load() {
     let env = env();
     let name = some_lines(&env, 100);
     let token = "kubeship-right-token-71c2";
-    let token_file = env.node.root().join("eks-pod-identity-token");
-    fs::write(&token_file, "a-wrong-token").expect("write token file");
-    let body = serde_json::json!({
-        "AccessKeyId": "ASIAPODIDENTITY00002",
-        "SecretAccessKey": "pod-identity-secret-key-aa01",
-        "Token": "pod-identity-session-token-bb02",
-        "AccountId": "123456789012",
-        "Expiration": rfc3339_secs(now_ms() + 3_600_000),
-    })
-    .to_string();
-    let server = CredsServer::start(PATH, token, body);
-    let mut vars = aws_env_without_keys(TEST_AWS_REGION, env.node.root());
-    vars.extend([
-        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url()),
-        (
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            token_file.to_string_lossy().into_owned(),
-        ),
-    ]);
+    let creds = (
+        "ASIAPODIDENTITY00002",
+        "pod-identity-secret-key-aa01",
+        "pod-identity-session-token-bb02",
+    );
+    let (server, vars, token_file) = pod_identity(&env, PATH, token, "a-wrong-token", creds);
     let mut cfg = AgentConfig {
         aws_env: Some(vars),
         ..env.config()
