@@ -60,10 +60,15 @@ pub struct Batch {
     pub sealed_at: Instant,
 }
 
+/// Record bytes plus the events' own size: what a batch holds in memory.
+fn charge(buf: &[u8], events: &[Event]) -> usize {
+    buf.len() + std::mem::size_of_val(events)
+}
+
 impl Batch {
     /// The bytes this batch holds against the in-flight budget.
     pub fn charge(&self) -> usize {
-        self.buf.len() + self.events.len() * std::mem::size_of::<Event>()
+        charge(&self.buf, &self.events)
     }
 
     /// The JSON of one event.
@@ -169,7 +174,7 @@ impl BatchBuilder {
 
     /// What the open batch will charge against the in-flight budget ([`Batch::charge`]).
     pub fn charge(&self) -> usize {
-        self.buf.len() + self.events.len() * std::mem::size_of::<Event>()
+        charge(&self.buf, &self.events)
     }
 
     /// True when no record was added since the last seal.

@@ -222,11 +222,6 @@ impl Store {
         }
     }
 
-    /// Stream keys present.
-    pub fn stream_keys(&self) -> Vec<String> {
-        self.streams.keys().cloned().collect()
-    }
-
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.streams.values().map(Vec::len).sum()

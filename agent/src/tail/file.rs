@@ -110,8 +110,6 @@ pub struct FileReader {
     pub last_marked: u64,
     /// When the file last grew.
     pub last_growth: Instant,
-    /// True when the last read found nothing new.
-    pub at_eof: bool,
     /// When the live path was last checked for rotation.
     pub live_checked: Option<Instant>,
     /// The directory was listed when this (empty when opened) file got bytes.
@@ -168,7 +166,6 @@ impl FileReader {
             finished: false,
             last_marked: offset,
             last_growth: now,
-            at_eof: false,
             live_checked: None,
             listed_when_filled: false,
             source,
@@ -286,10 +283,8 @@ impl FileReader {
         };
         let n = n?;
         if n == 0 {
-            self.at_eof = true;
             return Ok(Progress::Eof);
         }
-        self.at_eof = false;
         self.last_growth = out.now;
         let base = self.offset - carried as u64;
         self.offset += n as u64;
