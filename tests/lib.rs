@@ -10,6 +10,8 @@
 //!
 //! * [`cw`]: CloudWatch Logs against moto's server ([`Moto`], [`CwDelivery`], [`FaultProxy`],
 //!   the strict [`check_put_log_events`]); [`AgentConfig::cloudwatch`] selects that sink.
+//! * [`kubeapi`]: a fake Kubernetes API server ([`FakeApi`]: list/watch of one node's pods and
+//!   of namespaces, with faults) and the [`Pod`] builder.
 //!
 //! Environment knobs: `KUBESHIP_BIN` (binary), `KUBESHIP_TEST_TIMEOUT_SCALE` (multiply every
 //! timeout, e.g. `3` on a slow machine), `KUBESHIP_KEEP_TMP=1` (keep a failed test's directory).
@@ -31,6 +33,8 @@ use serde::Deserialize;
 
 pub mod cw;
 pub use cw::*;
+pub mod kubeapi;
+pub use kubeapi::*;
 
 // ---------------------------------------------------------------------------------------------
 // Binary, timeouts, waiting
