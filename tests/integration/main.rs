@@ -10,6 +10,7 @@ mod cloudwatch_errors;
 mod cloudwatch_infra;
 mod credentials;
 mod discovery;
+mod kubeapi;
 mod model;
 mod quickstart;
 mod sigkill;
