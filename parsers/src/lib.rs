@@ -14,6 +14,8 @@
 //! * [`Grouper`] joins records into multiline records (stack traces) by a
 //!   [`Rule`]: Java, Python, Go, or a custom start regex, with a flush
 //!   timeout driven by the caller's clock.
+//! * [`json`] escapes text as JSON string content for the agent's record
+//!   encoder.
 //! * Failures are reported as [`Error`] with an [`ErrorKind`].
 //!
 //! What this crate does NOT do: no I/O (no files, no tailing, no
@@ -51,6 +53,7 @@ mod capped;
 mod cri;
 mod docker;
 mod error;
+pub mod json;
 mod line;
 mod multiline;
 mod partial;
