@@ -3,84 +3,13 @@
 //! The record is the Container Insights shape (see DESIGN.md):
 //! `{"log":…,"stream":…,"time":…,"kubernetes":{…}}`. The `kubernetes` object is
 //! serialized once per container ([`kubernetes_fragment`]) and spliced in as bytes;
-//! the message is escaped in one pass. Invalid UTF-8 is replaced with U+FFFD.
+//! the message is escaped in one pass (with [`kubeship_parsers::json`]). Invalid UTF-8
+//! is replaced with U+FFFD.
 
 use kubeship_parsers::{Stream, time};
 
-/// What escaping a byte needs: 0 = copy as is, b'u' = `\u00XX`, else the short escape letter.
-static ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[b'\n' as usize] = b'n';
-    t[b'\r' as usize] = b'r';
-    t[b'\t' as usize] = b't';
-    t[0x08] = b'b';
-    t[0x0c] = b'f';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Appends `s` JSON-escaped (without quotes) to `out`.
-pub fn escape_str_into(s: &str, out: &mut Vec<u8>) {
-    let bytes = s.as_bytes();
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let e = ESCAPE[b as usize];
-        if e == 0 {
-            continue;
-        }
-        out.extend_from_slice(&bytes[run..i]);
-        run = i + 1;
-        if e == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 0xf) as usize]);
-        } else {
-            out.push(b'\\');
-            out.push(e);
-        }
-    }
-    out.extend_from_slice(&bytes[run..]);
-}
-
-/// Appends `msg` JSON-escaped; returns `true` when invalid UTF-8 had to be replaced.
-pub fn escape_bytes_into(msg: &[u8], out: &mut Vec<u8>) -> bool {
-    match std::str::from_utf8(msg) {
-        Ok(s) => {
-            escape_str_into(s, out);
-            false
-        }
-        Err(_) => {
-            escape_str_into(&String::from_utf8_lossy(msg), out);
-            true
-        }
-    }
-}
-
-/// Appends JSON text (a record this module encoded: valid UTF-8, no raw control
-/// characters) escaped as a JSON string's content. Only `"` and `\\` need escaping
-/// there, found with `memchr`; anything else falls back to [`escape_bytes_into`].
-pub fn escape_json_text_into(text: &[u8], out: &mut Vec<u8>) {
-    if !text.iter().all(|&b| b >= 0x20) {
-        escape_bytes_into(text, out);
-        return;
-    }
-    let mut run = 0;
-    for i in memchr::memchr2_iter(b'"', b'\\', text) {
-        out.extend_from_slice(&text[run..i]);
-        out.push(b'\\');
-        out.push(text[i]);
-        run = i + 1;
-    }
-    out.extend_from_slice(&text[run..]);
-}
+// Re-exported so the rest of the agent keeps one import path for escaping.
+pub use kubeship_parsers::json::{escape_bytes_into, escape_json_text_into, escape_str_into};
 
 /// One record to encode.
 pub struct RecordRef<'a> {
@@ -196,22 +125,6 @@ mod tests {
         let (v, replaced) = enc(b"ok \xff\xfe end");
         assert!(replaced);
         assert_eq!(v["log"], "ok \u{FFFD}\u{FFFD} end");
-    }
-
-    #[test]
-    fn record_text_escapes_like_the_general_escaper() {
-        for text in [
-            &br#"{"log":"say \"hi\" \\ \u0001 \u00e9","stream":"stdout"}"#[..],
-            "plain é 日本".as_bytes(),
-            b"raw\x01control",
-            b"",
-        ] {
-            let mut fast = Vec::new();
-            escape_json_text_into(text, &mut fast);
-            let mut general = Vec::new();
-            escape_bytes_into(text, &mut general);
-            assert_eq!(fast, general, "{:?}", String::from_utf8_lossy(text));
-        }
     }
 
     #[test]

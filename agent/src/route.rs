@@ -5,13 +5,20 @@
 //! parts and placeholders, then rendered for every container with [`Fields`].
 //!
 //! Placeholders: `{cluster}`, `{node}`, `{namespace}`, `{pod}`, `{container}`,
-//! `{container_id}`. `{{` and `}}` stand for literal braces. Anything else between
-//! braces, and any unbalanced brace, is a parse error naming the offender.
+//! `{container_id}`, and `{label:<key>}` / `{annotation:<key>}` for the value of one
+//! of the pod's labels or annotations (e.g. `{label:app.kubernetes.io/name}`). A
+//! label or annotation the pod does not have, or any of them while the pod's
+//! metadata is not known ([`Fields::labels`] / [`Fields::annotations`] are `None`),
+//! renders as the empty string. `{{` and `}}` stand for literal braces. Anything
+//! else between braces (an unknown name or prefix, an empty key, a key with
+//! whitespace, control characters or braces), and any unbalanced brace, is a parse
+//! error naming the offender and its position.
 //!
 //! What this module does not do: it does not sanitize rendered names for a
 //! particular sink (CloudWatch's allowed characters and length limits are the
 //! sink's business), and it does not cache rendered names.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// The values a template can refer to, borrowed from the container being routed.
@@ -29,6 +36,11 @@ pub struct Fields<'a> {
     pub container: &'a str,
     /// `{container_id}`: the container runtime's ID.
     pub container_id: &'a str,
+    /// `{label:<key>}`: the pod's labels; `None` when the pod's metadata is not known.
+    pub labels: Option<&'a BTreeMap<String, String>>,
+    /// `{annotation:<key>}`: the pod's annotations; `None` when the pod's metadata is
+    /// not known.
+    pub annotations: Option<&'a BTreeMap<String, String>>,
 }
 
 /// A parsed name template. Cheap to render; keeps its source text for messages.
@@ -44,9 +56,9 @@ enum Part {
     Field(Placeholder),
 }
 
-/// One `{...}` placeholder. Parameterised placeholders (e.g. a future
-/// `{label:<key>}`) become variants carrying their argument; see [`Placeholder::parse`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One `{...}` placeholder. Prefixed placeholders (`{label:<key>}`) are variants
+/// carrying their argument; see [`Placeholder::parse`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Placeholder {
     Cluster,
     Node,
@@ -54,7 +66,14 @@ enum Placeholder {
     Pod,
     Container,
     ContainerId,
+    /// `{label:<key>}`.
+    Label(String),
+    /// `{annotation:<key>}`.
+    Annotation(String),
 }
+
+/// The prefixed placeholders, as listed in error messages.
+const PREFIXED: [&str; 2] = ["{label:<key>}", "{annotation:<key>}"];
 
 /// Every simple placeholder with its spelling, used by parsing and by error messages.
 const PLACEHOLDERS: [(&str, Placeholder); 6] = [
@@ -67,26 +86,28 @@ const PLACEHOLDERS: [(&str, Placeholder); 6] = [
 ];
 
 impl Placeholder {
-    /// Parses the text between the braces. Prefixed forms such as
-    /// `label:<key>` belong here (`name.split_once(':')`).
-    fn parse(name: &str) -> Result<Placeholder, String> {
+    /// Parses the text between the braces of the placeholder opened at character
+    /// `pos` (1-based).
+    fn parse(name: &str, pos: usize) -> Result<Placeholder, String> {
+        if let Some((prefix, key)) = name.split_once(':') {
+            let make = match prefix {
+                "label" => Placeholder::Label,
+                "annotation" => Placeholder::Annotation,
+                _ => return Err(unknown(name, pos)),
+            };
+            return check_key(prefix, key, pos).map(|()| make(key.to_owned()));
+        }
         PLACEHOLDERS
             .iter()
             .find(|(spelling, _)| *spelling == name)
-            .map(|&(_, placeholder)| placeholder)
-            .ok_or_else(|| {
-                let known: Vec<String> = PLACEHOLDERS
-                    .iter()
-                    .map(|(spelling, _)| format!("{{{spelling}}}"))
-                    .collect();
-                format!(
-                    "unknown placeholder `{{{name}}}`; expected one of {}",
-                    known.join(", ")
-                )
-            })
+            .map(|(_, placeholder)| placeholder.clone())
+            .ok_or_else(|| unknown(name, pos))
     }
 
-    fn value<'a>(self, fields: &Fields<'a>) -> &'a str {
+    fn value<'a>(&self, fields: &Fields<'a>) -> &'a str {
+        let lookup = |map: Option<&'a BTreeMap<String, String>>, key: &str| {
+            map.and_then(|map| map.get(key)).map_or("", String::as_str)
+        };
         match self {
             Placeholder::Cluster => fields.cluster,
             Placeholder::Node => fields.node,
@@ -94,8 +115,42 @@ impl Placeholder {
             Placeholder::Pod => fields.pod,
             Placeholder::Container => fields.container,
             Placeholder::ContainerId => fields.container_id,
+            Placeholder::Label(key) => lookup(fields.labels, key),
+            Placeholder::Annotation(key) => lookup(fields.annotations, key),
         }
     }
+}
+
+/// The error for a name that is no placeholder, listing the known ones.
+fn unknown(name: &str, pos: usize) -> String {
+    let known: Vec<String> = PLACEHOLDERS
+        .iter()
+        .map(|(spelling, _)| format!("{{{spelling}}}"))
+        .chain(PREFIXED.iter().map(|p| (*p).to_owned()))
+        .collect();
+    format!(
+        "unknown placeholder `{{{name}}}` at position {pos}; expected one of {}",
+        known.join(", ")
+    )
+}
+
+/// Checks the key of the placeholder `{<prefix>:<key>}` opened at `pos`.
+fn check_key(prefix: &str, key: &str, pos: usize) -> Result<(), String> {
+    let problem = if key.is_empty() {
+        "an empty key"
+    } else if key.chars().any(char::is_whitespace) {
+        "whitespace in its key"
+    } else if key.chars().any(char::is_control) {
+        "a control character in its key"
+    } else if key.contains(['{', '}']) {
+        "a brace in its key"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "placeholder `{{{prefix}:{key}}}` at position {pos} has {problem} \
+         (write `{{{prefix}:<key>}}`)"
+    ))
 }
 
 impl Template {
@@ -146,7 +201,7 @@ impl Template {
                             pos + 1
                         ));
                     }
-                    let placeholder = Placeholder::parse(&name)?;
+                    let placeholder = Placeholder::parse(&name, pos + 1)?;
                     if !literal.is_empty() {
                         parts.push(Part::Literal(std::mem::take(&mut literal)));
                     }
@@ -179,6 +234,26 @@ impl Template {
     /// The text the template was parsed from.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Whether the template reads the pod's labels or annotations, i.e. renders
+    /// differently once the pod's metadata is known.
+    pub fn uses_pod_metadata(&self) -> bool {
+        self.parts.iter().any(|part| {
+            matches!(
+                part,
+                Part::Field(Placeholder::Label(_) | Placeholder::Annotation(_))
+            )
+        })
+    }
+
+    /// The annotation keys the template reads (in template order, repeats
+    /// included), so the pod metadata cache can keep those annotations.
+    pub fn annotation_keys(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Field(Placeholder::Annotation(key)) => Some(key.as_str()),
+            _ => None,
+        })
     }
 }
 
@@ -235,7 +310,16 @@ mod tests {
             pod: "web-7d9f",
             container: "nginx",
             container_id: "abc123",
+            labels: None,
+            annotations: None,
         }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
     }
 
     fn render(template: &str) -> String {
@@ -261,6 +345,102 @@ mod tests {
     }
 
     #[test]
+    fn renders_labels_and_annotations() {
+        let labels = map(&[("app.kubernetes.io/name", "shop"), ("tier", "web")]);
+        let annotations = map(&[("team", "payments"), ("empty", "")]);
+        let known = Fields {
+            labels: Some(&labels),
+            annotations: Some(&annotations),
+            ..fields()
+        };
+        let template =
+            Template::parse("/k8s/{label:app.kubernetes.io/name}/{annotation:team}-{label:tier}")
+                .unwrap();
+        assert_eq!(template.render(&known), "/k8s/shop/payments-web");
+        let missing =
+            Template::parse("[{label:nope}|{annotation:empty}|{annotation:tier}]").unwrap();
+        assert_eq!(missing.render(&known), "[||]", "missing keys render empty");
+        assert_eq!(
+            template.render(&fields()),
+            "/k8s//-",
+            "unknown pod metadata renders empty"
+        );
+    }
+
+    #[test]
+    fn label_and_annotation_errors_name_the_placeholder() {
+        let err = Template::parse("/a/{label:}").unwrap_err();
+        assert_eq!(
+            err,
+            "placeholder `{label:}` at position 4 has an empty key (write `{label:<key>}`)"
+        );
+        let err = Template::parse("{annotation:}").unwrap_err();
+        assert!(
+            err.contains("`{annotation:}` at position 1 has an empty key"),
+            "{err}"
+        );
+        let err = Template::parse("x{label:a b}").unwrap_err();
+        assert!(
+            err.contains("`{label:a b}` at position 2 has whitespace in its key"),
+            "{err}"
+        );
+        let err = Template::parse("{annotation:a\tb}").unwrap_err();
+        assert!(err.contains("whitespace in its key"), "{err}");
+        let err = Template::parse("{label:a\u{1}}").unwrap_err();
+        assert!(err.contains("a control character in its key"), "{err}");
+        let err = Placeholder::parse("label:a{b", 7).unwrap_err();
+        assert!(
+            err.contains("`{label:a{b}` at position 7 has a brace"),
+            "{err}"
+        );
+        let err = Template::parse("{label:a{b}}").unwrap_err();
+        assert!(
+            err.contains("inside the placeholder opened at position 1"),
+            "{err}"
+        );
+        let err = Template::parse("é{foo:bar}").unwrap_err();
+        assert!(
+            err.starts_with("unknown placeholder `{foo:bar}` at position 2; expected one of"),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("{container_id}, {label:<key>}, {annotation:<key>}"),
+            "lists the prefixed forms: {err}"
+        );
+        let err = Template::parse("{labels:x}").unwrap_err();
+        assert!(err.contains("unknown placeholder `{labels:x}`"), "{err}");
+        let err = Template::parse("{pod:x}").unwrap_err();
+        assert!(err.contains("unknown placeholder `{pod:x}`"), "{err}");
+    }
+
+    #[test]
+    fn keys_keep_colons_and_slashes() {
+        let template = Template::parse("{annotation:example.com/a:b}").unwrap();
+        assert_eq!(
+            template.annotation_keys().collect::<Vec<_>>(),
+            ["example.com/a:b"]
+        );
+    }
+
+    #[test]
+    fn reports_the_pod_metadata_it_reads() {
+        let plain = Template::parse("{cluster}/{pod}_{{label:x}}").unwrap();
+        assert!(!plain.uses_pod_metadata());
+        assert_eq!(plain.annotation_keys().count(), 0);
+        let labels = Template::parse("{label:app}-{pod}").unwrap();
+        assert!(labels.uses_pod_metadata());
+        assert_eq!(labels.annotation_keys().count(), 0);
+        let both =
+            Template::parse("{annotation:team}/{label:app}/{annotation:owner}/{annotation:team}")
+                .unwrap();
+        assert!(both.uses_pod_metadata());
+        assert_eq!(
+            both.annotation_keys().collect::<Vec<_>>(),
+            ["team", "owner", "team"]
+        );
+    }
+
+    #[test]
     fn literal_only_and_empty_templates() {
         assert_eq!(render("static-name"), "static-name");
         assert_eq!(render(""), "");
@@ -281,6 +461,7 @@ mod tests {
             err.contains("{container_id}"),
             "lists the known ones: {err}"
         );
+        assert!(err.contains("`{podname}` at position 17"), "{err}");
         let err = Template::parse("{}").unwrap_err();
         assert!(err.contains("unknown placeholder `{}`"), "{err}");
         let err = Template::parse("{ pod }").unwrap_err();

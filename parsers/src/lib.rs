@@ -14,13 +14,19 @@
 //! * [`Grouper`] joins records into multiline records (stack traces) by a
 //!   [`Rule`]: Java, Python, Go, or a custom start regex, with a flush
 //!   timeout driven by the caller's clock.
+//! * [`structured`] parses a message the pod asked to have parsed (a JSON
+//!   object, logfmt, or a regex's named captures) into a JSON object's text,
+//!   appended to the caller's buffer (the record's `log_processed`).
+//! * [`json`] escapes text as JSON string content; the agent's record encoder
+//!   and [`structured`] share it.
 //! * Failures are reported as [`Error`] with an [`ErrorKind`].
 //!
 //! What this crate does NOT do: no I/O (no files, no tailing, no
 //! checkpoints), no clocks (every time-dependent call takes `now_ms` from
 //! the caller), no async runtime or threads, no logging, no UTF-8 repair of
 //! CRI messages (bytes are passed through as-is; the caller decides), and no
-//! parsing of the message content itself (JSON logs, log levels).
+//! interpretation of the message content beyond [`structured`]'s opt-in
+//! parsing (no log levels, no timestamps taken from the message).
 //!
 //! Typical use, for one file:
 //!
@@ -51,9 +57,11 @@ mod capped;
 mod cri;
 mod docker;
 mod error;
+pub mod json;
 mod line;
 mod multiline;
 mod partial;
+pub mod structured;
 pub mod time;
 
 pub use error::{Error, ErrorKind};

@@ -972,6 +972,8 @@ logs:
             pod: "p",
             container: "c",
             container_id: "abc",
+            labels: None,
+            annotations: None,
         };
         assert_eq!(config.output.group.render(&fields), "/k8s/prod/{literal}");
         assert_eq!(config.output.stream.render(&fields), "n1.abc");

@@ -425,6 +425,9 @@ impl Tailer {
             pod: &meta.pod_name,
             container: &meta.container_name,
             container_id: &meta.docker_id,
+            // No pod metadata is watched yet: `{label:…}` / `{annotation:…}` render empty.
+            labels: None,
+            annotations: None,
         };
         let dest = Arc::new(Destination {
             group: crate::route::sanitize_group(&self.cfg.output.group.render(&fields)),
