@@ -985,6 +985,10 @@ pub struct AgentConfig {
     /// `NO_PROXY` settings), without static keys unless `vars` has them, to exercise other
     /// links of the credential chain; [`aws_env_without_keys`] is a starting point.
     pub aws_env: Option<Vec<(&'static str, String)>>,
+    /// Raw YAML lines under `kubernetes:` (e.g. `kubeconfig: ./kubeconfig`). `None` (the
+    /// default): `kubernetes: {enabled: false}`, so that an agent under test never reaches a
+    /// real API server even where the tests run inside a pod.
+    pub kubernetes: Option<Vec<String>>,
 }
 
 /// `output.cloudwatch` options; `None` fields are left out of the YAML (agent defaults).
@@ -1087,6 +1091,7 @@ impl Default for AgentConfig {
             stream_template: "{pod}_{namespace}_{container}".into(),
             cloudwatch: None,
             aws_env: None,
+            kubernetes: None,
         }
     }
 }
@@ -1147,6 +1152,17 @@ impl AgentConfig {
             None => {
                 let _ = writeln!(y, "  local:");
                 let _ = writeln!(y, "    dir: ./out");
+            }
+        }
+        match &self.kubernetes {
+            None => {
+                let _ = writeln!(y, "kubernetes: {{enabled: false}}");
+            }
+            Some(lines) => {
+                let _ = writeln!(y, "kubernetes:");
+                for l in lines {
+                    let _ = writeln!(y, "  {l}");
+                }
             }
         }
         let _ = writeln!(y, "telemetry:");
@@ -2174,7 +2190,7 @@ mod tests {
                  endpoint_url: \"http://127.0.0.1:9\"\n    create_group: true\n    \
                  retention_days: 7\n    log_group_class: STANDARD\n    \
                  tags: {\"team\": \"platform\"}\n    max_concurrent_requests: 8\n    \
-                 request_timeout_secs: 10\ntelemetry:"
+                 request_timeout_secs: 10\nkubernetes: {enabled: false}\ntelemetry:"
             ),
             "{y}"
         );

@@ -20,7 +20,8 @@ use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpoint::{Store, write_atomic};
-use crate::config::{Config, SinkConfig};
+use crate::config::{Config, KubeSource, SinkConfig};
+use crate::kube::{self, PodCache};
 use crate::ledger::Ledger;
 use crate::sink::{CloudWatchSink, LocalSink};
 use crate::tail::{Control, Summary, Tailer};
@@ -144,9 +145,20 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
         }
     };
 
+    let pods = match &cfg.kubernetes.source {
+        Some(source) => Some(start_pod_watch(&rt, &cfg, source, &control, &metrics)?),
+        None => {
+            tracing::info!(
+                "pod metadata off (no service account, no kubernetes.kubeconfig, or kubernetes.enabled: false): records carry what the log path tells"
+            );
+            None
+        }
+    };
+
     let (done_tx, done_rx) = oneshot::channel();
     let tailer = Tailer::new(
         Arc::clone(&cfg),
+        pods,
         Arc::clone(&ledger),
         Arc::clone(&metrics),
         Arc::clone(&control),
@@ -215,6 +227,46 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
         local_dir,
         drained,
     })
+}
+
+/// Builds the API client (a bad kubeconfig or service account stops the start,
+/// with the reason) and starts the pod watch; returns the cache it fills.
+fn start_pod_watch(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Arc<Config>,
+    source: &KubeSource,
+    control: &Arc<Control>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<PodCache>> {
+    let client = rt.block_on(kube::watch::client(source))?;
+    let c = Arc::clone(control);
+    let cache = Arc::new(PodCache::new(Box::new(move || c.waker.wake())));
+    let route_keys: Vec<String> = cfg
+        .output
+        .group
+        .annotation_keys()
+        .chain(cfg.output.stream.annotation_keys())
+        .map(str::to_owned)
+        .collect();
+    let k = cfg.kubernetes.clone();
+    let keep = kube::watch::KeepRules {
+        labels: k.labels
+            || cfg.output.group.uses_pod_metadata()
+            || cfg.output.stream.uses_pod_metadata(),
+        annotation: Box::new(move |key| {
+            k.keeps_annotation(key) || route_keys.iter().any(|r| r == key)
+        }),
+    };
+    tracing::info!(node = %cfg.node_name, namespace_labels = cfg.kubernetes.namespace_labels, "watching this node's pods for metadata");
+    rt.spawn(kube::watch::run(
+        client,
+        cfg.node_name.clone(),
+        cfg.kubernetes.clone(),
+        keep,
+        Arc::clone(&cache),
+        Arc::clone(metrics),
+    ));
+    Ok(cache)
 }
 
 /// The running sink: the local sink is a thread, the CloudWatch sink a task.

@@ -2,7 +2,7 @@
 //!
 //! The record is the Container Insights shape (see DESIGN.md):
 //! `{"log":…,"stream":…,"time":…,"kubernetes":{…}}`. The `kubernetes` object is
-//! serialized once per container ([`kubernetes_fragment`]) and spliced in as bytes;
+//! serialized once per container (`crate::enrich`) and spliced in as bytes;
 //! the message is escaped in one pass (with [`kubeship_parsers::json`]). Invalid UTF-8
 //! is replaced with U+FFFD.
 
@@ -10,6 +10,49 @@ use kubeship_parsers::{Stream, time};
 
 // Re-exported so the rest of the agent keeps one import path for escaping.
 pub use kubeship_parsers::json::{escape_bytes_into, escape_json_text_into, escape_str_into};
+
+/// An app-level parser a pod asked for (`kubeship.io/parser`): its fields go
+/// under `log_processed`, next to the raw `log`.
+#[derive(Clone, Debug)]
+pub enum AppParser {
+    /// The message is a JSON object.
+    Json,
+    /// The message is logfmt (`key=value key2="quoted value"`).
+    Logfmt,
+    /// Named capture groups of a `logs.parsers` regex.
+    Regex(regex::bytes::Regex),
+}
+
+impl AppParser {
+    /// The `parser` label of `kubeship_log_parse_failures_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AppParser::Json => "json",
+            AppParser::Logfmt => "logfmt",
+            AppParser::Regex(_) => "regex",
+        }
+    }
+
+    /// Appends the message's fields as a JSON object; false (and `out` as it
+    /// was) when the message does not parse.
+    pub fn parse_into(&self, msg: &[u8], out: &mut Vec<u8>) -> bool {
+        use kubeship_parsers::structured;
+        match self {
+            AppParser::Json => structured::json_object_into(msg, out),
+            AppParser::Logfmt => structured::logfmt_into(msg, out),
+            AppParser::Regex(re) => structured::regex_into(re, msg, out),
+        }
+    }
+}
+
+/// What encoding a record ran into.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Encoded {
+    /// Invalid UTF-8 was replaced.
+    pub replaced: bool,
+    /// The app-level parser did not parse the message (it went out raw only).
+    pub parse_failed: bool,
+}
 
 /// One record to encode.
 pub struct RecordRef<'a> {
@@ -21,21 +64,33 @@ pub struct RecordRef<'a> {
     pub time_nanos: i64,
     /// The container's precomputed `kubernetes` JSON object.
     pub kubernetes: &'a [u8],
+    /// The app-level parser of the container, if any.
+    pub parser: Option<&'a AppParser>,
 }
 
-/// Appends the record's JSON to `out`; returns `true` when invalid UTF-8 was replaced.
-pub fn encode_record(rec: &RecordRef<'_>, out: &mut Vec<u8>) -> bool {
+/// Appends the record's JSON to `out`.
+pub fn encode_record(rec: &RecordRef<'_>, out: &mut Vec<u8>) -> Encoded {
+    let mut e = Encoded::default();
     out.extend_from_slice(b"{\"log\":\"");
-    let replaced = escape_bytes_into(rec.message, out);
+    e.replaced = escape_bytes_into(rec.message, out);
     out.extend_from_slice(match rec.stream {
         Stream::Stdout => b"\",\"stream\":\"stdout\",\"time\":\"",
         Stream::Stderr => b"\",\"stream\":\"stderr\",\"time\":\"",
     });
     time::format_rfc3339_nanos(rec.time_nanos, out);
-    out.extend_from_slice(b"\",\"kubernetes\":");
+    out.push(b'"');
+    if let Some(p) = rec.parser {
+        let mark = out.len();
+        out.extend_from_slice(b",\"log_processed\":");
+        if !p.parse_into(rec.message, out) {
+            out.truncate(mark);
+            e.parse_failed = true;
+        }
+    }
+    out.extend_from_slice(b",\"kubernetes\":");
     out.extend_from_slice(rec.kubernetes);
     out.push(b'}');
-    replaced
+    e
 }
 
 /// The fields of the `kubernetes` object that the file path tells.
@@ -55,54 +110,24 @@ pub struct PathMeta {
     pub docker_id: String,
 }
 
-/// Serializes the `kubernetes` object once per container, in Fluent Bit's field order.
-pub fn kubernetes_fragment(meta: &PathMeta) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    let fields = [
-        ("pod_name", &meta.pod_name),
-        ("namespace_name", &meta.namespace_name),
-        ("pod_id", &meta.pod_id),
-        ("host", &meta.host),
-        ("container_name", &meta.container_name),
-        ("docker_id", &meta.docker_id),
-    ];
-    out.push(b'{');
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b"\":\"");
-        escape_str_into(v, &mut out);
-        out.push(b'"');
-    }
-    out.push(b'}');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn enc(msg: &[u8]) -> (serde_json::Value, bool) {
-        let meta = PathMeta {
-            pod_name: "p\"q".into(),
-            namespace_name: "ns".into(),
-            host: "node-1".into(),
-            ..Default::default()
-        };
-        let frag = kubernetes_fragment(&meta);
+        let frag = br#"{"pod_name":"p\"q","host":"node-1","docker_id":""}"#;
         let mut out = Vec::new();
         let replaced = encode_record(
             &RecordRef {
                 message: msg,
                 stream: Stream::Stderr,
                 time_nanos: 1_500_000_000_123,
-                kubernetes: &frag,
+                kubernetes: frag,
+                parser: None,
             },
             &mut out,
-        );
+        )
+        .replaced;
         (serde_json::from_slice(&out).expect("valid JSON"), replaced)
     }
 
@@ -132,5 +157,52 @@ mod tests {
         let all: Vec<u8> = (0u8..0x80).collect();
         let (v, _) = enc(&all);
         assert_eq!(v["log"].as_str().unwrap().as_bytes(), &all[..]);
+    }
+
+    fn encode_parsed(parser: &AppParser, msg: &[u8]) -> (serde_json::Value, Encoded) {
+        let mut out = b"prefix".to_vec();
+        let e = encode_record(
+            &RecordRef {
+                message: msg,
+                stream: Stream::Stdout,
+                time_nanos: 0,
+                kubernetes: b"{}",
+                parser: Some(parser),
+            },
+            &mut out,
+        );
+        assert!(out.starts_with(b"prefix"));
+        (serde_json::from_slice(&out[6..]).expect("valid JSON"), e)
+    }
+
+    #[test]
+    fn parsed_fields_go_under_log_processed_next_to_the_raw_log() {
+        let msg = br#"{"level":"info","n":3}"#;
+        let (v, e) = encode_parsed(&AppParser::Json, msg);
+        assert!(!e.parse_failed);
+        assert_eq!(v["log"].as_str().unwrap().as_bytes(), msg);
+        assert_eq!(
+            v["log_processed"],
+            serde_json::json!({"level": "info", "n": 3})
+        );
+        let (v, _) = encode_parsed(&AppParser::Logfmt, b"level=warn msg=\"disk full\"");
+        assert_eq!(v["log_processed"]["msg"], "disk full");
+        let re = regex::bytes::Regex::new(r"^(?P<status>\d{3}) (?P<path>\S+)$").unwrap();
+        let (v, _) = encode_parsed(&AppParser::Regex(re), b"404 /missing");
+        assert_eq!(
+            v["log_processed"],
+            serde_json::json!({"status": "404", "path": "/missing"})
+        );
+    }
+
+    #[test]
+    fn a_line_that_does_not_parse_ships_raw_and_is_reported() {
+        for p in [AppParser::Json, AppParser::Logfmt] {
+            let (v, e) = encode_parsed(&p, b"plain text, no structure");
+            assert!(e.parse_failed, "{p:?}");
+            assert!(v.get("log_processed").is_none());
+            assert_eq!(v["log"], "plain text, no structure");
+            assert_eq!(v["kubernetes"], serde_json::json!({}));
+        }
     }
 }

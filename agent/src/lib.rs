@@ -17,6 +17,8 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod encode;
+pub mod enrich;
+pub mod kube;
 pub mod ledger;
 pub mod route;
 pub mod sink;

@@ -10,6 +10,7 @@ mod cloudwatch_errors;
 mod cloudwatch_infra;
 mod credentials;
 mod discovery;
+mod kube;
 mod kubeapi;
 mod model;
 mod quickstart;

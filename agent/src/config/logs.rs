@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::raw::{RawLogs, RawMultiline, RawMultilineRule, RawPodRef, Sp};
+use super::raw::{RawLogs, RawMultiline, RawMultilineRule, RawParser, RawPodRef, Sp};
 use serde_saphyr::Location;
 
 use super::validate::{
@@ -31,6 +31,7 @@ pub(super) fn convert_logs(
         self_pod,
         multiline,
         multiline_rules,
+        parsers,
     } = raw;
     if include.value.is_empty() {
         problems.at(
@@ -120,7 +121,74 @@ pub(super) fn convert_logs(
         )),
         exclude_self,
         multiline,
+        multiline_rules: rules,
+        parsers: convert_parsers(parsers, problems),
     }
+}
+
+/// `logs.parsers`, by name. Entries with problems are left out.
+fn convert_parsers(
+    raw: Vec<Sp<RawParser>>,
+    problems: &mut Problems<'_>,
+) -> BTreeMap<String, regex::bytes::Regex> {
+    let mut parsers = BTreeMap::new();
+    for (index, entry) in raw.into_iter().enumerate() {
+        let prefix = format!("logs.parsers[{index}]");
+        let RawParser { name, regex } = entry.value;
+        let name = match name {
+            None => {
+                problems.at(entry.referenced, &format!("{prefix}.name"), "is required");
+                None
+            }
+            Some(name) if name.value.is_empty() => {
+                problems.at(
+                    name.referenced,
+                    &format!("{prefix}.name"),
+                    "must not be empty",
+                );
+                None
+            }
+            Some(name) if parsers.contains_key(&name.value) => {
+                problems.at(
+                    name.referenced,
+                    &format!("{prefix}.name"),
+                    format!("duplicate parser name `{}`", name.value),
+                );
+                None
+            }
+            Some(name) => Some(name.value),
+        };
+        let regex = match regex {
+            None => {
+                problems.at(entry.referenced, &format!("{prefix}.regex"), "is required");
+                None
+            }
+            Some(pattern) => match regex::bytes::Regex::new(&pattern.value) {
+                Ok(re) if re.capture_names().flatten().next().is_none() => {
+                    problems.at(
+                        pattern.referenced,
+                        &format!("{prefix}.regex"),
+                        "has no named capture group (`(?P<name>...)`); the groups become the \
+                         fields of `log_processed`",
+                    );
+                    None
+                }
+                Ok(re) => Some(re),
+                Err(err) => {
+                    problems.at(
+                        pattern.referenced,
+                        &format!("{prefix}.regex"),
+                        format!("invalid regex `{}`: {}", pattern.value, regex_reason(&err)),
+                    );
+                    None
+                }
+            },
+        };
+        if let (Some(name), Some(regex)) = (name, regex) {
+            parsers.insert(name, regex);
+        }
+    }
+    parsers
 }
 
 /// The names usable in `logs.multiline[].rule` without a `multiline_rules` entry.

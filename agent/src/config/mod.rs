@@ -26,11 +26,13 @@
 
 mod cloudwatch;
 mod expand;
+mod kubernetes;
 mod logs;
 mod raw;
 mod tree;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +41,7 @@ use std::time::Duration;
 use crate::route;
 
 pub use cloudwatch::{CloudWatchConfig, RETENTION_DAYS};
+pub use kubernetes::{KeyPattern, KubeSource, KubernetesConfig};
 
 /// The validated agent configuration.
 #[derive(Debug, Clone)]
@@ -59,6 +62,8 @@ pub struct Config {
     pub output: OutputConfig,
     /// `telemetry:`.
     pub telemetry: TelemetryConfig,
+    /// `kubernetes:`.
+    pub kubernetes: KubernetesConfig,
 }
 
 /// `logs:` — which files to tail and how.
@@ -91,6 +96,11 @@ pub struct LogsConfig {
     pub exclude_self: Option<PodRef>,
     /// First match wins.
     pub multiline: Vec<MultilineSelector>,
+    /// `multiline_rules`, by name (also what a pod's `kubeship.io/multiline`
+    /// annotation may name).
+    pub multiline_rules: BTreeMap<String, regex::bytes::Regex>,
+    /// `parsers`: regexes by name, for a pod's `kubeship.io/parser: regex:<name>`.
+    pub parsers: BTreeMap<String, regex::bytes::Regex>,
 }
 
 /// Where to start reading a file the agent has no checkpoint for.
@@ -407,6 +417,7 @@ mod tests {
             pipeline,
             output,
             telemetry,
+            kubernetes,
         } = config;
         assert_eq!(cluster, "x");
         assert_eq!(node_name, "host-1");
@@ -426,6 +437,8 @@ mod tests {
             eof_flush,
             exclude_self,
             multiline,
+            multiline_rules,
+            parsers,
         } = logs;
         assert_eq!(containers_dir, PathBuf::from("/var/log/containers"));
         assert_eq!(include.len(), 1);
@@ -441,6 +454,7 @@ mod tests {
         assert_eq!(eof_flush, Duration::from_millis(5000));
         assert_eq!(exclude_self, None);
         assert!(multiline.is_empty());
+        assert!(multiline_rules.is_empty() && parsers.is_empty());
 
         let PipelineConfig {
             batch_max_bytes,
@@ -482,6 +496,107 @@ mod tests {
         assert_eq!(listen, Some("0.0.0.0:2020".parse().unwrap()));
         assert_eq!(log_format, LogFormat::Json);
         assert_eq!(log_level, "info");
+
+        // Outside a pod and without a kubeconfig, `auto` means off.
+        assert_eq!(
+            kubernetes,
+            KubernetesConfig {
+                source: None,
+                metadata_wait: Duration::from_millis(2000),
+                deleted_pod_grace: Duration::from_secs(300),
+                labels: true,
+                annotations: vec![],
+                namespace_labels: false,
+            }
+        );
+    }
+
+    #[test]
+    fn kubernetes_source_follows_enabled_and_the_environment() {
+        let in_pod = [("KUBERNETES_SERVICE_HOST", "10.100.0.1")];
+        let c = load_env(
+            "cluster: x
+",
+            &in_pod,
+        )
+        .unwrap();
+        assert_eq!(c.kubernetes.source, Some(KubeSource::InCluster));
+        let c = load_env(
+            "cluster: x
+kubernetes: {enabled: false}
+",
+            &in_pod,
+        )
+        .unwrap();
+        assert_eq!(c.kubernetes.source, None);
+        let c = ok("cluster: x
+kubernetes: {kubeconfig: ./kc}
+");
+        assert_eq!(
+            c.kubernetes.source,
+            Some(KubeSource::Kubeconfig(PathBuf::from("/etc/kubeship/kc")))
+        );
+        assert_one(
+            "cluster: x
+kubernetes: {enabled: true}
+",
+            "2:23: kubernetes.enabled: is true, but there is no service account",
+        );
+        assert_one(
+            "cluster: x
+kubernetes: {enabled: maybe}
+",
+            "2:23: kubernetes.enabled: must be true, false or `auto`, got `maybe`",
+        );
+    }
+
+    #[test]
+    fn kubernetes_values_are_checked() {
+        let found = problems(
+            r#"cluster: x
+kubernetes:
+  metadata_wait_ms: 60001
+  deleted_pod_grace_secs: 86401
+  annotations: ["a/*", "", "b*c", "exact"]
+"#,
+        );
+        assert_eq!(found.len(), 4, "{found:#?}");
+        assert!(
+            found[0].starts_with("3:21: kubernetes.metadata_wait_ms: must be between 0 and 60000")
+        );
+        assert!(found[1].starts_with("4:27: kubernetes.deleted_pod_grace_secs"));
+        assert!(found[2].contains("kubernetes.annotations[1]"), "{found:#?}");
+        assert!(found[3].contains("kubernetes.annotations[2]"), "{found:#?}");
+        let c = ok(r#"cluster: x
+kubernetes: {annotations: ["team.io/*", owner]}
+"#);
+        assert!(c.kubernetes.keeps_annotation("team.io/cost-center"));
+        assert!(c.kubernetes.keeps_annotation("owner"));
+        assert!(!c.kubernetes.keeps_annotation("owner2"));
+    }
+
+    #[test]
+    fn regex_parsers_need_a_name_and_a_named_group() {
+        let found = problems(
+            r"cluster: x
+logs:
+  parsers:
+    - {name: a, regex: '(?P<x>\d+)'}
+    - {name: a, regex: '(?P<y>.)'}
+    - {name: b, regex: '\d+'}
+    - {regex: '(?P<z>.)'}
+",
+        );
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found[0].contains("duplicate parser name `a`"), "{found:#?}");
+        assert!(
+            found[1].contains("has no named capture group"),
+            "{found:#?}"
+        );
+        assert!(
+            found[2].contains("logs.parsers[3].name: is required"),
+            "{found:#?}"
+        );
     }
 
     #[test]

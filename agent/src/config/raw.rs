@@ -65,6 +65,8 @@ pub(super) struct RawConfig {
     pub output: Option<RawOutput>,
     #[serde(default)]
     pub telemetry: Option<RawTelemetry>,
+    #[serde(default)]
+    pub kubernetes: Option<RawKubernetes>,
 }
 
 fn default_state_dir() -> Sp<String> {
@@ -103,6 +105,8 @@ pub(super) struct RawLogs {
     pub multiline: Vec<Sp<RawMultiline>>,
     #[serde(default)]
     pub multiline_rules: Vec<Sp<RawMultilineRule>>,
+    #[serde(default)]
+    pub parsers: Vec<Sp<RawParser>>,
 }
 
 impl Default for RawLogs {
@@ -171,6 +175,13 @@ pub(super) struct RawMultilineRule {
     pub name: Option<Sp<String>>,
     /// A line matching this regex starts a new record.
     pub start_pattern: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawParser {
+    pub name: Option<Sp<String>>,
+    /// Named capture groups become the fields of `log_processed`.
+    pub regex: Option<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,4 +320,48 @@ fn default_log_format() -> Sp<String> {
 }
 fn default_log_level() -> Sp<String> {
     unlocated("info".to_owned())
+}
+
+/// `kubernetes.enabled`: `auto`, or a boolean.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawSwitch {
+    Bool(bool),
+    Word(String),
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawKubernetes {
+    #[serde(default = "default_enabled")]
+    pub enabled: Sp<RawSwitch>,
+    pub kubeconfig: Option<Sp<String>>,
+    #[serde(default = "default_metadata_wait_ms")]
+    pub metadata_wait_ms: Sp<u64>,
+    #[serde(default = "default_deleted_pod_grace_secs")]
+    pub deleted_pod_grace_secs: Sp<u64>,
+    #[serde(default = "default_true")]
+    pub labels: Sp<bool>,
+    #[serde(default)]
+    pub annotations: Vec<Sp<String>>,
+    #[serde(default = "default_false")]
+    pub namespace_labels: Sp<bool>,
+}
+
+impl Default for RawKubernetes {
+    fn default() -> Self {
+        all_defaults()
+    }
+}
+
+fn default_enabled() -> Sp<RawSwitch> {
+    unlocated(RawSwitch::Word("auto".to_owned()))
+}
+fn default_metadata_wait_ms() -> Sp<u64> {
+    unlocated(2000)
+}
+fn default_deleted_pod_grace_secs() -> Sp<u64> {
+    unlocated(300)
+}
+fn default_true() -> Sp<bool> {
+    unlocated(true)
 }

@@ -242,6 +242,7 @@ fn convert(raw: RawConfig, context: &Context<'_>, problems: &mut Problems<'_>) -
         pipeline,
         output,
         telemetry,
+        kubernetes,
     } = raw;
     let cluster = match cluster {
         Some(cluster) => non_empty(&cluster, "cluster", problems),
@@ -271,6 +272,7 @@ fn convert(raw: RawConfig, context: &Context<'_>, problems: &mut Problems<'_>) -
     let pipeline = convert_pipeline(pipeline.unwrap_or_default(), problems);
     let output = convert_output(output.unwrap_or_default(), &state_dir, context, problems);
     let telemetry = convert_telemetry(telemetry.unwrap_or_default(), problems);
+    let kubernetes = super::kubernetes::convert(kubernetes.unwrap_or_default(), context, problems);
     Some(Config {
         cluster,
         node_name,
@@ -280,6 +282,7 @@ fn convert(raw: RawConfig, context: &Context<'_>, problems: &mut Problems<'_>) -
         pipeline,
         output: output?,
         telemetry,
+        kubernetes,
     })
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 use kubeship_parsers::{Format, Grouper, Line, PartialMerger, Record, Rule, Stream, parse_line};
 
 use crate::batch::{BatchBuilder, Destination};
-use crate::encode::{RecordRef, encode_record};
+use crate::encode::{AppParser, RecordRef, encode_record};
 
 /// What a container's records need: where they go and their `kubernetes` object.
 #[derive(Debug)]
@@ -22,6 +22,13 @@ pub struct ContainerInfo {
     pub kubernetes: Vec<u8>,
     /// Multiline rule and flush timeout for this container, if any.
     pub multiline: Option<(Rule, u64)>,
+    /// App-level parser for this container (`kubeship.io/parser`), if any.
+    pub parser: Option<AppParser>,
+    /// Its pod asked for its lines not to be shipped (`kubeship.io/exclude*`).
+    pub excluded: bool,
+    /// Pod metadata is on but this container's pod was not found: its records
+    /// carry path metadata only (counted as misses).
+    pub miss: bool,
 }
 
 /// Per-round counters, added to the metrics in bulk.
@@ -39,6 +46,12 @@ pub struct Counters {
     pub malformed_cri: u64,
     /// Malformed docker lines.
     pub malformed_docker: u64,
+    /// Lines of excluded containers, not shipped.
+    pub excluded: u64,
+    /// Records shipped with path metadata only.
+    pub misses: u64,
+    /// Records whose app-level parsing failed: json, logfmt, regex.
+    pub parse_failed: [u64; 3],
 }
 
 /// Where decoded records go, and the clock of this round.
@@ -58,20 +71,37 @@ pub struct Out<'a> {
 impl Out<'_> {
     fn emit(&mut self, info: &ContainerInfo, rec: Record<'_>) {
         self.counters.truncated += u64::from(rec.truncated);
-        let mut replaced = false;
+        let mut e = Default::default();
         self.builder
             .push(&info.dest, rec.time_nanos, self.now, |buf| {
-                replaced = encode_record(
+                e = encode_record(
                     &RecordRef {
                         message: rec.message,
                         stream: rec.stream,
                         time_nanos: rec.time_nanos,
                         kubernetes: &info.kubernetes,
+                        parser: info.parser.as_ref(),
                     },
                     buf,
                 );
             });
-        self.counters.invalid_utf8 += u64::from(replaced);
+        let c = &mut self.counters;
+        c.invalid_utf8 += u64::from(e.replaced);
+        c.misses += u64::from(info.miss);
+        if e.parse_failed
+            && let Some(p) = &info.parser
+        {
+            c.parse_failed[parser_index(p)] += 1;
+        }
+    }
+}
+
+/// Index of a parser in [`Counters::parse_failed`].
+pub fn parser_index(p: &AppParser) -> usize {
+    match p {
+        AppParser::Json => 0,
+        AppParser::Logfmt => 1,
+        AppParser::Regex(_) => 2,
     }
 }
 
@@ -117,6 +147,11 @@ impl Decoder {
     /// Decodes one line (without its newline) that starts at file offset `tag`.
     pub fn line(&mut self, line: &[u8], tag: u64, info: &ContainerInfo, out: &mut Out<'_>) {
         if line.is_empty() {
+            return;
+        }
+        if info.excluded {
+            out.counters.lines += 1;
+            out.counters.excluded += 1;
             return;
         }
         let format = *self.format.get_or_insert_with(|| Format::detect(line));

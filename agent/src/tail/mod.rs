@@ -23,19 +23,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kubeship_parsers::Rule;
 use tokio::sync::mpsc;
 
-use crate::batch::{Batch, BatchBuilder, Destination, Mark};
-use crate::config::{Config, MultilineRule};
-use crate::encode::{PathMeta, kubernetes_fragment};
+use crate::batch::{Batch, BatchBuilder, Mark};
+use crate::config::Config;
+use crate::encode::PathMeta;
+use crate::enrich::{AnnotationProblem, Enricher};
+use crate::kube::PodCache;
 use crate::ledger::Ledger;
-use crate::route::Fields;
 use crate::telemetry::server::Health;
 use crate::telemetry::{LogLimits, Metrics};
 use decode::{Counters, Out};
 use discover::Skip;
-use stream::{ContainerStream, Env, Poll, Settings};
+use stream::{ContainerStream, Env, MetaState, Poll, Settings};
 
 /// Wakes the tailer early (new containers, shutdown).
 #[derive(Default)]
@@ -110,6 +110,7 @@ pub struct Tailer {
     metrics: Arc<Metrics>,
     control: Arc<Control>,
     tx: mpsc::Sender<Batch>,
+    enricher: Enricher,
     streams: Vec<ContainerStream>,
     builder: BatchBuilder,
     readbuf: Vec<u8>,
@@ -125,8 +126,11 @@ pub struct Tailer {
 
 impl Tailer {
     /// A tailer sending to `tx`. `first_start` is true when no checkpoint file existed.
+    /// `pods` is the pod metadata cache, `None` when pod metadata is off.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: Arc<Config>,
+        pods: Option<Arc<PodCache>>,
         ledger: Arc<Ledger>,
         metrics: Arc<Metrics>,
         control: Arc<Control>,
@@ -147,6 +151,7 @@ impl Tailer {
             BatchBuilder::new(cfg.pipeline.batch_max_bytes, cfg.pipeline.batch_max_records);
         Self {
             start_at_end: first_start && l.read_from == crate::config::ReadFrom::End,
+            enricher: Enricher::new(Arc::clone(&cfg), pods),
             cfg,
             settings,
             ledger,
@@ -225,6 +230,18 @@ impl Tailer {
         m.log_bytes_read.inc_by(c.bytes);
         m.log_records_truncated.inc_by(c.truncated);
         m.log_invalid_utf8.inc_by(c.invalid_utf8);
+        m.kube_metadata_misses.inc_by(c.misses);
+        if c.excluded > 0 {
+            Metrics::inc_reason(&m.log_records_dropped, "excluded", c.excluded);
+        }
+        for (parser, n) in ["json", "logfmt", "regex"].into_iter().zip(c.parse_failed) {
+            if n > 0 {
+                let label = crate::telemetry::metrics::ParserLabel {
+                    parser: parser.into(),
+                };
+                m.log_parse_failures.get_or_create(&label).inc_by(n);
+            }
+        }
         for (format, n) in [("cri", c.malformed_cri), ("docker", c.malformed_docker)] {
             if n > 0 {
                 let label = crate::telemetry::metrics::FormatLabel {
@@ -277,6 +294,9 @@ impl Tailer {
         let mut round = Poll::default();
         for k in 0..n {
             let idx = (self.rr + k) % n;
+            if !self.refresh_meta(idx) {
+                continue;
+            }
             let (now, now_ms, wall_nanos) = self.clock();
             let mut env = Env {
                 settings: &self.settings,
@@ -395,8 +415,9 @@ impl Tailer {
                 continue;
             }
             tracing::debug!(link = %found.link, target = %found.target.display(), "new container log");
-            let info = self.container_info(&found.meta);
-            self.streams.push(ContainerStream::new(found.target, info));
+            let (info, meta) = self.first_info(&found.meta, now);
+            self.streams
+                .push(ContainerStream::new(found.target, info, found.meta, meta));
             seen.push(true);
         }
         for (s, seen) in self.streams.iter_mut().zip(seen) {
@@ -417,42 +438,69 @@ impl Tailer {
         self.control.health.ready.store(true, Ordering::SeqCst);
     }
 
-    fn container_info(&self, meta: &PathMeta) -> ContainerInfo {
-        let fields = Fields {
-            cluster: &self.cfg.cluster,
-            node: &meta.host,
-            namespace: &meta.namespace_name,
-            pod: &meta.pod_name,
-            container: &meta.container_name,
-            container_id: &meta.docker_id,
-            // No pod metadata is watched yet: `{label:…}` / `{annotation:…}` render empty.
-            labels: None,
-            annotations: None,
+    /// A new container's info: with its pod when the cache has it, else path
+    /// metadata while it waits for its pod (pod metadata on) or for good (off).
+    fn first_info(&mut self, path: &PathMeta, now: Instant) -> (ContainerInfo, MetaState) {
+        let Some(cache) = self.enricher.cache() else {
+            return (self.info_for(path, None), MetaState::Off);
         };
-        let dest = Arc::new(Destination {
-            group: crate::route::sanitize_group(&self.cfg.output.group.render(&fields)),
-            stream: crate::route::sanitize_stream(&self.cfg.output.stream.render(&fields)),
-        });
-        let multiline = self
-            .cfg
-            .logs
-            .multiline
-            .iter()
-            .find(|m| m.matches(&meta.namespace_name, &meta.pod_name, &meta.container_name))
-            .map(|m| {
-                let rule = match &m.rule {
-                    MultilineRule::Java => Rule::Java,
-                    MultilineRule::Python => Rule::Python,
-                    MultilineRule::Go => Rule::Go,
-                    MultilineRule::Custom(re) => Rule::Custom(re.clone()),
-                };
-                (rule, m.flush_timeout.as_millis() as u64)
-            });
-        ContainerInfo {
-            dest,
-            kubernetes: kubernetes_fragment(meta),
-            multiline,
+        let generation = cache.generation();
+        match self.enricher.lookup(path) {
+            Some(found) => {
+                let info = self.info_for(path, Some(&found));
+                let found = Some(found);
+                (info, MetaState::Resolved { generation, found })
+            }
+            None => (self.info_for(path, None), MetaState::Waiting { since: now }),
         }
+    }
+
+    fn info_for(&mut self, path: &PathMeta, found: Option<&crate::enrich::Found>) -> ContainerInfo {
+        let mut problems = Vec::new();
+        let info = self.enricher.info(path, found, &mut problems);
+        for AnnotationProblem { pod, message } in problems {
+            if let Some(n) = self.limits.allow("annotation", Instant::now()) {
+                tracing::warn!(pod = %pod, suppressed = n, "{message}");
+            }
+        }
+        info
+    }
+
+    /// Brings stream `idx`'s pod metadata up to date with the cache; false while it
+    /// must not be read yet (waiting for its pod).
+    fn refresh_meta(&mut self, idx: usize) -> bool {
+        let Some(cache) = self.enricher.cache() else {
+            return true;
+        };
+        let generation = cache.generation();
+        let wait = self.cfg.kubernetes.metadata_wait;
+        let stopping = self.control.stop.load(Ordering::Relaxed);
+        let s = &self.streams[idx];
+        let waited_out = match &s.meta {
+            MetaState::Off => return true,
+            MetaState::Resolved { generation: g, .. } if *g == generation => return true,
+            MetaState::Resolved { .. } => false,
+            MetaState::Waiting { since } => stopping || since.elapsed() >= wait,
+        };
+        let found = self.enricher.lookup(&s.path_meta);
+        let unchanged = match (&s.meta, &found) {
+            (MetaState::Waiting { .. }, None) if !waited_out => return false,
+            (MetaState::Waiting { .. }, None) => {
+                tracing::debug!(stream = %s.key, "no pod metadata within metadata_wait_ms; shipping with path metadata");
+                true
+            }
+            (MetaState::Resolved { found: Some(a), .. }, Some(b)) => a.same_as(b),
+            (MetaState::Resolved { found: None, .. }, None) => true,
+            _ => false,
+        };
+        let rebuild = !unchanged || matches!(s.meta, MetaState::Waiting { .. });
+        let path = s.path_meta.clone();
+        if rebuild {
+            let info = self.info_for(&path, found.as_ref());
+            self.streams[idx].info = info;
+        }
+        self.streams[idx].meta = MetaState::Resolved { generation, found };
+        true
     }
 }
 
@@ -492,6 +540,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         let t = Tailer::new(
             Arc::new(cfg),
+            None,
             Arc::clone(&ledger),
             metrics,
             Arc::new(Control::default()),

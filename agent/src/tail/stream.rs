@@ -20,6 +20,8 @@ use super::decode::{ContainerInfo, Decoder, Out};
 use super::file::{FileReader, Ino, Progress, read_head};
 use super::names::{Order, classify};
 use crate::checkpoint::Fingerprint;
+use crate::encode::PathMeta;
+use crate::enrich::Found;
 use crate::ledger::Ledger;
 use crate::telemetry::{LogLimits, Metrics};
 
@@ -91,6 +93,26 @@ enum Opened {
     Skip(Fingerprint),
 }
 
+/// Where a container's pod metadata stands.
+#[derive(Debug)]
+pub enum MetaState {
+    /// Pod metadata is off: the path tells all.
+    Off,
+    /// Not in the cache yet: nothing is read until it is, or until the wait ends.
+    Waiting {
+        /// When the container was found.
+        since: Instant,
+    },
+    /// Decided, as of the cache generation `generation`; `found` is `None` after a
+    /// miss (path metadata until the pod shows up).
+    Resolved {
+        /// Cache generation looked at.
+        generation: u64,
+        /// The pod found.
+        found: Option<Found>,
+    },
+}
+
 /// One container's log files.
 pub struct ContainerStream {
     /// Checkpoint key: the live file's path.
@@ -100,6 +122,10 @@ pub struct ContainerStream {
     live_path: PathBuf,
     /// The container's metadata and destination.
     pub info: ContainerInfo,
+    /// What the file path tells about the container.
+    pub path_meta: PathMeta,
+    /// Where its pod metadata stands.
+    pub meta: MetaState,
     /// Open files, oldest first.
     pub files: Vec<FileReader>,
     /// Set when the container's link disappeared.
@@ -113,7 +139,12 @@ pub struct ContainerStream {
 
 impl ContainerStream {
     /// A stream for the live file `live_path`.
-    pub fn new(live_path: PathBuf, info: ContainerInfo) -> Self {
+    pub fn new(
+        live_path: PathBuf,
+        info: ContainerInfo,
+        path_meta: PathMeta,
+        meta: MetaState,
+    ) -> Self {
         let dir = live_path.parent().map(PathBuf::from).unwrap_or_default();
         let base = live_path
             .file_name()
@@ -125,6 +156,8 @@ impl ContainerStream {
             base,
             live_path,
             info,
+            path_meta,
+            meta,
             files: Vec::new(),
             closing_since: None,
             needs_listing: true,

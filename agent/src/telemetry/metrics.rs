@@ -32,6 +32,20 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// Label set for counters split by Kubernetes resource.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabel {
+    /// `pods` or `namespaces`.
+    pub resource: String,
+}
+
+/// Label set for counters split by app-level parser.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ParserLabel {
+    /// `json`, `logfmt` or `regex`.
+    pub parser: String,
+}
+
 /// Label set of `kubeship_build_info`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -43,6 +57,14 @@ pub struct Metrics {
     registry: Registry,
     /// Files currently open for reading.
     pub log_files_tailed: Gauge,
+    /// Records shipped with only the metadata their file path tells.
+    pub kube_metadata_misses: Counter,
+    /// Pods in the metadata cache (deleted ones in their grace period included).
+    pub kube_pods_cached: Gauge,
+    /// Watch or list failures against the API server, by resource.
+    pub kube_watch_errors: Family<ResourceLabel, Counter>,
+    /// App lines a pod asked to parse that did not parse (shipped raw), by parser.
+    pub log_parse_failures: Family<ParserLabel, Counter>,
     /// Container log lines read (before partial merging and multiline grouping).
     pub log_lines_read: Counter,
     /// Bytes read from container log files (decompressed for `.gz`).
@@ -108,6 +130,10 @@ impl Metrics {
         );
         let m = Self {
             log_files_tailed: Gauge::default(),
+            kube_metadata_misses: Counter::default(),
+            kube_pods_cached: Gauge::default(),
+            kube_watch_errors: Family::default(),
+            log_parse_failures: Family::default(),
             log_lines_read: Counter::default(),
             log_bytes_read: Counter::default(),
             log_records_dropped: Family::default(),
@@ -152,6 +178,26 @@ impl Metrics {
             "log_bytes_read",
             "Container log bytes read",
             m.log_bytes_read.clone(),
+        );
+        r.register(
+            "kube_metadata_misses",
+            "Log records shipped with only the metadata their file path tells",
+            m.kube_metadata_misses.clone(),
+        );
+        r.register(
+            "kube_pods_cached",
+            "Pods in the metadata cache, deleted ones in their grace period included",
+            m.kube_pods_cached.clone(),
+        );
+        r.register(
+            "kube_watch_errors",
+            "Kubernetes API list/watch failures, by resource",
+            m.kube_watch_errors.clone(),
+        );
+        r.register(
+            "log_parse_failures",
+            "App log lines a pod asked to parse that did not parse (shipped raw), by parser",
+            m.log_parse_failures.clone(),
         );
         r.register(
             "log_records_dropped",
