@@ -977,6 +977,8 @@ pub struct AgentConfig {
     pub group_template: String,
     /// `output.stream`.
     pub stream_template: String,
+    /// `output.event` (`record` or `log`); `None` leaves the agent default (`record`).
+    pub output_event: Option<String>,
     /// `Some`: `output.cloudwatch` is the sink (instead of `output.local`), and the agent is
     /// started with test AWS credentials (see [`AgentConfig::env`]).
     pub cloudwatch: Option<CloudWatchOpts>,
@@ -1089,6 +1091,7 @@ impl Default for AgentConfig {
             log_level: std::env::var("KUBESHIP_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
             group_template: "/aws/containerinsights/{cluster}/application".into(),
             stream_template: "{pod}_{namespace}_{container}".into(),
+            output_event: None,
             cloudwatch: None,
             aws_env: None,
             kubernetes: None,
@@ -1147,6 +1150,9 @@ impl AgentConfig {
         let _ = writeln!(y, "output:");
         let _ = writeln!(y, "  group: {:?}", self.group_template);
         let _ = writeln!(y, "  stream: {:?}", self.stream_template);
+        if let Some(e) = &self.output_event {
+            let _ = writeln!(y, "  event: {e}");
+        }
         match &self.cloudwatch {
             Some(cw) => cw.write_yaml(&mut y),
             None => {

@@ -165,6 +165,7 @@ impl Enricher {
             parser,
             excluded: controls.excluded,
             miss: self.cache.is_some() && found.is_none(),
+            log_only: cfg.output.event == crate::config::EventFormat::Log,
         }
     }
 

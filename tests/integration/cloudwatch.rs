@@ -864,6 +864,61 @@ fn limits_many_small_events() {
 }
 
 #[test]
+fn limits_ten_thousand_events() {
+    // With `output.event: log` an event is only the log text (~40 bytes), so 10,000 events
+    // (~660 KB with their overhead) fit under the byte limit: the count limit binds.
+    let env = env();
+    let mut c = env.container("limits", "tiny-1", "tiny", Format::Cri);
+    c.set_padding(1, 4);
+    let total = 25_000;
+    c.write_lines(total);
+    let cfg = AgentConfig {
+        output_event: Some("log".into()),
+        ..limits_config(&env)
+    };
+    let mut agent = env.start(&cfg);
+    let accepted = || -> Vec<String> {
+        env.proxy
+            .put_log_events()
+            .iter()
+            .filter(|x| x.exchange.accepted())
+            .filter_map(|x| x.put.as_ref().ok())
+            .flat_map(|p| p.events.iter().map(|e| e.message.clone()))
+            .collect()
+    };
+    wait_for(
+        || accepted().len() as u64 >= total,
+        secs(120),
+        format!("{total} events accepted"),
+    );
+    agent.stop(secs(30));
+    let mut seen = vec![0u32; total as usize];
+    for m in accepted() {
+        let (name, seq) = parse_seq(&m).unwrap_or_else(|| panic!("not a test line: {m:?}"));
+        assert_eq!(name, "tiny", "{m:?}");
+        assert!(
+            !m.starts_with('{'),
+            "an event holds the log text, not the record: {m:?}"
+        );
+        seen[seq as usize] += 1;
+    }
+    let missing = seen.iter().filter(|&&n| n == 0).count();
+    assert_eq!(missing, 0, "{missing} lines never accepted");
+    env.assert_requests_valid();
+    let (bytes, events) = largest_request(&env);
+    eprintln!("limits_ten_thousand_events: largest request {bytes} bytes, {events} events");
+    assert_eq!(
+        events, 10_000,
+        "a 25,000-line backlog of tiny events should fill requests to the 10,000-event limit \
+         ({bytes} bytes in the largest)"
+    );
+    assert!(
+        bytes < MAX_PUT_BYTES,
+        "the count limit, not the byte limit, bound it"
+    );
+}
+
+#[test]
 fn limits_large_events() {
     // 40 events of ~100 KiB: about ten fit one request.
     let env = env();

@@ -185,8 +185,21 @@ pub struct OutputConfig {
     pub group: route::Template,
     /// Default `{pod}_{namespace}_{container}`.
     pub stream: route::Template,
+    /// `event`: what one event holds; default [`EventFormat::Record`].
+    pub event: EventFormat,
     /// Where records go.
     pub sink: SinkConfig,
+}
+
+/// What one CloudWatch event (and one local sink entry) holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFormat {
+    /// `record`: the whole record as JSON (`log`, `stream`, `time`,
+    /// `log_processed`, `kubernetes`).
+    Record,
+    /// `log`: only the log text (as Fluent Bit's `log_key log`): an app's own
+    /// JSON lines stay JSON for Logs Insights; the event's timestamp keeps the time.
+    Log,
 }
 
 /// Exactly one sink. `local` is the default when no other is configured.
@@ -474,8 +487,10 @@ mod tests {
         let OutputConfig {
             group,
             stream,
+            event,
             sink,
         } = output;
+        assert_eq!(event, EventFormat::Record);
         assert_eq!(
             group.source(),
             "/aws/containerinsights/{cluster}/application"
@@ -547,6 +562,16 @@ kubernetes: {enabled: true}
 kubernetes: {enabled: maybe}
 ",
             "2:23: kubernetes.enabled: must be true, false or `auto`, got `maybe`",
+        );
+    }
+
+    #[test]
+    fn output_event_is_record_or_log() {
+        let c = ok("cluster: x\noutput: {event: log}\n");
+        assert_eq!(c.output.event, EventFormat::Log);
+        assert_one(
+            "cluster: x\noutput: {event: json}\n",
+            "2:17: output.event: must be `record` or `log`, got `json`",
         );
     }
 

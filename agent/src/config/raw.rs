@@ -231,6 +231,9 @@ pub(super) struct RawOutput {
     pub group: Sp<String>,
     #[serde(default = "default_stream")]
     pub stream: Sp<String>,
+    /// `record` or `log`.
+    #[serde(default = "default_event")]
+    pub event: Sp<String>,
     /// The local-directory sink; the default sink when no other is configured.
     #[serde(default)]
     pub local: Option<RawLocalSink>,
@@ -284,6 +287,9 @@ impl Default for RawOutput {
 
 fn default_group() -> Sp<String> {
     unlocated("/aws/containerinsights/{cluster}/application".to_owned())
+}
+fn default_event() -> Sp<String> {
+    unlocated("record".to_owned())
 }
 fn default_stream() -> Sp<String> {
     unlocated("{pod}_{namespace}_{container}".to_owned())

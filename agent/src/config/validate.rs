@@ -21,7 +21,8 @@ use super::expand::{ColumnMap, ExpandProblem, Expanded};
 use super::raw::{RawConfig, RawLocalSink, RawOutput, RawPipeline, RawTelemetry, Sp};
 use super::tree::{self, Segment, Tree};
 use super::{
-    Config, LogFormat, OutputConfig, PipelineConfig, Problem, SinkConfig, TelemetryConfig,
+    Config, EventFormat, LogFormat, OutputConfig, PipelineConfig, Problem, SinkConfig,
+    TelemetryConfig,
 };
 use crate::route::Template;
 
@@ -353,9 +354,22 @@ fn convert_output(
     let RawOutput {
         group,
         stream,
+        event,
         local,
         cloudwatch,
     } = raw;
+    let event = match event.value.as_str() {
+        "record" => EventFormat::Record,
+        "log" => EventFormat::Log,
+        other => {
+            problems.at(
+                event.referenced,
+                "output.event",
+                format!("must be `record` or `log`, got `{other}`"),
+            );
+            EventFormat::Record
+        }
+    };
     // Exactly one sink; `local` is the default.
     let sink = match (local, cloudwatch) {
         (Some(_), Some(_)) => {
@@ -380,6 +394,7 @@ fn convert_output(
     Some(OutputConfig {
         group: group?,
         stream: stream?,
+        event,
         sink,
     })
 }

@@ -29,6 +29,8 @@ pub struct ContainerInfo {
     /// Pod metadata is on but this container's pod was not found: its records
     /// carry path metadata only (counted as misses).
     pub miss: bool,
+    /// Events hold only the log text (`output.event: log`), not the record JSON.
+    pub log_only: bool,
 }
 
 /// Per-round counters, added to the metrics in bulk.
@@ -71,7 +73,15 @@ pub struct Out<'a> {
 impl Out<'_> {
     fn emit(&mut self, info: &ContainerInfo, rec: Record<'_>) {
         self.counters.truncated += u64::from(rec.truncated);
-        let mut e = Default::default();
+        let mut e = crate::encode::Encoded::default();
+        if info.log_only {
+            self.builder
+                .push(&info.dest, rec.time_nanos, self.now, |buf| {
+                    e.replaced = push_text(rec.message, buf);
+                });
+            self.counters.invalid_utf8 += u64::from(e.replaced);
+            return;
+        }
         self.builder
             .push(&info.dest, rec.time_nanos, self.now, |buf| {
                 e = encode_record(
@@ -92,6 +102,20 @@ impl Out<'_> {
             && let Some(p) = &info.parser
         {
             c.parse_failed[parser_index(p)] += 1;
+        }
+    }
+}
+
+/// Appends `msg` as text, invalid UTF-8 replaced with U+FFFD; true when replaced.
+fn push_text(msg: &[u8], buf: &mut Vec<u8>) -> bool {
+    match std::str::from_utf8(msg) {
+        Ok(_) => {
+            buf.extend_from_slice(msg);
+            false
+        }
+        Err(_) => {
+            buf.extend_from_slice(String::from_utf8_lossy(msg).as_bytes());
+            true
         }
     }
 }
