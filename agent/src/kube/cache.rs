@@ -44,7 +44,7 @@ pub struct PodCache {
     state: RwLock<State>,
     generation: AtomicU64,
     synced: AtomicBool,
-    on_change: Box<dyn Fn() + Send + Sync>,
+    on_change: RwLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for PodCache {
@@ -63,8 +63,13 @@ impl PodCache {
             state: RwLock::new(State::default()),
             generation: AtomicU64::new(0),
             synced: AtomicBool::new(false),
-            on_change,
+            on_change: RwLock::new(on_change),
         }
+    }
+
+    /// Replaces what runs after every change.
+    pub fn set_on_change(&self, f: Box<dyn Fn() + Send + Sync>) {
+        *self.on_change.write().unwrap_or_else(|p| p.into_inner()) = f;
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -77,7 +82,7 @@ impl PodCache {
 
     fn changed(&self) {
         self.generation.fetch_add(1, Ordering::Release);
-        (self.on_change)();
+        (self.on_change.read().unwrap_or_else(|p| p.into_inner()))();
     }
 
     /// Moves with every change of what the cache holds.

@@ -532,18 +532,35 @@ mod tests {
 
     /// Reads everything with `exit_on_eof`, acknowledging each batch; returns the batches.
     fn drain(root: &Path) -> Vec<Batch> {
-        let yaml = "cluster: t\nnode_name: n\nstate_dir: ./state\nlogs: {containers_dir: ./containers}\n\
-                    output: {local: {dir: ./out}}\ntelemetry: {listen_addr: \"off\"}\n";
-        let cfg = crate::config::load_str(yaml, &root.join("k.yaml"), &|_| None).unwrap();
-        let metrics = Arc::new(Metrics::new());
+        drain_with(root, "", None, Arc::new(Metrics::new()))
+    }
+
+    /// [`drain`] with more config and a pod cache.
+    fn drain_with(
+        root: &Path,
+        extra: &str,
+        pods: Option<Arc<PodCache>>,
+        metrics: Arc<Metrics>,
+    ) -> Vec<Batch> {
+        let yaml = format!(
+            "cluster: t\nnode_name: n\nstate_dir: ./state\nlogs: {{containers_dir: ./containers}}\n\
+             output: {{local: {{dir: ./out}}}}\ntelemetry: {{listen_addr: \"off\"}}\n{extra}"
+        );
+        let cfg = crate::config::load_str(&yaml, &root.join("k.yaml"), &|_| None).unwrap();
         let ledger = Arc::new(Ledger::new(Store::default(), Arc::clone(&metrics)));
         let (tx, mut rx) = mpsc::channel(4);
+        let control = Arc::new(Control::default());
+        if let Some(p) = &pods {
+            // What the watch task does: a cache change wakes the tailer.
+            let c = Arc::clone(&control);
+            p.set_on_change(Box::new(move || c.waker.wake()));
+        }
         let t = Tailer::new(
             Arc::new(cfg),
-            None,
+            pods,
             Arc::clone(&ledger),
             metrics,
-            Arc::new(Control::default()),
+            control,
             tx,
             true,
             true,
@@ -593,6 +610,104 @@ mod tests {
         assert!(
             noisy_before <= chunk_lines,
             "{noisy_before} noisy records before the quiet one"
+        );
+    }
+
+    fn pod(name: &str, ip: &str) -> crate::kube::PodMeta {
+        crate::kube::PodMeta {
+            uid: format!("uid-{name}"),
+            name: name.into(),
+            namespace: "ns".into(),
+            pod_ip: ip.into(),
+            ..Default::default()
+        }
+    }
+
+    fn records(batches: &[Batch]) -> Vec<serde_json::Value> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.events
+                    .iter()
+                    .map(move |e| serde_json::from_slice(b.record(e)).unwrap())
+            })
+            .collect()
+    }
+
+    /// A container whose pod reaches the cache after its lines were written waits for
+    /// it: every record carries the pod's metadata, no miss.
+    #[test]
+    fn a_new_container_waits_for_its_pod() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::create_dir_all(root.join("containers")).unwrap();
+        container(root, "ns", "late-0", "app", 10, 10);
+        let cache = Arc::new(PodCache::new(Box::new(|| {})));
+        let adder = {
+            let cache = Arc::clone(&cache);
+            std::thread::spawn(move || {
+                // The pod reaches the cache after the container was found.
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                cache.apply(pod("late-0", "10.0.0.9"));
+            })
+        };
+        let metrics = Arc::new(Metrics::new());
+        let extra = "kubernetes: {metadata_wait_ms: 10000}\n";
+        let batches = drain_with(root, extra, Some(cache), Arc::clone(&metrics));
+        adder.join().unwrap();
+        let recs = records(&batches);
+        assert_eq!(recs.len(), 10);
+        assert!(
+            recs.iter().all(|r| r["kubernetes"]["pod_ip"] == "10.0.0.9"),
+            "{recs:?}"
+        );
+        assert_eq!(metrics.kube_metadata_misses.get(), 0);
+    }
+
+    /// Without its pod, a container ships with path metadata after the wait, counted.
+    #[test]
+    fn a_container_without_pod_ships_path_metadata_after_the_wait() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::create_dir_all(root.join("containers")).unwrap();
+        container(root, "ns", "gone-0", "app", 7, 10);
+        let cache = Arc::new(PodCache::new(Box::new(|| {})));
+        let metrics = Arc::new(Metrics::new());
+        let started = Instant::now();
+        let extra = "kubernetes: {metadata_wait_ms: 300}\n";
+        let batches = drain_with(root, extra, Some(cache), Arc::clone(&metrics));
+        assert!(started.elapsed() >= Duration::from_millis(300), "it waited");
+        let recs = records(&batches);
+        assert_eq!(recs.len(), 7);
+        assert!(recs.iter().all(|r| r["kubernetes"].get("pod_ip").is_none()));
+        assert_eq!(recs[0]["kubernetes"]["pod_id"], "uid-gone-0");
+        assert_eq!(metrics.kube_metadata_misses.get(), 7);
+    }
+
+    /// An excluded container's lines are skipped and counted; its checkpoint advances.
+    #[test]
+    fn excluded_containers_are_skipped_and_counted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::create_dir_all(root.join("containers")).unwrap();
+        container(root, "ns", "mix-0", "noisy", 5, 10);
+        container(root, "ns", "mix-0", "keep", 3, 10);
+        let cache = Arc::new(PodCache::new(Box::new(|| {})));
+        let mut p = pod("mix-0", "10.0.0.1");
+        p.controls.exclude_containers = vec!["noisy".into()];
+        cache.apply(p);
+        let metrics = Arc::new(Metrics::new());
+        let batches = drain_with(root, "", Some(cache), Arc::clone(&metrics));
+        let recs = records(&batches);
+        assert_eq!(recs.len(), 3);
+        assert!(
+            recs.iter()
+                .all(|r| r["kubernetes"]["container_name"] == "keep")
+        );
+        let dropped = metrics.encode();
+        assert!(
+            dropped.contains("kubeship_log_records_dropped_total{reason=\"excluded\"} 5"),
+            "{dropped}"
         );
     }
 }
