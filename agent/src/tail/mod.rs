@@ -175,11 +175,9 @@ impl Tailer {
         let poll = self.cfg.logs.poll_interval;
         let rescan_every = self.cfg.logs.rescan_interval;
         self.discover(Instant::now());
-        if self.start_at_end {
-            // Only the files found at the very first start begin at their end.
-            self.round();
-            self.start_at_end = false;
-        }
+        // Only the containers found at the very first start begin at their end (each
+        // stream carries that to its first listing, which may wait for its pod).
+        self.start_at_end = false;
         let mut last_rescan = Instant::now();
         loop {
             if self.control.stop.load(Ordering::SeqCst) {
@@ -310,7 +308,7 @@ impl Tailer {
                     now_ms,
                     wall_nanos,
                 },
-                start_at_end: self.start_at_end,
+                start_at_end: false,
                 limits: &mut self.limits,
             };
             let p = self.streams[idx].poll(&mut env);
@@ -416,8 +414,9 @@ impl Tailer {
             }
             tracing::debug!(link = %found.link, target = %found.target.display(), "new container log");
             let (info, meta) = self.first_info(&found.meta, now);
-            self.streams
-                .push(ContainerStream::new(found.target, info, found.meta, meta));
+            let mut stream = ContainerStream::new(found.target, info, found.meta, meta);
+            stream.start_at_end = self.start_at_end;
+            self.streams.push(stream);
             seen.push(true);
         }
         for (s, seen) in self.streams.iter_mut().zip(seen) {
@@ -532,18 +531,19 @@ mod tests {
 
     /// Reads everything with `exit_on_eof`, acknowledging each batch; returns the batches.
     fn drain(root: &Path) -> Vec<Batch> {
-        drain_with(root, "", None, Arc::new(Metrics::new()))
+        drain_with(root, "", "", None, Arc::new(Metrics::new()))
     }
 
     /// [`drain`] with more config and a pod cache.
     fn drain_with(
         root: &Path,
+        logs: &str,
         extra: &str,
         pods: Option<Arc<PodCache>>,
         metrics: Arc<Metrics>,
     ) -> Vec<Batch> {
         let yaml = format!(
-            "cluster: t\nnode_name: n\nstate_dir: ./state\nlogs: {{containers_dir: ./containers}}\n\
+            "cluster: t\nnode_name: n\nstate_dir: ./state\nlogs: {{containers_dir: ./containers{logs}}}\n\
              output: {{local: {{dir: ./out}}}}\ntelemetry: {{listen_addr: \"off\"}}\n{extra}"
         );
         let cfg = crate::config::load_str(&yaml, &root.join("k.yaml"), &|_| None).unwrap();
@@ -653,7 +653,7 @@ mod tests {
         };
         let metrics = Arc::new(Metrics::new());
         let extra = "kubernetes: {metadata_wait_ms: 10000}\n";
-        let batches = drain_with(root, extra, Some(cache), Arc::clone(&metrics));
+        let batches = drain_with(root, "", extra, Some(cache), Arc::clone(&metrics));
         adder.join().unwrap();
         let recs = records(&batches);
         assert_eq!(recs.len(), 10);
@@ -675,7 +675,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let started = Instant::now();
         let extra = "kubernetes: {metadata_wait_ms: 300}\n";
-        let batches = drain_with(root, extra, Some(cache), Arc::clone(&metrics));
+        let batches = drain_with(root, "", extra, Some(cache), Arc::clone(&metrics));
         assert!(started.elapsed() >= Duration::from_millis(300), "it waited");
         let recs = records(&batches);
         assert_eq!(recs.len(), 7);
@@ -697,7 +697,7 @@ mod tests {
         p.controls.exclude_containers = vec!["noisy".into()];
         cache.apply(p);
         let metrics = Arc::new(Metrics::new());
-        let batches = drain_with(root, "", Some(cache), Arc::clone(&metrics));
+        let batches = drain_with(root, "", "", Some(cache), Arc::clone(&metrics));
         let recs = records(&batches);
         assert_eq!(recs.len(), 3);
         assert!(
@@ -709,5 +709,37 @@ mod tests {
             dropped.contains("kubeship_log_records_dropped_total{reason=\"excluded\"} 5"),
             "{dropped}"
         );
+    }
+
+    /// `read_from: end` at the very first start skips what the files held, also for a
+    /// container that first waited for its pod.
+    #[test]
+    fn read_from_end_holds_for_containers_that_waited_for_their_pod() {
+        for with_pods in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let root = tmp.path();
+            fs::create_dir_all(root.join("containers")).unwrap();
+            container(root, "ns", "old-0", "app", 5, 10);
+            let cache = with_pods.then(|| Arc::new(PodCache::new(Box::new(|| {}))));
+            let adder = cache.clone().map(|cache| {
+                std::thread::spawn(move || {
+                    // The pod reaches the cache after the container was found.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    cache.apply(pod("old-0", "10.0.0.2"));
+                })
+            });
+            let extra = "kubernetes: {metadata_wait_ms: 10000}\n";
+            let batches = drain_with(
+                root,
+                ", read_from: end",
+                extra,
+                cache,
+                Arc::new(Metrics::new()),
+            );
+            if let Some(a) = adder {
+                a.join().unwrap();
+            }
+            assert_eq!(records(&batches).len(), 0, "with_pods: {with_pods}");
+        }
     }
 }

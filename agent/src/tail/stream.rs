@@ -132,6 +132,9 @@ pub struct ContainerStream {
     pub closing_since: Option<Instant>,
     /// The directory must be listed on the next poll.
     pub needs_listing: bool,
+    /// Found at the very first start with `read_from: end` and not listed yet (it
+    /// may have waited for its pod): its files without checkpoint start at their end.
+    pub start_at_end: bool,
     /// Files looked at and left alone, by inode: (size then, fingerprint).
     skipped: HashMap<Ino, (u64, Fingerprint)>,
     finished: Vec<Fingerprint>,
@@ -161,6 +164,7 @@ impl ContainerStream {
             files: Vec::new(),
             closing_since: None,
             needs_listing: true,
+            start_at_end: false,
             skipped: HashMap::new(),
             finished: Vec::new(),
         }
@@ -407,6 +411,7 @@ impl ContainerStream {
     /// Lists the directory: follows renames, opens files not seen before.
     fn reconcile(&mut self, env: &mut Env<'_>) -> bool {
         self.needs_listing = false;
+        env.start_at_end |= std::mem::take(&mut self.start_at_end);
         let now = env.out.now;
         let mut added = false;
         let mut seen = Vec::new();
