@@ -125,6 +125,12 @@ pub struct FileReader {
 impl FileReader {
     /// Wraps an opened file positioned at `offset`.
     #[allow(clippy::too_many_arguments)]
+    /// Replaces the decoder (the container's multiline rule became known before
+    /// anything of the file was decoded).
+    pub fn set_decoder(&mut self, decoder: Decoder) {
+        self.decoder = decoder;
+    }
+
     pub fn new(
         id: u64,
         file: File,

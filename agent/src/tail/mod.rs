@@ -292,9 +292,7 @@ impl Tailer {
         let mut round = Poll::default();
         for k in 0..n {
             let idx = (self.rr + k) % n;
-            if !self.refresh_meta(idx) {
-                continue;
-            }
+            let may_read = self.refresh_meta(idx);
             let (now, now_ms, wall_nanos) = self.clock();
             let mut env = Env {
                 settings: &self.settings,
@@ -311,7 +309,11 @@ impl Tailer {
                 start_at_end: false,
                 limits: &mut self.limits,
             };
-            let p = self.streams[idx].poll(&mut env);
+            let p = if may_read {
+                self.streams[idx].poll(&mut env)
+            } else {
+                self.streams[idx].open_only(&mut env)
+            };
             round.progressed |= p.progressed;
             round.busy |= p.busy;
             if self.builder.is_full() && !self.seal_and_send() {
@@ -492,9 +494,12 @@ impl Tailer {
             (MetaState::Resolved { found: None, .. }, None) => true,
             _ => false,
         };
-        let rebuild = !unchanged || matches!(s.meta, MetaState::Waiting { .. });
+        let was_waiting = matches!(s.meta, MetaState::Waiting { .. });
         let path = s.path_meta.clone();
-        if rebuild {
+        if was_waiting {
+            let info = self.info_for(&path, found.as_ref());
+            self.streams[idx].resolved(info, self.settings.max_record);
+        } else if !unchanged {
             let info = self.info_for(&path, found.as_ref());
             self.streams[idx].info = info;
         }
@@ -741,5 +746,41 @@ mod tests {
             }
             assert_eq!(records(&batches).len(), 0, "with_pods: {with_pods}");
         }
+    }
+
+    /// A container waiting for its pod already holds its files open: when the pod's
+    /// log directory is deleted before the metadata arrives, no line is lost.
+    #[test]
+    fn files_deleted_during_the_wait_are_still_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        fs::create_dir_all(root.join("containers")).unwrap();
+        container(&root, "ns", "brief-0", "app", 6, 10);
+        let cache = Arc::new(PodCache::new(Box::new(|| {})));
+        let metrics = Arc::new(Metrics::new());
+        let deleter = {
+            let (cache, metrics, root) = (Arc::clone(&cache), Arc::clone(&metrics), root.clone());
+            std::thread::spawn(move || {
+                let open = std::time::Instant::now();
+                while metrics.log_files_tailed.get() < 1 {
+                    assert!(
+                        open.elapsed() < Duration::from_secs(10),
+                        "file never opened"
+                    );
+                    std::thread::yield_now();
+                }
+                fs::remove_dir_all(root.join("pods")).unwrap();
+                for e in fs::read_dir(root.join("containers")).unwrap() {
+                    fs::remove_file(e.unwrap().path()).unwrap();
+                }
+                cache.apply(pod("brief-0", "10.0.0.3"));
+            })
+        };
+        let extra = "kubernetes: {metadata_wait_ms: 10000}\n";
+        let batches = drain_with(&root, "", extra, Some(cache), Arc::clone(&metrics));
+        deleter.join().unwrap();
+        let recs = records(&batches);
+        assert_eq!(recs.len(), 6);
+        assert!(recs.iter().all(|r| r["kubernetes"]["pod_ip"] == "10.0.0.3"));
     }
 }

@@ -170,6 +170,26 @@ impl ContainerStream {
         }
     }
 
+    /// Opens the container's files without reading them (while it waits for its
+    /// pod): an open file survives its deletion, so a pod that is gone before its
+    /// metadata arrived loses no lines.
+    pub fn open_only(&mut self, env: &mut Env<'_>) -> Poll {
+        let progressed = self.needs_listing && self.reconcile(env);
+        Poll {
+            progressed,
+            busy: false,
+        }
+    }
+
+    /// Takes the container's final info after its wait: files opened meanwhile get
+    /// decoders for it (nothing of them was decoded yet).
+    pub fn resolved(&mut self, info: ContainerInfo, max_record: usize) {
+        for f in &mut self.files {
+            f.set_decoder(Decoder::new(&info, max_record));
+        }
+        self.info = info;
+    }
+
     /// True when every file was let go and the container is gone.
     pub fn is_done(&self) -> bool {
         self.closing_since.is_some() && self.files.is_empty() && !self.needs_listing
