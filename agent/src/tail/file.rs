@@ -123,14 +123,14 @@ pub struct FileReader {
 }
 
 impl FileReader {
-    /// Wraps an opened file positioned at `offset`.
-    #[allow(clippy::too_many_arguments)]
     /// Replaces the decoder (the container's multiline rule became known before
     /// anything of the file was decoded).
     pub fn set_decoder(&mut self, decoder: Decoder) {
         self.decoder = decoder;
     }
 
+    /// Wraps an opened file positioned at `offset`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: u64,
         file: File,
