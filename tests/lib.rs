@@ -72,7 +72,14 @@ pub fn kubeship_bin() -> PathBuf {
 
 /// A `Command` for the kubeship binary.
 pub fn kubeship() -> Command {
-    Command::new(kubeship_bin())
+    let mut cmd = Command::new(kubeship_bin());
+    // Where the tests run in a pod, `kubernetes.enabled: auto` must not find its API server.
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| k.starts_with("KUBERNETES_")) {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
 }
 
 /// Multiplier for every timeout (`KUBESHIP_TEST_TIMEOUT_SCALE`, default 1).
@@ -1239,14 +1246,15 @@ pub fn aws_test_env(region: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Removes every `AWS_*` variable and HTTP proxy setting inherited from the test environment
-/// (profiles, session tokens, endpoint overrides), so child processes see only what the test
-/// passes.
+/// Removes every `AWS_*` and `KUBERNETES_*` variable and HTTP proxy setting inherited from the
+/// test environment (profiles, session tokens, endpoint overrides, an in-cluster API server), so
+/// child processes see only what the test passes.
 pub fn scrub_env(cmd: &mut Command) {
     for (k, _) in std::env::vars_os() {
         let Some(k) = k.to_str() else { continue };
         let lower = k.to_ascii_lowercase();
         if k.starts_with("AWS_")
+            || k.starts_with("KUBERNETES_")
             || matches!(
                 lower.as_str(),
                 "http_proxy" | "https_proxy" | "all_proxy" | "no_proxy"
