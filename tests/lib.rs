@@ -5,7 +5,8 @@
 //!   sequenced lines in CRI or docker json-file framing and rotates them like the kubelet does.
 //! * [`Agent`] runs `kubeship run` as a child process (killed on drop).
 //! * [`Sink`] reads the local sink's `*.jsonl` files incrementally; [`Tracker`] checks
-//!   sequences per container (loss, order, duplicates).
+//!   sequences per container (loss, order, duplicates); [`raw_records`] gives the records as
+//!   raw JSON ([`RawRecord`]) for the fields [`Record`] leaves out.
 //! * [`wait_for`] polls a condition with a deadline; [`metric_value`] reads Prometheus text.
 //!
 //! * [`cw`]: CloudWatch Logs against moto's server ([`Moto`], [`CwDelivery`], [`FaultProxy`],
@@ -499,7 +500,6 @@ impl Node {
         absolute_link: bool,
     ) -> Container {
         let n = self.next_id();
-        let id = hex64(n ^ 0x6b75_6265_7368_6970);
         let u = hex64(n ^ 0x706f_6475_6964);
         let uid = format!(
             "{}-{}-{}-{}-{}",
@@ -509,6 +509,38 @@ impl Node {
             &u[16..20],
             &u[20..32]
         );
+        self.container_in_pod(n, ns, pod, &uid, name, format, absolute_link)
+    }
+
+    /// Adds another container `name` to the pod of `sibling` (same namespace, pod name and
+    /// pod UID, so the same `<ns>_<pod>_<uid>` directory), as a pod with several containers
+    /// has.
+    pub fn add_sibling(&self, sibling: &ContainerInfo, name: &str, format: Format) -> Container {
+        self.container_in_pod(
+            self.next_id(),
+            &sibling.namespace,
+            &sibling.pod,
+            &sibling.pod_uid,
+            name,
+            format,
+            false,
+        )
+    }
+
+    /// A container of pod `ns/pod` with UID `uid`; `n` (a fresh [`Node::next_id`]) seeds its
+    /// container id.
+    #[allow(clippy::too_many_arguments)]
+    fn container_in_pod(
+        &self,
+        n: u64,
+        ns: &str,
+        pod: &str,
+        uid: &str,
+        name: &str,
+        format: Format,
+        absolute_link: bool,
+    ) -> Container {
+        let id = hex64(n ^ 0x6b75_6265_7368_6970);
         let pod_dir_name = format!("{ns}_{pod}_{uid}");
         let pod_dir = self.pods_dir().join(&pod_dir_name);
         let dir = pod_dir.join(name);
@@ -529,7 +561,7 @@ impl Node {
                 namespace: ns.to_string(),
                 pod: pod.to_string(),
                 name: name.to_string(),
-                pod_uid: uid,
+                pod_uid: uid.to_string(),
                 container_id: id,
                 format,
                 pad_min: 24,
@@ -972,6 +1004,9 @@ pub struct AgentConfig {
     /// Raw YAML flow mappings, e.g. `{container: "worker", rule: python}`.
     pub multiline: Vec<String>,
     pub multiline_rules: Vec<String>,
+    /// Further raw YAML lines under `logs:` (e.g. `parsers: [{name: kv, regex: '…'}]`), for
+    /// options without a field of their own.
+    pub logs_extra: Vec<String>,
     pub batch_max_bytes: u64,
     pub batch_max_records: u64,
     pub batch_timeout_ms: u64,
@@ -1089,6 +1124,7 @@ impl Default for AgentConfig {
             eof_flush_ms: 1000,
             multiline: vec![],
             multiline_rules: vec![],
+            logs_extra: vec![],
             batch_max_bytes: 1 << 20,
             batch_max_records: 10_000,
             batch_timeout_ms: 100,
@@ -1142,6 +1178,9 @@ impl AgentConfig {
             for m in &self.multiline_rules {
                 let _ = writeln!(y, "    - {m}");
             }
+        }
+        for l in &self.logs_extra {
+            let _ = writeln!(y, "  {l}");
         }
         let _ = writeln!(y, "pipeline:");
         let _ = writeln!(y, "  batch_max_bytes: {}", self.batch_max_bytes);
@@ -1474,6 +1513,17 @@ impl Agent {
         metric_value(&self.metrics().ok()?, name, &[])
     }
 
+    /// Sum of the series of metric `name` whose labels include `labels`; 0 when there is none
+    /// (a labelled counter has no series before its first increment); panics when `/metrics`
+    /// cannot be read.
+    #[track_caller]
+    pub fn metric_or_zero(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self
+            .metrics()
+            .unwrap_or_else(|e| panic!("reading /metrics: {e}"));
+        metric_value(&text, name, labels).unwrap_or(0.0)
+    }
+
     /// Waits until `/readyz` answers 200; panics (with stderr) on timeout or exit.
     #[track_caller]
     pub fn wait_ready(&mut self, timeout: Duration) {
@@ -1769,6 +1819,87 @@ impl Sink {
     pub fn records_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Record> + 'a {
         self.records()
             .filter(move |r| r.kubernetes.container_name == name)
+    }
+}
+
+/// One local-sink record as raw JSON, for the fields [`Record`] does not have (`log_processed`,
+/// the pod metadata in `kubernetes`), and its exact line.
+#[derive(Clone, Debug)]
+pub struct RawRecord {
+    /// The sink file it is in.
+    pub file: PathBuf,
+    /// The record's line, without its newline.
+    pub line: String,
+    pub value: serde_json::Value,
+}
+
+impl RawRecord {
+    /// `log`.
+    pub fn log(&self) -> &str {
+        self.value["log"].as_str().unwrap_or_default()
+    }
+
+    /// The `kubernetes` object.
+    pub fn kubernetes(&self) -> &serde_json::Value {
+        &self.value["kubernetes"]
+    }
+
+    /// `kubernetes.container_name`.
+    pub fn container(&self) -> &str {
+        self.kubernetes()["container_name"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    /// `kubernetes.pod_id`.
+    pub fn pod_id(&self) -> &str {
+        self.kubernetes()["pod_id"].as_str().unwrap_or_default()
+    }
+
+    /// The sequence number of a sequenced line (`c=<name> seq=<n> …`).
+    pub fn seq(&self) -> Option<u64> {
+        parse_seq(self.log()).map(|(_, n)| n)
+    }
+}
+
+/// Every complete record in the local sink under `dir` now, file by file (sorted by path), in
+/// file order; panics on a line that is not JSON.
+pub fn raw_records(dir: &Path) -> Vec<RawRecord> {
+    let mut paths = Vec::new();
+    collect_jsonl(dir, &mut paths);
+    paths.sort();
+    let mut out = Vec::new();
+    for path in paths {
+        let Ok(bytes) = fs::read(&path) else { continue };
+        let complete = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(&bytes[..0], |i| &bytes[..i]);
+        for line in complete.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let line = String::from_utf8_lossy(line).into_owned();
+            let value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{}: not a JSON record ({e}): {line}", path.display()));
+            out.push(RawRecord {
+                file: path.clone(),
+                line,
+                value,
+            });
+        }
+    }
+    out
+}
+
+impl Node {
+    /// Every complete record in the local sink now ([`raw_records`]).
+    pub fn raw_records(&self) -> Vec<RawRecord> {
+        raw_records(&self.out_dir())
+    }
+
+    /// The records of container `name` (`kubernetes.container_name`) in the local sink now.
+    pub fn raw_records_of(&self, name: &str) -> Vec<RawRecord> {
+        let mut v = self.raw_records();
+        v.retain(|r| r.container() == name);
+        v
     }
 }
 
