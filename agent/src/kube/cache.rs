@@ -183,7 +183,7 @@ impl PodCache {
             self.delete(&uid, now);
         }
         self.synced.store(true, Ordering::Release);
-        // Lines that waited for a pod the list did not have may go now.
+        // Containers waiting for their pods look again (the ones the list had go now).
         self.changed();
     }
 
