@@ -470,4 +470,26 @@ mod tests {
         let info = e.info(&path(), None, &mut Vec::new());
         assert_eq!(info.dest.group, "/eks/");
     }
+
+    #[test]
+    fn lookup_joins_by_uid_and_falls_back_to_the_name_without_one() {
+        let cache = Arc::new(PodCache::new(Box::new(|| {})));
+        let e = Enricher::new(config(""), Some(Arc::clone(&cache)));
+        let mut old = pod();
+        old.uid = "u-0".into();
+        old.pod_ip = "10.0.0.1".into();
+        cache.apply(old);
+        cache.delete("u-0", std::time::Instant::now());
+        cache.apply(pod());
+        // The path's UID picks its own pod, deleted or not.
+        let mut p = path();
+        p.pod_id = "u-0".into();
+        assert_eq!(e.lookup(&p).unwrap().pod.pod_ip, "10.0.0.1");
+        // Without a UID in the path: the pod living under that name now.
+        p.pod_id.clear();
+        assert_eq!(e.lookup(&p).unwrap().pod.uid, "u-1");
+        // A UID the cache does not know: no metadata, never another pod's.
+        p.pod_id = "u-9".into();
+        assert!(e.lookup(&p).is_none());
+    }
 }
