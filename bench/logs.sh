@@ -295,10 +295,11 @@ validity() {
     NOTES+=("INVALID run: ${out[*]}"); echo "INVALID: ${out[*]}"; fi
 }
 
-# metrics_scraper PORT FILE: keeps the agent's latest /metrics in FILE while it answers
+# metrics_scraper PORT FILE PID: keeps the agent's latest /metrics in FILE while PID lives (it may
+# not answer yet at first: a slow start, e.g. under callgrind)
 metrics_scraper() {
-  while http GET "http://127.0.0.1:$1/metrics" > "$2.tmp" 2>/dev/null; do
-    mv -f "$2.tmp" "$2"
+  while kill -0 "$3" 2>/dev/null; do
+    if http GET "http://127.0.0.1:$1/metrics" > "$2.tmp" 2>/dev/null; then mv -f "$2.tmp" "$2"; fi
     sleep 2
   done
 }
@@ -476,12 +477,12 @@ bench_drain() { # SINK META REP
       ppid=$!
     fi
     if [[ -n ${apid:-} && $sink == cloudwatch ]]; then
-      metrics_scraper "$TELEMETRY_PORT" "$node/metrics.txt" & scraper=$!
+      metrics_scraper "$TELEMETRY_PORT" "$node/metrics.txt" "$apid" & scraper=$!
     fi
   fi
   wait "$tpid" || { echo "kubeship failed:"; tail -20 "$node/agent.stderr"; [[ $sink == cloudwatch ]] && stop_endpoint; stop_api "$node"; return 1; }
   t1=$(now)
-  [[ -n $scraper ]] && { kill "$scraper" 2>/dev/null; wait "$scraper" 2>/dev/null || true; }
+  [[ -n $scraper ]] && { kill "$scraper" 2>/dev/null || true; wait "$scraper" 2>/dev/null || true; }
   [[ -n $ppid ]] && { wait "$ppid" 2>/dev/null || true; perf_report "$node/perf.data"; }
   if [[ $meta == kube ]]; then stop_api "$node"; api="  $API_SUMMARY"; fi
   wall=$(calc "$t1 - $t0")
