@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A count-only CloudWatch Logs endpoint for bench/logs.sh (Python standard library only).
 
-    cw_endpoint.py [--port P] [--validate fast|full] [--check-every N]
+    cw_endpoint.py [--port P] [--validate fast|full] [--check-every N] [--count-substring S]
 
 Listens on 127.0.0.1:P (P = 0: any free port) and prints the port on stdout, then serves the
 AWS JSON 1.1 protocol, routed on the `X-Amz-Target` header:
@@ -27,8 +27,14 @@ each line with the wall clock at write time), in a 1 ms histogram.
   GET  /stats  {"requests", "events", "bytes" (Σ message bytes), "body_bytes", "violations",
                 "violation_reasons", "latency_ms": {"p50", "p99", "max", "count"}, "calls",
                 "validator", "put_ms_mean" (wall time from the request's head to its verdict, body
-                read included), "put_cpu_ms_mean" (this thread's CPU for that), "cpu_seconds"}
+                read included), "put_cpu_ms_mean" (this thread's CPU for that), "cpu_seconds",
+                "substring_count"}
   POST /reset  zeroes every counter and the histogram
+
+`--count-substring S`: "substring_count" is the number of times S occurs in the PutLogEvents
+bodies as sent (messages are JSON strings there: a record's `"` is `\"`), one bytes.count pass
+per body. bench/logs.sh --kube counts `\"pod_ip\":` to check that every event carries the pod's
+full metadata (one per record) and that path-metadata runs carry none.
 
 Validation (`--validate`):
   full  (default) json.loads every body: exact. About 2.5 us of CPU per ~470-byte event
@@ -93,6 +99,7 @@ class Stats:
             self.put_cpu = 0.0
             self.checks = 0
             self.mismatches = 0
+            self.substring_count = 0
             self.t0 = time.monotonic()
 
 
@@ -291,6 +298,7 @@ class Handler(BaseHTTPRequestHandler):
                 "put_ms_mean": round(st.put_seconds / max(1, st.requests) * 1000, 2),
                 "put_cpu_ms_mean": round(st.put_cpu / max(1, st.requests) * 1000, 2),
                 "cpu_seconds": round(t.user + t.system, 3),
+                "substring_count": st.substring_count,
                 "seconds_since_reset": round(time.monotonic() - st.t0, 3),
             }
         self.reply(200, out, "application/json")
@@ -325,6 +333,8 @@ class Handler(BaseHTTPRequestHandler):
             problems = problems_of(n, nbytes, ts, empty)
         except (ValueError, KeyError, TypeError) as e:
             n, nbytes, ts, problems = 0, 0, [], [f"malformed: {e}"[:200]]
+        pattern = self.server.count_substring
+        found = body.count(pattern) if pattern else 0
         now_ms = time.time_ns() // 1_000_000
         lat = Counter(map(now_ms.__sub__, ts))
         with st.lock:
@@ -333,6 +343,7 @@ class Handler(BaseHTTPRequestHandler):
             st.events += n
             st.bytes += nbytes
             st.body_bytes += len(body)
+            st.substring_count += found
             st.put_seconds += time.perf_counter() - self.t_start
             st.put_cpu += time.thread_time() - self.c_start
             st.latency.update(lat)
@@ -356,10 +367,12 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--validate", choices=("fast", "full"), default="full")
     ap.add_argument("--check-every", type=int, default=25)
+    ap.add_argument("--count-substring", default="")
     args = ap.parse_args()
     srv = Server(("127.0.0.1", args.port), Handler)
     srv.stats = Stats()
     srv.validator = Validator(args.validate, args.check_every)
+    srv.count_substring = args.count_substring.encode()
     print(srv.server_address[1], flush=True)
     try:
         srv.serve_forever(poll_interval=0.5)

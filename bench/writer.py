@@ -4,11 +4,17 @@
   writer.py layout  --dir NODE --files M [--lines-per-file K]
   writer.py prefill --dir NODE --files M --lines N [--line-bytes B]
   writer.py steady  --dir NODE --files M --rate R --duration D [--line-bytes B]
+  writer.py pods    --files M [--node NAME]
 
 NODE/logs/containers/<pod>_<ns>_<container>-<id>.log are relative symlinks to
 NODE/logs/pods/<ns>_<pod>_<uid>/<container>/0.log. `prefill` spreads N lines of about B bytes
 over M files; `steady` appends R lines/s (10 ms ticks, round-robin over the files) for D
-seconds and prints the number of lines it wrote. Standard library only.
+seconds and prints the number of lines it wrote. `pods` prints, for the fake API server
+(`fake-kube-api --pods`), one realistic pod per file of that layout: the uid of its
+directory, 8 labels (app, pod-template-hash, app.kubernetes.io/*, team), 4 annotations
+(prometheus.io/scrape and prometheus.io/port, the two `bench/logs.sh --kube` keeps, and two it
+does not), a ReplicaSet owner, and the container's ECR image, imageID and containerID (the
+id of the log link's name). Standard library only.
 
 CRI timestamps: `steady` stamps each line with the wall clock (nanoseconds, UTC) at the moment
 it is written, so `receive time - timestamp` downstream is the delivery latency; `prefill` and
@@ -17,6 +23,7 @@ it is written, so `receive time - timestamp` downstream is the delivery latency;
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 import time
@@ -24,11 +31,17 @@ import time
 PAD = "abcdefghijklmnopqrstuvwxyz0123456789" * 64
 
 
-def container_paths(node, i):
+def container_ids(i):
+    """(namespace, pod, container, pod uid, container id) of file i."""
     ns, pod, name = "bench", f"load-{i:04d}", "app"
     uid = hashlib.sha256(f"uid/{i}".encode()).hexdigest()
     uid = f"{uid[0:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:32]}"
     cid = hashlib.sha256(f"container/{i}".encode()).hexdigest()
+    return ns, pod, name, uid, cid
+
+
+def container_paths(node, i):
+    ns, pod, name, uid, cid = container_ids(i)
     rel = f"pods/{ns}_{pod}_{uid}/{name}"
     link = os.path.join(node, "logs", "containers", f"{pod}_{ns}_{name}-{cid}.log")
     return os.path.join(node, "logs", rel), link, f"../{rel}/0.log"
@@ -145,9 +158,54 @@ def layout(args):
     print(f"lines={len(paths) * args.lines_per_file}")
 
 
+def pod_of(i, node):
+    """The pod of file i as `fake-kube-api --pods` takes it: a Deployment's pod."""
+    ns, pod, name, uid, cid = container_ids(i)
+    template_hash = hashlib.sha256(f"template/{i}".encode()).hexdigest()[:10]
+    repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/shop/checkout-api"
+    return {
+        "namespace": ns,
+        "name": pod,
+        "uid": uid,
+        "node": node,
+        "ip": f"10.0.{16 + i // 250}.{i % 250 + 1}",
+        "labels": {
+            "app": "checkout-api",
+            "pod-template-hash": template_hash,
+            "app.kubernetes.io/name": "checkout-api",
+            "app.kubernetes.io/instance": "checkout-api-prod",
+            "app.kubernetes.io/version": "1.27.3",
+            "app.kubernetes.io/component": "backend",
+            "app.kubernetes.io/part-of": "shop",
+            "team": "payments",
+        },
+        "annotations": {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "9102",
+            "kubectl.kubernetes.io/restartedAt": "2026-11-20T08:14:03Z",
+            "checksum/config": hashlib.sha256(b"config").hexdigest(),
+        },
+        "owner": {"kind": "ReplicaSet", "name": f"{pod}-{template_hash}"},
+        "containers": [{
+            "name": name,
+            "image": f"{repo}:1.27.3",
+            "image_id": f"{repo}@sha256:{hashlib.sha256(b'image').hexdigest()}",
+            "container_id": f"containerd://{cid}",
+        }],
+    }
+
+
+def pods(args):
+    json.dump({"pods": [pod_of(i, args.node) for i in range(args.files)]}, sys.stdout, indent=1)
+    print()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pods")
+    p.add_argument("--files", type=int, default=100)
+    p.add_argument("--node", default="bench-node")
     for name in ("layout", "prefill", "steady"):
         p = sub.add_parser(name)
         p.add_argument("--dir", required=True)
@@ -161,7 +219,7 @@ def main():
             p.add_argument("--rate", type=int, default=10_000)
             p.add_argument("--duration", type=float, default=30)
     args = ap.parse_args()
-    {"layout": layout, "prefill": prefill, "steady": steady}[args.cmd](args)
+    {"layout": layout, "prefill": prefill, "steady": steady, "pods": pods}[args.cmd](args)
     return 0
 
 
