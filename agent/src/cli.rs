@@ -96,7 +96,7 @@ fn print_report(report: &app::Report) {
         files.sort();
         for f in files {
             let lines = std::fs::read(&f)
-                .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+                .map(|b| memchr::memchr_iter(b'\n', &b).count())
                 .unwrap_or(0);
             println!("  {} ({lines} records)", f.display());
         }
