@@ -11,6 +11,7 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::config::IdentityCache;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::{InputLogEvent, LogGroupClass};
 
@@ -18,6 +19,7 @@ use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 
 use super::batcher::Ev;
+use super::creds::{CredentialCache, LOAD_TIMEOUT, SharedCache};
 use crate::config::CloudWatchConfig;
 use crate::encode::{escape_json_text_into, escape_str_into};
 
@@ -93,7 +95,14 @@ impl Api {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
         let shared = loader.load().await;
+        let creds = Arc::new(CredentialCache::new(
+            shared.credentials_provider(),
+            LOAD_TIMEOUT,
+        ));
+        // The SDK client takes its credentials from the sink's cache, not a cache of its own.
         let mut b = aws_sdk_cloudwatchlogs::config::Builder::from(&shared)
+            .credentials_provider(SharedCache(creds))
+            .identity_cache(IdentityCache::no_cache())
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
@@ -386,6 +395,26 @@ fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
     }
 }
 
+/// What to do about a call CloudWatch Logs refused with error `code` (other than
+/// ResourceNotFoundException, which the caller handles); `detail` describes it.
+pub fn fail_for_code(code: &str, detail: impl FnOnce() -> String) -> Fail {
+    match code {
+        "ThrottlingException" | "LimitExceededException" | "TooManyRequestsException" => {
+            Fail::Throttled
+        }
+        "InvalidParameterException" | "ValidationException" | "SerializationException" => {
+            Fail::Invalid(detail())
+        }
+        "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "ExpiredTokenException"
+        | "IncompleteSignature"
+        | "MissingAuthenticationToken" => Fail::Auth(detail()),
+        _ => Fail::Transient(detail()),
+    }
+}
+
 /// Sorts an SDK error by what to do about it.
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     e: &SdkError<E, R>,
@@ -404,21 +433,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
         ),
     };
     match e {
-        SdkError::ServiceError(_) => match code(e).unwrap_or("") {
-            "ThrottlingException" | "LimitExceededException" | "TooManyRequestsException" => {
-                Fail::Throttled
-            }
-            "InvalidParameterException" | "ValidationException" | "SerializationException" => {
-                Fail::Invalid(detail())
-            }
-            "AccessDeniedException"
-            | "UnrecognizedClientException"
-            | "InvalidSignatureException"
-            | "ExpiredTokenException"
-            | "IncompleteSignature"
-            | "MissingAuthenticationToken" => Fail::Auth(detail()),
-            _ => Fail::Transient(detail()),
-        },
+        SdkError::ServiceError(_) => fail_for_code(code(e).unwrap_or(""), detail),
         // Credentials that cannot be loaded (web identity refused, container
         // credentials endpoint answering 401, no provider) fail before sending:
         // as refused as a denied call, and reported the same way.

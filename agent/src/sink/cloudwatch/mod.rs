@@ -14,6 +14,7 @@
 
 pub mod batcher;
 pub mod client;
+pub mod creds;
 pub mod limits;
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
