@@ -1,7 +1,10 @@
 //! The CloudWatch Logs API as the sink uses it: PutLogEvents, and creating a
-//! missing stream (and group) on ResourceNotFoundException. Errors are sorted into
-//! what the dispatcher does about them ([`Fail`]). The SDK's own retries are off:
-//! the dispatcher retries, so every attempt is counted and backs off the same way.
+//! missing stream (and group) on ResourceNotFoundException. PutLogEvents goes out
+//! through [`PutClient`] (signed and sent without the SDK's orchestrator); the rare
+//! lifecycle calls through the SDK client. Both share one [`CredentialCache`].
+//! Errors are sorted into what the dispatcher does about them ([`Fail`]), the same
+//! way for both. The SDK's own retries are off: the dispatcher retries, so every
+//! attempt is counted and backs off the same way.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -13,13 +16,12 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::config::IdentityCache;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_cloudwatchlogs::types::{InputLogEvent, LogGroupClass};
-
-use aws_smithy_types::body::SdkBody;
+use aws_sdk_cloudwatchlogs::types::LogGroupClass;
 use bytes::Bytes;
 
 use super::batcher::Ev;
 use super::creds::{CredentialCache, LOAD_TIMEOUT, SharedCache};
+use super::put::{PutClient, PutFail};
 use crate::config::CloudWatchConfig;
 use crate::encode::{escape_json_text_into, escape_str_into};
 
@@ -68,9 +70,10 @@ pub struct Rejected {
     pub expired_until: Option<usize>,
 }
 
-/// The client plus what it remembers about groups it created.
+/// The clients plus what they remember about groups and streams created.
 pub struct Api {
     client: Client,
+    puts: PutClient,
     cfg: CloudWatchConfig,
     groups_created: tokio::sync::Mutex<HashMap<String, Instant>>,
     created_streams: Mutex<HashSet<StreamKey>>,
@@ -99,22 +102,32 @@ impl Api {
             shared.credentials_provider(),
             LOAD_TIMEOUT,
         ));
-        // The SDK client takes its credentials from the sink's cache, not a cache of its own.
+        let connect_timeout = Duration::from_secs(5).min(cfg.request_timeout);
+        // The SDK client takes its credentials from the same cache, not a cache of its own.
         let mut b = aws_sdk_cloudwatchlogs::config::Builder::from(&shared)
-            .credentials_provider(SharedCache(creds))
+            .credentials_provider(SharedCache(Arc::clone(&creds)))
             .identity_cache(IdentityCache::no_cache())
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
                     .operation_attempt_timeout(cfg.request_timeout)
-                    .connect_timeout(Duration::from_secs(5).min(cfg.request_timeout))
+                    .connect_timeout(connect_timeout)
                     .build(),
             );
         if let Some(url) = &cfg.endpoint_url {
             b = b.endpoint_url(url);
         }
+        let puts = PutClient::new(
+            &shared,
+            cfg.endpoint_url.as_deref(),
+            creds,
+            cfg.request_timeout,
+            connect_timeout,
+        )
+        .await;
         Self {
             client: Client::from_conf(b.build()),
+            puts,
             cfg: cfg.clone(),
             groups_created: tokio::sync::Mutex::new(HashMap::new()),
             created_streams: Mutex::new(HashSet::new()),
@@ -198,42 +211,9 @@ impl Api {
         stream: &str,
         events: &[Ev],
     ) -> Result<Rejected, PutFail> {
-        // The SDK would copy every message into a String and escape it byte by byte;
-        // the body is written here instead, straight from the batch buffers, and put
-        // in place of the SDK's before the request is signed.
-        let body = Bytes::from(request_body(group, stream, events));
-        let placeholder = InputLogEvent::builder()
-            .timestamp(0)
-            .message("")
-            .build()
-            .map_err(|e| PutFail::Other(Fail::Invalid(format!("building the request: {e}"))))?;
-        let req = self
-            .client
-            .put_log_events()
-            .log_group_name(group)
-            .log_stream_name(stream)
-            .log_events(placeholder)
-            .customize()
-            .mutate_request(move |r| {
-                let len = body.len().to_string();
-                *r.body_mut() = SdkBody::from(body.clone());
-                r.headers_mut().insert("content-length", len);
-            });
-        match req.send().await {
-            Ok(out) => {
-                let idx = |v: Option<i32>| v.and_then(|i| usize::try_from(i).ok());
-                Ok(out
-                    .rejected_log_events_info()
-                    .map(|r| Rejected {
-                        too_new_from: idx(r.too_new_log_event_start_index()),
-                        too_old_until: idx(r.too_old_log_event_end_index()),
-                        expired_until: idx(r.expired_log_event_end_index()),
-                    })
-                    .unwrap_or_default())
-            }
-            Err(e) if code(&e) == Some("ResourceNotFoundException") => Err(PutFail::NotFound),
-            Err(e) => Err(PutFail::Other(classify(&e))),
-        }
+        self.puts
+            .put(Bytes::from(request_body(group, stream, events)))
+            .await
     }
 
     /// Waits for this node's CreateLogStream / CreateLogGroup pace.
@@ -381,11 +361,6 @@ fn push_decimal(v: i64, out: &mut Vec<u8>) {
         out.push(b'-');
     }
     out.extend_from_slice(&digits[i..]);
-}
-
-enum PutFail {
-    NotFound,
-    Other(Fail),
 }
 
 fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {

@@ -16,6 +16,7 @@ pub mod batcher;
 pub mod client;
 pub mod creds;
 pub mod limits;
+pub mod put;
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
