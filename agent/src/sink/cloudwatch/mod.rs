@@ -193,30 +193,33 @@ impl CloudWatchSink {
         }
         let batch = Arc::new(batch);
         self.pending.insert(batch.seq, batch.events.len());
-        for e in &batch.events {
-            let msg = match fit_record(batch.record(e)) {
-                None => Message::InBatch(Arc::clone(&batch), e.start, e.end),
-                Some(cut) => {
-                    self.metrics.log_records_truncated.inc();
-                    Message::Owned(cut)
-                }
-            };
-            let ev = Ev {
-                ts_ms: e.time_nanos.div_euclid(1_000_000),
-                seq: batch.seq,
-                msg,
-            };
-            let dest = &batch.dests[e.dest as usize];
+        // Records of one file come in runs: one queue lookup per run, not per record.
+        for run in batch.events.chunk_by(|a, b| a.dest == b.dest) {
+            let dest = &batch.dests[run[0].dest as usize];
             let q = self.queues.entry(Arc::clone(dest)).or_default();
             let before = q.bytes();
-            q.push(ev, now);
-            if q.is_full() {
-                for events in q.take(now) {
-                    self.ready.push_back(Request {
-                        dest: Arc::clone(dest),
-                        events,
-                        attempt: 0,
-                    });
+            for e in run {
+                let msg = match fit_record(batch.record(e)) {
+                    None => Message::InBatch(Arc::clone(&batch), e.start, e.end),
+                    Some(cut) => {
+                        self.metrics.log_records_truncated.inc();
+                        Message::Owned(cut)
+                    }
+                };
+                let ev = Ev {
+                    ts_ms: e.time_nanos.div_euclid(1_000_000),
+                    seq: batch.seq,
+                    msg,
+                };
+                q.push(ev, now);
+                if q.is_full() {
+                    for events in q.take(now) {
+                        self.ready.push_back(Request {
+                            dest: Arc::clone(dest),
+                            events,
+                            attempt: 0,
+                        });
+                    }
                 }
             }
             self.queued = self.queued + q.bytes() - before;
@@ -260,12 +263,14 @@ impl CloudWatchSink {
 
     /// Events of `req` are done with (accepted, or dropped with a counted reason).
     fn settle(&mut self, events: &[Ev]) {
-        for ev in events {
-            if let Some(n) = self.pending.get_mut(&ev.seq) {
-                *n -= 1;
+        // A request's events come from a few pipeline batches, in runs.
+        for run in events.chunk_by(|a, b| a.seq == b.seq) {
+            let seq = run[0].seq;
+            if let Some(n) = self.pending.get_mut(&seq) {
+                *n -= run.len().min(*n);
                 if *n == 0 {
-                    self.pending.remove(&ev.seq);
-                    self.ledger.ack(ev.seq);
+                    self.pending.remove(&seq);
+                    self.ledger.ack(seq);
                 }
             }
         }
