@@ -237,7 +237,9 @@ impl BatchBuilder {
 
     /// Seals the open batch (possibly empty, to carry marks) and starts a new one.
     pub fn seal(&mut self, marks: Vec<Mark>, now: Instant) -> Batch {
-        let cap = self.buf.len().min(self.max_bytes + self.max_bytes / 4);
+        // Room for a full batch up front: a buffer that grows is copied into fresh
+        // pages (only the pages written become resident).
+        let cap = self.max_bytes + self.max_bytes / 4;
         let (buf, events) = self.pool.take(cap, self.events.len());
         self.last_dest = None;
         self.first_at = None;
@@ -319,21 +321,22 @@ mod tests {
         };
         fill(&mut bb);
         let first = bb.seal(Vec::new(), now);
-        let at = first.buf.as_ptr().addr();
         fill(&mut bb);
         let second = bb.seal(Vec::new(), now);
-        drop(first);
-        // The builder's open buffer came from the pool before `first` was back; the
-        // next one is `first`'s, emptied.
+        let at = second.buf.as_ptr().addr();
+        drop(second);
+        // The builder's open buffer was taken before `second` was back; the next
+        // one is `second`'s, emptied, with room for a full batch.
         fill(&mut bb);
         let third = bb.seal(Vec::new(), now);
         fill(&mut bb);
         let fourth = bb.seal(Vec::new(), now);
-        assert_eq!(fourth.buf.as_ptr().addr(), at, "first's buffer reused");
+        assert_eq!(fourth.buf.as_ptr().addr(), at, "second's buffer reused");
+        assert!(fourth.buf.capacity() >= (1 << 20) + (1 << 18));
         assert_eq!(fourth.buf.len(), 50 * 1001);
         assert_eq!(fourth.events.len(), 50);
         assert_eq!(fourth.record(&fourth.events[0]), &[b'x'; 1000][..]);
-        drop((second, third, fourth));
+        drop((first, third, fourth));
         assert!(bb.pool.free.lock().unwrap().len() <= BufPool::KEEP);
     }
 }
