@@ -24,12 +24,15 @@ pub enum AppParser {
 }
 
 impl AppParser {
-    /// The `parser` label of `kubeship_log_parse_failures_total`.
-    pub fn label(&self) -> &'static str {
+    /// The `parser` labels of `kubeship_log_parse_failures_total`, by [`AppParser::index`].
+    pub const LABELS: [&'static str; 3] = ["json", "logfmt", "regex"];
+
+    /// This parser's place in [`AppParser::LABELS`] (and in per-parser counters).
+    pub fn index(&self) -> usize {
         match self {
-            AppParser::Json => "json",
-            AppParser::Logfmt => "logfmt",
-            AppParser::Regex(_) => "regex",
+            AppParser::Json => 0,
+            AppParser::Logfmt => 1,
+            AppParser::Regex(_) => 2,
         }
     }
 

@@ -133,8 +133,8 @@ impl Enricher {
             .find(|m| m.matches(&path.namespace_name, &path.pod_name, &path.container_name))
             .map(|m| (rule(&m.rule), m.flush_timeout.as_millis() as u64));
         if let Some(name) = controls.multiline {
-            match self.multiline_rule(name) {
-                Some(r) => multiline = Some((r, ANNOTATION_MULTILINE_FLUSH_MS)),
+            match cfg.logs.multiline_rule(name) {
+                Some(r) => multiline = Some((rule(&r), ANNOTATION_MULTILINE_FLUSH_MS)),
                 None => problems.push(problem(format!(
                     "unknown multiline rule `{name}` in its kubeship.io/multiline annotation \
                      (java, python, go or a logs.multiline_rules name); ignored"
@@ -166,20 +166,6 @@ impl Enricher {
             excluded: controls.excluded,
             miss: self.cache.is_some() && found.is_none(),
             log_only: cfg.output.event == crate::config::EventFormat::Log,
-        }
-    }
-
-    fn multiline_rule(&self, name: &str) -> Option<Rule> {
-        match name {
-            "java" => Some(Rule::Java),
-            "python" => Some(Rule::Python),
-            "go" => Some(Rule::Go),
-            other => self
-                .cfg
-                .logs
-                .multiline_rules
-                .get(other)
-                .map(|re| Rule::Custom(re.clone())),
         }
     }
 

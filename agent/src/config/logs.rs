@@ -305,12 +305,7 @@ fn convert_multiline(
             return None;
         }
         Some(rule) => {
-            let resolved = match rule.value.as_str() {
-                "java" => Some(MultilineRule::Java),
-                "python" => Some(MultilineRule::Python),
-                "go" => Some(MultilineRule::Go),
-                name => rules.get(name).cloned().map(MultilineRule::Custom),
-            };
+            let resolved = named_rule(&rule.value, rules);
             match resolved {
                 Some(resolved) => (resolved, rule.value),
                 None => {
@@ -333,6 +328,19 @@ fn convert_multiline(
         flush_timeout,
         rule_name,
     })
+}
+
+/// A built-in rule by name, or a `multiline_rules` entry.
+pub(super) fn named_rule(
+    name: &str,
+    rules: &BTreeMap<String, regex::bytes::Regex>,
+) -> Option<MultilineRule> {
+    match name {
+        "java" => Some(MultilineRule::Java),
+        "python" => Some(MultilineRule::Python),
+        "go" => Some(MultilineRule::Go),
+        name => rules.get(name).cloned().map(MultilineRule::Custom),
+    }
 }
 
 /// "expected java, python, go or a `logs.multiline_rules` name (a, b)".

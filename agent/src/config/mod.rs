@@ -103,6 +103,14 @@ pub struct LogsConfig {
     pub parsers: BTreeMap<String, regex::bytes::Regex>,
 }
 
+impl LogsConfig {
+    /// The multiline rule called `name`: `java`, `python`, `go` or a
+    /// `multiline_rules` entry (what a `kubeship.io/multiline` annotation names).
+    pub fn multiline_rule(&self, name: &str) -> Option<MultilineRule> {
+        logs::named_rule(name, &self.multiline_rules)
+    }
+}
+
 /// Where to start reading a file the agent has no checkpoint for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadFrom {

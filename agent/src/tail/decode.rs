@@ -52,7 +52,7 @@ pub struct Counters {
     pub excluded: u64,
     /// Records shipped with path metadata only.
     pub misses: u64,
-    /// Records whose app-level parsing failed: json, logfmt, regex.
+    /// Records whose app-level parsing failed, by [`AppParser::index`].
     pub parse_failed: [u64; 3],
 }
 
@@ -101,7 +101,7 @@ impl Out<'_> {
         if e.parse_failed
             && let Some(p) = &info.parser
         {
-            c.parse_failed[parser_index(p)] += 1;
+            c.parse_failed[p.index()] += 1;
         }
     }
 }
@@ -117,15 +117,6 @@ fn push_text(msg: &[u8], buf: &mut Vec<u8>) -> bool {
             buf.extend_from_slice(String::from_utf8_lossy(msg).as_bytes());
             true
         }
-    }
-}
-
-/// Index of a parser in [`Counters::parse_failed`].
-pub fn parser_index(p: &AppParser) -> usize {
-    match p {
-        AppParser::Json => 0,
-        AppParser::Logfmt => 1,
-        AppParser::Regex(_) => 2,
     }
 }
 

@@ -232,7 +232,10 @@ impl Tailer {
         if c.excluded > 0 {
             Metrics::inc_reason(&m.log_records_dropped, "excluded", c.excluded);
         }
-        for (parser, n) in ["json", "logfmt", "regex"].into_iter().zip(c.parse_failed) {
+        for (parser, n) in crate::encode::AppParser::LABELS
+            .into_iter()
+            .zip(c.parse_failed)
+        {
             if n > 0 {
                 let label = crate::telemetry::metrics::ParserLabel {
                     parser: parser.into(),
