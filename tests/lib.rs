@@ -1324,6 +1324,26 @@ impl Agent {
 
     /// Like [`Agent::start`] with extra arguments after `run --config FILE`.
     pub fn start_with_args(node: &Node, cfg: &AgentConfig, extra: &[&str]) -> Agent {
+        Self::start_with(node, cfg, extra, &[])
+    }
+
+    /// Like [`Agent::start`], as the pod `namespace/pod` (`POD_NAMESPACE`, `POD_NAME` from the
+    /// downward API): the agent's own pod.
+    pub fn start_in_pod(node: &Node, cfg: &AgentConfig, namespace: &str, pod: &str) -> Agent {
+        Self::start_with(
+            node,
+            cfg,
+            &[],
+            &[("POD_NAMESPACE", namespace), ("POD_NAME", pod)],
+        )
+    }
+
+    fn start_with(
+        node: &Node,
+        cfg: &AgentConfig,
+        extra: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Agent {
         let port = free_port();
         let config_path = node.write_config(cfg, port);
         let mut args: Vec<&OsStr> = vec![
@@ -1333,7 +1353,8 @@ impl Agent {
         ];
         args.extend(extra.iter().map(OsStr::new));
         let env = cfg.env();
-        let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        envs.extend_from_slice(extra_env);
         Self::spawn(node.root(), &config_path, port, &args, &envs)
     }
 

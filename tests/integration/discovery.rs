@@ -1,9 +1,7 @@
 //! Discovery: new containers are noticed through inotify (not only by the periodic rescan),
 //! and the agent never tails its own pod.
 
-use std::ffi::OsStr;
-
-use kubeship_tests::{Agent, AgentConfig, Delivery, Format, Node, free_port, secs};
+use kubeship_tests::{Agent, AgentConfig, Delivery, Format, Node, secs};
 
 /// With the rescan an hour away, only the inotify watch on the containers directory can make
 /// the agent see a container that appears after it started.
@@ -36,18 +34,12 @@ fn own_pod_is_never_tailed() {
     own.write_lines(20);
     app.write_lines(20);
 
-    let port = free_port();
-    let config = node.write_config(&AgentConfig::default(), port);
-    let args = [
-        OsStr::new("run"),
-        OsStr::new("--config"),
-        config.as_os_str(),
-    ];
-    let envs = [
-        ("POD_NAMESPACE", "kube-system"),
-        ("POD_NAME", "kubeship-x7k2p"),
-    ];
-    let mut agent = Agent::spawn(node.root(), &config, port, &args, &envs);
+    let mut agent = Agent::start_in_pod(
+        &node,
+        &AgentConfig::default(),
+        "kube-system",
+        "kubeship-x7k2p",
+    );
     let mut d = Delivery::new(&node);
     d.wait_all(&mut agent, &[("web", 20)], secs(30));
     // Lines the own pod writes later are not picked up either.

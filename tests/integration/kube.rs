@@ -5,12 +5,11 @@
 //! local sink. Pods are joined by the UID of their log directory, so a test's [`Pod`] takes
 //! the UID of its container ([`ContainerInfo::pod_uid`]).
 
-use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
 use kubeship_tests::{
     Agent, AgentConfig, Container, ContainerInfo, Delivery, FakeApi, Format, KubeResource, Node,
-    Pod, RawRecord, free_port, metric_value, secs, time_for, wait_for, wait_until,
+    Pod, RawRecord, metric_value, secs, time_for, wait_for, wait_until,
 };
 use serde_json::json;
 
@@ -1006,18 +1005,7 @@ fn own_pod_is_excluded_with_pod_metadata_on() {
     own.write_lines(20);
     app.write_lines(20);
 
-    let port = free_port();
-    let config = node.write_config(&kube_config(&[]), port);
-    let args = [
-        OsStr::new("run"),
-        OsStr::new("--config"),
-        config.as_os_str(),
-    ];
-    let envs = [
-        ("POD_NAMESPACE", "kube-system"),
-        ("POD_NAME", "kubeship-x7k2p"),
-    ];
-    let mut agent = Agent::spawn(node.root(), &config, port, &args, &envs);
+    let mut agent = Agent::start_in_pod(&node, &kube_config(&[]), "kube-system", "kubeship-x7k2p");
     let mut d = Delivery::new(&node);
     d.wait_all(&mut agent, &[("web", 20)], secs(30));
     own.write_lines(5);
