@@ -23,8 +23,8 @@
 #         on the same cores: its own CPU is printed on a separate `cw-endpoint` row and is not
 #         in kubeship's numbers; when it reaches ~100% of a core (Python, one GIL) it is the
 #         bottleneck and the row says so. both: local, then cloudwatch.
-# --perf: record the agent with `perf record -g` during the drain and print the threads and the
-#         top symbols (perf adds a few % of overhead to that drain's numbers).
+# --perf: record the agent with `perf record -g` during each drain and each steady load and print
+#         the threads and the top symbols (perf adds a few % of overhead to those numbers).
 # --cw-validate: the endpoint's validator (see bench/cw_endpoint.py --help); default full.
 # --kube: what pod metadata costs. Every drain runs three times on the same input: `path` (pod
 #         metadata off: the 6 path fields), `kube` (on, against `fake-kube-api`, the tests' fake
@@ -315,9 +315,9 @@ metric() {
 # perf_report DATA: threads and top symbols
 perf_report() {
   echo "--- perf: agent CPU samples by thread ---"
-  perf report -i "$1" --stdio --no-children --sort comm 2>/dev/null | grep -E '^ +[0-9.]+%' | head -8
+  perf report -i "$1" --stdio --no-children --sort comm 2>/dev/null | grep -E '^ +[0-9.]+%' | head -8 || true
   echo "--- perf: top symbols (self) ---"
-  perf report -i "$1" --stdio --no-children --sort comm,dso,sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -25
+  perf report -i "$1" --stdio --no-children --sort comm,dso,sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -25 || true
 }
 
 # --- pod metadata: the fake API server (--kube) -----------------------------------------------
@@ -646,9 +646,19 @@ steady_load() {
   local st="$WORK/steady-cw-stats.json" lat="" valid="" check="" records recb ip
   if [[ $spec == cw:* ]]; then http POST "${spec#cw:}/reset" >/dev/null; base=0; e0=$(cpu_ticks "$CW_PID");
   else base=$(delivered "$spec"); fi
+  local ppid=""
+  if [[ $PERF == 1 && $name == kubeship ]]; then
+    perf record -F 999 -g -p "$pid" -o "$node/perf.data" > "$node/perf.out" 2>&1 &
+    ppid=$!
+  fi
   read -r u0 s0 <<<"$(cpu_ticks2 "$pid")"; t0=$(now)
   info=$(python3 "$WRITER" steady --dir "$node" --files "$FILES" --rate "$RATE" --duration "$DURATION")
   read -r u1 s1 <<<"$(cpu_ticks2 "$pid")"; t1=$(now)
+  if [[ -n $ppid ]]; then
+    kill -INT "$ppid" 2>/dev/null || true
+    wait "$ppid" 2>/dev/null || true
+    perf_report "$node/perf.data"
+  fi
   [[ $spec == cw:* ]] && e1=$(cpu_ticks "$CW_PID")
   written=$(sed -E 's/.*lines=([0-9]+).*/\1/' <<<"$info")
   cpu=$(calc "round(($u1 + $s1 - $u0 - $s0) / $CLK_TCK / ($t1 - $t0) * 100, 1)")
