@@ -8,6 +8,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::encode::RecordForm;
+
 /// Where a record goes: the CloudWatch log group and stream it belongs to.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Destination {
@@ -24,10 +26,13 @@ pub struct Event {
     pub time_nanos: i64,
     /// Start of the record's JSON in [`Batch::buf`].
     pub start: u32,
-    /// End (exclusive) of the record's JSON in [`Batch::buf`].
+    /// End (exclusive) of the record in [`Batch::buf`].
     pub end: u32,
     /// Index into [`Batch::dests`].
     pub dest: u32,
+    /// The record's length as JSON (what CloudWatch counts): `end - start` in
+    /// [`RecordForm::Json`], less than that when the buffer holds it escaped.
+    pub json_len: u32,
 }
 
 /// A file position the batch covers: once the batch is acknowledged, every record
@@ -48,8 +53,10 @@ pub struct Mark {
 pub struct Batch {
     /// Sequence number, unique per process, assigned by the ledger.
     pub seq: u64,
-    /// The records' JSON, back to back.
+    /// The records, back to back, each followed by a newline.
     pub buf: Vec<u8>,
+    /// How the records in `buf` are written.
+    pub form: RecordForm,
     /// One entry per record, in read order.
     pub events: Vec<Event>,
     /// Destinations referenced by `Event::dest`.
@@ -117,7 +124,7 @@ impl Batch {
         charge(&self.buf, &self.events)
     }
 
-    /// The JSON of one event.
+    /// One event's record, in the batch's [`RecordForm`].
     pub fn record(&self, e: &Event) -> &[u8] {
         &self.buf[e.start as usize..e.end as usize]
     }
@@ -155,6 +162,7 @@ pub struct BatchBuilder {
     first_at: Option<Instant>,
     max_bytes: usize,
     max_records: usize,
+    form: RecordForm,
     pool: Arc<BufPool>,
 }
 
@@ -169,23 +177,36 @@ impl BatchBuilder {
             first_at: None,
             max_bytes,
             max_records,
+            form: RecordForm::Json,
             pool: Arc::default(),
         }
     }
 
-    /// Appends one record: `write` writes its JSON into the buffer. A newline
-    /// follows each record in the buffer (outside its event's range), so that
-    /// consecutive records of one destination are ready-made JSON lines.
+    /// The same builder, its records written in `form` (default [`RecordForm::Json`]).
+    pub fn with_form(mut self, form: RecordForm) -> Self {
+        self.form = form;
+        self
+    }
+
+    /// The form records must be written in.
+    pub fn form(&self) -> RecordForm {
+        self.form
+    }
+
+    /// Appends one record: `write` writes it into the buffer in [`Self::form`] and
+    /// returns its length as JSON. A newline follows each record in the buffer
+    /// (outside its event's range), so that consecutive JSON records of one
+    /// destination are ready-made JSON lines.
     pub fn push(
         &mut self,
         dest: &Arc<Destination>,
         time_nanos: i64,
         now: Instant,
-        write: impl FnOnce(&mut Vec<u8>),
+        write: impl FnOnce(&mut Vec<u8>) -> usize,
     ) {
         let dest = self.dest_index(dest);
         let start = self.buf.len();
-        write(&mut self.buf);
+        let json_len = write(&mut self.buf);
         let end = self.buf.len();
         self.buf.push(b'\n');
         self.events.push(Event {
@@ -193,6 +214,7 @@ impl BatchBuilder {
             start: start as u32,
             end: end as u32,
             dest,
+            json_len: json_len as u32,
         });
         self.first_at.get_or_insert(now);
     }
@@ -246,6 +268,7 @@ impl BatchBuilder {
         Batch {
             seq: 0,
             buf: std::mem::replace(&mut self.buf, buf),
+            form: self.form,
             events: std::mem::replace(&mut self.events, events),
             dests: std::mem::take(&mut self.dests),
             marks,
@@ -271,10 +294,19 @@ mod tests {
         });
         let now = Instant::now();
         let mut bb = BatchBuilder::new(1 << 20, 3);
-        bb.push(&a, 1, now, |o| o.extend_from_slice(b"one"));
-        bb.push(&b, 2, now, |o| o.extend_from_slice(b"two"));
+        bb.push(&a, 1, now, |o| {
+            o.extend_from_slice(b"one");
+            3
+        });
+        bb.push(&b, 2, now, |o| {
+            o.extend_from_slice(b"two");
+            3
+        });
         assert!(!bb.is_full());
-        bb.push(&a, 3, now, |o| o.extend_from_slice(b"three"));
+        bb.push(&a, 3, now, |o| {
+            o.extend_from_slice(b"three");
+            5
+        });
         assert!(bb.is_full());
         let batch = bb.seal(
             vec![Mark {
@@ -316,7 +348,10 @@ mod tests {
         let mut bb = BatchBuilder::new(1 << 20, 100);
         let fill = |bb: &mut BatchBuilder| {
             for i in 0..50 {
-                bb.push(&d, i, now, |o| o.extend_from_slice(&[b'x'; 1000]));
+                bb.push(&d, i, now, |o| {
+                    o.extend_from_slice(&[b'x'; 1000]);
+                    1000
+                });
             }
         };
         fill(&mut bb);

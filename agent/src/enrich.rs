@@ -19,7 +19,7 @@ use kubeship_parsers::Rule;
 
 use crate::batch::Destination;
 use crate::config::{Config, MultilineRule};
-use crate::encode::{AppParser, PathMeta, escape_str_into};
+use crate::encode::{AppParser, Fragment, PathMeta, RecordForm, escape_str_into};
 use crate::kube::{Labels, PodCache, PodMeta};
 use crate::route::Fields;
 use crate::tail::ContainerInfo;
@@ -62,12 +62,15 @@ pub struct AnnotationProblem {
 pub struct Enricher {
     cfg: Arc<Config>,
     cache: Option<Arc<PodCache>>,
+    /// The form the sink wants records in (the `kubernetes` object is prepared in it).
+    form: RecordForm,
 }
 
 impl Enricher {
     /// An enricher; `cache` is `None` when pod metadata is off.
     pub fn new(cfg: Arc<Config>, cache: Option<Arc<PodCache>>) -> Self {
-        Self { cfg, cache }
+        let form = RecordForm::for_sink(&cfg.output.sink);
+        Self { cfg, cache, form }
     }
 
     /// The cache, when pod metadata is on.
@@ -160,7 +163,7 @@ impl Enricher {
         });
         ContainerInfo {
             dest,
-            kubernetes: self.fragment(path, found, container),
+            kubernetes: Fragment::new(self.fragment(path, found, container), self.form),
             multiline,
             parser,
             excluded: controls.excluded,

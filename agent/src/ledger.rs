@@ -373,7 +373,8 @@ mod tests {
             stream: "s".into(),
         });
         b.push(&d, 0, Instant::now(), |o| {
-            o.extend_from_slice(&[b'x'; 1000])
+            o.extend_from_slice(&[b'x'; 1000]);
+            1000
         });
         let mut b = b.seal(vec![], Instant::now());
         l.submit(&mut b);
@@ -389,7 +390,8 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         let mut b2 = BatchBuilder::new(1 << 20, 10);
         b2.push(&d, 0, Instant::now(), |o| {
-            o.extend_from_slice(&[b'x'; 1000])
+            o.extend_from_slice(&[b'x'; 1000]);
+            1000
         });
         let mut b2 = b2.seal(vec![], Instant::now());
         l.submit(&mut b2);

@@ -68,6 +68,59 @@ pub fn escape_bytes_into(msg: &[u8], out: &mut Vec<u8>) -> bool {
     }
 }
 
+/// Appends `s` escaped twice (without quotes): what escaping `s`, quoting
+/// nothing, then escaping the result again gives, in one pass. A record's
+/// message takes this form when the record itself travels as a JSON string (a
+/// PutLogEvents message). Returns the length of `s` escaped once.
+pub fn escape_str_twice_into(s: &str, out: &mut Vec<u8>) -> usize {
+    let bytes = s.as_bytes();
+    let mut once = bytes.len();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let e = ESCAPE[b as usize];
+        if e == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        match e {
+            b'u' => {
+                // `\u00XX` → `\\u00XX`.
+                once += 5;
+                out.extend_from_slice(b"\\\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            }
+            b'"' | b'\\' => {
+                // `\"` → `\\\"`, `\\` → `\\\\`.
+                once += 1;
+                out.extend_from_slice(b"\\\\\\");
+                out.push(e);
+            }
+            _ => {
+                // `\n` → `\\n`.
+                once += 1;
+                out.extend_from_slice(b"\\\\");
+                out.push(e);
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[run..]);
+    once
+}
+
+/// [`escape_str_twice_into`] for bytes, invalid UTF-8 replaced with U+FFFD.
+/// Returns whether it was replaced and the length of the text escaped once.
+pub fn escape_bytes_twice_into(msg: &[u8], out: &mut Vec<u8>) -> (bool, usize) {
+    match std::str::from_utf8(msg) {
+        Ok(s) => (false, escape_str_twice_into(s, out)),
+        Err(_) => (
+            true,
+            escape_str_twice_into(&String::from_utf8_lossy(msg), out),
+        ),
+    }
+}
+
 /// Appends JSON text (such as an encoded record: valid UTF-8, no raw control
 /// characters) escaped as a JSON string's content. Only `"` and `\\` need
 /// escaping there. Records hold a quote every dozen bytes or so, too often for
@@ -173,6 +226,27 @@ mod tests {
             let mut general = Vec::new();
             escape_bytes_into(text, &mut general);
             assert_eq!(fast, general, "{:?}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn twice_is_escaping_the_escaped_text() {
+        let mut inputs: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"plain".to_vec(),
+            "say \"hi\" back\\slash é 日本 \u{1F600}\r\n\t\u{8}\u{c}".into(),
+            b"ok \xff\xfe end \x01".to_vec(),
+        ];
+        inputs.push((0u8..=0xff).collect());
+        for text in inputs {
+            let mut once = Vec::new();
+            let replaced = escape_bytes_into(&text, &mut once);
+            let mut expect = b"prefix".to_vec();
+            escape_json_text_into(&once, &mut expect);
+            let mut twice = b"prefix".to_vec();
+            let got = escape_bytes_twice_into(&text, &mut twice);
+            assert_eq!(twice, expect, "{:?}", String::from_utf8_lossy(&text));
+            assert_eq!(got, (replaced, once.len()));
         }
     }
 

@@ -11,15 +11,15 @@ use std::time::Instant;
 use kubeship_parsers::{Format, Grouper, Line, PartialMerger, Record, Rule, Stream, parse_line};
 
 use crate::batch::{BatchBuilder, Destination};
-use crate::encode::{AppParser, RecordRef, encode_record};
+use crate::encode::{AppParser, Fragment, RecordRef, encode_record, encode_text};
 
 /// What a container's records need: where they go and their `kubernetes` object.
 #[derive(Debug)]
 pub struct ContainerInfo {
     /// Destination group and stream.
     pub dest: Arc<Destination>,
-    /// Precomputed `kubernetes` JSON object.
-    pub kubernetes: Vec<u8>,
+    /// Precomputed `kubernetes` JSON object, in the form the batches take.
+    pub kubernetes: Fragment,
     /// Multiline rule and flush timeout for this container, if any.
     pub multiline: Option<(Rule, u64)>,
     /// App-level parser for this container (`kubeship.io/parser`), if any.
@@ -74,10 +74,13 @@ impl Out<'_> {
     fn emit(&mut self, info: &ContainerInfo, rec: Record<'_>) {
         self.counters.truncated += u64::from(rec.truncated);
         let mut e = crate::encode::Encoded::default();
+        let form = self.builder.form();
         if info.log_only {
             self.builder
                 .push(&info.dest, rec.time_nanos, self.now, |buf| {
-                    e.replaced = push_text(rec.message, buf);
+                    let (replaced, len) = encode_text(rec.message, form, buf);
+                    e.replaced = replaced;
+                    len
                 });
             self.counters.invalid_utf8 += u64::from(e.replaced);
             return;
@@ -92,8 +95,10 @@ impl Out<'_> {
                         kubernetes: &info.kubernetes,
                         parser: info.parser.as_ref(),
                     },
+                    form,
                     buf,
                 );
+                e.json_len
             });
         let c = &mut self.counters;
         c.invalid_utf8 += u64::from(e.replaced);
@@ -102,20 +107,6 @@ impl Out<'_> {
             && let Some(p) = &info.parser
         {
             c.parse_failed[p.index()] += 1;
-        }
-    }
-}
-
-/// Appends `msg` as text, invalid UTF-8 replaced with U+FFFD; true when replaced.
-fn push_text(msg: &[u8], buf: &mut Vec<u8>) -> bool {
-    match std::str::from_utf8(msg) {
-        Ok(_) => {
-            buf.extend_from_slice(msg);
-            false
-        }
-        Err(_) => {
-            buf.extend_from_slice(String::from_utf8_lossy(msg).as_bytes());
-            true
         }
     }
 }

@@ -148,7 +148,8 @@ impl Tailer {
             exit_on_eof,
         };
         let builder =
-            BatchBuilder::new(cfg.pipeline.batch_max_bytes, cfg.pipeline.batch_max_records);
+            BatchBuilder::new(cfg.pipeline.batch_max_bytes, cfg.pipeline.batch_max_records)
+                .with_form(crate::encode::RecordForm::for_sink(&cfg.output.sink));
         Self {
             start_at_end: first_start && l.read_from == crate::config::ReadFrom::End,
             enricher: Enricher::new(Arc::clone(&cfg), pods),

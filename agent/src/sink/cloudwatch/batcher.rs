@@ -6,12 +6,14 @@
 //! wherever its span would pass 24 hours. A record whose JSON is larger than an
 //! event may be gets its `log` cut, with a marker, so the record stays valid JSON.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::limits::{MAX_BATCH_SPAN_MS, MAX_EVENT_BYTES, event_size, fits};
-use crate::batch::Batch;
+use crate::batch::{Batch, Event};
+use crate::encode::RecordForm;
 
 /// Appended to a `log` cut to fit one event.
 pub const TRUNCATED_MARKER: &str = "…[truncated by kubeship]";
@@ -19,9 +21,9 @@ pub const TRUNCATED_MARKER: &str = "…[truncated by kubeship]";
 /// An event's message: a slice of its pipeline batch, or a cut copy.
 #[derive(Clone, Debug)]
 pub enum Message {
-    /// `batch.buf[start..end]`.
+    /// `batch.buf[start..end]`, in the batch's [`RecordForm`].
     InBatch(Arc<Batch>, u32, u32),
-    /// A record re-encoded to fit.
+    /// A record re-encoded to fit, as JSON.
     Owned(Arc<str>),
 }
 
@@ -32,17 +34,73 @@ pub struct Ev {
     pub ts_ms: i64,
     /// The pipeline batch it acknowledges.
     pub seq: u64,
-    /// The record JSON.
+    /// The message's length as CloudWatch counts it (UTF-8 bytes of the record JSON).
+    pub json_len: u32,
+    /// The record.
     pub msg: Message,
 }
 
 impl Ev {
-    /// The record JSON bytes.
+    /// The record's bytes as held: JSON, or escaped when [`Ev::escaped`].
     pub fn bytes(&self) -> &[u8] {
         match &self.msg {
             Message::InBatch(b, s, e) => &b.buf[*s as usize..*e as usize],
             Message::Owned(s) => s.as_bytes(),
         }
+    }
+
+    /// True when [`Ev::bytes`] are already escaped as a JSON string's content (the
+    /// tailer wrote them so: [`RecordForm::JsonString`]).
+    pub fn escaped(&self) -> bool {
+        matches!(&self.msg, Message::InBatch(b, ..) if b.form == RecordForm::JsonString)
+    }
+}
+
+/// The queued event for `e` of `batch`: the record as the batch holds it, or a
+/// JSON copy with its `log` cut to fit one event (then the flag is true).
+pub fn event_of(batch: &Arc<Batch>, e: &Event) -> (Ev, bool) {
+    let cut = if e.json_len as usize > MAX_EVENT_BYTES {
+        fit_record(&record_json(batch, e))
+    } else {
+        None
+    };
+    let ts_ms = e.time_nanos.div_euclid(1_000_000);
+    let (msg, json_len, cut) = match cut {
+        None => (
+            Message::InBatch(Arc::clone(batch), e.start, e.end),
+            e.json_len,
+            false,
+        ),
+        Some(c) => {
+            let len = c.len() as u32;
+            (Message::Owned(c), len, true)
+        }
+    };
+    (
+        Ev {
+            ts_ms,
+            seq: batch.seq,
+            json_len,
+            msg,
+        },
+        cut,
+    )
+}
+
+/// The record's JSON: unescaped when the batch holds it as a JSON string's content.
+fn record_json<'a>(batch: &'a Batch, e: &Event) -> Cow<'a, [u8]> {
+    let rec = batch.record(e);
+    if batch.form == RecordForm::Json {
+        return Cow::Borrowed(rec);
+    }
+    let mut quoted = Vec::with_capacity(rec.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(rec);
+    quoted.push(b'"');
+    match serde_json::from_slice::<String>(&quoted) {
+        Ok(json) => Cow::Owned(json.into_bytes()),
+        // The tailer wrote it escaped; it cannot fail to unescape.
+        Err(_) => Cow::Borrowed(rec),
     }
 }
 
@@ -57,7 +115,7 @@ pub struct StreamQueue {
 impl StreamQueue {
     /// Queues an event.
     pub fn push(&mut self, ev: Ev, now: Instant) {
-        self.bytes += event_size(ev.bytes().len());
+        self.bytes += event_size(ev.json_len as usize);
         self.events.push_back(ev);
         self.since.get_or_insert(now);
     }
@@ -88,7 +146,7 @@ impl StreamQueue {
     pub fn take(&mut self, now: Instant) -> Vec<Vec<Ev>> {
         let (mut n, mut bytes) = (0, 0);
         for ev in &self.events {
-            let len = ev.bytes().len();
+            let len = ev.json_len as usize;
             if !fits(n, bytes, len) {
                 break;
             }
@@ -195,6 +253,7 @@ mod tests {
         Ev {
             ts_ms,
             seq: 1,
+            json_len: len as u32,
             msg: Message::Owned(Arc::from("x".repeat(len))),
         }
     }
@@ -249,6 +308,56 @@ mod tests {
         assert_eq!(lens, vec![vec![6, 2, 1, 3], vec![4, 5]]);
         let exactly = split_by_span(vec![ev(0, 1), ev(day, 1)]);
         assert_eq!(exactly.len(), 1, "a span of exactly 24 h is allowed");
+    }
+
+    /// A batch of the given records (JSON texts) in `form`, as the tailer writes it.
+    fn batch_of(records: &[&str], form: RecordForm) -> Arc<Batch> {
+        let d = Arc::new(crate::batch::Destination {
+            group: "g".into(),
+            stream: "s".into(),
+        });
+        let mut bb = crate::batch::BatchBuilder::new(4 << 20, 100).with_form(form);
+        for (i, r) in records.iter().enumerate() {
+            bb.push(&d, i as i64 * 1_000_000, Instant::now(), |o| {
+                match form {
+                    RecordForm::Json => o.extend_from_slice(r.as_bytes()),
+                    RecordForm::JsonString => crate::encode::escape_json_text_into(r.as_bytes(), o),
+                }
+                r.len()
+            });
+        }
+        Arc::new(bb.seal(vec![], Instant::now()))
+    }
+
+    #[test]
+    fn events_of_either_form_count_and_cut_the_same() {
+        let big = serde_json::to_string(&serde_json::json!({
+            "log": "say \"hi\" \u{1} é ".repeat(80_000),
+            "stream": "stdout",
+        }))
+        .unwrap();
+        assert!(big.len() > MAX_EVENT_BYTES);
+        let small = r#"{"log":"a \"quoted\" word","stream":"stderr"}"#;
+        let plain = batch_of(&[small, &big], RecordForm::Json);
+        let escaped = batch_of(&[small, &big], RecordForm::JsonString);
+        for (i, want_cut) in [(0, false), (1, true)] {
+            let (a, cut_a) = event_of(&plain, &plain.events[i]);
+            let (b, cut_b) = event_of(&escaped, &escaped.events[i]);
+            assert_eq!((cut_a, cut_b), (want_cut, want_cut));
+            assert_eq!(a.json_len, b.json_len);
+            assert_eq!(a.ts_ms, b.ts_ms);
+            assert!(!a.escaped());
+            assert_eq!(b.escaped(), !want_cut, "a cut copy is JSON again");
+            if want_cut {
+                assert_eq!(a.bytes(), b.bytes());
+                assert!(a.json_len as usize <= MAX_EVENT_BYTES);
+            } else {
+                assert_eq!(a.json_len as usize, small.len());
+                let mut esc = Vec::new();
+                crate::encode::escape_json_text_into(a.bytes(), &mut esc);
+                assert_eq!(b.bytes(), &esc[..]);
+            }
+        }
     }
 
     #[test]

@@ -320,10 +320,17 @@ impl Api {
     }
 }
 
-/// The PutLogEvents JSON body: messages are the records' JSON, escaped in one pass.
+/// The PutLogEvents JSON body: messages are the records' JSON as a JSON string,
+/// copied when the tailer wrote them escaped, else escaped here in one pass.
 pub fn request_body(group: &str, stream: &str, events: &[Ev]) -> Vec<u8> {
     // Escaping adds a byte per quote: about one in a dozen bytes of a record.
-    let size: usize = events.iter().map(|e| e.bytes().len() * 9 / 8 + 48).sum();
+    let size: usize = events
+        .iter()
+        .map(|e| match e.escaped() {
+            true => e.bytes().len() + 48,
+            false => e.bytes().len() * 9 / 8 + 48,
+        })
+        .sum();
     let mut out = Vec::with_capacity(size + group.len() + stream.len() + 64);
     out.extend_from_slice(b"{\"logGroupName\":\"");
     escape_str_into(group, &mut out);
@@ -337,7 +344,11 @@ pub fn request_body(group: &str, stream: &str, events: &[Ev]) -> Vec<u8> {
         out.extend_from_slice(b"{\"timestamp\":");
         push_decimal(ev.ts_ms, &mut out);
         out.extend_from_slice(b",\"message\":\"");
-        escape_json_text_into(ev.bytes(), &mut out);
+        if ev.escaped() {
+            out.extend_from_slice(ev.bytes());
+        } else {
+            escape_json_text_into(ev.bytes(), &mut out);
+        }
         out.extend_from_slice(b"\"}");
     }
     out.extend_from_slice(b"]}");
@@ -436,11 +447,13 @@ mod tests {
             Ev {
                 ts_ms: 1_700_000_000_123,
                 seq: 1,
+                json_len: rec.len() as u32,
                 msg: Message::Owned(Arc::from(rec)),
             },
             Ev {
                 ts_ms: -5,
                 seq: 1,
+                json_len: 2,
                 msg: Message::Owned(Arc::from("{}")),
             },
         ];
@@ -452,6 +465,51 @@ mod tests {
         assert_eq!(v["logEvents"][0]["message"], rec);
         assert_eq!(v["logEvents"][1]["timestamp"], -5);
         assert_eq!(v["logEvents"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn request_body_is_the_same_from_escaped_records() {
+        let records = [
+            r#"{"log":"say \"hi\" \\ \u0001 é","stream":"stdout"}"#,
+            r#"{"log":"","kubernetes":{"pod_name":"p"}}"#,
+        ];
+        let d = Arc::new(crate::batch::Destination {
+            group: "g".into(),
+            stream: "s".into(),
+        });
+        let body = |form| {
+            let mut bb = crate::batch::BatchBuilder::new(1 << 20, 10).with_form(form);
+            for r in records {
+                bb.push(
+                    &d,
+                    1_700_000_000_000_000_000,
+                    std::time::Instant::now(),
+                    |o| {
+                        if form == crate::encode::RecordForm::Json {
+                            o.extend_from_slice(r.as_bytes());
+                        } else {
+                            escape_json_text_into(r.as_bytes(), o);
+                        }
+                        r.len()
+                    },
+                );
+            }
+            let batch = Arc::new(bb.seal(vec![], std::time::Instant::now()));
+            let evs: Vec<Ev> = batch
+                .events
+                .iter()
+                .map(|e| super::super::batcher::event_of(&batch, e).0)
+                .collect();
+            request_body("g", "s", &evs)
+        };
+        let plain = body(crate::encode::RecordForm::Json);
+        assert_eq!(
+            String::from_utf8_lossy(&plain),
+            String::from_utf8_lossy(&body(crate::encode::RecordForm::JsonString))
+        );
+        let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(v["logEvents"][0]["message"], records[0]);
+        assert_eq!(v["logEvents"][1]["timestamp"], 1_700_000_000_000i64);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::config::CloudWatchConfig;
 use crate::ledger::Ledger;
 use crate::telemetry::server::Health;
 use crate::telemetry::{LogLimits, Metrics};
-use batcher::{Ev, Message, StreamQueue, fit_record};
+use batcher::{Ev, StreamQueue, event_of};
 use client::{Api, Fail, Rejected};
 
 /// One PutLogEvents call's worth of events.
@@ -199,18 +199,10 @@ impl CloudWatchSink {
             let q = self.queues.entry(Arc::clone(dest)).or_default();
             let before = q.bytes();
             for e in run {
-                let msg = match fit_record(batch.record(e)) {
-                    None => Message::InBatch(Arc::clone(&batch), e.start, e.end),
-                    Some(cut) => {
-                        self.metrics.log_records_truncated.inc();
-                        Message::Owned(cut)
-                    }
-                };
-                let ev = Ev {
-                    ts_ms: e.time_nanos.div_euclid(1_000_000),
-                    seq: batch.seq,
-                    msg,
-                };
+                let (ev, cut) = event_of(&batch, e);
+                if cut {
+                    self.metrics.log_records_truncated.inc();
+                }
                 q.push(ev, now);
                 if q.is_full() {
                     for events in q.take(now) {
