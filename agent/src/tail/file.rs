@@ -57,13 +57,29 @@ impl Ino {
     }
 }
 
+/// Opens a log file for reading without updating its access time (each read
+/// would otherwise touch the inode): `O_NOATIME` needs the file's owner or
+/// CAP_FOWNER, which an agent reading other containers' logs as root has;
+/// without them the open is retried plainly.
+pub fn open_log(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        r => r,
+    }
+}
+
 /// Reads the first bytes of a file (decompressed for gzip), for its fingerprint.
 pub fn read_head(path: &Path, gz: bool) -> io::Result<(File, Vec<u8>)> {
-    let file = File::open(path)?;
+    let file = open_log(path)?;
     let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
     if gz {
         // A separate open: a cloned descriptor would share (and move) the offset.
-        let f = File::open(path)?;
+        let f = open_log(path)?;
         MultiGzDecoder::new(BufReader::new(f))
             .take(FINGERPRINT_BYTES as u64)
             .read_to_end(&mut head)?;
@@ -380,5 +396,43 @@ impl FileReader {
         self.skip_from = None;
         self.decoder.flush_all(info, out);
         self.finished = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::FileTimes;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn reading_a_log_leaves_its_access_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"a line\n").unwrap();
+        // An access time older than the modification time: relatime updates it on
+        // the next read.
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let set_old = || {
+            File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_times(FileTimes::new().set_accessed(old))
+                .unwrap();
+        };
+        let accessed = || std::fs::metadata(&path).unwrap().accessed().unwrap();
+        set_old();
+        let mut buf = Vec::new();
+        open_log(&path).unwrap().read_to_end(&mut buf).unwrap();
+        assert_eq!(buf, b"a line\n");
+        assert_eq!(accessed(), old, "open_log's read touched the access time");
+        // The control: a plain open does touch it (unless this filesystem keeps no
+        // access times at all).
+        set_old();
+        File::open(&path).unwrap().read_to_end(&mut buf).unwrap();
+        if accessed() == old {
+            eprintln!("this filesystem does not update access times: control skipped");
+        }
     }
 }
