@@ -81,19 +81,41 @@ impl Drop for Batch {
 /// Buffers of delivered batches, for the builder to fill again. The allocator gives
 /// large freed blocks back to the kernel, so a fresh buffer for every batch meant
 /// page faults on every page the next batch wrote (a tenth of the tailer's CPU at
-/// 10k lines/s); a few kept buffers stay resident instead.
+/// 10k lines/s). A sink that holds batches for a while (CloudWatch: until every
+/// stream's request went out, a second or more) hands several back at once, so a
+/// few are kept; buffers that were not needed for [`BufPool::TRIM_EVERY`] are let
+/// go, so an agent that went quiet after a burst does not keep them.
 #[derive(Debug, Default)]
 pub struct BufPool {
-    free: Mutex<Vec<(Vec<u8>, Vec<Event>)>>,
+    free: Mutex<Free>,
+}
+
+#[derive(Debug, Default)]
+struct Free {
+    bufs: Vec<(Vec<u8>, Vec<Event>)>,
+    /// The fewest buffers kept since the last trim: that many were not needed.
+    low: usize,
+    last_trim: Option<Instant>,
 }
 
 impl BufPool {
-    /// Buffers kept at most (the builder's one plus what sinks hand back soon).
-    const KEEP: usize = 2;
+    /// Buffers kept at most.
+    const KEEP: usize = 8;
+    /// How often buffers that were not needed are let go.
+    const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Free> {
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
     /// Empty buffers, with at least the given capacities.
     fn take(&self, bytes: usize, events: usize) -> (Vec<u8>, Vec<Event>) {
-        let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let reused = {
+            let mut f = self.lock();
+            let b = f.bufs.pop();
+            f.low = f.low.min(f.bufs.len());
+            b
+        };
         let (mut buf, mut evs) = reused.unwrap_or_default();
         buf.reserve(bytes);
         evs.reserve(events);
@@ -106,10 +128,31 @@ impl BufPool {
         }
         buf.clear();
         events.clear();
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        if free.len() < Self::KEEP {
-            free.push((buf, events));
+        let mut f = self.lock();
+        if f.bufs.len() < Self::KEEP {
+            f.bufs.push((buf, events));
         }
+    }
+
+    /// Lets go of the buffers that were not needed since the last trim, at most
+    /// once per [`BufPool::TRIM_EVERY`].
+    fn trim(&self, now: Instant) {
+        let mut f = self.lock();
+        match f.last_trim {
+            Some(last) if now.duration_since(last) < Self::TRIM_EVERY => return,
+            Some(_) => {
+                let keep = f.bufs.len() - f.low.min(f.bufs.len());
+                f.bufs.truncate(keep);
+            }
+            None => {}
+        }
+        f.low = f.bufs.len();
+        f.last_trim = Some(now);
+    }
+
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.lock().bufs.len()
     }
 }
 
@@ -257,6 +300,11 @@ impl BatchBuilder {
         self.first_at
     }
 
+    /// Lets go of kept buffers that were not needed lately (call now and then).
+    pub fn trim_pool(&self, now: Instant) {
+        self.pool.trim(now);
+    }
+
     /// Seals the open batch (possibly empty, to carry marks) and starts a new one.
     pub fn seal(&mut self, marks: Vec<Mark>, now: Instant) -> Batch {
         // Room for a full batch up front: a buffer that grows is copied into fresh
@@ -372,6 +420,39 @@ mod tests {
         assert_eq!(fourth.events.len(), 50);
         assert_eq!(fourth.record(&fourth.events[0]), &[b'x'; 1000][..]);
         drop((first, third, fourth));
-        assert!(bb.pool.free.lock().unwrap().len() <= BufPool::KEEP);
+        assert!(bb.pool.kept() <= BufPool::KEEP);
+    }
+
+    #[test]
+    fn buffers_not_needed_for_a_while_are_let_go() {
+        let d = Arc::new(Destination {
+            group: "g".into(),
+            stream: "s".into(),
+        });
+        let t0 = Instant::now();
+        let mut bb = BatchBuilder::new(1 << 16, 100);
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            bb.push(&d, 0, t0, |o| {
+                o.extend_from_slice(b"x");
+                1
+            });
+            held.push(bb.seal(Vec::new(), t0));
+        }
+        bb.trim_pool(t0);
+        drop(held);
+        assert_eq!(bb.pool.kept(), 6, "a burst's buffers are kept");
+        let period = BufPool::TRIM_EVERY;
+        bb.trim_pool(t0 + period);
+        assert_eq!(bb.pool.kept(), 6, "they were needed in that period");
+        // Two are in use at once in the next period: the four others were not needed.
+        let (a, b) = (bb.seal(Vec::new(), t0), bb.seal(Vec::new(), t0));
+        drop((a, b));
+        bb.trim_pool(t0 + period + period / 2);
+        assert_eq!(bb.pool.kept(), 6, "not before the period ends");
+        bb.trim_pool(t0 + period * 2);
+        assert_eq!(bb.pool.kept(), 2);
+        bb.trim_pool(t0 + period * 3);
+        assert_eq!(bb.pool.kept(), 0, "a quiet period lets all go");
     }
 }

@@ -212,6 +212,7 @@ impl Tailer {
                 {
                     break;
                 }
+                self.builder.trim_pool(now);
                 self.control.waker.sleep(poll);
             }
         }
