@@ -30,15 +30,43 @@ static ESCAPE: [u8; 256] = {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOW7: u64 = ONES * 0x7f;
+
+/// 0x80 in each byte of `x` that is zero, nothing elsewhere (no borrows between bytes).
+fn zero_bytes(x: u64) -> u64 {
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+}
+
+/// Index of the first byte at or after `from` that a JSON string must escape (`"`,
+/// `\`, below 0x20), or `bytes.len()`. Messages are mostly plain text: eight bytes
+/// are tested at once (exact per-byte masks, SWAR).
+fn next_special(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        let hits = zero_bytes(w & (ONES * 0xe0))
+            | zero_bytes(w ^ (ONES * u64::from(b'"')))
+            | zero_bytes(w ^ (ONES * u64::from(b'\\')));
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && ESCAPE[bytes[i] as usize] == 0 {
+        i += 1;
+    }
+    i
+}
+
 /// Appends `s` JSON-escaped (without quotes) to `out`.
 pub fn escape_str_into(s: &str, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
     let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = next_special(bytes, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
         let e = ESCAPE[b as usize];
-        if e == 0 {
-            continue;
-        }
         out.extend_from_slice(&bytes[run..i]);
         run = i + 1;
         if e == b'u' {
@@ -49,6 +77,7 @@ pub fn escape_str_into(s: &str, out: &mut Vec<u8>) {
             out.push(b'\\');
             out.push(e);
         }
+        i = next_special(bytes, run);
     }
     out.extend_from_slice(&bytes[run..]);
 }
@@ -76,11 +105,10 @@ pub fn escape_str_twice_into(s: &str, out: &mut Vec<u8>) -> usize {
     let bytes = s.as_bytes();
     let mut once = bytes.len();
     let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = next_special(bytes, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
         let e = ESCAPE[b as usize];
-        if e == 0 {
-            continue;
-        }
         out.extend_from_slice(&bytes[run..i]);
         run = i + 1;
         match e {
@@ -104,6 +132,7 @@ pub fn escape_str_twice_into(s: &str, out: &mut Vec<u8>) -> usize {
                 out.push(e);
             }
         }
+        i = next_special(bytes, run);
     }
     out.extend_from_slice(&bytes[run..]);
     once
@@ -128,12 +157,6 @@ pub fn escape_bytes_twice_into(msg: &[u8], out: &mut Vec<u8>) -> (bool, usize) {
 /// SWAR) and each match found from its bit. A control byte falls back to
 /// [`escape_bytes_into`].
 pub fn escape_json_text_into(text: &[u8], out: &mut Vec<u8>) {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const LOW7: u64 = ONES * 0x7f;
-    /// 0x80 in each byte of `x` that is zero, nothing elsewhere (no borrows between bytes).
-    fn zero_bytes(x: u64) -> u64 {
-        !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
-    }
     let start = out.len();
     out.reserve(text.len() + text.len() / 8);
     let mut run = 0;
@@ -226,6 +249,55 @@ mod tests {
             let mut general = Vec::new();
             escape_bytes_into(text, &mut general);
             assert_eq!(fast, general, "{:?}", String::from_utf8_lossy(text));
+        }
+    }
+
+    /// Byte by byte, as the JSON grammar says.
+    fn reference(s: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in s.chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                '\u{8}' => out.extend_from_slice(b"\\b"),
+                '\u{c}' => out.extend_from_slice(b"\\f"),
+                c if (c as u32) < 0x20 => {
+                    out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+                }
+                c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn strings_escape_at_every_offset_and_length() {
+        // Word boundaries (8 bytes), the tail, runs of specials, multi-byte characters.
+        for len in 0..40 {
+            for at in 0..len {
+                for special in ["\"", "\\", "\u{1}", "\n", "\u{1f}", "é", "\u{7f}"] {
+                    let mut text: Vec<String> = (0..len)
+                        .map(|i| ((b'a' + (i % 26) as u8) as char).to_string())
+                        .collect();
+                    text[at] = special.to_string();
+                    if at + 1 < len {
+                        text[at + 1] = "\"".into();
+                    }
+                    let text = text.concat();
+                    let mut once = b"prefix".to_vec();
+                    escape_str_into(&text, &mut once);
+                    assert_eq!(&once[6..], &reference(&text)[..], "{text:?}");
+                    let mut twice = b"prefix".to_vec();
+                    let n = escape_str_twice_into(&text, &mut twice);
+                    assert_eq!(n, once.len() - 6);
+                    let mut expect = b"prefix".to_vec();
+                    escape_json_text_into(&once[6..], &mut expect);
+                    assert_eq!(twice, expect, "{text:?}");
+                }
+            }
         }
     }
 
