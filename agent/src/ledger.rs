@@ -4,12 +4,16 @@
 //! batches, in any order. A file's committed offset advances only over the longest
 //! prefix of its batches that were all acknowledged, so a checkpoint never passes
 //! a record that was not delivered. The ledger also enforces the in-flight byte
-//! budget: the tailer waits while too many bytes are unacknowledged.
+//! budget: the tailer waits while too many bytes are unacknowledged, and says so
+//! ([`Ledger::tailer_waiting`], [`Ledger::room_wanted`]), so that a sink holding
+//! records back to fill larger requests sends them instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
 
 use crate::batch::Batch;
 use crate::checkpoint::{Fingerprint, Store};
@@ -65,7 +69,20 @@ struct Inner {
 pub struct Ledger {
     inner: Mutex<Inner>,
     acked: Condvar,
+    /// True while the tailer waits in [`Ledger::wait_for_room`].
+    waiting: AtomicBool,
+    /// Notified each time the tailer starts waiting for room.
+    room_wanted: Notify,
     metrics: Arc<Metrics>,
+}
+
+/// Clears [`Ledger::waiting`] however `wait_for_room` ends.
+struct Waiting<'a>(&'a AtomicBool);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 fn now_unix() -> u64 {
@@ -84,6 +101,8 @@ impl Ledger {
                 ..Inner::default()
             }),
             acked: Condvar::new(),
+            waiting: AtomicBool::new(false),
+            room_wanted: Notify::new(),
             metrics,
         }
     }
@@ -203,9 +222,19 @@ impl Ledger {
     /// Blocks until a batch charging `charge` bytes fits under `limit` with what is
     /// in flight (or nothing is in flight: a batch larger than the budget still goes,
     /// alone), or until `stop` is set. Returns false when it gave up because of `stop`.
+    ///
+    /// While it blocks, [`Ledger::tailer_waiting`] is true; when it starts to block it
+    /// notifies [`Ledger::room_wanted`] (once per wait, not per wake-up).
     pub fn wait_for_room(&self, charge: usize, limit: usize, stop: &AtomicBool) -> bool {
+        let fits = |g: &Inner| g.inflight == 0 || g.inflight + charge <= limit;
         let mut g = self.lock();
-        while g.inflight > 0 && g.inflight + charge > limit {
+        if fits(&g) {
+            return true;
+        }
+        self.waiting.store(true, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        self.room_wanted.notify_one();
+        while !fits(&g) {
             if stop.load(Ordering::Relaxed) {
                 return false;
             }
@@ -216,6 +245,19 @@ impl Ledger {
                 .unwrap_or_else(|p| p.into_inner().0);
         }
         true
+    }
+
+    /// True while the tailer is blocked in [`Ledger::wait_for_room`]: nothing more
+    /// is read until acknowledgements free room in the budget.
+    pub fn tailer_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Completes when the tailer started waiting for room since the last call (a
+    /// start of waiting that nobody awaited is kept for the next call), so check
+    /// [`Ledger::tailer_waiting`]: the wait may already be over.
+    pub async fn room_wanted(&self) {
+        self.room_wanted.notified().await;
     }
 
     /// Blocks until no batch is in flight or `timeout` passes; true when drained.
@@ -400,5 +442,66 @@ mod tests {
             l.wait_for_room(400, 1500, &stop),
             "fits beside what is in flight"
         );
+    }
+
+    #[test]
+    fn waiting_for_room_is_signalled_once_per_wait() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        // A stored notification completes at once (`timeout` polls its future first).
+        let signalled = |l: &Ledger| {
+            rt.block_on(async { tokio::time::timeout(Duration::ZERO, l.room_wanted()).await })
+                .is_ok()
+        };
+        let wait_signal = |l: &Ledger| {
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), l.room_wanted()).await
+            })
+            .expect("the tailer's wait is signalled");
+        };
+        let l = Arc::new(Ledger::new(Store::default(), Arc::new(Metrics::new())));
+        let d = Arc::new(crate::batch::Destination {
+            group: "g".into(),
+            stream: "s".into(),
+        });
+        let submit = || {
+            let mut b = BatchBuilder::new(1 << 20, 10);
+            b.push(&d, 0, Instant::now(), |o| {
+                o.extend_from_slice(&[b'x'; 1000])
+            });
+            let mut b = b.seal(vec![], Instant::now());
+            l.submit(&mut b);
+            b.seq
+        };
+        let seq = submit();
+        let stop = Arc::new(AtomicBool::new(false));
+        assert!(l.wait_for_room(400, 1500, &stop), "fits");
+        assert!(!l.tailer_waiting());
+        assert!(!signalled(&l), "no signal when there was room");
+
+        let (l2, stop2) = (Arc::clone(&l), Arc::clone(&stop));
+        let t = std::thread::spawn(move || l2.wait_for_room(600, 1500, &stop2));
+        wait_signal(&l);
+        assert!(l.tailer_waiting());
+        // The wait wakes up every 100 ms to look at `stop`: no new signal for that.
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(!signalled(&l), "one signal per wait");
+        assert!(l.tailer_waiting());
+        l.ack(seq);
+        assert!(t.join().unwrap(), "room after the ack");
+        assert!(!l.tailer_waiting(), "cleared when the wait ends");
+
+        // Stopping ends the wait too, and clears the flag.
+        submit();
+        submit();
+        let (l2, stop2) = (Arc::clone(&l), Arc::clone(&stop));
+        let t = std::thread::spawn(move || l2.wait_for_room(600, 1500, &stop2));
+        wait_signal(&l);
+        assert!(l.tailer_waiting());
+        stop.store(true, Ordering::Relaxed);
+        assert!(!t.join().unwrap(), "gave up because of stop");
+        assert!(!l.tailer_waiting(), "cleared when the wait gives up");
     }
 }

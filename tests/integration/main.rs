@@ -6,6 +6,7 @@
 mod bad_input;
 mod cli;
 mod cloudwatch;
+mod cloudwatch_budget;
 mod cloudwatch_errors;
 mod cloudwatch_infra;
 mod credentials;

@@ -11,6 +11,13 @@
 //! (too old, too new, expired) or refused as invalid on its own — each of those
 //! counted by reason and logged. Everything else is retried with exponential
 //! backoff and jitter, without limit: files are the buffer.
+//!
+//! Queues wait to fill large requests only while waiting can fill them: when the
+//! tailer is blocked on the in-flight budget nothing more arrives, and the batches
+//! holding the budget are acknowledged only once their queued events are sent. So
+//! whenever the tailer waits for room and the sink could send more now (calls in
+//! flight, ready and waiting to be retried below the concurrency limit, no backoff
+//! pause) every queue is sent. While the sink is busy, queues keep filling.
 
 pub mod batcher;
 pub mod client;
@@ -134,9 +141,12 @@ impl CloudWatchSink {
             (self.batch_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
         let mut tick = tokio::time::interval(tick_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ledger = Arc::clone(&self.ledger);
         let mut closed = false;
         loop {
-            let paused = self.paused_until.is_some_and(|t| Instant::now() < t);
+            let now = Instant::now();
+            self.flush_for_tailer(now);
+            let paused = self.paused(now);
             while !paused
                 && self.in_flight < self.limit
                 && let Some(req) = self.ready.pop_front()
@@ -180,8 +190,36 @@ impl CloudWatchSink {
                     self.flush(closed);
                     self.release_delayed();
                 }
+                // The tailer started waiting for room: checked at the top of the loop
+                // (as after every batch, completion and tick, where the sink may have
+                // become free while the tailer still waits).
+                () = ledger.room_wanted() => {}
             }
         }
+    }
+
+    /// True while the sink backs off after failed calls.
+    fn paused(&self, now: Instant) -> bool {
+        self.paused_until.is_some_and(|t| now < t)
+    }
+
+    /// Sends every queue when the tailer waits for budget room and the sink has
+    /// room for more calls now: the tailer adds nothing while it waits, and the
+    /// batches holding the budget may each lack only a few queued events. A sink
+    /// with calls ready, in flight or due for a retry up to its limit, or paused by
+    /// backoff, is left to finish those first (the check runs again as each call
+    /// completes), so requests stay large while it is busy. Returns true when it
+    /// turned queues into requests.
+    fn flush_for_tailer(&mut self, now: Instant) -> bool {
+        if self.queues.is_empty()
+            || self.paused(now)
+            || self.in_flight + self.ready.len() + self.delayed.len() >= self.limit
+            || !self.ledger.tailer_waiting()
+        {
+            return false;
+        }
+        self.flush(true);
+        true
     }
 
     /// Queues a pipeline batch's events on their streams.
@@ -391,6 +429,131 @@ fn backoff(attempt: u32, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::BatchBuilder;
+    use crate::checkpoint::Store;
+    use std::sync::atomic::AtomicBool;
+
+    fn sink(ledger: &Arc<Ledger>) -> CloudWatchSink {
+        let cfg = CloudWatchConfig {
+            region: None,
+            endpoint_url: None,
+            create_group: false,
+            retention_days: None,
+            log_group_class: None,
+            kms_key_id: None,
+            tags: Default::default(),
+            max_concurrent_requests: 4,
+            request_timeout: Duration::from_secs(30),
+            create_stream_per_sec: 10,
+            max_backoff: Duration::from_secs(30),
+        };
+        CloudWatchSink::new(
+            cfg,
+            Duration::from_secs(60),
+            1 << 30,
+            Arc::clone(ledger),
+            Arc::new(Metrics::new()),
+            Arc::new(Health::default()),
+        )
+    }
+
+    /// A pipeline batch of `n` small records spread over streams `s0`..`s2`, submitted.
+    fn submitted(ledger: &Ledger, n: usize) -> Batch {
+        let dests: Vec<Arc<Destination>> = (0..3)
+            .map(|i| {
+                Arc::new(Destination {
+                    group: "g".into(),
+                    stream: format!("s{i}"),
+                })
+            })
+            .collect();
+        let mut b = BatchBuilder::new(1 << 20, 10_000);
+        for i in 0..n {
+            b.push(&dests[i % 3], i as i64, Instant::now(), |o| {
+                o.extend_from_slice(br#"{"log":"x"}"#)
+            });
+        }
+        let mut b = b.seal(vec![], Instant::now());
+        ledger.submit(&mut b);
+        b
+    }
+
+    #[test]
+    fn queues_are_sent_when_the_tailer_waits_and_the_sink_has_room() {
+        let ledger = Arc::new(Ledger::new(Store::default(), Arc::new(Metrics::new())));
+        let mut s = sink(&ledger);
+        let batch = submitted(&ledger, 30);
+        let charge = batch.charge();
+        s.enqueue(batch);
+        assert_eq!(
+            (s.queues.len(), s.ready.len()),
+            (3, 0),
+            "not full, below pressure: queued"
+        );
+        assert!(
+            !s.flush_for_tailer(Instant::now()),
+            "the tailer is not waiting: queues keep filling"
+        );
+
+        // The budget holds the batch; the tailer waits to send one more like it.
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l2, stop2) = (Arc::clone(&ledger), Arc::clone(&stop));
+        let tailer = std::thread::spawn(move || l2.wait_for_room(charge, charge, &stop2));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), ledger.room_wanted()).await
+        })
+        .expect("the tailer waits for room");
+        assert!(ledger.tailer_waiting());
+
+        // Busy (calls in flight, ready or due for a retry up to the limit) or paused:
+        // the queues keep filling.
+        s.in_flight = s.limit;
+        assert!(!s.flush_for_tailer(Instant::now()), "all calls in flight");
+        s.in_flight = s.limit - 1;
+        s.ready.push_back(Request {
+            dest: Arc::new(Destination {
+                group: "g".into(),
+                stream: "other".into(),
+            }),
+            events: vec![],
+            attempt: 0,
+        });
+        assert!(
+            !s.flush_for_tailer(Instant::now()),
+            "a ready request fills the limit"
+        );
+        let other = s.ready.pop_front().expect("pushed");
+        s.delayed
+            .push(Delayed(Instant::now() + Duration::from_secs(1), other));
+        assert!(
+            !s.flush_for_tailer(Instant::now()),
+            "a retry to come fills the limit"
+        );
+        s.delayed.clear();
+        s.paused_until = Some(Instant::now() + Duration::from_secs(1));
+        assert!(!s.flush_for_tailer(Instant::now()), "paused by backoff");
+        s.paused_until = None;
+        assert_eq!(s.ready.len(), 0);
+
+        // Room for a call: every queue goes, however small.
+        assert!(s.flush_for_tailer(Instant::now()));
+        assert_eq!((s.queues.len(), s.ready.len(), s.queued), (0, 3, 0));
+        assert!(
+            !s.flush_for_tailer(Instant::now()),
+            "nothing left to send: nothing to do"
+        );
+
+        // Delivering them acknowledges the batch, and the tailer goes on.
+        for req in std::mem::take(&mut s.ready) {
+            s.settle(&req.events);
+        }
+        assert!(tailer.join().unwrap(), "the tailer found room");
+        assert!(!ledger.tailer_waiting());
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
