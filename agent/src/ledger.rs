@@ -469,7 +469,8 @@ mod tests {
         let submit = || {
             let mut b = BatchBuilder::new(1 << 20, 10);
             b.push(&d, 0, Instant::now(), |o| {
-                o.extend_from_slice(&[b'x'; 1000])
+                o.extend_from_slice(&[b'x'; 1000]);
+                1000
             });
             let mut b = b.seal(vec![], Instant::now());
             l.submit(&mut b);

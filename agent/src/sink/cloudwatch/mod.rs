@@ -470,7 +470,8 @@ mod tests {
         let mut b = BatchBuilder::new(1 << 20, 10_000);
         for i in 0..n {
             b.push(&dests[i % 3], i as i64, Instant::now(), |o| {
-                o.extend_from_slice(br#"{"log":"x"}"#)
+                o.extend_from_slice(br#"{"log":"x"}"#);
+                11
             });
         }
         let mut b = b.seal(vec![], Instant::now());
