@@ -10,6 +10,18 @@
 //! wrapped or clamped.
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
+/// 10^0 to 10^8: scales a fraction of fewer than nine digits to nanoseconds.
+const POW10: [i64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
 const SECS_PER_DAY: i64 = 86_400;
 
 /// Parses an RFC 3339 timestamp into Unix nanoseconds, UTC.
@@ -64,7 +76,7 @@ pub fn parse_rfc3339(s: &[u8]) -> Option<i64> {
         if n == 0 {
             return None;
         }
-        frac *= 10i64.pow(9 - n as u32);
+        frac *= POW10[9 - n];
     }
 
     let offset_secs: i64 = match s.get(i)? {
@@ -97,14 +109,38 @@ pub fn format_rfc3339_nanos(nanos: i64, out: &mut Vec<u8>) {
     let (year, month, day) = civil_from_days(days);
 
     let mut buf = *b"0000-00-00T00:00:00.000000000Z";
-    put_digits(&mut buf[0..4], year);
-    put_digits(&mut buf[5..7], month);
-    put_digits(&mut buf[8..10], day);
-    put_digits(&mut buf[11..13], sod / 3600);
-    put_digits(&mut buf[14..16], sod / 60 % 60);
-    put_digits(&mut buf[17..19], sod % 60);
-    put_digits(&mut buf[20..29], frac);
+    put_pair(&mut buf[0..2], year / 100);
+    put_pair(&mut buf[2..4], year % 100);
+    put_pair(&mut buf[5..7], month);
+    put_pair(&mut buf[8..10], day);
+    put_pair(&mut buf[11..13], sod / 3600);
+    put_pair(&mut buf[14..16], sod / 60 % 60);
+    put_pair(&mut buf[17..19], sod % 60);
+    // Nine fraction digits: one, then four pairs.
+    let (hi, lo) = (frac / 100_000_000, frac % 100_000_000);
+    buf[20] = b'0' + hi as u8;
+    put_pair(&mut buf[21..23], lo / 1_000_000);
+    put_pair(&mut buf[23..25], lo / 10_000 % 100);
+    put_pair(&mut buf[25..27], lo / 100 % 100);
+    put_pair(&mut buf[27..29], lo % 100);
     out.extend_from_slice(&buf);
+}
+
+/// "00" to "99".
+static PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+/// Writes `v` (0..=99) as two digits.
+#[inline]
+fn put_pair(dst: &mut [u8], v: i64) {
+    dst.copy_from_slice(&PAIRS[v as usize]);
 }
 
 /// Parses a fixed-width run of ASCII digits.
@@ -118,16 +154,6 @@ fn digits(s: &[u8]) -> Option<i64> {
         v = v * 10 + i64::from(b - b'0');
     }
     Some(v)
-}
-
-/// Writes `v` as zero-padded decimal filling `dst` (`v` is never negative
-/// and always fits: years of `i64` nanoseconds have four digits).
-#[inline]
-fn put_digits(dst: &mut [u8], mut v: i64) {
-    for b in dst.iter_mut().rev() {
-        *b = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
 }
 
 fn is_leap(year: i64) -> bool {
