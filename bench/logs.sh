@@ -4,7 +4,7 @@
 #   bench/logs.sh [--mode drain|steady|idle|all] [--sink local|cloudwatch|both] [--lines N]
 #                 [--files M] [--duration D] [--rate R] [--idle-secs S] [--kube] [--repeat K]
 #                 [--peer none|fluent-bit|vector|all] [--perf] [--callgrind]
-#                 [--cw-validate fast|full] [--no-build]
+#                 [--cw-validate fast|full] [--extra YAML] [--no-build]
 #
 # drain : prefill N lines (default 2,000,000) of ~200 bytes CRI over M files (default 100),
 #         run `kubeship run --exit-on-eof` under /usr/bin/time -v; report lines/s, MiB/s,
@@ -47,6 +47,8 @@
 #         overshoot a batch), so totals are also compared without it. Times and RSS of these
 #         runs are valgrind's; under valgrind the CloudWatch sink's SigV4 SHA-256 runs in
 #         software (no SHA extensions), so its share is far larger than natively.
+# --extra: YAML lines appended to kubeship's config (experiments, e.g.
+#         --extra 'pipeline: {batch_timeout_ms: 2000}'); the summary notes them.
 # --peer: run the same drain/steady load against Fluent Bit and/or Vector when installed
 #         (skipped with a note otherwise) for a side-by-side comparison (file outputs).
 #
@@ -59,7 +61,7 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kubeship-target}"
 
 MODE=all LINES=2000000 FILES=100 DURATION=30 RATE=10000 IDLE_SECS=10 PEER=none BUILD=1
-SINK=local PERF=0 CW_VALIDATE=full KUBE=0 REPEAT=1 CALLGRIND=0
+SINK=local PERF=0 CW_VALIDATE=full KUBE=0 REPEAT=1 CALLGRIND=0 EXTRA=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --mode) MODE=$2; shift 2 ;;
@@ -76,7 +78,8 @@ while [[ $# -gt 0 ]]; do
     --repeat) REPEAT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --callgrind) CALLGRIND=1; shift ;;
-    -h|--help) sed -n '2,54p' "$0"; exit 0 ;;
+    --extra) EXTRA=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -177,6 +180,7 @@ output:
 kubernetes: $kube
 telemetry: {listen_addr: "127.0.0.1:$port", log_format: json, log_level: warn}
 EOF
+  [[ -z $EXTRA ]] || printf '%s\n' "$EXTRA" >> "$node/kubeship.yaml"
 }
 
 count_out() { # DIR -> number of output lines
@@ -832,7 +836,7 @@ case $PEER in
 esac
 
 echo
-echo "== kubeship log benchmark summary ($(nproc) cores; files=$FILES) =="
+echo "== kubeship log benchmark summary ($(nproc) cores; files=$FILES${EXTRA:+; extra config: $EXTRA}) =="
 printf "$ROW_FMT\n" agent sink mode meta result
 for row in "${SUMMARY[@]}"; do echo "$row"; done
 compare_drains
