@@ -168,13 +168,23 @@ impl StreamQueue {
 /// event would pass [`MAX_BATCH_SPAN_MS`].
 pub fn split_by_span(mut evs: Vec<Ev>) -> Vec<Vec<Ev>> {
     evs.sort_by_key(|e| e.ts_ms);
-    let mut out: Vec<Vec<Ev>> = Vec::new();
-    for ev in evs {
-        match out.last_mut() {
-            Some(cur) if ev.ts_ms - cur[0].ts_ms <= MAX_BATCH_SPAN_MS => cur.push(ev),
-            _ => out.push(vec![ev]),
+    // Cut points, from the back, so that each `split_off` moves only the tail.
+    let mut cuts = Vec::new();
+    let mut first = evs.first().map_or(0, |e| e.ts_ms);
+    for (i, ev) in evs.iter().enumerate() {
+        if ev.ts_ms - first > MAX_BATCH_SPAN_MS {
+            cuts.push(i);
+            first = ev.ts_ms;
         }
     }
+    let mut out = Vec::with_capacity(cuts.len() + 1);
+    for &at in cuts.iter().rev() {
+        out.push(evs.split_off(at));
+    }
+    if !evs.is_empty() {
+        out.push(evs);
+    }
+    out.reverse();
     out
 }
 
