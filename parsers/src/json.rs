@@ -59,16 +59,33 @@ fn next_special(bytes: &[u8], from: usize) -> usize {
     i
 }
 
-/// Appends `s` JSON-escaped (without quotes) to `out`.
-pub fn escape_str_into(s: &str, out: &mut Vec<u8>) {
-    let bytes = s.as_bytes();
+/// Copies `bytes` to `out`, handing each byte JSON must escape to `escape` (with
+/// its [`ESCAPE`] entry) instead of copying it.
+#[inline]
+fn escape_with(bytes: &[u8], out: &mut Vec<u8>, mut escape: impl FnMut(&mut Vec<u8>, u8, u8)) {
     let mut run = 0;
     let mut i = next_special(bytes, 0);
     while i < bytes.len() {
-        let b = bytes[i];
-        let e = ESCAPE[b as usize];
         out.extend_from_slice(&bytes[run..i]);
+        escape(out, bytes[i], ESCAPE[bytes[i] as usize]);
         run = i + 1;
+        i = next_special(bytes, run);
+    }
+    out.extend_from_slice(&bytes[run..]);
+}
+
+/// `msg` as text: borrowed when valid UTF-8, else with U+FFFD for what is not
+/// (the flag says so).
+fn text(msg: &[u8]) -> (std::borrow::Cow<'_, str>, bool) {
+    match std::str::from_utf8(msg) {
+        Ok(s) => (std::borrow::Cow::Borrowed(s), false),
+        Err(_) => (String::from_utf8_lossy(msg), true),
+    }
+}
+
+/// Appends `s` JSON-escaped (without quotes) to `out`.
+pub fn escape_str_into(s: &str, out: &mut Vec<u8>) {
+    escape_with(s.as_bytes(), out, |out, b, e| {
         if e == b'u' {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[(b >> 4) as usize]);
@@ -77,24 +94,15 @@ pub fn escape_str_into(s: &str, out: &mut Vec<u8>) {
             out.push(b'\\');
             out.push(e);
         }
-        i = next_special(bytes, run);
-    }
-    out.extend_from_slice(&bytes[run..]);
+    });
 }
 
 /// Appends `msg` JSON-escaped (without quotes), invalid UTF-8 replaced with
 /// U+FFFD; returns `true` when invalid UTF-8 had to be replaced.
 pub fn escape_bytes_into(msg: &[u8], out: &mut Vec<u8>) -> bool {
-    match std::str::from_utf8(msg) {
-        Ok(s) => {
-            escape_str_into(s, out);
-            false
-        }
-        Err(_) => {
-            escape_str_into(&String::from_utf8_lossy(msg), out);
-            true
-        }
-    }
+    let (s, replaced) = text(msg);
+    escape_str_into(&s, out);
+    replaced
 }
 
 /// Appends `s` escaped twice (without quotes): what escaping `s`, quoting
@@ -102,52 +110,36 @@ pub fn escape_bytes_into(msg: &[u8], out: &mut Vec<u8>) -> bool {
 /// message takes this form when the record itself travels as a JSON string (a
 /// PutLogEvents message). Returns the length of `s` escaped once.
 pub fn escape_str_twice_into(s: &str, out: &mut Vec<u8>) -> usize {
-    let bytes = s.as_bytes();
-    let mut once = bytes.len();
-    let mut run = 0;
-    let mut i = next_special(bytes, 0);
-    while i < bytes.len() {
-        let b = bytes[i];
-        let e = ESCAPE[b as usize];
-        out.extend_from_slice(&bytes[run..i]);
-        run = i + 1;
-        match e {
-            b'u' => {
-                // `\u00XX` → `\\u00XX`.
-                once += 5;
-                out.extend_from_slice(b"\\\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 0xf) as usize]);
-            }
-            b'"' | b'\\' => {
-                // `\"` → `\\\"`, `\\` → `\\\\`.
-                once += 1;
-                out.extend_from_slice(b"\\\\\\");
-                out.push(e);
-            }
-            _ => {
-                // `\n` → `\\n`.
-                once += 1;
-                out.extend_from_slice(b"\\\\");
-                out.push(e);
-            }
+    let mut once = s.len();
+    escape_with(s.as_bytes(), out, |out, b, e| match e {
+        b'u' => {
+            // `\u00XX` → `\\u00XX`.
+            once += 5;
+            out.extend_from_slice(b"\\\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 0xf) as usize]);
         }
-        i = next_special(bytes, run);
-    }
-    out.extend_from_slice(&bytes[run..]);
+        b'"' | b'\\' => {
+            // `\"` → `\\\"`, `\\` → `\\\\`.
+            once += 1;
+            out.extend_from_slice(b"\\\\\\");
+            out.push(e);
+        }
+        _ => {
+            // `\n` → `\\n`.
+            once += 1;
+            out.extend_from_slice(b"\\\\");
+            out.push(e);
+        }
+    });
     once
 }
 
 /// [`escape_str_twice_into`] for bytes, invalid UTF-8 replaced with U+FFFD.
 /// Returns whether it was replaced and the length of the text escaped once.
 pub fn escape_bytes_twice_into(msg: &[u8], out: &mut Vec<u8>) -> (bool, usize) {
-    match std::str::from_utf8(msg) {
-        Ok(s) => (false, escape_str_twice_into(s, out)),
-        Err(_) => (
-            true,
-            escape_str_twice_into(&String::from_utf8_lossy(msg), out),
-        ),
-    }
+    let (s, replaced) = text(msg);
+    (replaced, escape_str_twice_into(&s, out))
 }
 
 /// Appends JSON text (such as an encoded record: valid UTF-8, no raw control
