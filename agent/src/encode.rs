@@ -231,20 +231,12 @@ pub fn encode_record(rec: &RecordRef<'_>, form: RecordForm, out: &mut Vec<u8>) -
 /// invalid UTF-8 replaced with U+FFFD. Returns whether it was replaced and the
 /// text's length.
 pub fn encode_text(msg: &[u8], form: RecordForm, out: &mut Vec<u8>) -> (bool, usize) {
-    let (text, replaced) = match std::str::from_utf8(msg) {
-        Ok(_) => (std::borrow::Cow::Borrowed(msg), false),
-        Err(_) => (
-            std::borrow::Cow::Owned(String::from_utf8_lossy(msg).into_owned().into_bytes()),
-            true,
-        ),
-    };
+    let text = String::from_utf8_lossy(msg);
     match form {
-        RecordForm::Json => out.extend_from_slice(&text),
-        RecordForm::JsonString => {
-            escape_bytes_into(&text, out);
-        }
+        RecordForm::Json => out.extend_from_slice(text.as_bytes()),
+        RecordForm::JsonString => escape_str_into(&text, out),
     }
-    (replaced, text.len())
+    (matches!(text, std::borrow::Cow::Owned(_)), text.len())
 }
 
 /// The fields of the `kubernetes` object that the file path tells.

@@ -254,6 +254,27 @@ fn escaped_boundary(s: &[u8], max: usize) -> usize {
     i
 }
 
+/// A batch of the given records (JSON texts) at `time_nanos`, in `form`, as the
+/// tailer writes them (for tests).
+#[cfg(test)]
+pub(crate) fn batch_of(records: &[&str], form: RecordForm, time_nanos: i64) -> Arc<Batch> {
+    let d = Arc::new(crate::batch::Destination {
+        group: "g".into(),
+        stream: "s".into(),
+    });
+    let mut bb = crate::batch::BatchBuilder::new(4 << 20, 100).with_form(form);
+    for r in records {
+        bb.push(&d, time_nanos, Instant::now(), |o| {
+            match form {
+                RecordForm::Json => o.extend_from_slice(r.as_bytes()),
+                RecordForm::JsonString => crate::encode::escape_json_text_into(r.as_bytes(), o),
+            }
+            r.len()
+        });
+    }
+    Arc::new(bb.seal(vec![], Instant::now()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::limits::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
@@ -320,25 +341,6 @@ mod tests {
         assert_eq!(exactly.len(), 1, "a span of exactly 24 h is allowed");
     }
 
-    /// A batch of the given records (JSON texts) in `form`, as the tailer writes it.
-    fn batch_of(records: &[&str], form: RecordForm) -> Arc<Batch> {
-        let d = Arc::new(crate::batch::Destination {
-            group: "g".into(),
-            stream: "s".into(),
-        });
-        let mut bb = crate::batch::BatchBuilder::new(4 << 20, 100).with_form(form);
-        for (i, r) in records.iter().enumerate() {
-            bb.push(&d, i as i64 * 1_000_000, Instant::now(), |o| {
-                match form {
-                    RecordForm::Json => o.extend_from_slice(r.as_bytes()),
-                    RecordForm::JsonString => crate::encode::escape_json_text_into(r.as_bytes(), o),
-                }
-                r.len()
-            });
-        }
-        Arc::new(bb.seal(vec![], Instant::now()))
-    }
-
     #[test]
     fn events_of_either_form_count_and_cut_the_same() {
         let big = serde_json::to_string(&serde_json::json!({
@@ -348,8 +350,8 @@ mod tests {
         .unwrap();
         assert!(big.len() > MAX_EVENT_BYTES);
         let small = r#"{"log":"a \"quoted\" word","stream":"stderr"}"#;
-        let plain = batch_of(&[small, &big], RecordForm::Json);
-        let escaped = batch_of(&[small, &big], RecordForm::JsonString);
+        let plain = batch_of(&[small, &big], RecordForm::Json, 0);
+        let escaped = batch_of(&[small, &big], RecordForm::JsonString, 0);
         for (i, want_cut) in [(0, false), (1, true)] {
             let (a, cut_a) = event_of(&plain, &plain.events[i]);
             let (b, cut_b) = event_of(&escaped, &escaped.events[i]);

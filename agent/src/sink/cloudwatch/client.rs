@@ -326,9 +326,9 @@ pub fn request_body(group: &str, stream: &str, events: &[Ev]) -> Vec<u8> {
     // Escaping adds a byte per quote: about one in a dozen bytes of a record.
     let size: usize = events
         .iter()
-        .map(|e| match e.escaped() {
-            true => e.bytes().len() + 48,
-            false => e.bytes().len() * 9 / 8 + 48,
+        .map(|e| {
+            let len = e.bytes().len();
+            48 + if e.escaped() { len } else { len * 9 / 8 }
         })
         .sum();
     let mut out = Vec::with_capacity(size + group.len() + stream.len() + 64);
@@ -473,28 +473,8 @@ mod tests {
             r#"{"log":"say \"hi\" \\ \u0001 é","stream":"stdout"}"#,
             r#"{"log":"","kubernetes":{"pod_name":"p"}}"#,
         ];
-        let d = Arc::new(crate::batch::Destination {
-            group: "g".into(),
-            stream: "s".into(),
-        });
         let body = |form| {
-            let mut bb = crate::batch::BatchBuilder::new(1 << 20, 10).with_form(form);
-            for r in records {
-                bb.push(
-                    &d,
-                    1_700_000_000_000_000_000,
-                    std::time::Instant::now(),
-                    |o| {
-                        if form == crate::encode::RecordForm::Json {
-                            o.extend_from_slice(r.as_bytes());
-                        } else {
-                            escape_json_text_into(r.as_bytes(), o);
-                        }
-                        r.len()
-                    },
-                );
-            }
-            let batch = Arc::new(bb.seal(vec![], std::time::Instant::now()));
+            let batch = super::super::batcher::batch_of(&records, form, 1_700_000_000_000_000_000);
             let evs: Vec<Ev> = batch
                 .events
                 .iter()
