@@ -2177,9 +2177,13 @@ pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Root of the repository (the tests crate lives in `<root>/tests`).
+/// Root of the repository (the tests crate lives in `<root>/tests`). Cargo's run-time
+/// `CARGO_MANIFEST_DIR` comes first: checkouts sharing a target directory share this
+/// library's build, so the compile-time one may name another checkout.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .expect("tests crate has a parent")
         .to_path_buf()
