@@ -25,6 +25,9 @@
 #         bottleneck and the row says so. both: local, then cloudwatch.
 # --perf: record the agent with `perf record -g` during each drain and each steady load and print
 #         the threads and the top symbols (perf adds a few % of overhead to those numbers).
+#         Environment: PERF_FREQ (samples/s, default 999), PERF_CALLGRAPH (default -g; e.g.
+#         "--call-graph dwarf"); PERF_KEEP=FILE keeps the steady
+#         load's perf.data there for `perf report -i FILE`.
 # --cw-validate: the endpoint's validator (see bench/cw_endpoint.py --help); default full.
 # --kube: what pod metadata costs. Every drain runs three times on the same input: `path` (pod
 #         metadata off: the 6 path fields), `kube` (on, against `fake-kube-api`, the tests' fake
@@ -47,7 +50,7 @@
 #         overshoot a batch), so totals are also compared without it. Times and RSS of these
 #         runs are valgrind's; under valgrind the CloudWatch sink's SigV4 SHA-256 runs in
 #         software (no SHA extensions), so its share is far larger than natively.
-# --extra: YAML lines appended to kubeship's config (experiments, e.g.
+# --extra: YAML merged into kubeship's config, map by map (experiments, e.g.
 #         --extra 'pipeline: {batch_timeout_ms: 2000}'); the summary notes them.
 # --peer: run the same drain/steady load against Fluent Bit and/or Vector when installed
 #         (skipped with a note otherwise) for a side-by-side comparison (file outputs).
@@ -180,7 +183,25 @@ output:
 kubernetes: $kube
 telemetry: {listen_addr: "127.0.0.1:$port", log_format: json, log_level: warn}
 EOF
-  [[ -z $EXTRA ]] || printf '%s\n' "$EXTRA" >> "$node/kubeship.yaml"
+  [[ -z $EXTRA ]] || merge_yaml "$node/kubeship.yaml" "$EXTRA"
+}
+
+# merge_yaml FILE YAML: YAML's maps merged into FILE's (keys of YAML win; PyYAML, which moto
+# brings along)
+merge_yaml() {
+  python3 - "$1" "$2" <<'PY'
+import sys, yaml
+path, extra = sys.argv[1], yaml.safe_load(sys.argv[2])
+cfg = yaml.safe_load(open(path))
+def merge(a, b):
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(a.get(k), dict):
+            merge(a[k], v)
+        else:
+            a[k] = v
+merge(cfg, extra)
+yaml.safe_dump(cfg, open(path, "w"), sort_keys=False)
+PY
 }
 
 count_out() { # DIR -> number of output lines
@@ -480,7 +501,7 @@ bench_drain() { # SINK META REP
   if [[ $PERF == 1 || $sink == cloudwatch ]]; then
     for _ in $(seq 200); do apid=$(pgrep -P "$tpid" | head -1 || true); [[ -n $apid ]] && break; sleep 0.01; done
     if [[ -n ${apid:-} && $PERF == 1 ]]; then
-      perf record -F 999 -g -p "$apid" -o "$node/perf.data" > "$node/perf.out" 2>&1 &
+      perf record -F "${PERF_FREQ:-999}" ${PERF_CALLGRAPH:--g} -p "$apid" -o "$node/perf.data" > "$node/perf.out" 2>&1 &
       ppid=$!
     fi
     if [[ -n ${apid:-} && $sink == cloudwatch ]]; then
@@ -652,7 +673,7 @@ steady_load() {
   else base=$(delivered "$spec"); fi
   local ppid=""
   if [[ $PERF == 1 && $name == kubeship ]]; then
-    perf record -F 999 -g -p "$pid" -o "$node/perf.data" > "$node/perf.out" 2>&1 &
+    perf record -F "${PERF_FREQ:-999}" ${PERF_CALLGRAPH:--g} -p "$pid" -o "$node/perf.data" > "$node/perf.out" 2>&1 &
     ppid=$!
   fi
   read -r u0 s0 <<<"$(cpu_ticks2 "$pid")"; t0=$(now)
@@ -662,6 +683,7 @@ steady_load() {
     kill -INT "$ppid" 2>/dev/null || true
     wait "$ppid" 2>/dev/null || true
     perf_report "$node/perf.data"
+    [[ -z ${PERF_KEEP:-} ]] || cp "$node/perf.data" "$PERF_KEEP"
   fi
   [[ $spec == cw:* ]] && e1=$(cpu_ticks "$CW_PID")
   written=$(sed -E 's/.*lines=([0-9]+).*/\1/' <<<"$info")
