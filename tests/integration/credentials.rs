@@ -13,7 +13,11 @@
 //!   `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`; the SDK GETs the credentials JSON from
 //!   [`CredsServer`] (std only, on loopback, so plain HTTP is allowed).
 //!
-//! All three run at `log_level: trace` and check that no secret reaches the agent's logs (the
+//! * Signatures: with moto's IAM authentication on, moto recomputes each request's SigV4
+//!   signature with the secret it issued (an IAM user's keys, an assumed role's temporary
+//!   ones) and refuses a wrong one (`moto_checks_every_signature`).
+//!
+//! All three credential links run at `log_level: trace` and check that no secret reaches the agent's logs (the
 //! web identity token, the Pod Identity authorization token, secret keys, session tokens);
 //! `credentials_never_logged` does so with static keys through denial, throttling and 503s,
 //! and also checks the telemetry endpoints. The access key id is not a secret: the SDK logs it
@@ -28,9 +32,9 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use kubeship_tests::{
-    AgentConfig, CwDelivery, Exchange, FaultProxy, Format, Injected, TEST_AWS_REGION,
-    aws_env_without_keys, now_ms, read_head, read_request_body, rfc3339_ms, secs, wait_for,
-    write_response,
+    Agent, AgentConfig, CwDelivery, Exchange, FaultProxy, Format, Injected, TEST_AWS_REGION,
+    aws_env_without_keys, metric_value, now_ms, read_head, read_request_body, rfc3339_ms,
+    roundtrip, secs, wait_for, write_response,
 };
 
 use crate::cloudwatch::{Env, env, metric};
@@ -696,4 +700,274 @@ fn unavailable_credentials_turn_readyz_off_until_they_load() {
     );
     agent.stop(secs(10));
     drop(server);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signatures checked by moto's IAM authentication
+
+/// A query-protocol call (IAM, STS) to moto while its authentication is off; the answer's
+/// XML. moto picks the service from the credential scope of the `Authorization` header,
+/// which is not checked yet.
+fn moto_query(env: &Env, service: &str, params: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let body = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential=testing/20261123/{TEST_AWS_REGION}/{service}/aws4_request, \
+         SignedHeaders=host, Signature=0"
+    );
+    let headers = [
+        (
+            "Content-Type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+        ("Authorization".to_string(), auth),
+    ];
+    let r = roundtrip(
+        env.moto.addr(),
+        "POST",
+        "/",
+        &headers,
+        body.as_bytes(),
+        secs(10),
+    )
+    .unwrap_or_else(|e| panic!("{service} {params:?}: {e}"));
+    assert_eq!(r.status(), 200, "{service} {params:?}: {}", r.text());
+    r.text()
+}
+
+/// Sets moto's count of requests served before authentication applies (`0`: from now on;
+/// `inf`: never).
+fn moto_auth_after(env: &Env, count: &str) {
+    let r = roundtrip(
+        env.moto.addr(),
+        "POST",
+        "/moto-api/reset-auth",
+        &[],
+        count.as_bytes(),
+        secs(10),
+    )
+    .expect("moto reset-auth");
+    assert_eq!(r.status(), 200, "moto reset-auth: {}", r.text());
+}
+
+/// With moto's IAM authentication on, moto recomputes every request's SigV4 signature
+/// (botocore's signer, with the secret it issued) and checks the caller's policy. The agent
+/// ships with an IAM user's keys, then with an assumed role's temporary credentials (session
+/// token): every call is accepted, the day-key signer's PutLogEvents as well as the SDK's
+/// lifecycle calls. With a wrong secret the same calls are refused (SignatureDoesNotMatch),
+/// reported as denied, and nothing is delivered: moto does check.
+#[test]
+fn moto_checks_every_signature() {
+    const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"logs:*","Resource":"*"}]}"#;
+    const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}"#;
+    let env = env();
+    let iam = |params: &[(&str, &str)]| {
+        let mut p = vec![("Version", "2010-05-08")];
+        p.extend_from_slice(params);
+        moto_query(&env, "iam", &p)
+    };
+    iam(&[("Action", "CreateUser"), ("UserName", "kubeship")]);
+    iam(&[
+        ("Action", "PutUserPolicy"),
+        ("UserName", "kubeship"),
+        ("PolicyName", "logs"),
+        ("PolicyDocument", POLICY),
+    ]);
+    let key = iam(&[("Action", "CreateAccessKey"), ("UserName", "kubeship")]);
+    let key_id = xml_text(&key, "AccessKeyId").expect("AccessKeyId");
+    let secret = xml_text(&key, "SecretAccessKey").expect("SecretAccessKey");
+    let role = iam(&[
+        ("Action", "CreateRole"),
+        ("RoleName", "kubeship-node"),
+        ("AssumeRolePolicyDocument", TRUST),
+    ]);
+    let role_arn = xml_text(&role, "Arn").expect("role Arn");
+    iam(&[
+        ("Action", "PutRolePolicy"),
+        ("RoleName", "kubeship-node"),
+        ("PolicyName", "logs"),
+        ("PolicyDocument", POLICY),
+    ]);
+    let assumed = moto_query(
+        &env,
+        "sts",
+        &[
+            ("Version", "2011-06-15"),
+            ("Action", "AssumeRole"),
+            ("RoleArn", &role_arn),
+            ("RoleSessionName", "node-1"),
+        ],
+    );
+    let temp_id = xml_text(&assumed, "AccessKeyId").expect("temporary AccessKeyId");
+    let temp_secret = xml_text(&assumed, "SecretAccessKey").expect("temporary secret");
+    let temp_token = xml_text(&assumed, "SessionToken").expect("SessionToken");
+    moto_auth_after(&env, "0");
+
+    // Started without waiting for /readyz: with refused calls it may never say ready.
+    let run = |name: &str, keys: &[(&'static str, String)]| {
+        let mut vars = aws_env_without_keys(TEST_AWS_REGION, env.node.root());
+        vars.extend(keys.iter().cloned());
+        let mut cfg = AgentConfig {
+            aws_env: Some(vars),
+            // The refused run gives up on its undelivered lines at shutdown.
+            shutdown_timeout_secs: 3,
+            ..env.config()
+        };
+        if let Some(cw) = cfg.cloudwatch.as_mut() {
+            cw.extra.push("max_backoff_secs: 1".into());
+        }
+        let mut c = env.container("shop", &format!("{name}-7d4b9c-xk2lp"), name, Format::Cri);
+        c.write_lines(300);
+        (Agent::start(&env.node, &cfg), c)
+    };
+    let counter = |agent: &Agent, name: &str, labels: &[(&str, &str)]| {
+        let text = agent.metrics().unwrap_or_default();
+        metric_value(&text, name, labels).unwrap_or(0.0)
+    };
+    let sent = |agent: &Agent| counter(agent, "kubeship_cloudwatch_events_sent_total", &[]);
+
+    // An IAM user's keys, then an assumed role's (the checkpoints carry over: each agent
+    // ships only its own container's lines).
+    let user = [
+        ("AWS_ACCESS_KEY_ID", key_id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", secret.clone()),
+    ];
+    let temporary = [
+        ("AWS_ACCESS_KEY_ID", temp_id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", temp_secret),
+        ("AWS_SESSION_TOKEN", temp_token.clone()),
+    ];
+    let mut names = Vec::new();
+    for (pod, keys) in [("user", &user[..]), ("role", &temporary[..])] {
+        let (mut agent, c) = run(pod, keys);
+        wait_for(
+            || {
+                agent.assert_running("while shipping with moto's authentication on");
+                sent(&agent) >= 300.0
+            },
+            secs(20),
+            format!("300 events accepted by moto with authentication on ({pod})"),
+        );
+        agent.stop(secs(10));
+        names.push(c.name().to_string());
+    }
+    let calls: Vec<Exchange> = env
+        .proxy
+        .exchanges()
+        .into_iter()
+        .filter(|e| e.target.starts_with("Logs_"))
+        .collect();
+    for op in ["PutLogEvents", "CreateLogStream", "CreateLogGroup"] {
+        assert!(
+            calls.iter().any(|e| e.operation() == op),
+            "no {op} call: {}",
+            env.proxy.summary()
+        );
+    }
+    // Accepted, or (PutLogEvents before its stream exists) authenticated and then not found.
+    for e in &calls {
+        let body = String::from_utf8_lossy(&e.response_body);
+        assert!(
+            e.status == 200 || (e.status == 400 && body.contains("ResourceNotFoundException")),
+            "request #{} ({}, key {:?}) refused by moto: {} {}",
+            e.id,
+            e.operation(),
+            sigv4_key_id(e),
+            e.status,
+            body
+        );
+    }
+    for key in [&key_id, &temp_id] {
+        assert!(
+            calls.iter().any(|e| e.operation() == "PutLogEvents"
+                && sigv4_key_id(e).as_deref() == Some(key.as_str())),
+            "no PutLogEvents signed with {key}"
+        );
+    }
+    assert!(
+        calls
+            .iter()
+            .filter(|e| sigv4_key_id(e).as_deref() == Some(temp_id.as_str()))
+            .all(|e| e.header("x-amz-security-token") == Some(temp_token.as_str())),
+        "the session token goes with the temporary key"
+    );
+
+    // A wrong secret: refused, reported, nothing delivered.
+    let before = calls.len();
+    let (mut agent, bad) = run(
+        "refused",
+        &[
+            ("AWS_ACCESS_KEY_ID", key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", format!("{secret}x")),
+        ],
+    );
+    wait_for(
+        || {
+            agent.assert_running("while its signatures are refused");
+            let denied = counter(
+                &agent,
+                "kubeship_cloudwatch_requests_total",
+                &[("outcome", "denied")],
+            );
+            let readyz = agent.http_get("/readyz").map(|r| r.0).unwrap_or(0);
+            denied >= 2.0 && readyz == 503
+        },
+        secs(20),
+        "outcome=\"denied\" counted and /readyz 503 while the signatures are refused",
+    );
+    assert_eq!(sent(&agent), 0.0, "nothing accepted with a wrong secret");
+    let refused: Vec<Exchange> = env.proxy.exchanges()[..]
+        .iter()
+        .filter(|e| e.target.starts_with("Logs_"))
+        .skip(before)
+        .cloned()
+        .collect();
+    assert!(
+        !refused.is_empty()
+            && refused.iter().all(|e| e.status == 403
+                && String::from_utf8_lossy(&e.response_body).contains("SignatureDoesNotMatch")),
+        "every call with the wrong secret refused as SignatureDoesNotMatch: {}",
+        env.proxy.summary()
+    );
+    agent.stop(secs(10));
+    assert!(
+        agent.stderr().contains("SignatureDoesNotMatch"),
+        "the refusal is logged; stderr tail:\n{}",
+        agent.stderr_tail(20)
+    );
+
+    // Read back without authentication: both containers complete, the third absent.
+    moto_auth_after(&env, "inf");
+    let mut d = CwDelivery::new(&env.moto);
+    let mut reader = Agent::start(
+        &env.node,
+        &AgentConfig {
+            include: vec!["nothing-matches-*".into()],
+            ..env.config()
+        },
+    );
+    d.wait_all(
+        &mut reader,
+        &[(names[0].as_str(), 300), (names[1].as_str(), 300)],
+        secs(15),
+    );
+    reader.stop(secs(10));
+    assert_eq!(
+        d.records_of(bad.name()).count(),
+        0,
+        "a record sent with the wrong secret reached moto"
+    );
 }

@@ -385,9 +385,10 @@ fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
 /// ResourceNotFoundException, which the caller handles); `detail` describes it.
 pub fn fail_for_code(code: &str, detail: impl FnOnce() -> String) -> Fail {
     match code {
-        "ThrottlingException" | "LimitExceededException" | "TooManyRequestsException" => {
-            Fail::Throttled
-        }
+        "ThrottlingException"
+        | "LimitExceededException"
+        | "TooManyRequestsException"
+        | "Throttling" => Fail::Throttled,
         "InvalidParameterException" | "ValidationException" | "SerializationException" => {
             Fail::Invalid(detail())
         }
@@ -396,7 +397,10 @@ pub fn fail_for_code(code: &str, detail: impl FnOnce() -> String) -> Fail {
         | "InvalidSignatureException"
         | "ExpiredTokenException"
         | "IncompleteSignature"
-        | "MissingAuthenticationToken" => Fail::Auth(detail()),
+        | "MissingAuthenticationToken"
+        | "SignatureDoesNotMatch"
+        | "InvalidClientTokenId"
+        | "AccessDenied" => Fail::Auth(detail()),
         _ => Fail::Transient(detail()),
     }
 }

@@ -24,6 +24,7 @@ pub mod client;
 pub mod creds;
 pub mod limits;
 pub mod put;
+pub mod sign;
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;

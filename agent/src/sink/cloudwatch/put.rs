@@ -5,7 +5,8 @@
 //! endpoint and identity resolution, retry plumbing and request/response shape
 //! handling: a third of the sink's CPU. Here the body the sink wrote
 //! ([`request_body`](super::client::request_body)) is signed with SigV4
-//! (`aws-sigv4`, as the SDK does) and sent on a pooled keep-alive HTTP/1.1
+//! ([`PutSigner`]; aws-sigv4's general signer for an endpoint path other than `/`)
+//! and sent on a pooled keep-alive HTTP/1.1
 //! connection (hyper, rustls with the SDK's crypto provider and the system's
 //! roots; plain HTTP for an `http://` `endpoint_url`), and the answer is read
 //! here: `rejectedLogEventsInfo` on success, the AWS JSON 1.1 error type
@@ -39,7 +40,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
 
 use super::client::{Fail, Rejected, fail_for_code};
-use super::creds::CredentialCache;
+use super::creds::{CredentialCache, Held};
+use super::sign::{PutSigner, SignedHeaders};
 
 /// The service name requests are signed for.
 const SIGNING_NAME: &str = "logs";
@@ -61,11 +63,13 @@ pub enum PutFail {
 }
 
 /// Where PutLogEvents goes.
-#[derive(Debug, Clone)]
 struct Target {
     uri: Uri,
     host: HeaderValue,
     region: String,
+    /// The day-key signer, for an endpoint whose path is `/` (every AWS one); others
+    /// are signed by aws-sigv4's general `sign`.
+    signer: Option<PutSigner>,
 }
 
 /// Sends PutLogEvents bodies.
@@ -117,7 +121,7 @@ impl PutClient {
             )))
         })?;
         let req = self
-            .signed(target, &held.identity, body)
+            .signed(target, &held, body)
             .map_err(|why| PutFail::Other(Fail::Auth(why)))?;
         let r = match tokio::time::timeout(self.timeout, self.exchange(req)).await {
             Err(_) => Err(PutFail::Other(Fail::Transient(format!(
@@ -142,36 +146,20 @@ impl PutClient {
     fn signed(
         &self,
         target: &Target,
-        identity: &aws_smithy_runtime_api::client::identity::Identity,
+        held: &Held,
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, String> {
-        let host = target.host.to_str().unwrap_or_default();
         let time = skewed(SystemTime::now(), self.skew_ms.load(Ordering::Relaxed));
-        let params = v4::SigningParams::builder()
-            .identity(identity)
-            .region(&target.region)
-            .name(SIGNING_NAME)
-            .time(time)
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| format!("signing PutLogEvents: {e}"))?
-            .into();
-        let uri = target.uri.to_string();
-        let signable = SignableRequest::new(
-            "POST",
-            uri.as_str(),
-            [
-                ("host", host),
-                ("content-type", CONTENT_TYPE),
-                ("x-amz-target", TARGET),
-            ]
-            .into_iter(),
-            SignableBody::Bytes(&body),
-        )
-        .map_err(|e| format!("signing PutLogEvents: {e}"))?;
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| format!("signing PutLogEvents: {e}"))?
-            .into_parts();
+        let signed = match &target.signer {
+            Some(signer) => signer.sign(&held.creds, time, &body),
+            None => general_sign(target, &held.identity, time, &body)?,
+        };
+        let value = |v: String, sensitive: bool| {
+            let mut v = HeaderValue::try_from(v)
+                .map_err(|_| "signing PutLogEvents: a header value is not valid".to_string())?;
+            v.set_sensitive(sensitive);
+            Ok::<_, String>(v)
+        };
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = target.uri.clone();
@@ -183,12 +171,16 @@ impl PutClient {
             HeaderValue::from_static(TARGET),
         );
         h.insert(header::USER_AGENT, self.user_agent.clone());
-        let (signed_headers, _) = instructions.into_parts();
-        for s in signed_headers {
-            let mut v = HeaderValue::from_str(s.value())
-                .map_err(|_| format!("signing PutLogEvents: bad {} value", s.name()))?;
-            v.set_sensitive(s.sensitive());
-            h.insert(s.name(), v);
+        h.insert(
+            HeaderName::from_static("x-amz-date"),
+            value(signed.amz_date, false)?,
+        );
+        h.insert(header::AUTHORIZATION, value(signed.authorization, true)?);
+        if let Some(token) = signed.security_token {
+            h.insert(
+                HeaderName::from_static("x-amz-security-token"),
+                value(token, true)?,
+            );
         }
         Ok(req)
     }
@@ -237,6 +229,53 @@ impl PutClient {
         let skew = if skew.abs() < 2_000 { 0 } else { skew };
         self.skew_ms.store(skew, Ordering::Relaxed);
     }
+}
+
+/// Signs with aws-sigv4's general signer (endpoints whose path is not `/`).
+fn general_sign(
+    target: &Target,
+    identity: &aws_smithy_runtime_api::client::identity::Identity,
+    time: SystemTime,
+    body: &[u8],
+) -> Result<SignedHeaders, String> {
+    let host = target.host.to_str().unwrap_or_default();
+    let params = v4::SigningParams::builder()
+        .identity(identity)
+        .region(&target.region)
+        .name(SIGNING_NAME)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| format!("signing PutLogEvents: {e}"))?
+        .into();
+    let uri = target.uri.to_string();
+    let signable = SignableRequest::new(
+        "POST",
+        uri.as_str(),
+        [
+            ("host", host),
+            ("content-type", CONTENT_TYPE),
+            ("x-amz-target", TARGET),
+        ]
+        .into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| format!("signing PutLogEvents: {e}"))?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|e| format!("signing PutLogEvents: {e}"))?
+        .into_parts();
+    let (headers, _) = instructions.into_parts();
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.name() == name)
+            .map(|h| h.value().to_string())
+    };
+    Ok(SignedHeaders {
+        amz_date: get("x-amz-date").ok_or("signing PutLogEvents: no x-amz-date")?,
+        authorization: get("authorization").ok_or("signing PutLogEvents: no authorization")?,
+        security_token: get("x-amz-security-token"),
+    })
 }
 
 /// An HTTP exchange's outcome, read.
@@ -356,7 +395,21 @@ fn target_of(url: &str, region: String) -> Result<Target, String> {
     }
     let uri = Uri::from_parts(parts).map_err(|e| bad(&e))?;
     let host = HeaderValue::from_str(authority.as_str()).map_err(|e| bad(&e))?;
-    Ok(Target { uri, host, region })
+    let signer = (uri.path() == "/" && uri.query().is_none()).then(|| {
+        PutSigner::new(
+            authority.as_str(),
+            &region,
+            SIGNING_NAME,
+            CONTENT_TYPE,
+            TARGET,
+        )
+    });
+    Ok(Target {
+        uri,
+        host,
+        region,
+        signer,
+    })
 }
 
 /// An error and its sources, joined.
@@ -398,6 +451,16 @@ struct ErrorBody {
     message: Option<String>,
 }
 
+/// The text of the first `<tag>` of an XML error answer
+/// (`<ErrorResponse><Error><Code>…</Code><Message>…`), which the query-protocol front of
+/// some endpoints (and moto's signature check) sends.
+fn xml_text<'a>(body: &'a [u8], tag: &str) -> Option<&'a str> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let len = text[start..].find(&format!("</{tag}>"))?;
+    Some(text[start..start + len].trim())
+}
+
 /// The error code without a namespace (`ns#Code`) or a URL suffix (`Code:http…`),
 /// as the SDK reads it.
 fn sanitize_code(code: &str) -> &str {
@@ -436,18 +499,21 @@ pub fn parse_answer(
         code,
         message,
     } = parsed.unwrap_or_default();
+    let message = message.or_else(|| xml_text(body, "Message").map(str::to_string));
     let code = error_type
         .or(code.as_deref())
         .or(kind.as_deref())
+        .or_else(|| xml_text(body, "Code"))
         .map(sanitize_code)
         .filter(|c| !c.is_empty());
     let Some(code) = code else {
         let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-        return Err(PutFail::Other(Fail::Transient(format!(
-            "HTTP {}: {}",
-            status.as_u16(),
-            text.trim()
-        ))));
+        let detail = format!("HTTP {}: {}", status.as_u16(), text.trim());
+        // Refused without saying why: as refused as a denial.
+        return Err(PutFail::Other(match status.as_u16() {
+            401 | 403 => Fail::Auth(detail),
+            _ => Fail::Transient(detail),
+        }));
     };
     if code == "ResourceNotFoundException" {
         return Err(PutFail::NotFound);
@@ -533,6 +599,9 @@ mod tests {
             "ExpiredTokenException",
             "IncompleteSignature",
             "MissingAuthenticationToken",
+            "SignatureDoesNotMatch",
+            "InvalidClientTokenId",
+            "AccessDenied",
         ] {
             assert!(
                 matches!(aws(code, "no"), PutFail::Other(Fail::Auth(ref d)) if d.starts_with(code)),
@@ -597,18 +666,42 @@ mod tests {
             "FooError"
         );
         assert_eq!(sanitize_code("FooError"), "FooError");
+        // An XML error answer (query-protocol fronts; moto's signature check).
+        let xml = r#"<?xml version="1.0" encoding="utf-8"?>
+<ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message><Type>Sender</Type></Error></Errors></ErrorResponse>"#;
+        assert_eq!(
+            err(403, None, xml),
+            PutFail::Other(Fail::Auth(
+                "SignatureDoesNotMatch: The request signature we calculated does not match".into()
+            ))
+        );
+        assert_eq!(
+            err(
+                400,
+                None,
+                "<ErrorResponse><Error><Code>Throttling</Code></Error></ErrorResponse>"
+            ),
+            PutFail::Other(Fail::Throttled)
+        );
+        assert_eq!(
+            xml_text(b"<Code> InvalidClientTokenId </Code>", "Code"),
+            Some("InvalidClientTokenId")
+        );
+        assert_eq!(xml_text(b"<Code>open", "Code"), None);
     }
 
     #[test]
-    fn answers_without_an_error_code_are_transient() {
-        for (status, body) in [
-            (502, "<html>Bad Gateway</html>"),
-            (503, ""),
-            (500, "{}"),
-            (403, "Forbidden"),
-        ] {
+    fn answers_without_an_error_code_are_transient_unless_refused() {
+        for (status, body) in [(502, "<html>Bad Gateway</html>"), (503, ""), (500, "{}")] {
             assert!(
                 matches!(err(status, None, body), PutFail::Other(Fail::Transient(ref d)) if d.starts_with(&format!("HTTP {status}"))),
+                "{status} {body:?}"
+            );
+        }
+        // 401 and 403 refuse the caller: reported like a denial (and retried like one).
+        for (status, body) in [(403, "Forbidden"), (401, "")] {
+            assert!(
+                matches!(err(status, None, body), PutFail::Other(Fail::Auth(ref d)) if d.starts_with(&format!("HTTP {status}"))),
                 "{status} {body:?}"
             );
         }
@@ -631,9 +724,30 @@ mod tests {
         let t = target_of("https://logs.eu-west-1.amazonaws.com", "eu-west-1".into()).unwrap();
         assert_eq!(t.uri.to_string(), "https://logs.eu-west-1.amazonaws.com/");
         assert_eq!(t.host, "logs.eu-west-1.amazonaws.com");
+        assert!(t.signer.is_some());
         let t = target_of("https://vpce-1.logs.example/prefix", "x".into()).unwrap();
         assert_eq!(t.uri.path(), "/prefix");
+        assert!(
+            t.signer.is_none(),
+            "another path is signed by aws-sigv4's general signer"
+        );
         assert!(target_of("not a url", "x".into()).is_err());
+    }
+
+    #[test]
+    fn both_signers_sign_a_root_endpoint_alike() {
+        use aws_credential_types::Credentials;
+        let t = target_of("https://logs.eu-west-1.amazonaws.com", "eu-west-1".into()).unwrap();
+        let creds = Credentials::new("ASIAX", "s3cr/t", Some("tok==".into()), None, "t");
+        let identity = creds.clone().into();
+        let time = UNIX_EPOCH + Duration::from_secs(1_795_000_123);
+        let fast = t.signer.as_ref().unwrap().sign(&creds, time, b"{}");
+        assert_eq!(fast, general_sign(&t, &identity, time, b"{}").unwrap());
+        assert!(
+            fast.authorization
+                .contains("/20261118/eu-west-1/logs/aws4_request")
+        );
+        assert_eq!(fast.security_token.as_deref(), Some("tok=="));
     }
 
     #[tokio::test]
