@@ -2,9 +2,9 @@
 //!
 //! One dispatcher task owns all state: per-(group, stream) queues
 //! ([`batcher`]), ready and delayed requests, and how many events of each
-//! pipeline batch are still undelivered. Requests run as tasks, at most
-//! `max_concurrent_requests` at once (halved on throttling, grown back by one per
-//! success), and report back. After a failed call the whole sink pauses for a
+//! pipeline batch are still undelivered. Requests run as futures inside that task
+//! (no task of their own, no channel back), at most `max_concurrent_requests` at
+//! once (halved on throttling, grown back by one per success). After a failed call the whole sink pauses for a
 //! backoff that grows with the failures in a row, so an outage is probed rather
 //! than hammered; the first success ends the pause. A pipeline batch is acknowledged to the ledger only
 //! when every one of its events was accepted by CloudWatch, or rejected by it
@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
 use crate::batch::{Batch, Destination};
@@ -137,7 +139,9 @@ impl CloudWatchSink {
     /// Runs until the pipeline channel closes and everything was delivered.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
         let api = Arc::new(Api::new(&self.cfg).await);
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        // Calls run inside this task, not as tasks of their own: a spawned task and a
+        // channel back cost a task allocation and two more wake-ups per call.
+        let mut calls = FuturesUnordered::new();
         let tick_every =
             (self.batch_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
         let mut tick = tokio::time::interval(tick_every);
@@ -153,18 +157,18 @@ impl CloudWatchSink {
                 && let Some(req) = self.ready.pop_front()
             {
                 self.in_flight += 1;
-                let (api, tx) = (Arc::clone(&api), done_tx.clone());
-                tokio::spawn(async move {
+                let api = Arc::clone(&api);
+                calls.push(async move {
                     let t0 = Instant::now();
                     let (result, created) = api
                         .put(&req.dest.group, &req.dest.stream, &req.events)
                         .await;
-                    let _ = tx.send(Done {
+                    Done {
                         req,
                         result,
                         created,
                         took: t0.elapsed(),
-                    });
+                    }
                 });
             }
             self.metrics
@@ -186,7 +190,7 @@ impl CloudWatchSink {
                         self.flush(true);
                     }
                 },
-                Some(done) = done_rx.recv() => self.completed(done),
+                Some(done) = calls.next(), if !calls.is_empty() => self.completed(done),
                 _ = tick.tick() => {
                     self.flush(closed);
                     self.release_delayed();
