@@ -91,6 +91,11 @@ pub struct Created {
 }
 
 impl Api {
+    /// Closes PutLogEvents connections that idled too long or were closed by the server.
+    pub fn sweep(&self) {
+        self.puts.sweep();
+    }
+
     /// Builds the client from the AWS chain, the configured region and endpoint.
     pub async fn new(cfg: &CloudWatchConfig) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());

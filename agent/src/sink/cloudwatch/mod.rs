@@ -21,6 +21,7 @@
 
 pub mod batcher;
 pub mod client;
+pub mod conn;
 pub mod creds;
 pub mod limits;
 pub mod put;
@@ -42,6 +43,9 @@ use crate::telemetry::server::Health;
 use crate::telemetry::{LogLimits, Metrics};
 use batcher::{Ev, StreamQueue, event_of};
 use client::{Api, Fail, Rejected};
+
+/// How often idle connections are checked for being closed or timed out.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// One PutLogEvents call's worth of events.
 struct Request {
@@ -148,6 +152,7 @@ impl CloudWatchSink {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ledger = Arc::clone(&self.ledger);
         let mut closed = false;
+        let mut last_sweep = Instant::now();
         loop {
             let now = Instant::now();
             self.flush_for_tailer(now);
@@ -194,6 +199,10 @@ impl CloudWatchSink {
                 _ = tick.tick() => {
                     self.flush(closed);
                     self.release_delayed();
+                    if last_sweep.elapsed() >= SWEEP_EVERY {
+                        api.sweep();
+                        last_sweep = Instant::now();
+                    }
                 }
                 // The tailer started waiting for room: checked at the top of the loop
                 // (as after every batch, completion and tick, where the sink may have

@@ -6,11 +6,11 @@
 //! handling: a third of the sink's CPU. Here the body the sink wrote
 //! ([`request_body`](super::client::request_body)) is signed with SigV4
 //! ([`PutSigner`]; aws-sigv4's general signer for an endpoint path other than `/`)
-//! and sent on a pooled keep-alive HTTP/1.1
-//! connection (hyper, rustls with the SDK's crypto provider and the system's
-//! roots; plain HTTP for an `http://` `endpoint_url`), and the answer is read
-//! here: `rejectedLogEventsInfo` on success, the AWS JSON 1.1 error type
-//! otherwise, sorted into [`Fail`] exactly as the SDK path sorts its errors.
+//! and sent on a keep-alive HTTP/1.1 connection ([`Conns`]: hyper, rustls with
+//! the SDK's crypto provider and the system's roots; plain HTTP for an `http://`
+//! `endpoint_url`), and the answer is read here: `rejectedLogEventsInfo` on
+//! success, the AWS JSON 1.1 error type (or an XML error's code) otherwise, sorted
+//! into [`Fail`] exactly as the SDK path sorts its errors.
 //!
 //! The endpoint is resolved once, at start, with the SDK's own resolver
 //! (region, FIPS, dual stack, `endpoint_url` and the `AWS_ENDPOINT_URL*`
@@ -30,16 +30,15 @@ use aws_sigv4::sign::v4;
 use aws_smithy_types::date_time::{DateTime, Format};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
 
 use super::client::{Fail, Rejected, fail_for_code};
+use super::conn::Conns;
 use super::creds::{CredentialCache, Held};
 use super::sign::{PutSigner, SignedHeaders};
 
@@ -50,8 +49,6 @@ const TARGET: &str = "Logs_20140328.PutLogEvents";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 /// Answers are small (`{"nextSequenceToken":…}` or an error); more is not read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
-/// Idle pooled connections are closed after this long (the SDK's default).
-const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// Why a PutLogEvents call failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,7 +61,10 @@ pub enum PutFail {
 
 /// Where PutLogEvents goes.
 struct Target {
+    /// The endpoint (scheme, authority, path).
     uri: Uri,
+    /// What the request line carries: the path (and query).
+    origin_form: Uri,
     host: HeaderValue,
     region: String,
     /// The day-key signer, for an endpoint whose path is `/` (every AWS one); others
@@ -74,7 +74,7 @@ struct Target {
 
 /// Sends PutLogEvents bodies.
 pub struct PutClient {
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    conns: Conns,
     /// The endpoint, or why there is none (every call then fails with it).
     target: Result<Target, String>,
     creds: Arc<CredentialCache>,
@@ -99,7 +99,7 @@ impl PutClient {
             tracing::error!(error = %why, "no CloudWatch Logs endpoint; every PutLogEvents will fail");
         }
         Self {
-            http: http_client(connect_timeout),
+            conns: Conns::new(https_connector(connect_timeout)),
             target,
             creds,
             timeout,
@@ -123,7 +123,7 @@ impl PutClient {
         let req = self
             .signed(target, &held, body)
             .map_err(|why| PutFail::Other(Fail::Auth(why)))?;
-        let r = match tokio::time::timeout(self.timeout, self.exchange(req)).await {
+        let r = match tokio::time::timeout(self.timeout, self.exchange(target, req)).await {
             Err(_) => Err(PutFail::Other(Fail::Transient(format!(
                 "PutLogEvents timed out after {:?}",
                 self.timeout
@@ -162,7 +162,7 @@ impl PutClient {
         };
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
-        *req.uri_mut() = target.uri.clone();
+        *req.uri_mut() = target.origin_form.clone();
         let h = req.headers_mut();
         h.insert(header::HOST, target.host.clone());
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
@@ -185,34 +185,33 @@ impl PutClient {
         Ok(req)
     }
 
-    async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<Answer, String> {
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| format!("sending PutLogEvents: {}", error_chain(&e)))?;
-        let status = resp.status();
+    async fn exchange(&self, target: &Target, req: Request<Full<Bytes>>) -> Result<Answer, String> {
+        let (head, body) = self
+            .conns
+            .exchange(&target.uri, req, MAX_ANSWER_BYTES)
+            .await?;
         let text = |name: &str| {
-            resp.headers()
+            head.headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
+        let status = head.status;
         let error_type = (!status.is_success())
             .then(|| text("x-amzn-errortype"))
             .flatten();
         let date = (!status.is_success()).then(|| text("date")).flatten();
-        let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the PutLogEvents answer: {e}"))?
-            .to_bytes();
         Ok(Answer {
             status,
             error_type,
             date,
             body,
         })
+    }
+
+    /// Closes idle connections that timed out or that the server closed.
+    pub fn sweep(&self) {
+        self.conns.sweep();
     }
 
     /// Remembers how far the server's clock (an HTTP date) is from ours.
@@ -292,10 +291,9 @@ fn skewed(now: SystemTime, skew_ms: i64) -> SystemTime {
     if skew_ms >= 0 { now + d } else { now - d }
 }
 
-/// The pooled client: HTTP/1.1 keep-alive, TCP_NODELAY, TLS (rustls with the
-/// aws-lc-rs provider and the system's roots, as the SDK's default client) or
-/// plain HTTP.
-fn http_client(connect_timeout: Duration) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+/// The connector: TCP_NODELAY, then TLS (rustls with the aws-lc-rs provider and the
+/// system's roots, as the SDK's default client) or plain HTTP.
+fn https_connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
@@ -329,15 +327,11 @@ fn http_client(connect_timeout: Duration) -> Client<HttpsConnector<HttpConnector
             .unwrap_or_else(|_| unreachable!("TLS 1.3 is in the default provider"))
         }
     };
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(tcp);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_timer(TokioTimer::new())
-        .build(connector)
+        .wrap_connector(tcp)
 }
 
 /// The endpoint URL and signing region, resolved as the SDK client would.
@@ -393,6 +387,12 @@ fn target_of(url: &str, region: String) -> Result<Target, String> {
     {
         parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
     }
+    let origin_form = Uri::from(
+        parts
+            .path_and_query
+            .clone()
+            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+    );
     let uri = Uri::from_parts(parts).map_err(|e| bad(&e))?;
     let host = HeaderValue::from_str(authority.as_str()).map_err(|e| bad(&e))?;
     let signer = (uri.path() == "/" && uri.query().is_none()).then(|| {
@@ -406,25 +406,11 @@ fn target_of(url: &str, region: String) -> Result<Target, String> {
     });
     Ok(Target {
         uri,
+        origin_form,
         host,
         region,
         signer,
     })
-}
-
-/// An error and its sources, joined.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[derive(Deserialize)]
