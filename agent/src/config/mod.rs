@@ -81,7 +81,7 @@ pub struct LogsConfig {
     pub max_record_bytes: usize,
     /// Default 262144, 4096..=16 MiB.
     pub read_buffer_bytes: usize,
-    /// `poll_interval_ms`, default 250, 10..=10000.
+    /// `poll_interval_ms`, default 500, 10..=10000.
     pub poll_interval: Duration,
     /// `rescan_interval_secs`, default 10, 1..=3600.
     pub rescan_interval: Duration,
@@ -469,7 +469,7 @@ mod tests {
         assert_eq!(read_from, ReadFrom::Beginning);
         assert_eq!(max_record_bytes, 262_144);
         assert_eq!(read_buffer_bytes, 262_144);
-        assert_eq!(poll_interval, Duration::from_millis(250));
+        assert_eq!(poll_interval, Duration::from_millis(500));
         assert_eq!(rescan_interval, Duration::from_secs(10));
         assert_eq!(rotate_wait, Duration::from_secs(5));
         assert_eq!(eof_flush, Duration::from_millis(5000));

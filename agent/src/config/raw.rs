@@ -131,7 +131,7 @@ fn default_read_buffer_bytes() -> Sp<u64> {
     unlocated(262_144)
 }
 fn default_poll_interval_ms() -> Sp<u64> {
-    unlocated(250)
+    unlocated(500)
 }
 fn default_rescan_interval_secs() -> Sp<u64> {
     unlocated(10)
