@@ -168,17 +168,11 @@ impl Conn {
         tokio::pin!(work);
         let ended = tokio::select! {
             biased;
-            r = &mut work => return r.map_err(|(began, e)| ExchangeError {
-                message: format!("sending PutLogEvents: {}", error_chain(&*e)),
-                before_answer: !began,
-            }),
+            r = &mut work => return r.map_err(failed),
             ended = &mut *driver => ended,
         };
         // The connection ended first: what it delivered may still complete the answer.
-        let r = work.await.map_err(|(began, e)| ExchangeError {
-            message: format!("sending PutLogEvents: {}", error_chain(&*e)),
-            before_answer: !began,
-        });
+        let r = work.await.map_err(failed);
         match (r, ended) {
             (Ok(a), _) => Ok(a),
             (Err(e), Err(c)) => Err(ExchangeError {
@@ -187,6 +181,14 @@ impl Conn {
             }),
             (Err(e), Ok(())) => Err(e),
         }
+    }
+}
+
+/// An exchange's error, and whether its answer had begun.
+fn failed((began, e): (bool, Box<dyn std::error::Error + Send + Sync>)) -> ExchangeError {
+    ExchangeError {
+        message: format!("sending PutLogEvents: {}", error_chain(&*e)),
+        before_answer: !began,
     }
 }
 

@@ -25,8 +25,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatchlogs::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use aws_smithy_types::date_time::{DateTime, Format};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use bytes::Bytes;
@@ -40,7 +38,7 @@ use serde::Deserialize;
 use super::client::{Fail, Rejected, fail_for_code};
 use super::conn::Conns;
 use super::creds::{CredentialCache, Held};
-use super::sign::{PutSigner, SignedHeaders};
+use super::sign::PutSigner;
 
 /// The service name requests are signed for.
 const SIGNING_NAME: &str = "logs";
@@ -66,10 +64,11 @@ struct Target {
     /// What the request line carries: the path (and query).
     origin_form: Uri,
     host: HeaderValue,
-    region: String,
-    /// The day-key signer, for an endpoint whose path is `/` (every AWS one); others
-    /// are signed by aws-sigv4's general `sign`.
-    signer: Option<PutSigner>,
+    /// Signs its requests.
+    signer: PutSigner,
+    /// The path is `/` (every AWS endpoint): the day-key signer applies; others are
+    /// signed by aws-sigv4's general `sign`.
+    root: bool,
 }
 
 /// Sends PutLogEvents bodies.
@@ -150,9 +149,12 @@ impl PutClient {
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, String> {
         let time = skewed(SystemTime::now(), self.skew_ms.load(Ordering::Relaxed));
-        let signed = match &target.signer {
-            Some(signer) => signer.sign(&held.creds, time, &body),
-            None => general_sign(target, &held.identity, time, &body)?,
+        let signed = if target.root {
+            target.signer.sign(&held.creds, time, &body)
+        } else {
+            target
+                .signer
+                .sign_general(&target.uri.to_string(), &held.identity, time, &body)?
         };
         let value = |v: String, sensitive: bool| {
             let mut v = HeaderValue::try_from(v)
@@ -228,53 +230,6 @@ impl PutClient {
         let skew = if skew.abs() < 2_000 { 0 } else { skew };
         self.skew_ms.store(skew, Ordering::Relaxed);
     }
-}
-
-/// Signs with aws-sigv4's general signer (endpoints whose path is not `/`).
-fn general_sign(
-    target: &Target,
-    identity: &aws_smithy_runtime_api::client::identity::Identity,
-    time: SystemTime,
-    body: &[u8],
-) -> Result<SignedHeaders, String> {
-    let host = target.host.to_str().unwrap_or_default();
-    let params = v4::SigningParams::builder()
-        .identity(identity)
-        .region(&target.region)
-        .name(SIGNING_NAME)
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| format!("signing PutLogEvents: {e}"))?
-        .into();
-    let uri = target.uri.to_string();
-    let signable = SignableRequest::new(
-        "POST",
-        uri.as_str(),
-        [
-            ("host", host),
-            ("content-type", CONTENT_TYPE),
-            ("x-amz-target", TARGET),
-        ]
-        .into_iter(),
-        SignableBody::Bytes(body),
-    )
-    .map_err(|e| format!("signing PutLogEvents: {e}"))?;
-    let (instructions, _signature) = sign(signable, &params)
-        .map_err(|e| format!("signing PutLogEvents: {e}"))?
-        .into_parts();
-    let (headers, _) = instructions.into_parts();
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|h| h.name() == name)
-            .map(|h| h.value().to_string())
-    };
-    Ok(SignedHeaders {
-        amz_date: get("x-amz-date").ok_or("signing PutLogEvents: no x-amz-date")?,
-        authorization: get("authorization").ok_or("signing PutLogEvents: no authorization")?,
-        security_token: get("x-amz-security-token"),
-    })
 }
 
 /// An HTTP exchange's outcome, read.
@@ -395,21 +350,20 @@ fn target_of(url: &str, region: String) -> Result<Target, String> {
     );
     let uri = Uri::from_parts(parts).map_err(|e| bad(&e))?;
     let host = HeaderValue::from_str(authority.as_str()).map_err(|e| bad(&e))?;
-    let signer = (uri.path() == "/" && uri.query().is_none()).then(|| {
-        PutSigner::new(
-            authority.as_str(),
-            &region,
-            SIGNING_NAME,
-            CONTENT_TYPE,
-            TARGET,
-        )
-    });
+    let root = uri.path() == "/" && uri.query().is_none();
+    let signer = PutSigner::new(
+        authority.as_str(),
+        &region,
+        SIGNING_NAME,
+        CONTENT_TYPE,
+        TARGET,
+    );
     Ok(Target {
         uri,
         origin_form,
         host,
-        region,
         signer,
+        root,
     })
 }
 
@@ -710,11 +664,11 @@ mod tests {
         let t = target_of("https://logs.eu-west-1.amazonaws.com", "eu-west-1".into()).unwrap();
         assert_eq!(t.uri.to_string(), "https://logs.eu-west-1.amazonaws.com/");
         assert_eq!(t.host, "logs.eu-west-1.amazonaws.com");
-        assert!(t.signer.is_some());
+        assert!(t.root);
         let t = target_of("https://vpce-1.logs.example/prefix", "x".into()).unwrap();
         assert_eq!(t.uri.path(), "/prefix");
         assert!(
-            t.signer.is_none(),
+            !t.root,
             "another path is signed by aws-sigv4's general signer"
         );
         assert!(target_of("not a url", "x".into()).is_err());
@@ -727,8 +681,11 @@ mod tests {
         let creds = Credentials::new("ASIAX", "s3cr/t", Some("tok==".into()), None, "t");
         let identity = creds.clone().into();
         let time = UNIX_EPOCH + Duration::from_secs(1_795_000_123);
-        let fast = t.signer.as_ref().unwrap().sign(&creds, time, b"{}");
-        assert_eq!(fast, general_sign(&t, &identity, time, b"{}").unwrap());
+        let fast = t.signer.sign(&creds, time, b"{}");
+        let general = t
+            .signer
+            .sign_general(&t.uri.to_string(), &identity, time, b"{}");
+        assert_eq!(fast, general.unwrap());
         assert!(
             fast.authorization
                 .contains("/20261118/eu-west-1/logs/aws4_request")

@@ -16,7 +16,9 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4::{self, calculate_signature, generate_signing_key};
+use aws_smithy_runtime_api::client::identity::Identity;
 use sha2::{Digest, Sha256};
 
 /// The headers a signed request carries besides its own.
@@ -30,7 +32,8 @@ pub struct SignedHeaders {
     pub security_token: Option<String>,
 }
 
-/// Signs PutLogEvents requests to one endpoint whose path is `/`.
+/// Signs PutLogEvents requests to one endpoint: [`PutSigner::sign`] when its path is
+/// `/`, [`PutSigner::sign_general`] otherwise.
 pub struct PutSigner {
     host: String,
     region: String,
@@ -126,6 +129,53 @@ impl PutSigner {
         }
     }
 
+    /// The same headers from aws-sigv4's general `sign`, for a POST to `uri` (any
+    /// path; the `host` header is this signer's).
+    pub fn sign_general(
+        &self,
+        uri: &str,
+        identity: &Identity,
+        time: SystemTime,
+        body: &[u8],
+    ) -> Result<SignedHeaders, String> {
+        let params = v4::SigningParams::builder()
+            .identity(identity)
+            .region(&self.region)
+            .name(self.service)
+            .time(time)
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| format!("signing PutLogEvents: {e}"))?
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            uri,
+            [
+                ("host", self.host.as_str()),
+                ("content-type", self.content_type),
+                ("x-amz-target", self.target),
+            ]
+            .into_iter(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| format!("signing PutLogEvents: {e}"))?;
+        let (instructions, _signature) = sign(signable, &params)
+            .map_err(|e| format!("signing PutLogEvents: {e}"))?
+            .into_parts();
+        let (headers, _) = instructions.into_parts();
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.name() == name)
+                .map(|h| h.value().to_string())
+        };
+        Ok(SignedHeaders {
+            amz_date: get("x-amz-date").ok_or("signing PutLogEvents: no x-amz-date")?,
+            authorization: get("authorization").ok_or("signing PutLogEvents: no authorization")?,
+            security_token: get("x-amz-security-token"),
+        })
+    }
+
     /// The signing key for `creds` on `day`, derived when either changed.
     fn key_for(&self, creds: &Credentials, day: [u8; 8], time: SystemTime) -> [u8; 32] {
         let mut held = self.key.lock().unwrap_or_else(|p| p.into_inner());
@@ -192,9 +242,6 @@ fn push_hex(bytes: &[u8], out: &mut String) {
 mod tests {
     use std::time::Duration;
 
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    use aws_sigv4::sign::v4;
-
     use super::*;
 
     const CT: &str = "application/x-amz-json-1.1";
@@ -208,46 +255,13 @@ mod tests {
         time: SystemTime,
         body: &[u8],
     ) -> SignedHeaders {
-        let identity = creds.clone().into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(region)
-            .name("logs")
-            .time(time)
-            .settings(SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
+        let s = PutSigner::new(host, region, "logs", CT, TARGET);
         let uri = format!("https://{host}/");
-        let req = SignableRequest::new(
-            "POST",
-            &uri,
-            [
-                ("host", host),
-                ("content-type", CT),
-                ("x-amz-target", TARGET),
-            ]
-            .into_iter(),
-            SignableBody::Bytes(body),
-        )
-        .unwrap();
-        let (instructions, _) = sign(req, &params).unwrap().into_parts();
-        let (headers, _) = instructions.into_parts();
-        let get = |n: &str| {
-            headers
-                .iter()
-                .find(|h| h.name() == n)
-                .map(|h| h.value().to_string())
-        };
-        assert_eq!(
-            headers.len(),
-            2 + usize::from(creds.session_token().is_some())
-        );
-        SignedHeaders {
-            amz_date: get("x-amz-date").unwrap(),
-            authorization: get("authorization").unwrap(),
-            security_token: get("x-amz-security-token"),
-        }
+        let r = s
+            .sign_general(&uri, &creds.clone().into(), time, body)
+            .unwrap();
+        assert_eq!(r.security_token.is_some(), creds.session_token().is_some());
+        r
     }
 
     #[test]
