@@ -19,10 +19,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::checkpoint::{Store, write_atomic};
+use crate::checkpoint::Store;
 use crate::config::{Config, KubeSource, SinkConfig};
 use crate::kube::{self, PodCache};
 use crate::ledger::Ledger;
+use crate::persist;
 use crate::sink::{CloudWatchSink, LocalSink};
 use crate::tail::{Control, Summary, Tailer};
 use crate::telemetry::Metrics;
@@ -178,13 +179,15 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
                 r
             })?
     };
-    let ckpt_thread = spawn_checkpointer(
-        Arc::clone(&ledger),
-        Arc::clone(&control),
-        ckpt_path.clone(),
-        cfg.pipeline.checkpoint_interval,
-        Arc::clone(&metrics),
-    );
+    let ckpt_thread = persist::Writer {
+        ledger: Arc::clone(&ledger),
+        path: ckpt_path.clone(),
+        interval: cfg.pipeline.checkpoint_interval,
+        stuck_after: cfg.pipeline.stuck_after,
+        metrics: Arc::clone(&metrics),
+        health: Arc::clone(&health),
+    }
+    .spawn();
 
     rt.block_on(async {
         tokio::select! {
@@ -218,8 +221,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
             "shutdown timeout: undelivered batches will be read again after restart"
         );
     }
-    stop_checkpointer(ckpt_thread, &control);
-    write_checkpoint(&ledger, &ckpt_path, &metrics);
+    ckpt_thread.stop();
+    persist::write(&ledger, &ckpt_path, &metrics);
     rt.shutdown_timeout(Duration::from_millis(100));
     Ok(Report {
         summary,
@@ -272,84 +275,4 @@ fn start_pod_watch(
 enum SinkTask {
     Thread(thread::JoinHandle<()>),
     Task(tokio::task::JoinHandle<()>),
-}
-
-/// Writes the checkpoint file if it changed.
-fn write_checkpoint(ledger: &Ledger, path: &Path, metrics: &Metrics) {
-    let Some(snap) = ledger.checkpoint_if_changed() else {
-        return;
-    };
-    match write_atomic(path, &snap.bytes) {
-        Ok(()) => {
-            Metrics::inc_reason(&metrics.checkpoint_writes, "ok", 1);
-            ledger.persisted(snap);
-        }
-        Err(e) => {
-            Metrics::inc_reason(&metrics.checkpoint_writes, "error", 1);
-            tracing::error!(path = %path.display(), error = %e, "writing checkpoints failed");
-            ledger.with_store(|s| s.mark_dirty());
-        }
-    }
-}
-
-/// Stops the checkpoint thread and waits for it. It is woken, not left to finish
-/// its sleep: an exit is not up to a checkpoint interval late.
-fn stop_checkpointer(thread: thread::JoinHandle<()>, control: &Control) {
-    control.stop.store(true, Ordering::SeqCst);
-    thread.thread().unpark();
-    let _ = thread.join();
-}
-
-fn spawn_checkpointer(
-    ledger: Arc<Ledger>,
-    control: Arc<Control>,
-    path: PathBuf,
-    every: Duration,
-    metrics: Arc<Metrics>,
-) -> thread::JoinHandle<()> {
-    thread::Builder::new()
-        .name("checkpoint".into())
-        .spawn(move || {
-            // Sleeps first, every time: a stop wakes it (the unpark is kept if it
-            // comes before the park).
-            loop {
-                thread::park_timeout(every);
-                write_checkpoint(&ledger, &path, &metrics);
-                if control.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-            }
-        })
-        .expect("spawning the checkpoint thread")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_checkpointer_stops_without_finishing_its_sleep() {
-        let dir = tempfile::tempdir().unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let ledger = Arc::new(Ledger::new(Store::default(), Arc::clone(&metrics)));
-        let control = Arc::new(Control::default());
-        let path = checkpoint_path(dir.path());
-        let t = spawn_checkpointer(
-            ledger,
-            Arc::clone(&control),
-            path,
-            Duration::from_secs(3600),
-            metrics,
-        );
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            stop_checkpointer(t, &control);
-            let _ = done_tx.send(());
-        });
-        // An hour's sleep would time this out; the wake ends it at once.
-        assert!(
-            done_rx.recv_timeout(Duration::from_secs(30)).is_ok(),
-            "the checkpoint thread was not woken to stop"
-        );
-    }
 }

@@ -290,6 +290,11 @@ impl BatchBuilder {
         charge(&self.buf, &self.events)
     }
 
+    /// Records added since the last seal.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
     /// True when no record was added since the last seal.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()

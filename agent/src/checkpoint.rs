@@ -232,6 +232,11 @@ impl Store {
         self.len() == 0
     }
 
+    /// True when the store changed since it was last taken.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
     /// Forces the next [`Store::take_dirty`] to return the store (a write failed).
     pub fn mark_dirty(&mut self) {
         self.dirty = true;

@@ -27,6 +27,12 @@ use crate::tail::ContainerInfo;
 /// Flush timeout of a multiline rule a pod annotation chose.
 const ANNOTATION_MULTILINE_FLUSH_MS: u64 = 1000;
 
+/// Largest `kubernetes` object a record carries, as JSON. A pod's labels and kept
+/// annotations are small in practice, but the API server allows ~1.5 MB of them, more
+/// than one CloudWatch event once escaped: past this bound they are left out (the
+/// records say so in `kubeship_reduced`, counted).
+pub const MAX_KUBERNETES_BYTES: usize = 64 * 1024;
+
 /// A container's pod as the cache had it: its metadata and its namespace's labels.
 #[derive(Debug, Clone)]
 pub struct Found {
@@ -161,9 +167,20 @@ impl Enricher {
             }
             parsed
         });
+        let mut kubernetes = self.fragment(path, found, container, true);
+        let kubernetes_reduced = kubernetes.len() > MAX_KUBERNETES_BYTES;
+        if kubernetes_reduced {
+            problems.push(problem(format!(
+                "its labels and annotations make the records' kubernetes object {} bytes, more \
+                 than {MAX_KUBERNETES_BYTES}; its records carry it without them",
+                kubernetes.len()
+            )));
+            kubernetes = self.fragment(path, found, container, false);
+        }
         ContainerInfo {
             dest,
-            kubernetes: Fragment::new(self.fragment(path, found, container), self.form),
+            kubernetes: Fragment::new(kubernetes, self.form),
+            kubernetes_reduced,
             multiline,
             parser,
             excluded: controls.excluded,
@@ -173,12 +190,14 @@ impl Enricher {
     }
 
     /// The `kubernetes` object, in Fluent Bit's field order; what is unknown is
-    /// left out (the path fields are always there).
+    /// left out (the path fields are always there), and so are the pod's and its
+    /// namespace's labels and annotations unless `maps`.
     fn fragment(
         &self,
         path: &PathMeta,
         found: Option<&Found>,
         container: Option<&crate::kube::ContainerMeta>,
+        maps: bool,
     ) -> Vec<u8> {
         let mut o = Obj::new(256);
         let pod = found.map(|f| &*f.pod);
@@ -187,6 +206,8 @@ impl Enricher {
         o.str("pod_id", &path.pod_id);
         if let Some(p) = pod {
             o.str_if("pod_ip", &p.pod_ip);
+        }
+        if let Some(p) = pod.filter(|_| maps) {
             let k = &self.cfg.kubernetes;
             if k.labels {
                 o.map_if("labels", &p.labels);
@@ -212,7 +233,10 @@ impl Enricher {
             o.str("workload_kind", &w.kind);
             o.str("workload_name", &w.name);
         }
-        if let Some(labels) = found.and_then(|f| f.namespace_labels.as_ref()) {
+        if let Some(labels) = found
+            .and_then(|f| f.namespace_labels.as_ref())
+            .filter(|_| maps)
+        {
             o.map_if("namespace_labels", labels);
         }
         o.finish()
@@ -359,7 +383,7 @@ mod tests {
             pod: Arc::new(pod()),
             namespace_labels: Some(Arc::new(BTreeMap::from([("env".into(), "prod".into())]))),
         };
-        let frag = e.fragment(&path(), Some(&found), found.pod.container("app"));
+        let frag = e.fragment(&path(), Some(&found), found.pod.container("app"), true);
         let v = json(&frag);
         let text = String::from_utf8(frag).unwrap();
         let mut keys: Vec<(usize, &str)> = v
@@ -403,7 +427,7 @@ mod tests {
     fn path_only_fragment_is_the_six_path_fields() {
         let cfg = config("");
         let e = Enricher::new(cfg, None);
-        let v = json(&e.fragment(&path(), None, None));
+        let v = json(&e.fragment(&path(), None, None, true));
         assert_eq!(v.as_object().unwrap().len(), 6);
         assert_eq!(v["pod_id"], "u-1");
     }

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
@@ -51,6 +51,7 @@ pub struct Snapshot {
 struct InFlight {
     files: Vec<u64>,
     charge: usize,
+    sealed_at: Instant,
 }
 
 #[derive(Default)]
@@ -183,7 +184,14 @@ impl Ledger {
             }
         }
         g.inflight += charge;
-        g.batches.insert(batch.seq, InFlight { files, charge });
+        g.batches.insert(
+            batch.seq,
+            InFlight {
+                files,
+                charge,
+                sealed_at: batch.sealed_at,
+            },
+        );
         self.metrics.inflight_bytes.set(g.inflight as i64);
     }
 
@@ -281,6 +289,56 @@ impl Ledger {
     /// Batches submitted and not yet acknowledged.
     pub fn batches_in_flight(&self) -> usize {
         self.lock().batches.len()
+    }
+
+    /// When the oldest batch still in flight was sealed, with the number of batches
+    /// and bytes in flight; `None` when nothing is in flight.
+    pub fn oldest_in_flight(&self) -> Option<(Instant, usize, usize)> {
+        let g = self.lock();
+        let oldest = g.batches.values().map(|b| b.sealed_at).min()?;
+        Some((oldest, g.batches.len(), g.inflight))
+    }
+
+    /// Blocks until the checkpoint store has changes to write, `stop` is set (see
+    /// [`Ledger::wake`]) or `timeout` passed.
+    pub fn wait_changed(&self, timeout: Duration, stop: &AtomicBool) {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.lock();
+        while !g.store.is_dirty() && !stop.load(Ordering::SeqCst) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            g = self
+                .acked
+                .wait_timeout(g, left)
+                .map(|r| r.0)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Blocks until `deadline` or until `stop` is set (see [`Ledger::wake`]).
+    pub fn sleep_until(&self, deadline: Instant, stop: &AtomicBool) {
+        let mut g = self.lock();
+        while !stop.load(Ordering::SeqCst) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            g = self
+                .acked
+                .wait_timeout(g, left)
+                .map(|r| r.0)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Wakes whoever waits in [`Ledger::wait_changed`] or [`Ledger::sleep_until`]
+    /// (after setting their `stop`). Taking the lock first means a waiter that checked
+    /// `stop` just before it was set is already waiting, and gets the notification.
+    pub fn wake(&self) {
+        let _g = self.lock();
+        self.acked.notify_all();
     }
 
     /// The checkpoint file's new contents when anything changed (`None` when the

@@ -15,4 +15,5 @@ mod kube;
 mod kubeapi;
 mod model;
 mod quickstart;
+mod regression;
 mod sigkill;

@@ -182,8 +182,12 @@ pub struct PipelineConfig {
     pub channel_batches: usize,
     /// Default 64 MiB; at least `2 * batch_max_bytes`.
     pub max_inflight_bytes: usize,
-    /// `checkpoint_interval_ms`, default 1000, 10..=600000.
+    /// `checkpoint_interval_ms`, default 200, 10..=600000: the checkpoint file is
+    /// written this long after an acknowledgement at most (writes are coalesced).
     pub checkpoint_interval: Duration,
+    /// `stuck_after_secs`, default 120, 1..=86400: a batch unacknowledged this long
+    /// makes the sink "stuck" (logged, `/readyz` 503).
+    pub stuck_after: Duration,
 }
 
 /// `output:` — naming and the sink.
@@ -484,13 +488,15 @@ mod tests {
             channel_batches,
             max_inflight_bytes,
             checkpoint_interval,
+            stuck_after,
         } = pipeline;
         assert_eq!(batch_max_bytes, 1_048_576);
         assert_eq!(batch_max_records, 10_000);
         assert_eq!(batch_timeout, Duration::from_millis(1000));
         assert_eq!(channel_batches, 8);
         assert_eq!(max_inflight_bytes, 67_108_864);
-        assert_eq!(checkpoint_interval, Duration::from_millis(1000));
+        assert_eq!(checkpoint_interval, Duration::from_millis(200));
+        assert_eq!(stuck_after, Duration::from_secs(120));
 
         let OutputConfig {
             group,
@@ -687,6 +693,7 @@ logs:
         (Some("pipeline"), "batch_timeout_ms", 1, 60_000),
         (Some("pipeline"), "channel_batches", 1, 1024),
         (Some("pipeline"), "checkpoint_interval_ms", 10, 600_000),
+        (Some("pipeline"), "stuck_after_secs", 1, 86_400),
     ];
 
     #[test]

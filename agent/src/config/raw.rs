@@ -198,6 +198,8 @@ pub(super) struct RawPipeline {
     pub max_inflight_bytes: Sp<u64>,
     #[serde(default = "default_checkpoint_interval_ms")]
     pub checkpoint_interval_ms: Sp<u64>,
+    #[serde(default = "default_stuck_after_secs")]
+    pub stuck_after_secs: Sp<u64>,
 }
 
 impl Default for RawPipeline {
@@ -222,7 +224,10 @@ fn default_max_inflight_bytes() -> Sp<u64> {
     unlocated(64 * 1024 * 1024)
 }
 fn default_checkpoint_interval_ms() -> Sp<u64> {
-    unlocated(1000)
+    unlocated(200)
+}
+fn default_stuck_after_secs() -> Sp<u64> {
+    unlocated(120)
 }
 
 #[derive(Debug, Deserialize)]

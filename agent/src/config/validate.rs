@@ -295,6 +295,7 @@ fn convert_pipeline(raw: RawPipeline, problems: &mut Problems<'_>) -> PipelineCo
         channel_batches,
         max_inflight_bytes,
         checkpoint_interval_ms,
+        stuck_after_secs,
     } = raw;
     let batch_range = 4 * KIB..=8 * MIB;
     if batch_range.contains(&batch_max_bytes.value)
@@ -340,6 +341,12 @@ fn convert_pipeline(raw: RawPipeline, problems: &mut Problems<'_>) -> PipelineCo
             &checkpoint_interval_ms,
             "pipeline.checkpoint_interval_ms",
             10..=600_000,
+            problems,
+        )),
+        stuck_after: Duration::from_secs(in_range(
+            &stuck_after_secs,
+            "pipeline.stuck_after_secs",
+            1..=86_400,
             problems,
         )),
     }

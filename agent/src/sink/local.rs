@@ -239,4 +239,80 @@ mod tests {
             Path::new("out/g/_...jsonl")
         );
     }
+
+    mod property {
+        use super::*;
+        use crate::batch::BatchBuilder;
+        use crate::checkpoint::Store;
+        use proptest::prelude::*;
+        use std::time::Instant;
+
+        /// Destinations, hostile ones among them (two of them share a file).
+        const DESTS: [(&str, &str); 5] = [
+            ("/aws/containerinsights/c/application", "web_shop_app"),
+            ("/../../etc", ".."),
+            ("/g", "a/b"),
+            ("/g", "a_b"),
+            ("/é/ü", "日本"),
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(24))]
+
+            /// Whatever the records (sizes up to and past an event, bytes JSON must
+            /// escape), every batch handed to the local sink is written and acknowledged,
+            /// each record as one line of its destination's file, in order.
+            #[test]
+            fn every_batch_is_written_and_acknowledged(
+                batches in prop::collection::vec(
+                    prop::collection::vec(
+                        (0usize..DESTS.len(),
+                         prop_oneof![4 => 0usize..200, 1 => 1000usize..200_000, 1 => 1_000_000usize..1_100_000],
+                         any::<u8>()),
+                        1..40),
+                    1..6),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let metrics = Arc::new(Metrics::new());
+                let ledger = Arc::new(Ledger::new(Store::default(), Arc::clone(&metrics)));
+                let dests: Vec<Arc<Destination>> = DESTS
+                    .iter()
+                    .map(|(g, s)| Arc::new(Destination { group: (*g).into(), stream: (*s).into() }))
+                    .collect();
+                let sink = LocalSink::new(dir.path().to_path_buf(), Arc::clone(&ledger), metrics);
+                let (tx, rx) = mpsc::channel(2);
+                let t = std::thread::spawn(move || sink.run(rx));
+                let mut want: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+                for records in &batches {
+                    let mut bb = BatchBuilder::new(8 << 20, 10_000);
+                    for &(d, len, byte) in records {
+                        let msg = vec![byte; len];
+                        bb.push(&dests[d], 0, Instant::now(), |o| {
+                            o.extend_from_slice(b"{\"log\":\"");
+                            crate::encode::escape_bytes_into(&msg, o);
+                            o.extend_from_slice(b"\"}");
+                            0
+                        });
+                    }
+                    let mut b = bb.seal(vec![], Instant::now());
+                    ledger.submit(&mut b);
+                    for (i, dest) in b.dests.iter().enumerate() {
+                        let file = want.entry(output_path(dir.path(), dest)).or_default();
+                        for e in b.events.iter().filter(|e| e.dest as usize == i) {
+                            file.extend_from_slice(b.record(e));
+                            file.push(b'\n');
+                        }
+                    }
+                    tx.blocking_send(b).unwrap();
+                }
+                drop(tx);
+                t.join().unwrap();
+                prop_assert_eq!(ledger.batches_in_flight(), 0, "every batch acknowledged");
+                for (path, bytes) in want {
+                    let got = fs::read(&path).unwrap();
+                    prop_assert!(got == bytes, "{}: {} bytes, want {}", path.display(), got.len(), bytes.len());
+                }
+            }
+        }
+    }
 }

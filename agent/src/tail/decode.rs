@@ -20,6 +20,9 @@ pub struct ContainerInfo {
     pub dest: Arc<Destination>,
     /// Precomputed `kubernetes` JSON object, in the form the batches take.
     pub kubernetes: Fragment,
+    /// The pod's labels and annotations were left out of `kubernetes`: together
+    /// larger than [`crate::enrich::MAX_KUBERNETES_BYTES`].
+    pub kubernetes_reduced: bool,
     /// Multiline rule and flush timeout for this container, if any.
     pub multiline: Option<(Rule, u64)>,
     /// App-level parser for this container (`kubeship.io/parser`), if any.
@@ -54,6 +57,10 @@ pub struct Counters {
     pub misses: u64,
     /// Records whose app-level parsing failed, by [`AppParser::index`].
     pub parse_failed: [u64; 3],
+    /// Records shipped without their `log_processed` (too large).
+    pub reduced_processed: u64,
+    /// Records shipped with a reduced `kubernetes` object (too large).
+    pub reduced_kubernetes: u64,
 }
 
 /// Where decoded records go, and the clock of this round.
@@ -68,23 +75,26 @@ pub struct Out<'a> {
     pub now_ms: u64,
     /// Wall clock now, unix nanoseconds (the time of malformed lines).
     pub wall_nanos: i64,
+    /// Largest `log_processed` object (JSON bytes) a record may carry.
+    pub max_processed: usize,
 }
 
 impl Out<'_> {
     fn emit(&mut self, info: &ContainerInfo, rec: Record<'_>) {
-        self.counters.truncated += u64::from(rec.truncated);
         let mut e = crate::encode::Encoded::default();
         let form = self.builder.form();
         if info.log_only {
+            let mut t = crate::encode::EncodedText::default();
             self.builder
                 .push(&info.dest, rec.time_nanos, self.now, |buf| {
-                    let (replaced, len) = encode_text(rec.message, form, buf);
-                    e.replaced = replaced;
-                    len
+                    t = encode_text(rec.message, form, buf);
+                    t.len
                 });
-            self.counters.invalid_utf8 += u64::from(e.replaced);
+            self.counters.invalid_utf8 += u64::from(t.replaced);
+            self.counters.truncated += u64::from(rec.truncated || t.cut);
             return;
         }
+        let max_processed = self.max_processed;
         self.builder
             .push(&info.dest, rec.time_nanos, self.now, |buf| {
                 e = encode_record(
@@ -94,6 +104,8 @@ impl Out<'_> {
                         time_nanos: rec.time_nanos,
                         kubernetes: &info.kubernetes,
                         parser: info.parser.as_ref(),
+                        max_processed,
+                        kubernetes_reduced: info.kubernetes_reduced,
                     },
                     form,
                     buf,
@@ -101,6 +113,9 @@ impl Out<'_> {
                 e.json_len
             });
         let c = &mut self.counters;
+        c.truncated += u64::from(rec.truncated || e.log_cut);
+        c.reduced_processed += u64::from(e.processed_dropped);
+        c.reduced_kubernetes += u64::from(e.kubernetes_reduced);
         c.invalid_utf8 += u64::from(e.replaced);
         c.misses += u64::from(info.miss);
         if e.parse_failed

@@ -99,6 +99,7 @@ pub struct Summary {
 struct Unlogged {
     malformed: u64,
     truncated: u64,
+    reduced: u64,
     invalid_utf8: u64,
 }
 
@@ -234,6 +235,14 @@ impl Tailer {
         if c.excluded > 0 {
             Metrics::inc_reason(&m.log_records_dropped, "excluded", c.excluded);
         }
+        for (reason, n) in [
+            ("log_processed", c.reduced_processed),
+            ("kubernetes", c.reduced_kubernetes),
+        ] {
+            if n > 0 {
+                Metrics::inc_reason(&m.log_records_reduced, reason, n);
+            }
+        }
         for (parser, n) in crate::encode::AppParser::LABELS
             .into_iter()
             .zip(c.parse_failed)
@@ -256,6 +265,7 @@ impl Tailer {
         let u = &mut self.unlogged;
         u.malformed += c.malformed_cri + c.malformed_docker;
         u.truncated += c.truncated;
+        u.reduced += c.reduced_processed + c.reduced_kubernetes;
         u.invalid_utf8 += c.invalid_utf8;
         if u.malformed > 0 && self.limits.allow("malformed", now).is_some() {
             tracing::warn!(
@@ -271,6 +281,14 @@ impl Tailer {
                 "records longer than max_record_bytes were truncated"
             );
             u.truncated = 0;
+        }
+        if u.reduced > 0 && self.limits.allow("reduced_record", now).is_some() {
+            tracing::warn!(
+                records = u.reduced,
+                max_record_bytes = self.settings.max_record,
+                "records too large to ship whole were shipped without log_processed or kubernetes (see kubeship_reduced in the record)"
+            );
+            u.reduced = 0;
         }
         if u.invalid_utf8 > 0 && self.limits.allow("invalid_utf8", now).is_some() {
             tracing::warn!(
@@ -310,15 +328,19 @@ impl Tailer {
                     now,
                     now_ms,
                     wall_nanos,
+                    max_processed: self.settings.max_record,
                 },
                 start_at_end: false,
                 limits: &mut self.limits,
             };
+            let before = env.out.builder.len();
             let p = if may_read {
                 self.streams[idx].poll(&mut env)
             } else {
                 self.streams[idx].open_only(&mut env)
             };
+            let s = &mut self.streams[idx];
+            s.in_batch |= self.builder.len() != before;
             round.progressed |= p.progressed;
             round.busy |= p.busy;
             if self.builder.is_full() && !self.seal_and_send() {
@@ -329,12 +351,20 @@ impl Tailer {
         round
     }
 
-    /// Seals the open batch with the files' new checkpoint marks and sends it.
-    /// Returns false when the sink is gone.
+    /// Seals the open batch with the files' checkpoint marks and sends it. Returns
+    /// false when the sink is gone.
+    ///
+    /// A file gets a mark when its safe offset moved, when it was let go, and
+    /// whenever the batch holds records of its stream, even at an unchanged offset:
+    /// the ledger commits a file's offset only over a prefix of acknowledged batches
+    /// *that carry its marks*, so a batch holding a file's records without a mark
+    /// (its safe offset pinned by a pending partial line, multiline group or skipped
+    /// long line) could be passed by a later batch's mark acknowledged first.
     fn seal_and_send(&mut self) -> bool {
         let mut marks = Vec::new();
         let mut files = 0;
         for s in &mut self.streams {
+            let in_batch = std::mem::take(&mut s.in_batch);
             for f in &mut s.files {
                 files += 1;
                 if f.finished {
@@ -347,7 +377,7 @@ impl Tailer {
                     continue;
                 }
                 let safe = f.safe_offset();
-                if safe != f.last_marked {
+                if safe != f.last_marked || in_batch {
                     marks.push(Mark {
                         file: f.id,
                         offset: safe,
@@ -512,6 +542,9 @@ impl Tailer {
         true
     }
 }
+
+#[cfg(test)]
+mod ack_model;
 
 #[cfg(test)]
 mod tests {

@@ -135,6 +135,10 @@ pub struct ContainerStream {
     /// Found at the very first start with `read_from: end` and not listed yet (it
     /// may have waited for its pod): its files without checkpoint start at their end.
     pub start_at_end: bool,
+    /// Records of this stream went into the open batch: the batch must carry a mark
+    /// for each of its files, so that no checkpoint passes the batch before it is
+    /// acknowledged (even when the files' safe offsets did not move).
+    pub in_batch: bool,
     /// Files looked at and left alone, by inode: (size then, fingerprint).
     skipped: HashMap<Ino, (u64, Fingerprint)>,
     finished: Vec<Fingerprint>,
@@ -165,6 +169,7 @@ impl ContainerStream {
             closing_since: None,
             needs_listing: true,
             start_at_end: false,
+            in_batch: false,
             skipped: HashMap::new(),
             finished: Vec::new(),
         }

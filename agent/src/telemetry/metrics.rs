@@ -73,6 +73,8 @@ pub struct Metrics {
     pub log_records_dropped: Family<ReasonLabel, Counter>,
     /// Records cut to `max_record_bytes`.
     pub log_records_truncated: Counter,
+    /// Records shipped in a reduced form (a part left out to bound them), by the part.
+    pub log_records_reduced: Family<ReasonLabel, Counter>,
     /// Lines that were neither valid CRI nor docker json-file, kept as raw text.
     pub log_lines_malformed: Family<FormatLabel, Counter>,
     /// Records whose invalid UTF-8 was replaced with U+FFFD.
@@ -89,6 +91,8 @@ pub struct Metrics {
     pub batches_acked: Counter,
     /// Bytes of batches sent to the sink and not yet acknowledged.
     pub inflight_bytes: Gauge,
+    /// Age of the oldest batch not yet acknowledged (0 when none), in seconds.
+    pub oldest_unacked_age_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Checkpoint writes, by outcome (`ok`, `error`).
     pub checkpoint_writes: Family<ReasonLabel, Counter>,
     /// Records written by the embedded local sink.
@@ -138,6 +142,7 @@ impl Metrics {
             log_bytes_read: Counter::default(),
             log_records_dropped: Family::default(),
             log_records_truncated: Counter::default(),
+            log_records_reduced: Family::default(),
             log_lines_malformed: Family::default(),
             log_invalid_utf8: Counter::default(),
             log_file_errors: Family::default(),
@@ -146,6 +151,7 @@ impl Metrics {
             log_records_sent: Counter::default(),
             batches_acked: Counter::default(),
             inflight_bytes: Gauge::default(),
+            oldest_unacked_age_seconds: Gauge::default(),
             checkpoint_writes: Family::default(),
             local_sink_records_written: Counter::default(),
             local_sink_write_errors: Counter::default(),
@@ -206,8 +212,13 @@ impl Metrics {
         );
         r.register(
             "log_records_truncated",
-            "Log records cut to max_record_bytes",
+            "Log records whose log was cut: to max_record_bytes, or to fit one CloudWatch event",
             m.log_records_truncated.clone(),
+        );
+        r.register(
+            "log_records_reduced",
+            "Log records shipped with a part left out to fit their bounds (reason: the part, log_processed or kubernetes)",
+            m.log_records_reduced.clone(),
         );
         r.register(
             "log_lines_malformed",
@@ -248,6 +259,11 @@ impl Metrics {
             "inflight_bytes",
             "Bytes of batches sent to the sink and not yet acknowledged",
             m.inflight_bytes.clone(),
+        );
+        r.register(
+            "oldest_unacked_age_seconds",
+            "Age of the oldest batch sent to the sink and not yet acknowledged (0 when none)",
+            m.oldest_unacked_age_seconds.clone(),
         );
         r.register(
             "checkpoint_writes",

@@ -2,7 +2,7 @@
 //!
 //! Plain HTTP/1.1 on the configured address. `/healthz` answers 200 while the
 //! tailer thread is alive; `/readyz` answers 200 once the first discovery ran and
-//! the sink is accepting batches, 503 otherwise.
+//! the sink is accepting batches and making progress, 503 otherwise.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,6 +27,9 @@ pub struct Health {
     pub ready: AtomicBool,
     /// The sink is not refused by its peer (credentials, permissions, missing group).
     pub sink_ok: AtomicBool,
+    /// A batch has waited longer than `pipeline.stuck_after_secs` for its
+    /// acknowledgement: the sink is not making progress.
+    pub sink_stuck: AtomicBool,
 }
 
 impl Default for Health {
@@ -35,6 +38,7 @@ impl Default for Health {
             alive: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             sink_ok: AtomicBool::new(true),
+            sink_stuck: AtomicBool::new(false),
         }
     }
 }
@@ -68,9 +72,11 @@ fn handle(req: &Request<Incoming>, metrics: &Metrics, health: &Health) -> Respon
             metrics.encode(),
         ),
         (&hyper::Method::GET, "/healthz") => check(health.alive.load(Ordering::SeqCst)),
-        (&hyper::Method::GET, "/readyz") => {
-            check(health.ready.load(Ordering::SeqCst) && health.sink_ok.load(Ordering::SeqCst))
-        }
+        (&hyper::Method::GET, "/readyz") => check(
+            health.ready.load(Ordering::SeqCst)
+                && health.sink_ok.load(Ordering::SeqCst)
+                && !health.sink_stuck.load(Ordering::SeqCst),
+        ),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
 }

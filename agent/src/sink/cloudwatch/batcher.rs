@@ -3,10 +3,11 @@
 //! Records arrive in pipeline batches that mix destinations; each event is queued
 //! on its (group, stream). A request takes events from the front of one queue while
 //! they fit ([`limits`](super::limits)), is sorted by timestamp (stable), and is cut
-//! wherever its span would pass 24 hours. A record whose JSON is larger than an
-//! event may be gets its `log` cut, with a marker, so the record stays valid JSON.
+//! wherever its span would pass 24 hours. The encoder bounds every record to one
+//! event (`crate::encode`); an event that still could not fit an empty request is
+//! taken out of its queue as [`Taken::too_large`] for the sink to drop and count,
+//! so that no content can hold a queue, and the pipeline behind it, forever.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,15 +16,12 @@ use super::limits::{MAX_BATCH_SPAN_MS, MAX_EVENT_BYTES, event_size, fits};
 use crate::batch::{Batch, Event};
 use crate::encode::RecordForm;
 
-/// Appended to a `log` cut to fit one event.
-pub const TRUNCATED_MARKER: &str = "…[truncated by kubeship]";
-
-/// An event's message: a slice of its pipeline batch, or a cut copy.
+/// An event's message: a slice of its pipeline batch, or text of its own.
 #[derive(Clone, Debug)]
 pub enum Message {
     /// `batch.buf[start..end]`, in the batch's [`RecordForm`].
     InBatch(Arc<Batch>, u32, u32),
-    /// A record re-encoded to fit, as JSON.
+    /// A record's JSON text held on its own (tests build events so).
     Owned(Arc<str>),
 }
 
@@ -56,52 +54,23 @@ impl Ev {
     }
 }
 
-/// The queued event for `e` of `batch`: the record as the batch holds it, or a
-/// JSON copy with its `log` cut to fit one event (then the flag is true).
-pub fn event_of(batch: &Arc<Batch>, e: &Event) -> (Ev, bool) {
-    let cut = if e.json_len as usize > MAX_EVENT_BYTES {
-        fit_record(&record_json(batch, e))
-    } else {
-        None
-    };
-    let ts_ms = e.time_nanos.div_euclid(1_000_000);
-    let (msg, json_len, cut) = match cut {
-        None => (
-            Message::InBatch(Arc::clone(batch), e.start, e.end),
-            e.json_len,
-            false,
-        ),
-        Some(c) => {
-            let len = c.len() as u32;
-            (Message::Owned(c), len, true)
-        }
-    };
-    (
-        Ev {
-            ts_ms,
-            seq: batch.seq,
-            json_len,
-            msg,
-        },
-        cut,
-    )
+/// The queued event for `e` of `batch`: the record as the batch holds it.
+pub fn event_of(batch: &Arc<Batch>, e: &Event) -> Ev {
+    Ev {
+        ts_ms: e.time_nanos.div_euclid(1_000_000),
+        seq: batch.seq,
+        json_len: e.json_len,
+        msg: Message::InBatch(Arc::clone(batch), e.start, e.end),
+    }
 }
 
-/// The record's JSON: unescaped when the batch holds it as a JSON string's content.
-fn record_json<'a>(batch: &'a Batch, e: &Event) -> Cow<'a, [u8]> {
-    let rec = batch.record(e);
-    if batch.form == RecordForm::Json {
-        return Cow::Borrowed(rec);
-    }
-    let mut quoted = Vec::with_capacity(rec.len() + 2);
-    quoted.push(b'"');
-    quoted.extend_from_slice(rec);
-    quoted.push(b'"');
-    match serde_json::from_slice::<String>(&quoted) {
-        Ok(json) => Cow::Owned(json.into_bytes()),
-        // The tailer wrote it escaped; it cannot fail to unescape.
-        Err(_) => Cow::Borrowed(rec),
-    }
+/// What [`StreamQueue::take`] took from the front of a queue.
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// Requests, each within every limit.
+    pub requests: Vec<Vec<Ev>>,
+    /// Events larger than one event may be: they can never be sent.
+    pub too_large: Vec<Ev>,
 }
 
 /// Events waiting for one (group, stream).
@@ -142,25 +111,35 @@ impl StreamQueue {
     }
 
     /// Takes the events of one request from the front, sorted and cut at 24 h
-    /// spans (so possibly several requests).
-    pub fn take(&mut self, now: Instant) -> Vec<Vec<Ev>> {
-        let (mut n, mut bytes) = (0, 0);
-        for ev in &self.events {
+    /// spans (so possibly several requests), and any event on the way that is too
+    /// large for any request. Always takes at least one event from a queue that is
+    /// not empty: whatever the events, repeated takes empty the queue.
+    pub fn take(&mut self, now: Instant) -> Taken {
+        let mut out = Taken::default();
+        let mut taken = Vec::new();
+        let mut bytes = 0;
+        while let Some(ev) = self.events.front() {
             let len = ev.json_len as usize;
-            if !fits(n, bytes, len) {
+            if len > MAX_EVENT_BYTES {
+                let ev = self.events.pop_front().expect("front exists");
+                self.bytes -= event_size(len);
+                out.too_large.push(ev);
+                continue;
+            }
+            if !fits(taken.len(), bytes, len) {
                 break;
             }
-            n += 1;
             bytes += event_size(len);
+            taken.push(self.events.pop_front().expect("front exists"));
         }
-        let taken: Vec<Ev> = self.events.drain(..n).collect();
         self.bytes -= bytes;
         self.since = if self.events.is_empty() {
             None
         } else {
             Some(now)
         };
-        split_by_span(taken)
+        out.requests = split_by_span(taken);
+        out
     }
 }
 
@@ -186,72 +165,6 @@ pub fn split_by_span(mut evs: Vec<Ev>) -> Vec<Vec<Ev>> {
     }
     out.reverse();
     out
-}
-
-/// Cuts a record's `log` so its JSON fits one event, marking the cut. Returns
-/// `None` when the record already fits. The record's other bytes (field order
-/// included) are kept: the escaped `log` value is cut between escape sequences
-/// and characters, and the marker spliced in.
-pub fn fit_record(json: &[u8]) -> Option<Arc<str>> {
-    if json.len() <= MAX_EVENT_BYTES {
-        return None;
-    }
-    const HEAD: &[u8] = b"{\"log\":\"";
-    if let Some(log) = json.strip_prefix(HEAD)
-        && let Some(log_len) = escaped_len(log)
-    {
-        let rest = &json[HEAD.len() + log_len..];
-        let room = MAX_EVENT_BYTES.saturating_sub(HEAD.len() + rest.len() + TRUNCATED_MARKER.len());
-        let cut = escaped_boundary(&log[..log_len], room);
-        let mut out = Vec::with_capacity(MAX_EVENT_BYTES);
-        out.extend_from_slice(HEAD);
-        out.extend_from_slice(&log[..cut]);
-        out.extend_from_slice(TRUNCATED_MARKER.as_bytes());
-        out.extend_from_slice(rest);
-        if let Ok(s) = String::from_utf8(out) {
-            return Some(Arc::from(s));
-        }
-    }
-    // Not one of our records (should not happen): cut the bytes.
-    let s = String::from_utf8_lossy(json);
-    let mut cut = MAX_EVENT_BYTES - TRUNCATED_MARKER.len();
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    Some(Arc::from(format!("{}{TRUNCATED_MARKER}", &s[..cut])))
-}
-
-/// Length of a JSON string's escaped content (up to its closing quote).
-fn escaped_len(s: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'"' => return Some(i),
-            b'\\' => i += 2,
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-/// The largest cut ≤ `max` that splits neither an escape sequence nor a character.
-fn escaped_boundary(s: &[u8], max: usize) -> usize {
-    let mut i = 0;
-    while i < s.len() {
-        let step = match s[i] {
-            b'\\' if s.get(i + 1) == Some(&b'u') => 6,
-            b'\\' => 2,
-            b if b >= 0xf0 => 4,
-            b if b >= 0xe0 => 3,
-            b if b >= 0xc0 => 2,
-            _ => 1,
-        };
-        if i + step > max {
-            break;
-        }
-        i += step;
-    }
-    i
 }
 
 /// A batch of the given records (JSON texts) at `time_nanos`, in `form`, as the
@@ -297,10 +210,10 @@ mod tests {
             q.push(ev(i as i64, 1), now);
         }
         assert!(q.is_full());
-        let r = q.take(now);
+        let r = q.take(now).requests;
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].len(), MAX_BATCH_EVENTS);
-        assert_eq!(q.take(now)[0].len(), 5);
+        assert_eq!(q.take(now).requests[0].len(), 5);
         assert!(q.is_empty());
     }
 
@@ -313,7 +226,7 @@ mod tests {
         for i in 0..5 {
             q.push(ev(i, len), now);
         }
-        let r = q.take(now);
+        let r = q.take(now).requests;
         assert_eq!(r[0].len(), 4);
         let total: usize = r[0].iter().map(|e| e.bytes().len() + 26).sum();
         assert_eq!(total, MAX_BATCH_BYTES);
@@ -342,56 +255,127 @@ mod tests {
     }
 
     #[test]
-    fn events_of_either_form_count_and_cut_the_same() {
-        let big = serde_json::to_string(&serde_json::json!({
-            "log": "say \"hi\" \u{1} é ".repeat(80_000),
-            "stream": "stdout",
-        }))
-        .unwrap();
-        assert!(big.len() > MAX_EVENT_BYTES);
-        let small = r#"{"log":"a \"quoted\" word","stream":"stderr"}"#;
-        let plain = batch_of(&[small, &big], RecordForm::Json, 0);
-        let escaped = batch_of(&[small, &big], RecordForm::JsonString, 0);
-        for (i, want_cut) in [(0, false), (1, true)] {
-            let (a, cut_a) = event_of(&plain, &plain.events[i]);
-            let (b, cut_b) = event_of(&escaped, &escaped.events[i]);
-            assert_eq!((cut_a, cut_b), (want_cut, want_cut));
-            assert_eq!(a.json_len, b.json_len);
-            assert_eq!(a.ts_ms, b.ts_ms);
-            assert!(!a.escaped());
-            assert_eq!(b.escaped(), !want_cut, "a cut copy is JSON again");
-            if want_cut {
-                assert_eq!(a.bytes(), b.bytes());
-                assert!(a.json_len as usize <= MAX_EVENT_BYTES);
-            } else {
-                assert_eq!(a.json_len as usize, small.len());
-                let mut esc = Vec::new();
-                crate::encode::escape_json_text_into(a.bytes(), &mut esc);
-                assert_eq!(b.bytes(), &esc[..]);
-            }
-        }
+    fn events_of_either_form_count_the_same() {
+        let small = r#"{"log":"a \"quoted\" word \u0001 é","stream":"stderr"}"#;
+        let plain = batch_of(&[small], RecordForm::Json, 1_500_000);
+        let escaped = batch_of(&[small], RecordForm::JsonString, 1_500_000);
+        let (a, b) = (
+            event_of(&plain, &plain.events[0]),
+            event_of(&escaped, &escaped.events[0]),
+        );
+        assert_eq!(
+            (a.json_len, b.json_len),
+            (small.len() as u32, small.len() as u32)
+        );
+        assert_eq!((a.ts_ms, b.ts_ms), (1, 1));
+        assert!(!a.escaped() && b.escaped());
+        let mut esc = Vec::new();
+        crate::encode::escape_json_text_into(a.bytes(), &mut esc);
+        assert_eq!(b.bytes(), &esc[..]);
     }
 
+    /// Regression (a poison record wedged the sink for the whole node): an event that
+    /// no request can take was left at the front of its queue, every take returned
+    /// nothing, and the queue, its batch and the in-flight budget were held forever.
     #[test]
-    fn oversized_record_is_cut_to_one_event_and_stays_json() {
-        let log = "é\u{1}".repeat(400_000); // escaping makes \u0001 six bytes
-        let json =
-            serde_json::to_vec(&serde_json::json!({"log": log, "stream": "stdout"})).unwrap();
-        assert!(json.len() > MAX_EVENT_BYTES);
-        let fit = fit_record(&json).expect("cut");
-        assert!(fit.len() <= MAX_EVENT_BYTES, "{}", fit.len());
-        assert!(
-            fit.len() > MAX_EVENT_BYTES / 2,
-            "not cut more than needed: {}",
-            fit.len()
-        );
-        let v: serde_json::Value = serde_json::from_str(&fit).unwrap();
-        assert!(v["log"].as_str().unwrap().ends_with(TRUNCATED_MARKER));
-        assert_eq!(v["stream"], "stdout");
-        assert!(
-            fit.ends_with(&format!("{TRUNCATED_MARKER}\",\"stream\":\"stdout\"}}")),
-            "order kept"
-        );
-        assert!(fit_record(b"{\"log\":\"small\"}").is_none());
+    fn an_event_too_large_for_any_request_is_taken_out_not_waited_on() {
+        let mut q = StreamQueue::default();
+        let now = Instant::now();
+        q.push(ev(1, 10), now);
+        q.push(ev(2, MAX_EVENT_BYTES + 1), now);
+        q.push(ev(3, 10), now);
+        let t = q.take(now);
+        assert_eq!(t.too_large.len(), 1);
+        assert_eq!(t.too_large[0].ts_ms, 2);
+        let lens: Vec<Vec<u32>> = t
+            .requests
+            .iter()
+            .map(|r| r.iter().map(|e| e.json_len).collect())
+            .collect();
+        assert_eq!(lens, vec![vec![10, 10]]);
+        assert!(q.is_empty());
+        assert_eq!(q.bytes(), 0);
+        let mut exactly = StreamQueue::default();
+        exactly.push(ev(1, MAX_EVENT_BYTES), now);
+        let t = exactly.take(now);
+        assert!(t.too_large.is_empty(), "one maximal event is sent");
+        assert_eq!(t.requests.len(), 1);
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Event sizes near every boundary, tiny ones, and ones past the event limit.
+        fn size() -> impl Strategy<Value = usize> {
+            prop_oneof![
+                4 => 0usize..64,
+                2 => 64usize..20_000,
+                1 => (MAX_BATCH_BYTES / 4 - 100)..(MAX_BATCH_BYTES / 4 + 100),
+                1 => (MAX_EVENT_BYTES - 50)..(MAX_EVENT_BYTES + 50),
+                1 => MAX_EVENT_BYTES..(2 * MAX_EVENT_BYTES),
+            ]
+        }
+
+        /// Timestamps over three days, in runs that are close together or far apart.
+        fn stamp() -> impl Strategy<Value = i64> {
+            prop_oneof![
+                3 => 0i64..1000,
+                1 => 0i64..(3 * MAX_BATCH_SPAN_MS),
+                1 => Just(MAX_BATCH_SPAN_MS),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Whatever the events, taking from a queue empties it in at most one take
+            /// per event; every event leaves exactly once, in a request within every
+            /// limit or (only when larger than an event may be) as too large.
+            #[test]
+            fn every_event_leaves_within_the_limits(
+                events in prop::collection::vec((stamp(), size()), 1..400),
+                many_tiny in 0usize..25_000,
+            ) {
+                let mut q = StreamQueue::default();
+                let now = Instant::now();
+                let mut want = Vec::new();
+                for (i, (ts, len)) in events.iter().copied().enumerate() {
+                    want.push((i as u64, len));
+                    q.push(Ev { ts_ms: ts, seq: i as u64, json_len: len as u32,
+                        msg: Message::Owned(Arc::from("")) }, now);
+                }
+                for k in 0..many_tiny {
+                    let seq = (events.len() + k) as u64;
+                    want.push((seq, 1));
+                    q.push(Ev { ts_ms: 5, seq, json_len: 1, msg: Message::Owned(Arc::from("")) }, now);
+                }
+                let mut left = Vec::new();
+                let mut takes = 0;
+                while !q.is_empty() {
+                    takes += 1;
+                    prop_assert!(takes <= want.len(), "the queue does not drain");
+                    let t = q.take(now);
+                    prop_assert!(!t.requests.is_empty() || !t.too_large.is_empty(), "a take took nothing");
+                    for ev in t.too_large {
+                        prop_assert!(ev.json_len as usize > MAX_EVENT_BYTES);
+                        left.push((ev.seq, ev.json_len as usize));
+                    }
+                    for r in t.requests {
+                        prop_assert!(!r.is_empty());
+                        prop_assert!(r.len() <= MAX_BATCH_EVENTS);
+                        let bytes: usize = r.iter().map(|e| event_size(e.json_len as usize)).sum();
+                        prop_assert!(bytes <= MAX_BATCH_BYTES, "{} bytes", bytes);
+                        prop_assert!(r.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms), "not sorted");
+                        let span = r.last().unwrap().ts_ms - r[0].ts_ms;
+                        prop_assert!(span <= MAX_BATCH_SPAN_MS, "span {}", span);
+                        left.extend(r.iter().map(|e| (e.seq, e.json_len as usize)));
+                    }
+                }
+                prop_assert_eq!(q.bytes(), 0);
+                left.sort_unstable();
+                prop_assert_eq!(left, want);
+            }
+        }
     }
 }

@@ -487,7 +487,7 @@ mod tests {
             let evs: Vec<Ev> = batch
                 .events
                 .iter()
-                .map(|e| super::super::batcher::event_of(&batch, e).0)
+                .map(|e| super::super::batcher::event_of(&batch, e))
                 .collect();
             request_body("g", "s", &evs)
         };

@@ -250,14 +250,13 @@ impl CloudWatchSink {
             let dest = &batch.dests[run[0].dest as usize];
             let q = self.queues.entry(Arc::clone(dest)).or_default();
             let before = q.bytes();
+            let mut too_large = Vec::new();
             for e in run {
-                let (ev, cut) = event_of(&batch, e);
-                if cut {
-                    self.metrics.log_records_truncated.inc();
-                }
-                q.push(ev, now);
+                q.push(event_of(&batch, e), now);
                 if q.is_full() {
-                    for events in q.take(now) {
+                    let taken = q.take(now);
+                    too_large.extend(taken.too_large);
+                    for events in taken.requests {
                         self.ready.push_back(Request {
                             dest: Arc::clone(dest),
                             events,
@@ -267,6 +266,7 @@ impl CloudWatchSink {
                 }
             }
             self.queued = self.queued + q.bytes() - before;
+            self.drop_too_large(dest, &too_large);
         }
         if self.queued >= self.pressure {
             self.flush(true);
@@ -276,6 +276,7 @@ impl CloudWatchSink {
     /// Turns queues whose oldest event waited `batch_timeout` (all, when `all`) into requests.
     fn flush(&mut self, all: bool) {
         let now = Instant::now();
+        let mut too_large = Vec::new();
         for (dest, q) in self.queues.iter_mut() {
             while !q.is_empty()
                 && (all
@@ -283,7 +284,11 @@ impl CloudWatchSink {
                         .is_some_and(|t| now.duration_since(t) >= self.batch_timeout))
             {
                 let before = q.bytes();
-                for events in q.take(now) {
+                let taken = q.take(now);
+                if !taken.too_large.is_empty() {
+                    too_large.push((Arc::clone(dest), taken.too_large));
+                }
+                for events in taken.requests {
                     self.ready.push_back(Request {
                         dest: Arc::clone(dest),
                         events,
@@ -294,6 +299,30 @@ impl CloudWatchSink {
             }
         }
         self.queues.retain(|_, q| !q.is_empty());
+        for (dest, evs) in too_large {
+            self.drop_too_large(&dest, &evs);
+        }
+    }
+
+    /// Events no request can take (the encoder bounds records to one event, so this
+    /// is a last line of defence): dropped, counted, logged, and settled, so that
+    /// their batches are acknowledged and nothing waits on them.
+    fn drop_too_large(&mut self, dest: &Destination, events: &[Ev]) {
+        if events.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        Metrics::inc_reason(
+            &self.metrics.log_records_dropped,
+            "too_large",
+            events.len() as u64,
+        );
+        if let Some(s) = self.limits.allow("too_large", now) {
+            tracing::error!(group = %dest.group, stream = %dest.stream, events = events.len(),
+                largest = events.iter().map(|e| e.json_len).max().unwrap_or(0), suppressed = s,
+                "log events larger than one CloudWatch event; dropped them");
+        }
+        self.settle(events);
     }
 
     fn release_delayed(&mut self) {
