@@ -4,7 +4,8 @@
 //! dashboards and alerts query them. No metric carries a per-pod label. Hot paths
 //! add to these counters once per chunk or batch, never once per line.
 
-use prometheus_client::encoding::{EncodeLabelSet, text};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, text};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -113,6 +114,24 @@ pub struct Metrics {
     pub cloudwatch_concurrency_limit: Gauge,
 }
 
+/// A labelled family registered so that its `# HELP` and `# TYPE` lines are written
+/// before its first series too (prometheus-client leaves an empty family out
+/// altogether): every name of the contract is on `/metrics` from the start, so a
+/// scraper, a dashboard's author or a test can tell a name that does not exist from a
+/// counter that did not move yet.
+#[derive(Debug)]
+struct Declared<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+}
+
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
@@ -192,17 +211,17 @@ impl Metrics {
         r.register(
             "kube_watch_errors",
             "Kubernetes API list/watch failures, by resource",
-            m.kube_watch_errors.clone(),
+            Declared(m.kube_watch_errors.clone()),
         );
         r.register(
             "log_parse_failures",
             "App log lines a pod asked to parse that did not parse (shipped raw), by parser",
-            m.log_parse_failures.clone(),
+            Declared(m.log_parse_failures.clone()),
         );
         r.register(
             "log_records_dropped",
             "Log records deliberately not delivered, by reason",
-            m.log_records_dropped.clone(),
+            Declared(m.log_records_dropped.clone()),
         );
         r.register(
             "log_records_truncated",
@@ -212,7 +231,7 @@ impl Metrics {
         r.register(
             "log_lines_malformed",
             "Lines that did not parse in their file's format, kept as raw text",
-            m.log_lines_malformed.clone(),
+            Declared(m.log_lines_malformed.clone()),
         );
         r.register(
             "log_invalid_utf8",
@@ -222,12 +241,12 @@ impl Metrics {
         r.register(
             "log_file_errors",
             "Errors opening or reading container log files, by reason",
-            m.log_file_errors.clone(),
+            Declared(m.log_file_errors.clone()),
         );
         r.register(
             "log_rotations",
             "Container log files seen rotated or truncated, by kind",
-            m.log_rotations.clone(),
+            Declared(m.log_rotations.clone()),
         );
         r.register(
             "log_checkpoint_lag_bytes",
@@ -252,7 +271,7 @@ impl Metrics {
         r.register(
             "checkpoint_writes",
             "Checkpoint file writes, by outcome",
-            m.checkpoint_writes.clone(),
+            Declared(m.checkpoint_writes.clone()),
         );
         r.register(
             "local_sink_records_written",
@@ -278,7 +297,7 @@ impl Metrics {
         r.register(
             "cloudwatch_requests",
             "PutLogEvents calls by outcome",
-            m.cloudwatch_requests.clone(),
+            Declared(m.cloudwatch_requests.clone()),
         );
         r.register_with_unit(
             "cloudwatch_request_duration",
@@ -362,6 +381,19 @@ mod tests {
             "kubeship_inflight_bytes ",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+        // Labelled families without a series yet are declared all the same.
+        for family in [
+            "kube_watch_errors",
+            "log_parse_failures",
+            "log_lines_malformed",
+            "log_file_errors",
+            "log_rotations",
+            "checkpoint_writes",
+            "cloudwatch_requests",
+        ] {
+            let declared = format!("# TYPE kubeship_{family} counter\n");
+            assert!(text.contains(&declared), "missing {declared:?} in\n{text}");
         }
     }
 }
