@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kubeship_tests::{
     Agent, AgentConfig, Container, ContainerInfo, Delivery, FakeApi, Format, KubeResource, Node,
-    Pod, RawRecord, metric_value, secs, time_for, wait_for, wait_until,
+    Pod, RawRecord, metric_sum, secs, time_for, wait_for, wait_until,
 };
 use serde_json::json;
 
@@ -87,7 +87,8 @@ fn wait_records(node: &Node, agent: &mut Agent, name: &str, n: usize) -> Vec<Raw
     got
 }
 
-/// Waits until metric `name{labels}` (0 when absent) satisfies `cond`; returns its value.
+/// Waits until metric `name{labels}` (0 before its first series; the agent must expose
+/// `name`) satisfies `cond`; returns its value.
 #[track_caller]
 fn wait_metric(
     agent: &Agent,
@@ -102,7 +103,7 @@ fn wait_metric(
             let Ok(text) = agent.metrics() else {
                 return false;
             };
-            v = metric_value(&text, name, labels).unwrap_or(0.0);
+            v = metric_sum(&text, name, labels);
             cond(v)
         },
         secs(30),
