@@ -7,7 +7,8 @@
 #   CARGO_TARGET_DIR=... tests/run.sh
 #
 # Test knobs (see tests/lib.rs): KUBESHIP_TEST_TIMEOUT_SCALE, KUBESHIP_KEEP_TMP,
-# KUBESHIP_MODEL_SEED, KUBESHIP_MODEL_RANDOM, KUBESHIP_MODEL_OPS, KUBESHIP_SIGKILL_RATE,
+# KUBESHIP_MODEL_SEED (for the ignored model_replay test: `cargo test ... model_replay --
+# --ignored`), KUBESHIP_MODEL_RANDOM, KUBESHIP_MODEL_OPS, KUBESHIP_SIGKILL_RATE,
 # KUBESHIP_PYTHON (interpreter with moto), KUBESHIP_VENV (where ensure_moto may create one),
 # KUBESHIP_CW_RSS_LIMIT_MIB.
 set -euo pipefail
