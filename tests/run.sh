@@ -55,10 +55,12 @@ ensure_apt_package() { # COMMAND PACKAGE (COMMAND must be an executable on PATH,
 }
 
 ensure_test_tools() {
-  # Used by the tests: gzip (examples/make-samples.sh), sha256sum, kill.
+  # Used by the tests: gzip (examples/make-samples.sh), sha256sum, kill, prlimit (the
+  # telemetry listener out of file descriptors, tests/integration/telemetry.rs).
   ensure_apt_package gzip gzip
   ensure_apt_package sha256sum coreutils
   ensure_apt_package kill procps
+  ensure_apt_package prlimit util-linux
 }
 
 # moto's server (the CloudWatch Logs peer of tests/integration/cloudwatch*.rs) and boto3 (for

@@ -16,3 +16,4 @@ mod kubeapi;
 mod model;
 mod quickstart;
 mod sigkill;
+mod telemetry;

@@ -112,6 +112,32 @@ pub struct Metrics {
     pub cloudwatch_requests_in_flight: Gauge,
     /// How many calls may be in flight now (halved on throttling).
     pub cloudwatch_concurrency_limit: Gauge,
+    /// Telemetry connections closed as soon as accepted: all slots taken
+    /// (`telemetry_connections_rejected_total{reason="limit"}`).
+    pub telemetry_rejected_limit: Counter,
+    /// Failed accepts on the telemetry listener (`{reason="accept_error"}`).
+    pub telemetry_rejected_accept_error: Counter,
+    /// Telemetry connections closed for not sending a request head in time
+    /// (`telemetry_connections_timed_out_total{reason="header_read"}`).
+    pub telemetry_timed_out_header_read: Counter,
+    /// Telemetry connections closed at the end of their lifetime (`{reason="lifetime"}`).
+    pub telemetry_timed_out_lifetime: Counter,
+}
+
+/// A family whose label values are fixed: every series exists from the start (at
+/// 0), and each is counted through its own handle, without a lookup.
+fn fixed_reasons<const N: usize>(
+    reasons: [&str; N],
+) -> (Family<ReasonLabel, Counter>, [Counter; N]) {
+    let family: Family<ReasonLabel, Counter> = Family::default();
+    let counters = reasons.map(|reason| {
+        family
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .clone()
+    });
+    (family, counters)
 }
 
 /// A labelled family registered so that its `# HELP` and `# TYPE` lines are written
@@ -147,6 +173,15 @@ impl Metrics {
             "Build information; value is always 1",
             build_info,
         );
+        let (telemetry_rejected, [telemetry_rejected_limit, telemetry_rejected_accept_error]) =
+            fixed_reasons(["limit", "accept_error"]);
+        let (
+            telemetry_timed_out,
+            [
+                telemetry_timed_out_header_read,
+                telemetry_timed_out_lifetime,
+            ],
+        ) = fixed_reasons(["header_read", "lifetime"]);
         let m = Self {
             log_files_tailed: Gauge::default(),
             kube_metadata_misses: Counter::default(),
@@ -180,6 +215,10 @@ impl Metrics {
             cloudwatch_groups_created: Counter::default(),
             cloudwatch_requests_in_flight: Gauge::default(),
             cloudwatch_concurrency_limit: Gauge::default(),
+            telemetry_rejected_limit,
+            telemetry_rejected_accept_error,
+            telemetry_timed_out_header_read,
+            telemetry_timed_out_lifetime,
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -325,6 +364,16 @@ impl Metrics {
             "PutLogEvents calls allowed in flight now (halved on throttling)",
             m.cloudwatch_concurrency_limit.clone(),
         );
+        r.register(
+            "telemetry_connections_rejected",
+            "Telemetry endpoint connections closed at once (limit: all slots taken) or accepts that failed (accept_error)",
+            telemetry_rejected,
+        );
+        r.register(
+            "telemetry_connections_timed_out",
+            "Telemetry endpoint connections the agent closed: no request head in time (header_read), or at the end of their lifetime",
+            telemetry_timed_out,
+        );
         Self { registry, ..m }
     }
 
@@ -379,6 +428,10 @@ mod tests {
             "kubeship_log_records_dropped_total{reason=\"excluded\"} 2",
             "kubeship_log_checkpoint_lag_bytes ",
             "kubeship_inflight_bytes ",
+            "kubeship_telemetry_connections_rejected_total{reason=\"limit\"} 0",
+            "kubeship_telemetry_connections_rejected_total{reason=\"accept_error\"} 0",
+            "kubeship_telemetry_connections_timed_out_total{reason=\"header_read\"} 0",
+            "kubeship_telemetry_connections_timed_out_total{reason=\"lifetime\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
