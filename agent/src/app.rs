@@ -5,7 +5,8 @@
 //!     ◀──────────── ack: checkpoint advances only after delivery ────────────┘
 //! ```
 //!
-//! [`run`] loads the checkpoints, starts the sink thread, the tailer thread, the
+//! [`run`] checks what only the environment can tell (a CloudWatch sink needs an AWS
+//! region), loads the checkpoints, starts the sink thread, the tailer thread, the
 //! checkpoint writer and the telemetry endpoint, then waits for SIGTERM/SIGINT (or,
 //! with `exit_on_eof`, for the tailer to finish). Shutdown: stop reading, let the
 //! sink drain what is in flight within `shutdown_timeout`, write checkpoints.
@@ -23,6 +24,7 @@ use crate::checkpoint::{Store, write_atomic};
 use crate::config::{Config, KubeSource, SinkConfig};
 use crate::kube::{self, PodCache};
 use crate::ledger::Ledger;
+use crate::sink::cloudwatch::client::Api;
 use crate::sink::{CloudWatchSink, LocalSink};
 use crate::tail::{Control, Summary, Tailer};
 use crate::telemetry::Metrics;
@@ -44,6 +46,18 @@ pub struct Report {
     pub local_dir: Option<PathBuf>,
     /// True when everything in flight was delivered before exit.
     pub drained: bool,
+}
+
+/// A setting the config file left to the environment and the environment lacks too,
+/// found when `kubeship run` starts (`validate` cannot see it): the run stops before
+/// reading anything and exits with the bad-config code.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigProblem {
+    /// Dotted key path of the setting, e.g. `output.cloudwatch.region`.
+    pub key: &'static str,
+    /// What is missing and where it may be given.
+    pub message: String,
 }
 
 /// The checkpoint file inside the state directory.
@@ -85,6 +99,16 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
             signal(SignalKind::interrupt())?,
         )
     };
+    let output = match &cfg.output.sink {
+        SinkConfig::Local { dir } => Output::Local(dir.clone()),
+        SinkConfig::CloudWatch(cw) => {
+            let api = rt.block_on(Api::new(cw)).map_err(|e| ConfigProblem {
+                key: "output.cloudwatch.region",
+                message: e.to_string(),
+            })?;
+            Output::CloudWatch(cw.clone(), Box::new(api))
+        }
+    };
     let cfg = Arc::new(cfg);
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
@@ -107,26 +131,26 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
     }
 
     let (tx, rx) = mpsc::channel(cfg.pipeline.channel_batches);
-    let (sink, local_dir) = match &cfg.output.sink {
-        SinkConfig::Local { dir } => {
-            std::fs::create_dir_all(dir)
+    let (sink, local_dir) = match output {
+        Output::Local(dir) => {
+            std::fs::create_dir_all(&dir)
                 .with_context(|| format!("creating local sink dir {}", dir.display()))?;
             let sink = LocalSink::new(dir.clone(), Arc::clone(&ledger), Arc::clone(&metrics));
             let t = thread::Builder::new()
                 .name("sink".into())
                 .spawn(move || sink.run(rx))?;
-            (SinkTask::Thread(t), Some(dir.clone()))
+            (SinkTask::Thread(t), Some(dir))
         }
-        SinkConfig::CloudWatch(cw) => {
+        Output::CloudWatch(cw, api) => {
             let sink = CloudWatchSink::new(
-                cw.clone(),
+                cw,
                 cfg.pipeline.batch_timeout,
                 cfg.pipeline.max_inflight_bytes / 2,
                 Arc::clone(&ledger),
                 Arc::clone(&metrics),
                 Arc::clone(&health),
             );
-            (SinkTask::Task(rt.spawn(sink.run(rx))), None)
+            (SinkTask::Task(rt.spawn(sink.run(*api, rx))), None)
         }
     };
 
@@ -266,6 +290,14 @@ fn start_pod_watch(
         Arc::clone(metrics),
     ));
     Ok(cache)
+}
+
+/// The configured sink, with what it needs from the environment.
+enum Output {
+    /// The local sink's directory.
+    Local(PathBuf),
+    /// The CloudWatch sink's settings and its client (region resolved).
+    CloudWatch(crate::config::CloudWatchConfig, Box<Api>),
 }
 
 /// The running sink: the local sink is a thread, the CloudWatch sink a task.

@@ -16,4 +16,5 @@ mod kubeapi;
 mod model;
 mod quickstart;
 mod sigkill;
+mod startup;
 mod telemetry;
