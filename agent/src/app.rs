@@ -65,21 +65,31 @@ pub fn checkpoint_path(state_dir: &Path) -> PathBuf {
     state_dir.join("checkpoints.json")
 }
 
-/// Loads checkpoints. A corrupt file is set aside (never silently reused) and the
-/// agent starts over from the files' beginnings: duplicates, not loss.
-fn load_store(path: &Path) -> (Store, bool) {
+/// Loads checkpoints; also says whether there are none to go on (the first start,
+/// where `logs.read_from` applies). A corrupt or unreadable file is set aside
+/// (never silently reused; counted in `checkpoint_load_errors_total`) and the start
+/// is a first start: files are read as `read_from` says (from their beginnings by
+/// default: duplicates, not loss).
+fn load_store(path: &Path, metrics: &Metrics) -> (Store, bool) {
     match Store::load(path) {
         Ok(Some(s)) => (s, false),
         Ok(None) => (Store::default(), true),
         Err(e) => {
+            metrics.checkpoint_load_errors.inc();
             let unix = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             let aside = path.with_extension(format!("json.corrupt-{unix}"));
-            let _ = std::fs::rename(path, &aside);
-            tracing::error!(error = %e, moved_to = %aside.display(), "checkpoint file unreadable; set aside, reading files from their start");
-            (Store::default(), false)
+            match std::fs::rename(path, &aside) {
+                Ok(()) => {
+                    tracing::error!(error = %e, moved_to = %aside.display(), "checkpoint file unreadable; set aside, starting as on a first start (logs.read_from applies)");
+                }
+                Err(re) => {
+                    tracing::error!(error = %e, rename_error = %re, "checkpoint file unreadable and could not be set aside; starting as on a first start (logs.read_from applies)");
+                }
+            }
+            (Store::default(), true)
         }
     }
 }
@@ -112,9 +122,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
     let cfg = Arc::new(cfg);
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
-    let ckpt_path = checkpoint_path(&cfg.state_dir);
-    let (store, first_start) = load_store(&ckpt_path);
     let metrics = Arc::new(Metrics::new());
+    let ckpt_path = checkpoint_path(&cfg.state_dir);
+    let (store, first_start) = load_store(&ckpt_path, &metrics);
     let ledger = Arc::new(Ledger::new(store, Arc::clone(&metrics)));
     let control = Arc::new(Control::default());
     let health = Arc::clone(&control.health);

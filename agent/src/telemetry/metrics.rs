@@ -92,6 +92,8 @@ pub struct Metrics {
     pub inflight_bytes: Gauge,
     /// Checkpoint writes, by outcome (`ok`, `error`).
     pub checkpoint_writes: Family<ReasonLabel, Counter>,
+    /// Checkpoint files that could not be loaded at start and were set aside.
+    pub checkpoint_load_errors: Counter,
     /// Records written by the embedded local sink.
     pub local_sink_records_written: Counter,
     /// Write errors in the embedded local sink (each retried).
@@ -201,6 +203,7 @@ impl Metrics {
             batches_acked: Counter::default(),
             inflight_bytes: Gauge::default(),
             checkpoint_writes: Family::default(),
+            checkpoint_load_errors: Counter::default(),
             local_sink_records_written: Counter::default(),
             local_sink_write_errors: Counter::default(),
             batch_ack_seconds: Histogram::new([
@@ -311,6 +314,11 @@ impl Metrics {
             "checkpoint_writes",
             "Checkpoint file writes, by outcome",
             Declared(m.checkpoint_writes.clone()),
+        );
+        r.register(
+            "checkpoint_load_errors",
+            "Checkpoint files that could not be loaded at start and were set aside",
+            m.checkpoint_load_errors.clone(),
         );
         r.register(
             "local_sink_records_written",
@@ -428,6 +436,7 @@ mod tests {
             "kubeship_log_records_dropped_total{reason=\"excluded\"} 2",
             "kubeship_log_checkpoint_lag_bytes ",
             "kubeship_inflight_bytes ",
+            "kubeship_checkpoint_load_errors_total 0",
             "kubeship_telemetry_connections_rejected_total{reason=\"limit\"} 0",
             "kubeship_telemetry_connections_rejected_total{reason=\"accept_error\"} 0",
             "kubeship_telemetry_connections_timed_out_total{reason=\"header_read\"} 0",
