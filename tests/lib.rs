@@ -7,7 +7,8 @@
 //! * [`Sink`] reads the local sink's `*.jsonl` files incrementally; [`Tracker`] checks
 //!   sequences per container (loss, order, duplicates); [`raw_records`] gives the records as
 //!   raw JSON ([`RawRecord`]) for the fields [`Record`] leaves out.
-//! * [`wait_for`] polls a condition with a deadline; [`metric_value`] reads Prometheus text.
+//! * [`wait_for`] polls a condition with a deadline; [`metric_value`] reads Prometheus text,
+//!   [`metric_sum`] too but panics on a metric name the agent does not expose.
 //!
 //! * [`cw`]: CloudWatch Logs against moto's server ([`Moto`], [`CwDelivery`], [`FaultProxy`],
 //!   the strict [`check_put_log_events`]); [`AgentConfig::cloudwatch`] selects that sink.
@@ -1529,20 +1530,25 @@ impl Agent {
         }
     }
 
-    /// Sum of all series of metric `name` (any labels); None if absent or unreachable.
+    /// Sum of all series of metric `name` (any labels); None when `/metrics` cannot be read
+    /// (the agent is down or restarting) or has no series of it yet. Panics when the agent
+    /// answers but does not expose `name` at all (see [`metric_sum`]).
+    #[track_caller]
     pub fn metric(&self, name: &str) -> Option<f64> {
-        metric_value(&self.metrics().ok()?, name, &[])
+        let text = self.metrics().ok()?;
+        assert_exposed(&text, name);
+        metric_value(&text, name, &[])
     }
 
     /// Sum of the series of metric `name` whose labels include `labels`; 0 when there is none
     /// (a labelled counter has no series before its first increment); panics when `/metrics`
-    /// cannot be read.
+    /// cannot be read or does not expose `name` (see [`metric_sum`]).
     #[track_caller]
     pub fn metric_or_zero(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = self
             .metrics()
             .unwrap_or_else(|e| panic!("reading /metrics: {e}"));
-        metric_value(&text, name, labels).unwrap_or(0.0)
+        metric_sum(&text, name, labels)
     }
 
     /// Waits until `/readyz` answers 200; panics (with stderr) on timeout or exit.
@@ -1677,6 +1683,68 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
         *sum.get_or_insert(0.0) += v;
     }
     sum
+}
+
+/// Like [`metric_value`], 0 when no series matched; but panics when `text` does not expose
+/// `name` at all ([`exposes_metric`]): a misspelt or renamed metric must fail the test, not
+/// read as a counter that never moved.
+#[track_caller]
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    assert_exposed(text, name);
+    metric_value(text, name, labels).unwrap_or(0.0)
+}
+
+#[track_caller]
+fn assert_exposed(text: &str, name: &str) {
+    if !exposes_metric(text, name) {
+        let mut families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split_whitespace().next())
+            .collect();
+        families.sort_unstable();
+        panic!(
+            "the agent does not expose the metric {name} (no `# TYPE` or `# HELP` line of its \
+             family); it exposes: {}",
+            families.join(", ")
+        );
+    }
+}
+
+/// Whether `text` declares the family of sample name `name` in a `# TYPE` line (for the
+/// family's type: `_total` of a counter, `_bucket`/`_sum`/`_count` of a histogram, …) or, for
+/// a family without one, in a `# HELP` line of exactly that name.
+pub fn exposes_metric(text: &str, name: &str) -> bool {
+    let mut helped = false;
+    let mut typed = false;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            let (Some(family), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            typed |= family == name;
+            let suffixes: &[&str] = match kind {
+                // The Prometheus text format names a counter's family with its `_total`.
+                "counter" if family.ends_with("_total") => &[""],
+                "counter" => &["_total", "_created"],
+                "histogram" | "gaugehistogram" => {
+                    &["_bucket", "_sum", "_count", "_created", "_gsum", "_gcount"]
+                }
+                "summary" => &["", "_sum", "_count", "_created"],
+                "info" => &["_info"],
+                _ => &[""],
+            };
+            if suffixes
+                .iter()
+                .any(|s| name.strip_suffix(s) == Some(family))
+            {
+                return true;
+            }
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped |= rest.split_whitespace().next() == Some(name);
+        }
+    }
+    helped && !typed
 }
 
 fn parse_labels(s: &str) -> Vec<(String, String)> {
@@ -2273,6 +2341,48 @@ mod tests {
             Some(3.0)
         );
         assert_eq!(metric_value(text, "kubeship_missing", &[]), None);
+    }
+
+    #[test]
+    fn metric_names_must_be_exposed() {
+        // As the agent writes them (OpenMetrics): families without their sample suffixes.
+        let text = "# HELP kubeship_log_records_truncated Log records cut.\n\
+                    # TYPE kubeship_log_records_truncated counter\n\
+                    kubeship_log_records_truncated_total 2\n\
+                    # TYPE kubeship_log_records_dropped counter\n\
+                    # TYPE kubeship_inflight_bytes gauge\n\
+                    kubeship_inflight_bytes 7\n\
+                    # TYPE kubeship_batch_ack_seconds histogram\n\
+                    kubeship_batch_ack_seconds_count 1\n# EOF\n";
+        assert_eq!(
+            metric_sum(text, "kubeship_log_records_truncated_total", &[]),
+            2.0
+        );
+        assert_eq!(
+            metric_sum(
+                text,
+                "kubeship_log_records_dropped_total",
+                &[("reason", "x")]
+            ),
+            0.0,
+            "exposed, no series yet"
+        );
+        assert_eq!(metric_sum(text, "kubeship_inflight_bytes", &[]), 7.0);
+        assert_eq!(
+            metric_sum(text, "kubeship_batch_ack_seconds_count", &[]),
+            1.0
+        );
+        for unknown in [
+            "kubeship_cloudwatch_events_truncated_total",
+            "kubeship_inflight_bytes_total",
+            "kubeship_batch_ack_seconds",
+            "kubeship_log_records",
+            "kubeship_log_records_truncated",
+        ] {
+            assert!(!exposes_metric(text, unknown), "{unknown}");
+            let r = std::panic::catch_unwind(|| metric_sum(text, unknown, &[]));
+            assert!(r.is_err(), "{unknown} read as a value");
+        }
     }
 
     #[test]

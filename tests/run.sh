@@ -7,7 +7,8 @@
 #   CARGO_TARGET_DIR=... tests/run.sh
 #
 # Test knobs (see tests/lib.rs): KUBESHIP_TEST_TIMEOUT_SCALE, KUBESHIP_KEEP_TMP,
-# KUBESHIP_MODEL_SEED, KUBESHIP_MODEL_RANDOM, KUBESHIP_MODEL_OPS, KUBESHIP_SIGKILL_RATE,
+# KUBESHIP_MODEL_SEED (for the ignored model_replay test: `cargo test ... model_replay --
+# --ignored`), KUBESHIP_MODEL_RANDOM, KUBESHIP_MODEL_OPS, KUBESHIP_SIGKILL_RATE,
 # KUBESHIP_PYTHON (interpreter with moto), KUBESHIP_VENV (where ensure_moto may create one),
 # KUBESHIP_CW_RSS_LIMIT_MIB.
 set -euo pipefail
@@ -54,10 +55,12 @@ ensure_apt_package() { # COMMAND PACKAGE (COMMAND must be an executable on PATH,
 }
 
 ensure_test_tools() {
-  # Used by the tests: gzip (examples/make-samples.sh), sha256sum, kill.
+  # Used by the tests: gzip (examples/make-samples.sh), sha256sum, kill, prlimit (the
+  # telemetry listener out of file descriptors, tests/integration/telemetry.rs).
   ensure_apt_package gzip gzip
   ensure_apt_package sha256sum coreutils
   ensure_apt_package kill procps
+  ensure_apt_package prlimit util-linux
 }
 
 # moto's server (the CloudWatch Logs peer of tests/integration/cloudwatch*.rs) and boto3 (for

@@ -5,7 +5,8 @@
 //!     ◀──────────── ack: checkpoint advances only after delivery ────────────┘
 //! ```
 //!
-//! [`run`] loads the checkpoints, starts the sink thread, the tailer thread, the
+//! [`run`] checks what only the environment can tell (a CloudWatch sink needs an AWS
+//! region), loads the checkpoints, starts the sink thread, the tailer thread, the
 //! checkpoint writer and the telemetry endpoint, then waits for SIGTERM/SIGINT (or,
 //! with `exit_on_eof`, for the tailer to finish). Shutdown: stop reading, let the
 //! sink drain what is in flight within `shutdown_timeout`, write checkpoints.
@@ -24,6 +25,7 @@ use crate::config::{Config, KubeSource, SinkConfig};
 use crate::kube::{self, PodCache};
 use crate::ledger::Ledger;
 use crate::persist;
+use crate::sink::cloudwatch::client::Api;
 use crate::sink::{CloudWatchSink, LocalSink};
 use crate::tail::{Control, Summary, Tailer};
 use crate::telemetry::Metrics;
@@ -47,26 +49,48 @@ pub struct Report {
     pub drained: bool,
 }
 
+/// A setting the config file left to the environment and the environment lacks too,
+/// found when `kubeship run` starts (`validate` cannot see it): the run stops before
+/// reading anything and exits with the bad-config code.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigProblem {
+    /// Dotted key path of the setting, e.g. `output.cloudwatch.region`.
+    pub key: &'static str,
+    /// What is missing and where it may be given.
+    pub message: String,
+}
+
 /// The checkpoint file inside the state directory.
 pub fn checkpoint_path(state_dir: &Path) -> PathBuf {
     state_dir.join("checkpoints.json")
 }
 
-/// Loads checkpoints. A corrupt file is set aside (never silently reused) and the
-/// agent starts over from the files' beginnings: duplicates, not loss.
-fn load_store(path: &Path) -> (Store, bool) {
+/// Loads checkpoints; also says whether there are none to go on (the first start,
+/// where `logs.read_from` applies). A corrupt or unreadable file is set aside
+/// (never silently reused; counted in `checkpoint_load_errors_total`) and the start
+/// is a first start: files are read as `read_from` says (from their beginnings by
+/// default: duplicates, not loss).
+fn load_store(path: &Path, metrics: &Metrics) -> (Store, bool) {
     match Store::load(path) {
         Ok(Some(s)) => (s, false),
         Ok(None) => (Store::default(), true),
         Err(e) => {
+            metrics.checkpoint_load_errors.inc();
             let unix = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             let aside = path.with_extension(format!("json.corrupt-{unix}"));
-            let _ = std::fs::rename(path, &aside);
-            tracing::error!(error = %e, moved_to = %aside.display(), "checkpoint file unreadable; set aside, reading files from their start");
-            (Store::default(), false)
+            match std::fs::rename(path, &aside) {
+                Ok(()) => {
+                    tracing::error!(error = %e, moved_to = %aside.display(), "checkpoint file unreadable; set aside, starting as on a first start (logs.read_from applies)");
+                }
+                Err(re) => {
+                    tracing::error!(error = %e, rename_error = %re, "checkpoint file unreadable and could not be set aside; starting as on a first start (logs.read_from applies)");
+                }
+            }
+            (Store::default(), true)
         }
     }
 }
@@ -86,12 +110,22 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
             signal(SignalKind::interrupt())?,
         )
     };
+    let output = match &cfg.output.sink {
+        SinkConfig::Local { dir } => Output::Local(dir.clone()),
+        SinkConfig::CloudWatch(cw) => {
+            let api = rt.block_on(Api::new(cw)).map_err(|e| ConfigProblem {
+                key: "output.cloudwatch.region",
+                message: e.to_string(),
+            })?;
+            Output::CloudWatch(cw.clone(), Box::new(api))
+        }
+    };
     let cfg = Arc::new(cfg);
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
-    let ckpt_path = checkpoint_path(&cfg.state_dir);
-    let (store, first_start) = load_store(&ckpt_path);
     let metrics = Arc::new(Metrics::new());
+    let ckpt_path = checkpoint_path(&cfg.state_dir);
+    let (store, first_start) = load_store(&ckpt_path, &metrics);
     let ledger = Arc::new(Ledger::new(store, Arc::clone(&metrics)));
     let control = Arc::new(Control::default());
     let health = Arc::clone(&control.health);
@@ -108,26 +142,26 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
     }
 
     let (tx, rx) = mpsc::channel(cfg.pipeline.channel_batches);
-    let (sink, local_dir) = match &cfg.output.sink {
-        SinkConfig::Local { dir } => {
-            std::fs::create_dir_all(dir)
+    let (sink, local_dir) = match output {
+        Output::Local(dir) => {
+            std::fs::create_dir_all(&dir)
                 .with_context(|| format!("creating local sink dir {}", dir.display()))?;
             let sink = LocalSink::new(dir.clone(), Arc::clone(&ledger), Arc::clone(&metrics));
             let t = thread::Builder::new()
                 .name("sink".into())
                 .spawn(move || sink.run(rx))?;
-            (SinkTask::Thread(t), Some(dir.clone()))
+            (SinkTask::Thread(t), Some(dir))
         }
-        SinkConfig::CloudWatch(cw) => {
+        Output::CloudWatch(cw, api) => {
             let sink = CloudWatchSink::new(
-                cw.clone(),
+                cw,
                 cfg.pipeline.batch_timeout,
                 cfg.pipeline.max_inflight_bytes / 2,
                 Arc::clone(&ledger),
                 Arc::clone(&metrics),
                 Arc::clone(&health),
             );
-            (SinkTask::Task(rt.spawn(sink.run(rx))), None)
+            (SinkTask::Task(rt.spawn(sink.run(*api, rx))), None)
         }
     };
 
@@ -269,6 +303,14 @@ fn start_pod_watch(
         Arc::clone(metrics),
     ));
     Ok(cache)
+}
+
+/// The configured sink, with what it needs from the environment.
+enum Output {
+    /// The local sink's directory.
+    Local(PathBuf),
+    /// The CloudWatch sink's settings and its client (region resolved).
+    CloudWatch(crate::config::CloudWatchConfig, Box<Api>),
 }
 
 /// The running sink: the local sink is a thread, the CloudWatch sink a task.

@@ -35,7 +35,8 @@ enum Command {
     },
 }
 
-/// Exit code for a configuration that does not load.
+/// Exit code for a configuration that does not load, or lacks a setting the
+/// environment does not give either ([`app::ConfigProblem`]).
 const EXIT_CONFIG: u8 = 1;
 /// Exit code for a failure while running.
 const EXIT_RUNTIME: u8 = 3;
@@ -73,11 +74,19 @@ pub fn main() -> ExitCode {
                     }
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "kubeship failed");
-                    eprintln!("kubeship: {e:#}");
-                    ExitCode::from(EXIT_RUNTIME)
-                }
+                Err(e) => match e.downcast_ref::<app::ConfigProblem>() {
+                    // Like a problem `validate` reports: `FILE: key.path: message`.
+                    Some(problem) => {
+                        tracing::error!(error = %problem, "configuration problem");
+                        eprintln!("{}: {problem}", config.display());
+                        ExitCode::from(EXIT_CONFIG)
+                    }
+                    None => {
+                        tracing::error!(error = format!("{e:#}"), "kubeship failed");
+                        eprintln!("kubeship: {e:#}");
+                        ExitCode::from(EXIT_RUNTIME)
+                    }
+                },
             }
         }
     }

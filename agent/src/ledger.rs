@@ -481,12 +481,24 @@ mod tests {
         let stop = AtomicBool::new(false);
         let seq = b.seq;
         let l2 = Arc::clone(&l);
-        let t = std::thread::spawn(move || l2.ack(seq));
+        // The ack comes only once the wait is under way: the wait must have blocked.
+        let t = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !l2.tailer_waiting() {
+                assert!(
+                    Instant::now() < deadline,
+                    "wait_for_room never blocked for the budget"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            l2.ack(seq);
+        });
         assert!(
             l.wait_for_room(600, 1500, &stop),
             "waits for the ack, then fits"
         );
-        t.join().unwrap();
+        t.join().expect("the ack thread saw the wait");
+        assert!(!l.tailer_waiting(), "no longer waiting once it fits");
         stop.store(true, Ordering::Relaxed);
         let mut b2 = BatchBuilder::new(1 << 20, 10);
         b2.push(&d, 0, Instant::now(), |o| {

@@ -250,9 +250,7 @@ fn file_deleted_while_being_read() {
             d.poll();
             let Ok(m) = agent.metrics() else { return false };
             let read = kubeship_tests::metric_value(&m, "kubeship_log_lines_read_total", &[]);
-            let dropped =
-                kubeship_tests::metric_value(&m, "kubeship_log_records_dropped_total", &[])
-                    .unwrap_or(0.0);
+            let dropped = kubeship_tests::metric_sum(&m, "kubeship_log_records_dropped_total", &[]);
             read.is_some_and(|r| r <= d.sink.total() as f64 + dropped)
         },
         secs(30),

@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use kubeship_tests::{
     Agent, AgentConfig, CwDelivery, Exchange, FaultProxy, Format, Injected, TEST_AWS_REGION,
-    aws_env_without_keys, metric_value, now_ms, read_head, read_request_body, rfc3339_ms,
-    roundtrip, secs, wait_for, write_response,
+    aws_env_without_keys, metric_sum, now_ms, read_head, read_request_body, rfc3339_ms, roundtrip,
+    secs, wait_for, write_response,
 };
 
 use crate::cloudwatch::{Env, env, metric};
@@ -834,8 +834,11 @@ fn moto_checks_every_signature() {
         (Agent::start(&env.node, &cfg), c)
     };
     let counter = |agent: &Agent, name: &str, labels: &[(&str, &str)]| {
-        let text = agent.metrics().unwrap_or_default();
-        metric_value(&text, name, labels).unwrap_or(0.0)
+        // 0 while the agent does not answer (starting or gone).
+        match agent.metrics() {
+            Ok(text) => metric_sum(&text, name, labels),
+            Err(_) => 0.0,
+        }
     };
     let sent = |agent: &Agent| counter(agent, "kubeship_cloudwatch_events_sent_total", &[]);
 

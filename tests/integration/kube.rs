@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kubeship_tests::{
     Agent, AgentConfig, Container, ContainerInfo, Delivery, FakeApi, Format, KubeResource, Node,
-    Pod, RawRecord, metric_value, secs, time_for, wait_for, wait_until,
+    Pod, RawRecord, metric_sum, secs, time_for, wait_for, wait_until,
 };
 use serde_json::json;
 
@@ -19,6 +19,7 @@ const GROUP_DIR: &str = "aws/containerinsights/test/application";
 
 const MISSES: &str = "kubeship_kube_metadata_misses_total";
 const PODS_CACHED: &str = "kubeship_kube_pods_cached";
+const FILES_TAILED: &str = "kubeship_log_files_tailed";
 const WATCH_ERRORS: &str = "kubeship_kube_watch_errors_total";
 const DROPPED: &str = "kubeship_log_records_dropped_total";
 const LINES_READ: &str = "kubeship_log_lines_read_total";
@@ -87,7 +88,8 @@ fn wait_records(node: &Node, agent: &mut Agent, name: &str, n: usize) -> Vec<Raw
     got
 }
 
-/// Waits until metric `name{labels}` (0 when absent) satisfies `cond`; returns its value.
+/// Waits until metric `name{labels}` (0 before its first series; the agent must expose
+/// `name`) satisfies `cond`; returns its value.
 #[track_caller]
 fn wait_metric(
     agent: &Agent,
@@ -102,7 +104,7 @@ fn wait_metric(
             let Ok(text) = agent.metrics() else {
                 return false;
             };
-            v = metric_value(&text, name, labels).unwrap_or(0.0);
+            v = metric_sum(&text, name, labels);
             cond(v)
         },
         secs(30),
@@ -237,11 +239,17 @@ fn short_lived_pod_gets_full_metadata_on_every_line() {
         .label("app", "report")
         .owner("Job", "report-28934820");
     api.upsert_pod(&pod);
-    for _ in 0..10 {
-        c.write_lines(1);
-        // The app writes over most of its short life (time passing on purpose, not a wait).
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.write_lines(5);
+    // The app writes before and after its pod reached the agent (through the watch: the
+    // agent's list was done before the pod existed), and is deleted right after.
+    wait_metric(
+        &agent,
+        PODS_CACHED,
+        &[],
+        |v| v >= 1.0,
+        "the pod in the cache",
+    );
+    c.write_lines(5);
     api.delete_pod("jobs", "report-28934820-x7k2p");
     assert!(
         t0.elapsed() < Duration::from_secs(2),
@@ -270,9 +278,20 @@ fn log_written_before_the_pod_reaches_the_api_waits_for_it() {
     let mut agent = start(&node, &kube_config(&["metadata_wait_ms: 10000"]), &api);
     let mut c = node.add_container("jobs", "sync-28934821-p4r8t", "sync", Format::Cri);
     c.write_lines(10);
-    // Time for the agent to find the file while its pod is unknown (on purpose, to show that
-    // nothing is shipped meanwhile; discovery goes through inotify and takes milliseconds).
-    std::thread::sleep(Duration::from_millis(500));
+    // The agent found the file and holds it open while its pod is unknown; nothing is read
+    // from it meanwhile, so nothing is shipped.
+    wait_metric(
+        &agent,
+        FILES_TAILED,
+        &[],
+        |v| v >= 1.0,
+        "the file held open",
+    );
+    assert_eq!(
+        agent.metric_or_zero(LINES_READ, &[]),
+        0.0,
+        "lines read before the pod was known"
+    );
     assert!(
         node.raw_records_of("sync").is_empty(),
         "records shipped before the pod was known: {:?}",

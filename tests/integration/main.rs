@@ -17,3 +17,5 @@ mod model;
 mod quickstart;
 mod regression;
 mod sigkill;
+mod startup;
+mod telemetry;

@@ -10,7 +10,8 @@
 //!   SIGTERM exit, or everything at a sync point (a fence line delivered per container and
 //!   `kubeship_log_checkpoint_lag_bytes` == 0). So after a clean restart there are none.
 //!
-//! Replay one seed with `KUBESHIP_MODEL_SEED=<n>`; `KUBESHIP_MODEL_RANDOM=1` draws fresh seeds;
+//! Five tests run fixed seeds (`KUBESHIP_MODEL_RANDOM=1` draws fresh ones); the ignored
+//! `model_replay` replays `KUBESHIP_MODEL_SEED=<n>` (run it with `--ignored`);
 //! `KUBESHIP_MODEL_OPS=<n>` changes the number of operations per seed (default 60).
 
 use std::collections::BTreeMap;
@@ -24,19 +25,14 @@ use kubeship_tests::{
 const DEFAULT_SEEDS: [u64; 5] = [1, 0x5eed_0002, 0xdead_beef, 42_4242, 0x0bad_cafe];
 const HOST: &str = "node-1";
 
-fn seed_for(slot: usize) -> Option<u64> {
-    if let Ok(s) = std::env::var("KUBESHIP_MODEL_SEED") {
-        let seed = s
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("KUBESHIP_MODEL_SEED={s:?} is not a u64"));
-        // Replay runs the one seed, in slot 0 only.
-        return (slot == 0).then_some(seed);
-    }
+/// The seed of default test `slot`: fixed, or drawn from the clock with
+/// `KUBESHIP_MODEL_RANDOM`. `KUBESHIP_MODEL_SEED` does not change it: [`model_replay`] runs that
+/// seed, so no test passes without running a model.
+fn seed_for(slot: usize) -> u64 {
     if std::env::var_os("KUBESHIP_MODEL_RANDOM").is_some() {
-        return Some(clock_seed().wrapping_add(slot as u64 * 0x9E37_79B9));
+        return clock_seed().wrapping_add(slot as u64 * 0x9E37_79B9);
     }
-    Some(DEFAULT_SEEDS[slot])
+    DEFAULT_SEEDS[slot]
 }
 
 fn ops_per_seed() -> usize {
@@ -50,10 +46,7 @@ macro_rules! model_tests {
     ($($name:ident => $slot:expr),* $(,)?) => {$(
         #[test]
         fn $name() {
-            match seed_for($slot) {
-                Some(seed) => Model::new(seed).run(ops_per_seed()),
-                None => eprintln!("skipped: KUBESHIP_MODEL_SEED replays in model_seed_0 only"),
-            }
+            Model::new(seed_for($slot)).run(ops_per_seed());
         }
     )*};
 }
@@ -64,6 +57,23 @@ model_tests! {
     model_seed_2 => 2,
     model_seed_3 => 3,
     model_seed_4 => 4,
+}
+
+/// Replays the seed a failed model test printed:
+/// `KUBESHIP_MODEL_SEED=<n> cargo test -p kubeship-tests --test integration model_replay --
+/// --ignored`. Not run by default, and fails without the variable, so it never passes without
+/// running a model.
+#[test]
+#[ignore = "replays KUBESHIP_MODEL_SEED; run it with --ignored"]
+fn model_replay() {
+    let s = std::env::var("KUBESHIP_MODEL_SEED").unwrap_or_else(|_| {
+        panic!("model_replay replays KUBESHIP_MODEL_SEED=<seed> (printed by a failed model test)")
+    });
+    let seed = s
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("KUBESHIP_MODEL_SEED={s:?} is not a u64"));
+    Model::new(seed).run(ops_per_seed());
 }
 
 struct Model {
@@ -161,7 +171,8 @@ impl Model {
         let _ = writeln!(s, "model seed {} FAILED: {msg}", self.seed);
         let _ = writeln!(
             s,
-            "replay: KUBESHIP_MODEL_SEED={} cargo test -p kubeship-tests --test integration model_seed_0",
+            "replay: KUBESHIP_MODEL_SEED={} cargo test -p kubeship-tests --test integration \
+             model_replay -- --ignored",
             self.seed
         );
         let _ = writeln!(s, "last operations:");

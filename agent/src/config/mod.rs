@@ -117,7 +117,8 @@ pub enum ReadFrom {
     /// `beginning`: ship the file's existing content.
     Beginning,
     /// `end`: skip it. Applies only to files present at the agent's very first
-    /// start (no checkpoint); files appearing later are read from the beginning.
+    /// start (no checkpoint file, or one set aside as unreadable); files appearing
+    /// later are read from the beginning.
     End,
 }
 

@@ -126,7 +126,9 @@ pub struct Tailer {
 }
 
 impl Tailer {
-    /// A tailer sending to `tx`. `first_start` is true when no checkpoint file existed.
+    /// A tailer sending to `tx`. `first_start` is true when there are no checkpoints to
+    /// go on (no checkpoint file, or one set aside as unreadable): `logs.read_from`
+    /// applies to the files found now.
     /// `pods` is the pod metadata cache, `None` when pod metadata is off.
     #[allow(clippy::too_many_arguments)]
     pub fn new(

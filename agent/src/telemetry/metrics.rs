@@ -4,7 +4,8 @@
 //! dashboards and alerts query them. No metric carries a per-pod label. Hot paths
 //! add to these counters once per chunk or batch, never once per line.
 
-use prometheus_client::encoding::{EncodeLabelSet, text};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, text};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -95,6 +96,8 @@ pub struct Metrics {
     pub oldest_unacked_age_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Checkpoint writes, by outcome (`ok`, `error`).
     pub checkpoint_writes: Family<ReasonLabel, Counter>,
+    /// Checkpoint files that could not be loaded at start and were set aside.
+    pub checkpoint_load_errors: Counter,
     /// Records written by the embedded local sink.
     pub local_sink_records_written: Counter,
     /// Write errors in the embedded local sink (each retried).
@@ -115,6 +118,50 @@ pub struct Metrics {
     pub cloudwatch_requests_in_flight: Gauge,
     /// How many calls may be in flight now (halved on throttling).
     pub cloudwatch_concurrency_limit: Gauge,
+    /// Telemetry connections closed as soon as accepted: all slots taken
+    /// (`telemetry_connections_rejected_total{reason="limit"}`).
+    pub telemetry_rejected_limit: Counter,
+    /// Failed accepts on the telemetry listener (`{reason="accept_error"}`).
+    pub telemetry_rejected_accept_error: Counter,
+    /// Telemetry connections closed for not sending a request head in time
+    /// (`telemetry_connections_timed_out_total{reason="header_read"}`).
+    pub telemetry_timed_out_header_read: Counter,
+    /// Telemetry connections closed at the end of their lifetime (`{reason="lifetime"}`).
+    pub telemetry_timed_out_lifetime: Counter,
+}
+
+/// A family whose label values are fixed: every series exists from the start (at
+/// 0), and each is counted through its own handle, without a lookup.
+fn fixed_reasons<const N: usize>(
+    reasons: [&str; N],
+) -> (Family<ReasonLabel, Counter>, [Counter; N]) {
+    let family: Family<ReasonLabel, Counter> = Family::default();
+    let counters = reasons.map(|reason| {
+        family
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .clone()
+    });
+    (family, counters)
+}
+
+/// A labelled family registered so that its `# HELP` and `# TYPE` lines are written
+/// before its first series too (prometheus-client leaves an empty family out
+/// altogether): every name of the contract is on `/metrics` from the start, so a
+/// scraper, a dashboard's author or a test can tell a name that does not exist from a
+/// counter that did not move yet.
+#[derive(Debug)]
+struct Declared<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
 }
 
 impl Metrics {
@@ -132,6 +179,15 @@ impl Metrics {
             "Build information; value is always 1",
             build_info,
         );
+        let (telemetry_rejected, [telemetry_rejected_limit, telemetry_rejected_accept_error]) =
+            fixed_reasons(["limit", "accept_error"]);
+        let (
+            telemetry_timed_out,
+            [
+                telemetry_timed_out_header_read,
+                telemetry_timed_out_lifetime,
+            ],
+        ) = fixed_reasons(["header_read", "lifetime"]);
         let m = Self {
             log_files_tailed: Gauge::default(),
             kube_metadata_misses: Counter::default(),
@@ -153,6 +209,7 @@ impl Metrics {
             inflight_bytes: Gauge::default(),
             oldest_unacked_age_seconds: Gauge::default(),
             checkpoint_writes: Family::default(),
+            checkpoint_load_errors: Counter::default(),
             local_sink_records_written: Counter::default(),
             local_sink_write_errors: Counter::default(),
             batch_ack_seconds: Histogram::new([
@@ -167,6 +224,10 @@ impl Metrics {
             cloudwatch_groups_created: Counter::default(),
             cloudwatch_requests_in_flight: Gauge::default(),
             cloudwatch_concurrency_limit: Gauge::default(),
+            telemetry_rejected_limit,
+            telemetry_rejected_accept_error,
+            telemetry_timed_out_header_read,
+            telemetry_timed_out_lifetime,
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -198,17 +259,17 @@ impl Metrics {
         r.register(
             "kube_watch_errors",
             "Kubernetes API list/watch failures, by resource",
-            m.kube_watch_errors.clone(),
+            Declared(m.kube_watch_errors.clone()),
         );
         r.register(
             "log_parse_failures",
             "App log lines a pod asked to parse that did not parse (shipped raw), by parser",
-            m.log_parse_failures.clone(),
+            Declared(m.log_parse_failures.clone()),
         );
         r.register(
             "log_records_dropped",
             "Log records deliberately not delivered, by reason",
-            m.log_records_dropped.clone(),
+            Declared(m.log_records_dropped.clone()),
         );
         r.register(
             "log_records_truncated",
@@ -218,12 +279,12 @@ impl Metrics {
         r.register(
             "log_records_reduced",
             "Log records shipped with a part left out to fit their bounds (reason: the part, log_processed or kubernetes)",
-            m.log_records_reduced.clone(),
+            Declared(m.log_records_reduced.clone()),
         );
         r.register(
             "log_lines_malformed",
             "Lines that did not parse in their file's format, kept as raw text",
-            m.log_lines_malformed.clone(),
+            Declared(m.log_lines_malformed.clone()),
         );
         r.register(
             "log_invalid_utf8",
@@ -233,12 +294,12 @@ impl Metrics {
         r.register(
             "log_file_errors",
             "Errors opening or reading container log files, by reason",
-            m.log_file_errors.clone(),
+            Declared(m.log_file_errors.clone()),
         );
         r.register(
             "log_rotations",
             "Container log files seen rotated or truncated, by kind",
-            m.log_rotations.clone(),
+            Declared(m.log_rotations.clone()),
         );
         r.register(
             "log_checkpoint_lag_bytes",
@@ -268,7 +329,12 @@ impl Metrics {
         r.register(
             "checkpoint_writes",
             "Checkpoint file writes, by outcome",
-            m.checkpoint_writes.clone(),
+            Declared(m.checkpoint_writes.clone()),
+        );
+        r.register(
+            "checkpoint_load_errors",
+            "Checkpoint files that could not be loaded at start and were set aside",
+            m.checkpoint_load_errors.clone(),
         );
         r.register(
             "local_sink_records_written",
@@ -294,7 +360,7 @@ impl Metrics {
         r.register(
             "cloudwatch_requests",
             "PutLogEvents calls by outcome",
-            m.cloudwatch_requests.clone(),
+            Declared(m.cloudwatch_requests.clone()),
         );
         r.register_with_unit(
             "cloudwatch_request_duration",
@@ -321,6 +387,16 @@ impl Metrics {
             "cloudwatch_concurrency_limit",
             "PutLogEvents calls allowed in flight now (halved on throttling)",
             m.cloudwatch_concurrency_limit.clone(),
+        );
+        r.register(
+            "telemetry_connections_rejected",
+            "Telemetry endpoint connections closed at once (limit: all slots taken) or accepts that failed (accept_error)",
+            telemetry_rejected,
+        );
+        r.register(
+            "telemetry_connections_timed_out",
+            "Telemetry endpoint connections the agent closed: no request head in time (header_read), or at the end of their lifetime",
+            telemetry_timed_out,
         );
         Self { registry, ..m }
     }
@@ -376,8 +452,26 @@ mod tests {
             "kubeship_log_records_dropped_total{reason=\"excluded\"} 2",
             "kubeship_log_checkpoint_lag_bytes ",
             "kubeship_inflight_bytes ",
+            "kubeship_checkpoint_load_errors_total 0",
+            "kubeship_telemetry_connections_rejected_total{reason=\"limit\"} 0",
+            "kubeship_telemetry_connections_rejected_total{reason=\"accept_error\"} 0",
+            "kubeship_telemetry_connections_timed_out_total{reason=\"header_read\"} 0",
+            "kubeship_telemetry_connections_timed_out_total{reason=\"lifetime\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+        // Labelled families without a series yet are declared all the same.
+        for family in [
+            "kube_watch_errors",
+            "log_parse_failures",
+            "log_lines_malformed",
+            "log_file_errors",
+            "log_rotations",
+            "checkpoint_writes",
+            "cloudwatch_requests",
+        ] {
+            let declared = format!("# TYPE kubeship_{family} counter\n");
+            assert!(text.contains(&declared), "missing {declared:?} in\n{text}");
         }
     }
 }

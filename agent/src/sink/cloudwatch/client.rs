@@ -81,6 +81,16 @@ pub struct Api {
     create_pacer: tokio::sync::Mutex<Instant>,
 }
 
+/// No AWS region anywhere the SDK looks (`output.cloudwatch.region`, `AWS_REGION`,
+/// `AWS_DEFAULT_REGION`, the profile, instance metadata): without one there is no
+/// endpoint to call and nothing to sign for, so every call would fail for ever.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no AWS region: set output.cloudwatch.region in the config or AWS_REGION in the \
+     environment (AWS_DEFAULT_REGION, the AWS profile and instance metadata gave none either)"
+)]
+pub struct NoRegion;
+
 /// What the lifecycle calls did (for metrics).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Created {
@@ -97,12 +107,18 @@ impl Api {
     }
 
     /// Builds the client from the AWS chain, the configured region and endpoint.
-    pub async fn new(cfg: &CloudWatchConfig) -> Self {
+    /// The region is resolved here, as the SDK does (the configured one, else
+    /// `AWS_REGION`/`AWS_DEFAULT_REGION`, the profile, instance metadata); none is an
+    /// error, found before anything is sent.
+    pub async fn new(cfg: &CloudWatchConfig) -> Result<Self, NoRegion> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = &cfg.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
         let shared = loader.load().await;
+        if shared.region().is_none() {
+            return Err(NoRegion);
+        }
         let creds = Arc::new(CredentialCache::new(
             shared.credentials_provider(),
             LOAD_TIMEOUT,
@@ -130,7 +146,7 @@ impl Api {
             connect_timeout,
         )
         .await;
-        Self {
+        Ok(Self {
             client: Client::from_conf(b.build()),
             puts,
             cfg: cfg.clone(),
@@ -138,7 +154,7 @@ impl Api {
             created_streams: Mutex::new(HashSet::new()),
             creating: Mutex::new(HashMap::new()),
             create_pacer: tokio::sync::Mutex::new(Instant::now()),
-        }
+        })
     }
 
     /// Sends one request; on ResourceNotFoundException creates what is missing and

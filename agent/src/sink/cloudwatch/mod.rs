@@ -140,9 +140,10 @@ impl CloudWatchSink {
         }
     }
 
-    /// Runs until the pipeline channel closes and everything was delivered.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
-        let api = Arc::new(Api::new(&self.cfg).await);
+    /// Runs until the pipeline channel closes and everything was delivered, calling
+    /// CloudWatch through `api` (built from this sink's config by [`Api::new`]).
+    pub async fn run(mut self, api: Api, mut rx: mpsc::Receiver<Batch>) {
+        let api = Arc::new(api);
         // Calls run inside this task, not as tasks of their own: a spawned task and a
         // channel back cost a task allocation and two more wake-ups per call.
         let mut calls = FuturesUnordered::new();
