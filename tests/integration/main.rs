@@ -9,6 +9,7 @@ mod cloudwatch;
 mod cloudwatch_budget;
 mod cloudwatch_errors;
 mod cloudwatch_infra;
+mod contract;
 mod credentials;
 mod discovery;
 mod kube;
