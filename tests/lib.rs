@@ -2153,6 +2153,9 @@ impl Tracker {
 pub struct Delivery {
     pub sink: Sink,
     pub tracker: Tracker,
+    /// When each poll ran and how many records the sink held then: a lower bound of what
+    /// had been delivered by that time.
+    pub polls: Vec<(Instant, usize)>,
 }
 
 impl Delivery {
@@ -2160,6 +2163,7 @@ impl Delivery {
         Delivery {
             sink: node.sink(),
             tracker: Tracker::new(),
+            polls: Vec::new(),
         }
     }
 
@@ -2169,7 +2173,14 @@ impl Delivery {
         for r in &new {
             self.tracker.observe(r);
         }
+        self.polls.push((Instant::now(), self.sink.total()));
         new
+    }
+
+    /// Records the sink held at the last poll at or before `t` (0 before the first).
+    pub fn total_at(&self, t: Instant) -> usize {
+        let i = self.polls.partition_point(|&(at, _)| at <= t);
+        i.checked_sub(1).map_or(0, |i| self.polls[i].1)
     }
 
     /// Whether every `(container name, n)` has all of `0..n` delivered (after a poll).

@@ -10,7 +10,7 @@
 # KUBESHIP_MODEL_SEED (for the ignored model_replay test: `cargo test ... model_replay --
 # --ignored`), KUBESHIP_MODEL_RANDOM, KUBESHIP_MODEL_OPS, KUBESHIP_SIGKILL_RATE,
 # KUBESHIP_PYTHON (interpreter with moto), KUBESHIP_VENV (where ensure_moto may create one),
-# KUBESHIP_CW_RSS_LIMIT_MIB.
+# KUBESHIP_CW_RSS_LIMIT_MIB, KUBESHIP_CHECKPOINT_INTERVAL_MS (cloudwatch::one_sigkill_*: compare intervals).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

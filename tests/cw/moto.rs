@@ -674,6 +674,9 @@ pub struct CwDelivery {
     pub records: Vec<CwRecord>,
     pub bad: Vec<CwBadEvent>,
     pub tracker: Tracker,
+    /// When each poll ran and how many events CloudWatch held then: a lower bound of what
+    /// had been delivered by that time.
+    pub polls: Vec<(std::time::Instant, usize)>,
 }
 
 impl CwDelivery {
@@ -690,7 +693,14 @@ impl CwDelivery {
             records: Vec::new(),
             bad: Vec::new(),
             tracker: Tracker::new(),
+            polls: Vec::new(),
         }
+    }
+
+    /// Events CloudWatch held at the last poll at or before `t` (0 before the first).
+    pub fn total_at(&self, t: std::time::Instant) -> usize {
+        let i = self.polls.partition_point(|&(at, _)| at <= t);
+        i.checked_sub(1).map_or(0, |i| self.polls[i].1)
     }
 
     /// Reads everything again; returns the number of events. Panics if moto cannot be read.
@@ -700,6 +710,7 @@ impl CwDelivery {
             .snapshot(self.prefix.as_deref())
             .unwrap_or_else(|e| panic!("reading CloudWatch state from moto: {e}"));
         self.set_state(state);
+        self.polls.push((std::time::Instant::now(), self.total()));
         self.total()
     }
 
