@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ use flate2::read::MultiGzDecoder;
 
 use super::decode::{ContainerInfo, Decoder, Out};
 use super::names::Order;
-use crate::checkpoint::{FINGERPRINT_BYTES, Fingerprint};
+use crate::checkpoint::{FINGERPRINT_BYTES, FileId, Fingerprint};
 
 enum Source {
     Plain(File),
@@ -30,31 +30,6 @@ pub enum Progress {
     Data(usize),
     /// Nothing new.
     Eof,
-}
-
-/// Identity of a file on disk, as `stat` tells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Ino {
-    /// Device.
-    pub dev: u64,
-    /// Inode.
-    pub ino: u64,
-}
-
-impl Ino {
-    /// No file: the identity of a reader whose inode was taken over by new content.
-    pub const NONE: Ino = Ino {
-        dev: u64::MAX,
-        ino: u64::MAX,
-    };
-
-    /// From file metadata.
-    pub fn of(m: &std::fs::Metadata) -> Self {
-        Self {
-            dev: m.dev(),
-            ino: m.ino(),
-        }
-    }
 }
 
 /// Opens a log file for reading without updating its access time (each read
@@ -113,7 +88,7 @@ pub struct FileReader {
     /// Its place in the stream's history.
     pub order: Order,
     /// Identity on disk.
-    pub ino: Ino,
+    pub ino: FileId,
     /// Content identity.
     pub fp: Fingerprint,
     /// Bytes read so far (decompressed for gzip).
@@ -158,7 +133,7 @@ impl FileReader {
         decoder: Decoder,
         now: Instant,
     ) -> io::Result<Self> {
-        let ino = Ino::of(&file.metadata()?);
+        let ino = FileId::of(&file.metadata()?);
         let source = if gz {
             let mut d = MultiGzDecoder::new(BufReader::with_capacity(32 * 1024, file));
             let skipped = io::copy(&mut (&mut d).take(offset), &mut io::sink())?;
@@ -234,7 +209,7 @@ impl FileReader {
     pub fn switch_to(&mut self, file: File, path: PathBuf, order: Order) -> io::Result<()> {
         let mut file = file;
         file.seek(SeekFrom::Start(self.offset))?;
-        self.ino = Ino::of(&file.metadata()?);
+        self.ino = FileId::of(&file.metadata()?);
         self.source = Source::Plain(file);
         self.path = path;
         self.order = order;

@@ -5,9 +5,10 @@
 //! (`0.log.<timestamp>`, then gzipped) that the agent never saw are read too, in
 //! order, before the live file. A file is read to its end and kept for
 //! `rotate_wait` after it stopped being the live file, then let go. Renames keep a
-//! reader (same inode); a file whose first bytes match an open reader's is the same
-//! content under another name (a gzip of it, a copytruncate copy) and is not read
-//! twice; copytruncate is followed into the copy.
+//! reader (same inode); a rotated file (not the live one) whose first bytes match an
+//! open or just finished reader's is the same content under another name (a gzip of
+//! it, a copytruncate copy) and is not read twice; copytruncate is followed into the
+//! copy. The live file is never taken for a copy: two files may start alike.
 
 use std::collections::HashMap;
 use std::fs;
@@ -17,9 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::decode::{ContainerInfo, Decoder, Out};
-use super::file::{FileReader, Ino, Progress, read_head};
+use super::file::{FileReader, Progress, read_head};
 use super::names::{Order, classify};
-use crate::checkpoint::Fingerprint;
+use crate::checkpoint::{FileId, Fingerprint};
 use crate::encode::PathMeta;
 use crate::enrich::Found;
 use crate::ledger::Ledger;
@@ -136,7 +137,7 @@ pub struct ContainerStream {
     /// may have waited for its pod): its files without checkpoint start at their end.
     pub start_at_end: bool,
     /// Files looked at and left alone, by inode: (size then, fingerprint).
-    skipped: HashMap<Ino, (u64, Fingerprint)>,
+    skipped: HashMap<FileId, (u64, Fingerprint)>,
     finished: Vec<Fingerprint>,
 }
 
@@ -337,7 +338,7 @@ impl ContainerStream {
     fn live_path_is_new(&self) -> bool {
         match fs::metadata(&self.live_path) {
             Ok(m) => {
-                let ino = Ino::of(&m);
+                let ino = FileId::of(&m);
                 !self.files.iter().any(|f| f.ino == ino)
             }
             Err(_) => false,
@@ -355,7 +356,7 @@ impl ContainerStream {
                 false
             }
             Err(_) => false,
-            Ok(m) if Ino::of(&m) != f.ino => {
+            Ok(m) if FileId::of(&m) != f.ino => {
                 tracing::debug!(path = %f.path.display(), offset = f.offset, "log file rotated");
                 Metrics::inc_reason(&env.metrics.log_rotations, "rename", 1);
                 self.files[i].rotated_at = Some(now);
@@ -394,6 +395,7 @@ impl ContainerStream {
                     self.remember_finished(i);
                 } else {
                     f.rotated_at = Some(now);
+                    env.ledger.moved(f.id, f.ino);
                 }
             }
             None => {
@@ -404,9 +406,12 @@ impl ContainerStream {
                 }
                 let f = &mut self.files[i];
                 f.finish(&self.info, &mut env.out);
-                // Its inode now holds other content: let the listing open it anew.
-                f.ino = Ino::NONE;
-                self.remember_finished(i);
+                // Its inode now holds other content: let the listing open it anew, from
+                // the start, whatever its first bytes (they may be the old ones again).
+                // The old content is nowhere on disk any more: no copy of it can show up
+                // (it is not remembered as finished) and its checkpoint entry goes.
+                f.ino = FileId::NONE;
+                env.ledger.detach(f.id);
             }
         }
         // The truncated file has new content: a new file, read from its start, after
@@ -441,7 +446,7 @@ impl ContainerStream {
             let Ok(meta) = fs::metadata(&path) else {
                 continue;
             };
-            let ino = Ino::of(&meta);
+            let ino = FileId::of(&meta);
             seen.push(ino);
             if let Some(f) = self.files.iter_mut().find(|f| f.ino == ino && !f.finished) {
                 present.push(f.fp);
@@ -504,24 +509,28 @@ impl ContainerStream {
         env: &mut Env<'_>,
     ) -> io::Result<Opened> {
         let (file, head) = read_head(&path, gz)?;
+        let id = FileId::of(&file.metadata()?);
         let live = order == Order::Live;
         let fp = Fingerprint::of(&head);
         if head.is_empty() && !live {
             return Ok(Opened::Skip(fp));
         }
         let same_content = |fp: &Fingerprint| fp.len > 0 && fp.matches(&head);
-        if self
-            .files
-            .iter()
-            .any(|f| !f.finished && same_content(&f.fp))
-            || self.finished.iter().any(same_content)
+        // A gzip or copy of a file being read (or just let go): not read twice. The
+        // live file is never such a copy (copies get new names), however its first
+        // bytes look: a container may start two files with the same line.
+        if !live
+            && (self
+                .files
+                .iter()
+                .any(|f| !f.finished && same_content(&f.fp))
+                || self.finished.iter().any(same_content))
         {
-            // A gzip or copy of a file being read (or just let go): not read twice.
             return Ok(Opened::Skip(fp));
         }
         let entry = env
             .ledger
-            .with_store(|s| s.lookup(&self.key, &head).cloned());
+            .with_store(|s| s.find(&self.key, &head, id, live));
         let offset = match entry {
             Some(e) if e.done && !live && (gz || e.offset >= size) => {
                 return Ok(Opened::Skip(e.fingerprint()));
@@ -543,7 +552,7 @@ impl ContainerStream {
         tracing::debug!(path = %path.display(), offset, fp = fp.hash, fp_len = fp.len, "opening log file");
         let mut reader =
             FileReader::new(0, file, path, order, gz, head, offset, decoder, env.out.now)?;
-        reader.id = env.ledger.register_file(&self.key, fp, offset);
+        reader.id = env.ledger.register_file(&self.key, fp, reader.ino, offset);
         Ok(Opened::Reader(Box::new(reader)))
     }
 
