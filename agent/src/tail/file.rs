@@ -93,6 +93,9 @@ pub struct FileReader {
     pub fp: Fingerprint,
     /// Bytes read so far (decompressed for gzip).
     pub offset: u64,
+    /// The largest size of a plain file seen (at its opening, when a read filled a
+    /// whole chunk, when its live path was looked up): what it is known to have held.
+    pub size_seen: u64,
     /// When the file stopped being the live file (rotated, deleted, stream gone).
     pub rotated_at: Option<Instant>,
     /// Set once the file was let go; the next batch marks it done.
@@ -133,7 +136,9 @@ impl FileReader {
         decoder: Decoder,
         now: Instant,
     ) -> io::Result<Self> {
-        let ino = FileId::of(&file.metadata()?);
+        let meta = file.metadata()?;
+        let ino = FileId::of(&meta);
+        let size_seen = if gz { 0 } else { meta.len() };
         let source = if gz {
             let mut d = MultiGzDecoder::new(BufReader::with_capacity(32 * 1024, file));
             let skipped = io::copy(&mut (&mut d).take(offset), &mut io::sink())?;
@@ -159,6 +164,7 @@ impl FileReader {
             ino,
             fp,
             offset,
+            size_seen,
             rotated_at,
             finished: false,
             last_marked: offset,
@@ -194,6 +200,28 @@ impl FileReader {
             Ok(n) => !self.fp.matches(&want[..n]),
             Err(_) => false,
         }
+    }
+
+    /// Notes the size of the file on disk (a plain file's), as `stat` told it.
+    pub fn saw_size(&mut self, len: u64) {
+        if !self.is_gz() {
+            self.size_seen = self.size_seen.max(len);
+        }
+    }
+
+    /// Looks at the file's size on disk (`fstat`): it is behind.
+    pub fn look_at_size(&mut self) {
+        if let Source::Plain(f) = &self.source
+            && let Ok(m) = f.metadata()
+        {
+            self.size_seen = self.size_seen.max(m.len());
+        }
+    }
+
+    /// Bytes the file is known to have held beyond what was read (a lower bound
+    /// of what a truncation lost).
+    pub fn unread_seen(&self) -> u64 {
+        self.size_seen.saturating_sub(self.offset)
     }
 
     /// True when a file that was empty when opened has bytes now.

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,34 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Why bytes of a log file will never be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lost {
+    /// Truncated in place without a copy: the bytes the file was seen to hold beyond
+    /// the offset read (a lower bound: what was written after it was last looked at
+    /// is not known).
+    Truncated,
+}
+
+impl Lost {
+    fn reason(self) -> &'static str {
+        match self {
+            Lost::Truncated => "truncated",
+        }
+    }
+}
+
+/// Counts bytes of `path` that will never be read in
+/// `kubeship_log_bytes_lost_total{reason}` and says so (rate-limited per reason):
+/// every such loss goes through here.
+fn lost(env: &mut Env<'_>, why: Lost, bytes: u64, path: &Path, message: &str) {
+    let reason = why.reason();
+    Metrics::inc_reason(&env.metrics.log_bytes_lost, reason, bytes);
+    if let Some(n) = env.limits.allow(reason, env.out.now) {
+        tracing::warn!(path = %path.display(), reason, lost_bytes = bytes, suppressed = n, "{message}");
+    }
 }
 
 /// What one poll of a stream did.
@@ -242,6 +270,10 @@ impl ContainerStream {
             match res {
                 Ok(Progress::Data(n)) => {
                     let f = &mut self.files[i];
+                    if n == s.chunk {
+                        // Behind: how much is there is what a truncation would lose.
+                        f.look_at_size();
+                    }
                     env.ledger.note_size(f.id, f.offset);
                     if let Some(fp) = f.grow_fingerprint() {
                         env.ledger.update_fingerprint(f.id, fp);
@@ -367,7 +399,10 @@ impl ContainerStream {
                 self.truncated(i, env);
                 true
             }
-            Ok(_) => false,
+            Ok(m) => {
+                self.files[i].saw_size(m.len());
+                false
+            }
         }
     }
 
@@ -400,12 +435,18 @@ impl ContainerStream {
             }
             None => {
                 Metrics::inc_reason(&env.metrics.log_rotations, "truncated", 1);
-                if let Some(n) = env.limits.allow("truncated", now) {
-                    tracing::warn!(path = %self.live_path.display(), offset, suppressed = n,
-                        "log file truncated in place without a copy; continuing from its start");
-                }
                 let f = &mut self.files[i];
+                let unread = f.unread_seen();
                 f.finish(&self.info, &mut env.out);
+                lost(
+                    env,
+                    Lost::Truncated,
+                    unread,
+                    &self.live_path,
+                    "log file truncated in place without a copy: what it held beyond the \
+                     offset read is lost; continuing from its start",
+                );
+                let f = &mut self.files[i];
                 // Its inode now holds other content: let the listing open it anew, from
                 // the start, whatever its first bytes (they may be the old ones again).
                 // The old content is nowhere on disk any more: no copy of it can show up
@@ -559,5 +600,220 @@ impl ContainerStream {
     /// Drops files that were let go (after a batch marked them done).
     pub fn remove_finished(&mut self) {
         self.files.retain(|f| !f.finished);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, Destination};
+    use crate::checkpoint::Store;
+    use crate::encode::{Fragment, RecordForm};
+    use crate::tail::decode::Counters;
+    use std::io::Write;
+
+    /// One container stream polled by hand, on a clock the test moves.
+    struct Harness {
+        _tmp: tempfile::TempDir,
+        dir: PathBuf,
+        stream: ContainerStream,
+        settings: Settings,
+        ledger: Ledger,
+        metrics: Arc<Metrics>,
+        builder: BatchBuilder,
+        counters: Counters,
+        limits: LogLimits,
+        readbuf: Vec<u8>,
+        now: Instant,
+        start: Instant,
+        records: Vec<String>,
+    }
+
+    fn info() -> ContainerInfo {
+        ContainerInfo {
+            dest: Arc::new(Destination {
+                group: "g".into(),
+                stream: "s".into(),
+            }),
+            kubernetes: Fragment::new(b"{}".to_vec(), RecordForm::Json),
+            multiline: None,
+            parser: None,
+            excluded: false,
+            miss: false,
+            log_only: true,
+        }
+    }
+
+    /// CRI lines `<prefix> <i>` for each `i` in `seqs`, padded to about `pad` bytes.
+    fn lines(prefix: &str, seqs: std::ops::Range<usize>, pad: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in seqs {
+            let msg = format!("{prefix} {i} ");
+            let fill = pad.saturating_sub(msg.len() + 32);
+            out.extend_from_slice(
+                format!(
+                    "2026-11-23T10:00:00.000000000Z stdout F {msg}{}\n",
+                    "x".repeat(fill)
+                )
+                .as_bytes(),
+            );
+        }
+        out
+    }
+
+    impl Harness {
+        fn new(chunk: usize) -> Self {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("ns_pod_uid/app");
+            fs::create_dir_all(&dir).unwrap();
+            fs::File::create(dir.join("0.log")).unwrap();
+            let metrics = Arc::new(Metrics::new());
+            let stream = ContainerStream::new(
+                dir.join("0.log"),
+                info(),
+                PathMeta::default(),
+                MetaState::Off,
+            );
+            let now = Instant::now();
+            Self {
+                _tmp: tmp,
+                dir,
+                stream,
+                settings: Settings {
+                    chunk,
+                    max_line: 64 * 1024,
+                    max_record: 32 * 1024,
+                    rotate_wait: Duration::from_secs(5),
+                    eof_flush: Duration::from_secs(1),
+                    exit_on_eof: false,
+                },
+                ledger: Ledger::new(Store::default(), Arc::clone(&metrics)),
+                metrics,
+                builder: BatchBuilder::new(64 << 20, 1 << 20),
+                counters: Counters::default(),
+                limits: LogLimits::default(),
+                readbuf: Vec::new(),
+                now,
+                start: now,
+                records: Vec::new(),
+            }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.join(name)
+        }
+
+        fn append(&self, name: &str, bytes: &[u8]) {
+            fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(self.path(name))
+                .unwrap()
+                .write_all(bytes)
+                .unwrap();
+        }
+
+        fn poll(&mut self) -> Poll {
+            let mut env = Env {
+                settings: &self.settings,
+                ledger: &self.ledger,
+                metrics: &self.metrics,
+                readbuf: &mut self.readbuf,
+                out: Out {
+                    builder: &mut self.builder,
+                    counters: &mut self.counters,
+                    now: self.now,
+                    now_ms: self.now.duration_since(self.start).as_millis() as u64,
+                    wall_nanos: 0,
+                },
+                start_at_end: false,
+                limits: &mut self.limits,
+            };
+            let p = self.stream.poll(&mut env);
+            let batch = self.builder.seal(Vec::new(), self.now);
+            self.records.extend(
+                batch
+                    .events
+                    .iter()
+                    .map(|e| String::from_utf8_lossy(batch.record(e)).into_owned()),
+            );
+            self.stream.remove_finished();
+            p
+        }
+
+        /// Polls until a poll says there is nothing more to read right away.
+        fn poll_idle(&mut self) {
+            for _ in 0..10_000 {
+                if !self.poll().busy {
+                    return;
+                }
+            }
+            panic!("the stream never caught up");
+        }
+
+        fn advance(&mut self, by: Duration) {
+            self.now += by;
+        }
+
+        /// The value of a series in the metrics text (0 when absent).
+        fn metric(&self, series: &str) -> u64 {
+            let text = self.metrics.encode();
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(0)
+        }
+
+        fn records_starting(&self, prefix: &str) -> usize {
+            self.records
+                .iter()
+                .filter(|r| r.starts_with(prefix))
+                .count()
+        }
+    }
+
+    /// A live file truncated in place without a copy while the agent was behind: the
+    /// bytes it was seen to hold beyond the offset read are counted as lost.
+    #[test]
+    fn truncation_in_place_counts_the_bytes_seen_beyond_the_offset() {
+        let mut h = Harness::new(4096);
+        let old = lines("old", 0..40, 1000);
+        h.append("0.log", &old);
+        let p = h.poll();
+        assert!(p.busy, "one full chunk read of {} bytes", old.len());
+        fs::File::create(h.path("0.log")).unwrap();
+        h.append("0.log", &lines("new", 0..3, 100));
+        h.poll_idle();
+        assert_eq!(h.records_starting("new "), 3);
+        assert_eq!(
+            h.metric("kubeship_log_rotations_total{reason=\"truncated\"}"),
+            1
+        );
+        assert_eq!(
+            h.metric("kubeship_log_bytes_lost_total{reason=\"truncated\"}"),
+            old.len() as u64 - 4096
+        );
+    }
+
+    /// A live file truncated in place and written again with the same first bytes is
+    /// the same inode with new content: read from its start, not taken for a copy of
+    /// what it held before.
+    #[test]
+    fn truncated_and_rewritten_with_the_same_head_is_read_from_its_start() {
+        let mut h = Harness::new(256 * 1024);
+        let banner = lines("BANNER", 0..1, 400);
+        h.append("0.log", &banner);
+        h.append("0.log", &lines("old", 0..20, 200));
+        h.poll_idle();
+        assert_eq!(h.records_starting("old "), 20);
+        fs::File::create(h.path("0.log")).unwrap();
+        h.append("0.log", &banner);
+        h.append("0.log", &lines("new", 0..3, 100));
+        for _ in 0..3 {
+            // The live path is looked up (and the shrink seen) at most once a second.
+            h.advance(Duration::from_millis(1100));
+            h.poll_idle();
+        }
+        assert_eq!(h.records_starting("new "), 3, "the new content");
+        assert_eq!(h.records_starting("BANNER "), 2);
     }
 }
