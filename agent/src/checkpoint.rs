@@ -8,10 +8,11 @@
 //! one container may start with the same bytes (docker json-file writes `time`
 //! last, so a container printing the same long line after each rotation makes
 //! files whose first 256 bytes agree) and an inode is reused for other content.
-//! [`Store::find`] therefore prefers the entry of the same inode and content, and
-//! takes an entry of the same content under another inode only for a file that is
-//! not the live one (a gzip or copytruncate copy). The [`Store`] holds one
-//! [`Entry`] per known file and is written with temp file, fsync, rename.
+//! A file resumes from its own entry ([`Store::find_own`]: same inode, matching
+//! content); only a file that is not the live one may take another file's entry
+//! with the same content ([`Store::find_copy`]: it is a gzip or copytruncate copy of
+//! it). The [`Store`] holds one [`Entry`] per known file and is written with temp
+//! file, fsync, rename.
 
 use std::collections::HashMap;
 use std::fs;
@@ -166,6 +167,10 @@ impl Entry {
         (self.dev, self.ino, self.born) = (id.dev, id.ino, id.born);
     }
 
+    fn fingerprint_matches(&self, head: &[u8]) -> bool {
+        self.fp_len > 0 && self.fingerprint().matches(head)
+    }
+
     fn is(&self, fp: Fingerprint, id: FileId) -> bool {
         self.fingerprint() == fp && self.file_id() == id
     }
@@ -231,32 +236,43 @@ impl Store {
         Ok(Some(store))
     }
 
-    /// The entry of the file `id` of `stream` whose first bytes are `head`, if any:
-    /// the entry of that inode whose fingerprint matches `head` (longest wins), else,
-    /// unless the file is `live`, an entry matching by content alone (the file is a
-    /// gzip or copytruncate copy of the entry's file). The live file is never resumed
-    /// from another inode's entry. Entries without a recorded identity (older
-    /// checkpoint files) match by content, also for the live file, and take `id`
-    /// when they do, so that an upgrade keeps every position.
-    pub fn find(&mut self, stream: &str, head: &[u8], id: FileId, live: bool) -> Option<Entry> {
+    /// The entry of the file `id` of `stream` whose first bytes are `head`, if any
+    /// (longest fingerprint wins). Entries without a recorded identity (older
+    /// checkpoint files) match by content and take `id`, so that an upgrade keeps
+    /// every position.
+    pub fn find_own(&mut self, stream: &str, head: &[u8], id: FileId) -> Option<Entry> {
         let list = self.streams.get_mut(stream)?;
-        let matching = |e: &&Entry| e.fp_len > 0 && e.fingerprint().matches(head);
-        let best = |want: &dyn Fn(&Entry) -> bool| {
+        let best = |want: FileId| {
             list.iter()
                 .enumerate()
-                .filter(|(_, e)| matching(e) && want(e))
+                .filter(|(_, e)| e.file_id() == want && e.fingerprint_matches(head))
                 .max_by_key(|(_, e)| e.fp_len)
                 .map(|(i, _)| i)
         };
-        let i = best(&|e| e.file_id() == id).or_else(|| {
-            best(&|e| e.file_id() == FileId::UNKNOWN || (!live && e.file_id() != id))
-        })?;
+        let i = best(id).or_else(|| best(FileId::UNKNOWN))?;
         let e = &mut list[i];
-        if e.file_id() == FileId::UNKNOWN && id != FileId::UNKNOWN {
+        if e.file_id() != id {
             e.set_file_id(id);
             self.dirty = true;
         }
         Some(e.clone())
+    }
+
+    /// An entry of `stream` of another file whose first bytes were `head` too, for a
+    /// copy of that file (a gzip of a rotated file, a copytruncate copy), except the
+    /// entries of `reading` (files being read, by identity and fingerprint: their
+    /// copies are recognised while they are open).
+    pub fn find_copy(
+        &self,
+        stream: &str,
+        head: &[u8],
+        reading: &[(Fingerprint, FileId)],
+    ) -> Option<&Entry> {
+        self.streams
+            .get(stream)?
+            .iter()
+            .filter(|e| e.fingerprint_matches(head) && !reading.iter().any(|&(f, i)| e.is(f, i)))
+            .max_by_key(|e| e.fp_len)
     }
 
     /// Creates or updates the entry of (`stream`, `fp`, `id`).
@@ -462,9 +478,9 @@ mod tests {
         write_atomic(&path, &bytes).unwrap();
         let mut back = Store::load(&path).unwrap().expect("exists");
         assert_eq!(back.len(), 2);
-        let e = back.find("/p/0.log", head, A, true).unwrap();
+        let e = back.find_own("/p/0.log", head, A).unwrap();
         assert_eq!((e.offset, e.done, e.file_id()), (9, true, A));
-        assert!(back.find("/q/0.log", head, A, true).is_none());
+        assert!(back.find_own("/q/0.log", head, A).is_none());
         assert!(
             Store::load(&dir.path().join("missing.json"))
                 .unwrap()
@@ -472,40 +488,43 @@ mod tests {
         );
     }
 
-    /// Two files of a stream with the same first bytes are two entries; the live
-    /// file only ever resumes from its own inode's entry, a copy (another inode, not
-    /// live) from the entry of its content.
+    /// Two files of a stream with the same first bytes are two entries: each finds
+    /// its own; a copy (another inode) finds the other's, unless that one is open.
     #[test]
     fn same_head_other_inode_is_another_file_unless_a_copy() {
         let mut s = Store::default();
         let head = [b'x'; 300];
         let fp = Fingerprint::of(&head);
         s.put("/p/0.log", fp, A, 5000, true, 1);
-        let gz = FileId { ino: 12, ..B };
         assert!(
-            s.find("/p/0.log", &head, B, true).is_none(),
-            "the live file never resumes from another inode's entry"
+            s.find_own("/p/0.log", &head, B).is_none(),
+            "B has no entry of its own"
         );
+        let gz = FileId { ino: 12, ..B };
         assert_eq!(
-            s.find("/p/0.log", &head, gz, false).map(|e| e.offset),
+            s.find_copy("/p/0.log", &head, &[]).map(|e| e.offset),
             Some(5000),
-            "a rotated copy (gzip, copytruncate) of A resumes from A's entry"
+            "a copy (gzip, copytruncate) of A resumes from A's entry"
+        );
+        assert!(
+            s.find_copy("/p/0.log", &head, &[(fp, A)]).is_none(),
+            "A is being read"
         );
         s.put("/p/0.log", fp, B, 70, false, 2);
         assert_eq!(s.len(), 2, "one entry per file");
-        assert_eq!(s.find("/p/0.log", &head, B, true).unwrap().offset, 70);
-        assert_eq!(s.find("/p/0.log", &head, A, false).unwrap().offset, 5000);
+        assert_eq!(s.find_own("/p/0.log", &head, B).unwrap().offset, 70);
+        assert_eq!(s.find_own("/p/0.log", &head, A).unwrap().offset, 5000);
         // A reused inode number with a new birth time is another file.
         let reused = FileId { born: 999, ..A };
-        assert!(s.find("/p/0.log", &head, reused, true).is_none());
+        assert!(s.find_own("/p/0.log", &head, reused).is_none());
         s.moved("/p/0.log", fp, B, gz);
-        assert!(s.find("/p/0.log", &head, B, true).is_none(), "moved away");
+        assert!(s.find_own("/p/0.log", &head, B).is_none(), "moved away");
         s.remove("/p/0.log", fp, gz);
         assert_eq!(s.len(), 1);
     }
 
     /// Checkpoint files written before file identities were recorded still load; their
-    /// entries match by content (the live file too) and take the identity found.
+    /// entries match by content and take the identity found.
     #[test]
     fn entries_without_identity_match_by_content_and_adopt_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -518,12 +537,12 @@ mod tests {
         );
         fs::write(&path, old).unwrap();
         let mut s = Store::load(&path).unwrap().unwrap();
-        let e = s.find("/p/0.log", head, A, true).expect("legacy entry");
+        let e = s.find_own("/p/0.log", head, A).expect("legacy entry");
         assert_eq!((e.offset, e.file_id()), (36, A), "adopted");
         assert!(s.take_dirty().is_some(), "the adoption is written");
         assert!(
-            s.find("/p/0.log", head, B, true).is_none(),
-            "adopted: A's entry now, not the live file B's"
+            s.find_own("/p/0.log", head, B).is_none(),
+            "adopted: A's entry now, not another file's"
         );
     }
 

@@ -441,10 +441,10 @@ mod tests {
         l.submit(&mut b1);
         l.submit(&mut b2);
         l.ack(b2.seq);
-        assert!(!l.with_store(|st| st.find("/p/0.log", b"head\n", FILE, true).unwrap().done));
+        assert!(!l.with_store(|st| st.find_own("/p/0.log", b"head\n", FILE).unwrap().done));
         l.ack(b1.seq);
         let e = l
-            .with_store(|st| st.find("/p/0.log", b"head\n", FILE, true))
+            .with_store(|st| st.find_own("/p/0.log", b"head\n", FILE))
             .unwrap();
         assert!(e.done);
         assert_eq!(e.offset, 50);

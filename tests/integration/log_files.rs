@@ -57,9 +57,10 @@ fn rotated_and_new_file_with_the_same_head_are_both_read() {
     assert_eq!(d.tracker.total_dups(), 0, "no duplicates");
 }
 
-/// The same across a clean restart with the checkpoint on disk: the rotated file resumes from
-/// its own entry (same inode), the new live file starts at its beginning rather than at the
-/// rotated file's offset, and it is not taken for a copy of the rotated one.
+/// The same across a clean restart with the checkpoint on disk, the old file written to and
+/// rotated while the agent is down: the rotated file resumes from its own entry (same inode,
+/// not taken for a copy of the new live file), the new live file starts at its beginning
+/// rather than at the rotated file's offset, and it is not taken for a copy of the rotated one.
 #[test]
 fn same_head_files_across_a_restart_resume_from_their_own_checkpoints() {
     let node = Node::new();
@@ -77,17 +78,19 @@ fn same_head_files_across_a_restart_resume_from_their_own_checkpoints() {
     d.wait_all(&mut agent, &[("docker", 5), ("cri", 5)], secs(30));
     agent.stop(secs(30));
     for c in &mut cs {
+        // Lines the rotated file gets while the agent is down.
+        c.write_lines(4);
         c.rotate();
         write_banner(c);
         // Longer than the rotated file: its checkpoint offset lies inside this one.
         c.write_lines(12);
     }
     let mut agent = Agent::start(&node, &cfg);
-    d.wait_all(&mut agent, &[("docker", 17), ("cri", 17)], secs(30));
+    d.wait_all(&mut agent, &[("docker", 21), ("cri", 21)], secs(30));
     for c in &mut cs {
         c.write_lines(3);
     }
-    d.wait_all(&mut agent, &[("docker", 20), ("cri", 20)], secs(30));
+    d.wait_all(&mut agent, &[("docker", 24), ("cri", 24)], secs(30));
     agent.stop(secs(30));
     d.poll();
     for c in &cs {

@@ -18,6 +18,10 @@ use super::decode::{ContainerInfo, Decoder, Out};
 use super::names::Order;
 use crate::checkpoint::{FINGERPRINT_BYTES, FileId, Fingerprint};
 
+/// How far a rotated file starting like a file being read is compared with it, to
+/// tell a copy of it (gzip, copytruncate) from another file that starts alike.
+pub const COPY_CHECK_BYTES: usize = 64 * 1024;
+
 enum Source {
     Plain(File),
     Gz(Box<MultiGzDecoder<BufReader<File>>>),
@@ -64,6 +68,30 @@ pub fn read_head(path: &Path, gz: bool) -> io::Result<(File, Vec<u8>)> {
         head.extend_from_slice(&buf[..n]);
     }
     Ok((file, head))
+}
+
+/// The first [`COPY_CHECK_BYTES`] of a file's content (decompressed for gzip), read
+/// without moving its offset.
+fn start_bytes(file: &File, gz: bool) -> io::Result<Vec<u8>> {
+    /// Reads a file from its start by position, leaving its offset alone.
+    struct At<'a>(&'a File, u64);
+    impl Read for At<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.read_at(buf, self.1)?;
+            self.1 += n as u64;
+            Ok(n)
+        }
+    }
+    let mut out = Vec::with_capacity(COPY_CHECK_BYTES);
+    let limit = COPY_CHECK_BYTES as u64;
+    if gz {
+        let mut d = MultiGzDecoder::new(BufReader::new(At(file, 0))).take(limit);
+        // A gzip file still being written or corrupt: what could be decompressed.
+        let _ = d.read_to_end(&mut out);
+    } else {
+        At(file, 0).take(limit).read_to_end(&mut out)?;
+    }
+    Ok(out)
 }
 
 fn read_at_full(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
@@ -222,6 +250,27 @@ impl FileReader {
     /// of what a truncation lost).
     pub fn unread_seen(&self) -> u64 {
         self.size_seen.saturating_sub(self.offset)
+    }
+
+    /// True when `other` (starting with this file's fingerprinted bytes; gzip when
+    /// `other_gz`) may be a copy of this file: this one was truncated since (its
+    /// first bytes changed: the copy holds what it held), or both hold the same
+    /// bytes (decompressed) as far as [`COPY_CHECK_BYTES`] reach.
+    pub fn copied_to(&self, other: &File, other_gz: bool) -> bool {
+        if self.head_changed() {
+            return true;
+        }
+        let (mine, gz) = match &self.source {
+            Source::Plain(f) => (f, false),
+            Source::Gz(d) => (d.get_ref().get_ref(), true),
+        };
+        match (start_bytes(mine, gz), start_bytes(other, other_gz)) {
+            (Ok(a), Ok(b)) => {
+                let n = a.len().min(b.len());
+                a[..n] == b[..n]
+            }
+            _ => true,
+        }
     }
 
     /// True when a file that was empty when opened has bytes now.

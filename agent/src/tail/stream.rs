@@ -465,13 +465,18 @@ impl ContainerStream {
         let Ok(rd) = fs::read_dir(&self.dir) else {
             return Vec::new();
         };
-        rd.filter_map(|e| {
-            let e = e.ok()?;
-            let name = e.file_name();
-            let (order, gz) = classify(&self.base, name.to_str()?)?;
-            Some((e.path(), order, gz))
-        })
-        .collect()
+        let mut files: Vec<_> = rd
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let name = e.file_name();
+                let (order, gz) = classify(&self.base, name.to_str()?)?;
+                Some((e.path(), order, gz))
+            })
+            .collect();
+        // The live file first, then the newest rotated ones, plain before gzip: a
+        // file seen first is the one its copies are recognised by.
+        files.sort_by(|a, b| (&b.1, !b.2).cmp(&(&a.1, !a.2)));
+        files
     }
 
     /// Lists the directory: follows renames, opens files not seen before.
@@ -483,12 +488,18 @@ impl ContainerStream {
         let mut seen = Vec::new();
         let mut present = Vec::new();
         let mut complete = true;
+        // The live file's identity as listed now (it comes first): a reader that
+        // thinks it reads the live file may not have noticed its rotation yet.
+        let mut live_now = None;
         for (path, order, gz) in self.siblings() {
             let Ok(meta) = fs::metadata(&path) else {
                 continue;
             };
             let ino = FileId::of(&meta);
             seen.push(ino);
+            if order == Order::Live {
+                live_now = Some(ino);
+            }
             if let Some(f) = self.files.iter_mut().find(|f| f.ino == ino && !f.finished) {
                 present.push(f.fp);
                 if f.order != order {
@@ -510,7 +521,7 @@ impl ContainerStream {
                 present.push(fp);
                 continue;
             }
-            match self.open(path, order, gz, meta.len(), env) {
+            match self.open(path, order, gz, meta.len(), live_now, env) {
                 Ok(Opened::Reader(reader)) => {
                     present.push(reader.fp);
                     self.files.push(*reader);
@@ -541,12 +552,14 @@ impl ContainerStream {
     }
 
     /// Opens a file not seen before, at its checkpoint, unless it needs no reading.
+    /// `live_now` is the live file as listed.
     fn open(
         &mut self,
         path: PathBuf,
         order: Order,
         gz: bool,
         size: u64,
+        live_now: Option<FileId>,
         env: &mut Env<'_>,
     ) -> io::Result<Opened> {
         let (file, head) = read_head(&path, gz)?;
@@ -556,22 +569,20 @@ impl ContainerStream {
         if head.is_empty() && !live {
             return Ok(Opened::Skip(fp));
         }
-        let same_content = |fp: &Fingerprint| fp.len > 0 && fp.matches(&head);
-        // A gzip or copy of a file being read (or just let go): not read twice. The
-        // live file is never such a copy (copies get new names), however its first
-        // bytes look: a container may start two files with the same line.
-        if !live
-            && (self
-                .files
-                .iter()
-                .any(|f| !f.finished && same_content(&f.fp))
-                || self.finished.iter().any(same_content))
-        {
-            return Ok(Opened::Skip(fp));
-        }
-        let entry = env
-            .ledger
-            .with_store(|s| s.find(&self.key, &head, id, live));
+        // A file with an entry of its own resumes from it. Else a rotated file may be
+        // a copy of another (a gzip, a copytruncate copy): not read twice, or read on
+        // from the other's entry. The live file never is (copies get new names),
+        // however its first bytes look: a container may start two files alike.
+        let entry = match env.ledger.with_store(|s| s.find_own(&self.key, &head, id)) {
+            Some(e) => Some(e),
+            None if live => None,
+            None if self.is_copy(&file, &head, gz, live_now) => return Ok(Opened::Skip(fp)),
+            None => {
+                let reading: Vec<_> = self.files.iter().map(|f| (f.fp, f.ino)).collect();
+                env.ledger
+                    .with_store(|s| s.find_copy(&self.key, &head, &reading).cloned())
+            }
+        };
         let offset = match entry {
             Some(e) if e.done && !live && (gz || e.offset >= size) => {
                 return Ok(Opened::Skip(e.fingerprint()));
@@ -595,6 +606,20 @@ impl ContainerStream {
             FileReader::new(0, file, path, order, gz, head, offset, decoder, env.out.now)?;
         reader.id = env.ledger.register_file(&self.key, fp, reader.ino, offset);
         Ok(Opened::Reader(Box::new(reader)))
+    }
+
+    /// True when `file`, a rotated file with no entry of its own whose first bytes
+    /// are `head`, is a copy of a file being read (its content further on is the
+    /// same, or that file was truncated since) or just let go: a gzip of a rotated
+    /// file, a copytruncate copy of the live one (`live_now`; never a gzip). A
+    /// container may start two files alike.
+    fn is_copy(&self, file: &fs::File, head: &[u8], gz: bool, live_now: Option<FileId>) -> bool {
+        let same = |fp: &Fingerprint| fp.len > 0 && fp.matches(head);
+        self.finished.iter().any(same)
+            || self.files.iter().any(|f| {
+                let live = Some(f.ino) == live_now;
+                !f.finished && same(&f.fp) && !(live && gz) && f.copied_to(file, gz)
+            })
     }
 
     /// Drops files that were let go (after a batch marked them done).
@@ -741,10 +766,11 @@ mod tests {
             p
         }
 
-        /// Polls until a poll says there is nothing more to read right away.
+        /// Polls until a poll finds nothing (as the tailer's rounds do).
         fn poll_idle(&mut self) {
             for _ in 0..10_000 {
-                if !self.poll().busy {
+                let p = self.poll();
+                if !p.busy && !p.progressed {
                     return;
                 }
             }
@@ -769,6 +795,32 @@ mod tests {
                 .filter(|r| r.starts_with(prefix))
                 .count()
         }
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Rotated files found next to the live file, all three starting with the same
+    /// 400 bytes (a container repeating its first line): none is a copy of another,
+    /// every line of each is read.
+    #[test]
+    fn rotated_files_starting_like_the_live_one_are_read() {
+        let mut h = Harness::new(256 * 1024);
+        let banner = lines("BANNER", 0..1, 400);
+        let gz = [banner.clone(), lines("gz", 0..30, 100)].concat();
+        fs::write(h.path("0.log.20261123-090000.gz"), gzip(&gz)).unwrap();
+        h.append("0.log.20261123-100000", &banner);
+        h.append("0.log.20261123-100000", &lines("rotated", 0..20, 100));
+        h.append("0.log", &banner);
+        h.append("0.log", &lines("live", 0..10, 100));
+        h.poll_idle();
+        assert_eq!(h.records_starting("gz "), 30);
+        assert_eq!(h.records_starting("rotated "), 20);
+        assert_eq!(h.records_starting("live "), 10);
+        assert_eq!(h.records_starting("BANNER "), 3);
     }
 
     /// A live file truncated in place without a copy while the agent was behind: the
