@@ -1,7 +1,15 @@
 //! What the agent does with the files it finds: which file is which (inode and content), read
 //! errors, truncation, and links it must not follow.
 
-use kubeship_tests::{Agent, AgentConfig, Container, Delivery, Format, Node, secs, time_for};
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use kubeship_tests::{
+    Agent, AgentConfig, Container, Delivery, Format, Node, secs, time_for, wait_for,
+};
 
 /// A line longer than the 256 bytes a fingerprint covers, the same in every file: with docker
 /// json-file the varying `time` comes last, so files starting with it share their first 300
@@ -106,4 +114,57 @@ fn same_head_files_across_a_restart_resume_from_their_own_checkpoints() {
         0,
         "no duplicates after a clean restart"
     );
+}
+
+/// A rotated `.gz` still being written when the agent reads it (its deflate stream ends part
+/// way): the failed read is counted in `kubeship_log_file_errors_total{reason="read"}` and
+/// tried again (after 1 s, then 2 s, …), the live file is read meanwhile, and once the `.gz`
+/// is complete every line of it is delivered, once.
+#[test]
+fn a_gz_still_being_written_is_read_once_complete() {
+    let node = Node::new();
+    let mut c = node.add_container("ns", "gz-0", "gz", Format::Cri);
+    c.write_lines(3000);
+    let rotated = c.rotate();
+    c.write_lines(5);
+    let data = fs::read(&rotated).expect("read the rotated file");
+    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+    e.write_all(&data).expect("gzip");
+    let gz = e.finish().expect("gzip");
+    fs::remove_file(&rotated).expect("remove the rotated file");
+    let gz_path = PathBuf::from(format!("{}.gz", rotated.display()));
+    let (first, rest) = gz.split_at(gz.len() / 2);
+    fs::write(&gz_path, first).expect("write half the .gz");
+
+    let mut agent = Agent::start(&node, &AgentConfig::default());
+    agent.wait_ready(secs(30));
+    let mut d = Delivery::new(&node);
+    wait_for(
+        || agent.metric_or_zero("kubeship_log_file_errors_total", &[("reason", "read")]) >= 1.0,
+        secs(30),
+        "a failed read of the half-written .gz",
+    );
+    wait_for(
+        || {
+            d.poll();
+            let t = d.tracker.track("gz");
+            (3000..3005).all(|s| t.count_of(s) == 1)
+        },
+        secs(30),
+        "the live file's lines while the .gz is incomplete",
+    );
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&gz_path)
+        .and_then(|mut f| f.write_all(rest))
+        .expect("complete the .gz");
+    d.wait_all(&mut agent, &[("gz", 3005)], secs(30));
+    assert_eq!(
+        agent.metric_or_zero("kubeship_log_bytes_lost_total", &[]),
+        0.0,
+        "nothing lost"
+    );
+    agent.stop(secs(30));
+    d.poll();
+    assert_eq!(d.tracker.total_dups(), 0, "no duplicates");
 }

@@ -5,14 +5,19 @@
 //! [`Decoder`]. An incomplete last line is carried to the next read; a line longer
 //! than the record limit is cut and the rest of it skipped. `offset` is how far the
 //! file was read; [`FileReader::safe_offset`] is how far a checkpoint may go.
+//!
+//! A read that fails (EIO, a corrupt or truncated `.gz`, a `.gz` still being
+//! written) is tried again later, [`READ_RETRY_FIRST`] doubling to
+//! [`READ_RETRY_MAX`]; a gzip file is decompressed anew up to its offset for that.
+//! After [`READ_ATTEMPTS`] failures in a row the caller may give it up.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::MultiGzDecoder;
 
 use super::decode::{ContainerInfo, Decoder, Out};
 use super::names::Order;
@@ -22,9 +27,58 @@ use crate::checkpoint::{FINGERPRINT_BYTES, FileId, Fingerprint};
 /// tell a copy of it (gzip, copytruncate) from another file that starts alike.
 pub const COPY_CHECK_BYTES: usize = 64 * 1024;
 
+/// How long after a failed read a file is read again, the first time.
+pub const READ_RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The wait doubles after each failure in a row up to this.
+pub const READ_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Failed reads in a row after which a file may be given up: with the waits above,
+/// about four minutes after the first failure (1 + 2 + … + 32 + 3 × 60 s), long
+/// enough for a `.gz` being written to be complete, for a passing I/O error to pass.
+pub const READ_ATTEMPTS: u32 = 10;
+
+/// The wait after the `failures`-th failed read in a row.
+fn retry_wait(failures: u32) -> Duration {
+    let doubled = READ_RETRY_FIRST.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    doubled.min(READ_RETRY_MAX)
+}
+
 enum Source {
     Plain(File),
-    Gz(Box<MultiGzDecoder<BufReader<File>>>),
+    Gz(Box<Gz>),
+}
+
+/// Reads of a file that failed in a row, and when the next one is due.
+#[derive(Clone, Copy, Debug)]
+struct Failing {
+    failures: u32,
+    next: Instant,
+}
+
+/// A gzip file's decoder: it consumes from the one buffer (`flate2::read`'s adds
+/// its own), so what the buffer holds is what was read and not decompressed.
+type Gz = MultiGzDecoder<BufReader<File>>;
+
+/// A decoder of `file` from its start, past the first `offset` bytes of its content
+/// when that worked (else as far as it got).
+fn gz_at(file: File, offset: u64) -> (Box<Gz>, io::Result<()>) {
+    let mut d = Box::new(MultiGzDecoder::new(BufReader::with_capacity(
+        32 * 1024,
+        file,
+    )));
+    let skipped = match io::copy(&mut (&mut d).take(offset), &mut io::sink()) {
+        Ok(n) => n,
+        Err(e) => return (d, Err(e)),
+    };
+    if skipped < offset {
+        let e = io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "gzip file shorter than its checkpoint",
+        );
+        return (d, Err(e));
+    }
+    (d, Ok(()))
 }
 
 /// What one read did.
@@ -137,6 +191,7 @@ pub struct FileReader {
     /// The directory was listed when this (empty when opened) file got bytes.
     pub listed_when_filled: bool,
     source: Source,
+    failing: Option<Failing>,
     head: Vec<u8>,
     carry: Vec<u8>,
     carry_since: Option<Instant>,
@@ -168,15 +223,9 @@ impl FileReader {
         let ino = FileId::of(&meta);
         let size_seen = if gz { 0 } else { meta.len() };
         let source = if gz {
-            let mut d = MultiGzDecoder::new(BufReader::with_capacity(32 * 1024, file));
-            let skipped = io::copy(&mut (&mut d).take(offset), &mut io::sink())?;
-            if skipped < offset {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "gzip file shorter than its checkpoint",
-                ));
-            }
-            Source::Gz(Box::new(d))
+            let (d, skipped) = gz_at(file, offset);
+            skipped?;
+            Source::Gz(d)
         } else {
             let mut file = file;
             file.seek(SeekFrom::Start(offset))?;
@@ -200,6 +249,7 @@ impl FileReader {
             live_checked: None,
             listed_when_filled: false,
             source,
+            failing: None,
             head,
             carry: Vec::new(),
             carry_since: None,
@@ -329,6 +379,62 @@ impl FileReader {
         Some(fp)
     }
 
+    /// True while the file waits to be read again after a failed read.
+    pub fn waits_to_retry(&self, now: Instant) -> bool {
+        self.failing.is_some_and(|f| now < f.next)
+    }
+
+    /// A read failed: the number of failures in a row, and when the file is read
+    /// again (`None` when it failed [`READ_ATTEMPTS`] times and may be given up,
+    /// unless `keep_trying`: then it is read again every [`READ_RETRY_MAX`]).
+    pub fn read_failed(&mut self, now: Instant, keep_trying: bool) -> (u32, Option<Duration>) {
+        let failures = self.failing.map_or(0, |f| f.failures) + 1;
+        if failures >= READ_ATTEMPTS && !keep_trying {
+            return (failures, None);
+        }
+        let wait = retry_wait(failures);
+        self.failing = Some(Failing {
+            failures,
+            next: now + wait,
+        });
+        (failures, Some(wait))
+    }
+
+    /// Bytes not read of a file given up: for a plain file its size now minus the
+    /// offset read; for a gzip file the compressed bytes after the point where
+    /// decompression failed (what it would have held decompressed is not known).
+    pub fn unread_on_disk(&self) -> u64 {
+        match &self.source {
+            Source::Plain(f) => f
+                .metadata()
+                .map_or(0, |m| m.len().saturating_sub(self.offset)),
+            Source::Gz(d) => {
+                let reader = d.get_ref();
+                let mut file = reader.get_ref();
+                let (Ok(m), Ok(pos)) = (file.metadata(), file.stream_position()) else {
+                    return 0;
+                };
+                let consumed = pos.saturating_sub(reader.buffer().len() as u64);
+                m.len().saturating_sub(consumed)
+            }
+        }
+    }
+
+    /// After a failed read of a gzip file, a new decoder from the file's start,
+    /// positioned at the offset read (the old one's state is unusable).
+    fn restart_gz(&mut self) -> io::Result<()> {
+        let Source::Gz(d) = &self.source else {
+            return Ok(());
+        };
+        // The same open file (a path may name another one by now); its position is
+        // shared with the old decoder's, which is dropped.
+        let mut file = d.get_ref().get_ref().try_clone()?;
+        file.seek(SeekFrom::Start(0))?;
+        let (d, skipped) = gz_at(file, self.offset);
+        self.source = Source::Gz(d);
+        skipped
+    }
+
     /// Reads one chunk and decodes its complete lines.
     pub fn read_chunk(
         &mut self,
@@ -338,6 +444,9 @@ impl FileReader {
         info: &ContainerInfo,
         out: &mut Out<'_>,
     ) -> io::Result<Progress> {
+        if self.failing.is_some() {
+            self.restart_gz()?;
+        }
         // The buffer only grows (no zeroing per read); the carried tail goes first.
         let carried = self.carry.len();
         if buf.len() < carried + chunk {
@@ -356,6 +465,7 @@ impl FileReader {
             }
         };
         let n = n?;
+        self.failing = None;
         if n == 0 {
             return Ok(Progress::Eof);
         }

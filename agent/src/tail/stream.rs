@@ -84,12 +84,17 @@ enum Lost {
     /// the offset read (a lower bound: what was written after it was last looked at
     /// is not known).
     Truncated,
+    /// Given up after [`READ_ATTEMPTS`](super::file::READ_ATTEMPTS) failed reads in a
+    /// row: the bytes on disk past the offset read (for a `.gz`, the compressed bytes
+    /// past the point where decompression failed).
+    ReadError,
 }
 
 impl Lost {
     fn reason(self) -> &'static str {
         match self {
             Lost::Truncated => "truncated",
+            Lost::ReadError => "read_error",
         }
     }
 }
@@ -234,7 +239,9 @@ impl ContainerStream {
         let busy = progressed;
         let mut i = 0;
         while i < self.files.len() {
-            if self.files[i].finished {
+            // A file waiting to be read again after a failed read does not hold up
+            // the stream's other files.
+            if self.files[i].finished || self.files[i].waits_to_retry(env.out.now) {
                 i += 1;
                 continue;
             }
@@ -300,18 +307,59 @@ impl ContainerStream {
                     }
                 }
                 Err(e) => {
-                    let f = &mut self.files[i];
-                    Metrics::inc_reason(&env.metrics.log_file_errors, "read", 1);
-                    if let Some(n) = env.limits.allow("read", env.out.now) {
-                        tracing::warn!(path = %f.path.display(), error = %e, suppressed = n, "reading a log file failed; letting it go");
+                    if self.read_failed(i, &e, env) {
+                        return Poll {
+                            progressed: true,
+                            busy: true,
+                        };
                     }
-                    f.finish(&self.info, &mut env.out);
-                    self.remember_finished(i);
                 }
             }
             i += 1;
         }
         Poll { progressed, busy }
+    }
+
+    /// A read of file `i` failed: counted, and tried again later; given up (what it
+    /// still held counted as lost) once it failed
+    /// [`READ_ATTEMPTS`](super::file::READ_ATTEMPTS) times in a row, unless it is
+    /// the live file, which is read again every
+    /// [`READ_RETRY_MAX`](super::file::READ_RETRY_MAX) for as long as it is. True
+    /// when the file set changed (the live file was truncated).
+    fn read_failed(&mut self, i: usize, e: &io::Error, env: &mut Env<'_>) -> bool {
+        let now = env.out.now;
+        Metrics::inc_reason(&env.metrics.log_file_errors, "read", 1);
+        let f = &self.files[i];
+        if f.order == Order::Live && f.rotated_at.is_none() && self.check_live(i, env) {
+            return true;
+        }
+        let f = &mut self.files[i];
+        let keep_trying = f.order == Order::Live
+            && f.rotated_at.is_none()
+            && self.closing_since.is_none()
+            && !env.settings.exit_on_eof;
+        match f.read_failed(now, keep_trying) {
+            (failures, Some(wait)) => {
+                if let Some(n) = env.limits.allow("read", now) {
+                    tracing::warn!(path = %f.path.display(), error = %e, failures,
+                        retry_in_secs = wait.as_secs(), suppressed = n,
+                        "reading a log file failed; trying again later");
+                }
+            }
+            (failures, None) => {
+                let unread = f.unread_on_disk();
+                let path = f.path.clone();
+                // Not remembered as finished: it was not read, its copies are not
+                // copies of something read.
+                f.finish(&self.info, &mut env.out);
+                let message = format!(
+                    "giving up on a log file after {failures} failed reads in a row \
+                     (the last: {e}); what it held beyond the offset read is lost"
+                );
+                lost(env, Lost::ReadError, unread, &path, &message);
+            }
+        }
+        false
     }
 
     /// File `i` has nothing new: check for rotation, flush what waited, let it go.
@@ -821,6 +869,55 @@ mod tests {
         assert_eq!(h.records_starting("rotated "), 20);
         assert_eq!(h.records_starting("live "), 10);
         assert_eq!(h.records_starting("BANNER "), 3);
+    }
+
+    /// A rotated gzip file that fails part way (a second member that is not gzip)
+    /// is read again after 1 s, 2 s, 4 s … each failure counted, then given up after
+    /// `READ_ATTEMPTS` failures, the compressed bytes after the failure counted as
+    /// lost. The live file, starting with the same bytes, is read all along.
+    #[test]
+    fn a_failing_gz_is_retried_with_backoff_then_given_up_and_counted() {
+        use crate::tail::file::READ_ATTEMPTS;
+        let mut h = Harness::new(256 * 1024);
+        let banner = lines("BANNER", 0..1, 400);
+        let good = gzip(&[banner.clone(), lines("gz", 0..30, 100)].concat());
+        let rest = gzip(&lines("after", 0..30, 100));
+        let gz = [&good[..], b"this is not gzip", &rest[..]].concat();
+        fs::write(h.path("0.log.20261123-100000.gz"), &gz).unwrap();
+        h.append("0.log", &banner);
+        h.append("0.log", &lines("live", 0..10, 100));
+        h.poll_idle();
+        let errors = |h: &Harness| h.metric("kubeship_log_file_errors_total{reason=\"read\"}");
+        assert_eq!(
+            (h.records_starting("gz "), h.records_starting("live ")),
+            (30, 10)
+        );
+        assert_eq!(errors(&h), 1);
+        for (wait, failures) in [(1000, 2), (2000, 3), (4000, 4)] {
+            h.advance(Duration::from_millis(wait - 100));
+            h.poll_idle();
+            assert_eq!(errors(&h), failures - 1, "not before {wait} ms");
+            h.advance(Duration::from_millis(100));
+            h.poll_idle();
+            assert_eq!(errors(&h), failures, "after {wait} ms");
+        }
+        for failures in 5..=READ_ATTEMPTS {
+            h.advance(Duration::from_secs(60));
+            h.poll_idle();
+            assert_eq!(errors(&h), u64::from(failures));
+        }
+        let lost = h.metric("kubeship_log_bytes_lost_total{reason=\"read_error\"}");
+        assert!(
+            lost >= rest.len() as u64 && lost <= (gz.len() - good.len()) as u64,
+            "{lost} bytes lost of {}",
+            rest.len()
+        );
+        h.append("0.log", &lines("live", 10..15, 100));
+        h.advance(Duration::from_secs(3600));
+        h.poll_idle();
+        assert_eq!(errors(&h), u64::from(READ_ATTEMPTS), "given up");
+        assert_eq!(h.records_starting("live "), 15);
+        assert_eq!(h.records_starting("after "), 0);
     }
 
     /// A live file truncated in place without a copy while the agent was behind: the

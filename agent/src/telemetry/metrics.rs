@@ -236,7 +236,9 @@ impl Metrics {
             "log_bytes_lost",
             "Bytes of container logs that will never be read, by reason: truncated (a file \
              truncated in place without a copy: its size last seen minus the offset read, a \
-             lower bound)",
+             lower bound), read_error (a file given up after repeated read errors: its size \
+             minus the offset read; for a .gz the compressed bytes after the point where \
+             decompression failed)",
             m.log_bytes_lost.clone(),
         );
         r.register(
