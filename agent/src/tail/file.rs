@@ -93,15 +93,18 @@ pub enum Progress {
 /// Opens a log file for reading without updating its access time (each read
 /// would otherwise touch the inode): `O_NOATIME` needs the file's owner or
 /// CAP_FOWNER, which an agent reading other containers' logs as root has;
-/// without them the open is retried plainly.
+/// without them the open is retried plainly. Never through a symlink
+/// (`O_NOFOLLOW`): a link among a container's files could lead anywhere.
 pub fn open_log(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(path)
-    {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+    let open = |flags| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags | libc::O_NOFOLLOW)
+            .open(path)
+    };
+    match open(libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0),
         r => r,
     }
 }

@@ -411,6 +411,10 @@ impl Tailer {
                     tracing::debug!(link = %name, "not tailing the agent's own pod");
                     continue;
                 }
+                Err((name, Skip::Outside)) => {
+                    stream::refused_link(&self.metrics, &mut self.limits, now, &name);
+                    continue;
+                }
                 Err(_) => continue,
             };
             let key = found.target.to_string_lossy();

@@ -110,6 +110,24 @@ fn lost(env: &mut Env<'_>, why: Lost, bytes: u64, path: &Path, message: &str) {
     }
 }
 
+/// A link not followed: in the containers directory, one resolving outside
+/// `logs.pods_dir`; in a container's log directory, any symlink (or the directory
+/// itself become one). Counted in
+/// `kubeship_log_file_errors_total{reason="outside_pods_dir"}` and logged
+/// (rate-limited): every refused link goes through here.
+pub fn refused_link(
+    metrics: &Metrics,
+    limits: &mut LogLimits,
+    now: Instant,
+    link: &dyn std::fmt::Display,
+) {
+    Metrics::inc_reason(&metrics.log_file_errors, "outside_pods_dir", 1);
+    if let Some(n) = limits.allow("outside_pods_dir", now) {
+        tracing::warn!(%link, suppressed = n,
+            "not following a link out of logs.pods_dir (or a symlink among a container's log files)");
+    }
+}
+
 /// What one poll of a stream did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Poll {
@@ -416,7 +434,7 @@ impl ContainerStream {
 
     /// True when the live path exists and is not one of the open files.
     fn live_path_is_new(&self) -> bool {
-        match fs::metadata(&self.live_path) {
+        match fs::symlink_metadata(&self.live_path) {
             Ok(m) => {
                 let ino = FileId::of(&m);
                 !self.files.iter().any(|f| f.ino == ino)
@@ -429,7 +447,7 @@ impl ContainerStream {
     fn check_live(&mut self, i: usize, env: &mut Env<'_>) -> bool {
         let now = env.out.now;
         let f = &self.files[i];
-        match fs::metadata(&self.live_path) {
+        match fs::symlink_metadata(&self.live_path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.files[i].rotated_at = Some(now);
                 self.needs_listing = true;
@@ -460,7 +478,7 @@ impl ContainerStream {
         let now = env.out.now;
         let (fp, offset) = (self.files[i].fp, self.files[i].offset);
         tracing::debug!(path = %self.files[i].path.display(), offset, "log file truncated");
-        let copy = self.siblings().into_iter().find_map(|(path, order, gz)| {
+        let copy = self.siblings().0.into_iter().find_map(|(path, order, gz)| {
             if gz || order == Order::Live {
                 return None;
             }
@@ -508,23 +526,38 @@ impl ContainerStream {
         self.reconcile(env);
     }
 
-    /// The stream's files in its directory: (path, order, gzip).
-    fn siblings(&self) -> Vec<(PathBuf, Order, bool)> {
+    /// The stream's regular files in its directory, (path, order, gzip): the live
+    /// file first, then the newest rotated ones, plain before gzip (a file seen first
+    /// is the one its copies are recognised by). Symlinks are never followed: they go
+    /// to the second list, with the directory itself when it became a link (then
+    /// nothing is listed).
+    fn siblings(&self) -> (Vec<(PathBuf, Order, bool)>, Vec<PathBuf>) {
+        let mut links = Vec::new();
+        // The directory was found through its canonical path: a component of it
+        // replaced by a link since would lead out of the pods directory.
+        if !fs::canonicalize(&self.dir).is_ok_and(|d| d == self.dir) {
+            if fs::symlink_metadata(&self.dir).is_ok() {
+                links.push(self.dir.clone());
+            }
+            return (Vec::new(), links);
+        }
         let Ok(rd) = fs::read_dir(&self.dir) else {
-            return Vec::new();
+            return (Vec::new(), links);
         };
         let mut files: Vec<_> = rd
             .filter_map(|e| {
                 let e = e.ok()?;
                 let name = e.file_name();
                 let (order, gz) = classify(&self.base, name.to_str()?)?;
-                Some((e.path(), order, gz))
+                let kind = e.file_type().ok()?;
+                if kind.is_symlink() {
+                    links.push(e.path());
+                }
+                kind.is_file().then(|| (e.path(), order, gz))
             })
             .collect();
-        // The live file first, then the newest rotated ones, plain before gzip: a
-        // file seen first is the one its copies are recognised by.
         files.sort_by(|a, b| (&b.1, !b.2).cmp(&(&a.1, !a.2)));
-        files
+        (files, links)
     }
 
     /// Lists the directory: follows renames, opens files not seen before.
@@ -539,8 +572,13 @@ impl ContainerStream {
         // The live file's identity as listed now (it comes first): a reader that
         // thinks it reads the live file may not have noticed its rotation yet.
         let mut live_now = None;
-        for (path, order, gz) in self.siblings() {
-            let Ok(meta) = fs::metadata(&path) else {
+        let (files, links) = self.siblings();
+        for link in &links {
+            complete &= *link != self.dir;
+            refused_link(env.metrics, env.limits, now, &link.display());
+        }
+        for (path, order, gz) in files {
+            let Ok(meta) = fs::symlink_metadata(&path) else {
                 continue;
             };
             let ino = FileId::of(&meta);
