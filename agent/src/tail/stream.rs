@@ -70,7 +70,8 @@ pub struct Env<'a> {
     pub limits: &'a mut LogLimits,
 }
 
-/// Fingerprints of recently finished files, to recognise their gzip copies.
+/// Files let go that a stream remembers (to know them, and their gzip copies, when
+/// a listing finds them again).
 const FINISHED_MEMORY: usize = 16;
 
 /// How often an idle file's live path is looked up for rotation.
@@ -129,7 +130,20 @@ pub struct ContainerStream {
     pub start_at_end: bool,
     /// Files looked at and left alone, by inode: (size then, fingerprint).
     skipped: HashMap<FileId, (u64, Fingerprint)>,
-    finished: Vec<Fingerprint>,
+    /// Files recently let go, the last [`FINISHED_MEMORY`].
+    finished: Vec<LetGo>,
+}
+
+/// A file let go, remembered for a while: its checkpoint entry says so only once its
+/// last batches are acknowledged, and a listing may find it again before that.
+#[derive(Clone, Copy, Debug)]
+struct LetGo {
+    fp: Fingerprint,
+    id: FileId,
+    /// How far it was read.
+    offset: u64,
+    /// Read to its end, not given up: a rotated file starting like it is its copy.
+    read: bool,
 }
 
 impl ContainerStream {
@@ -307,9 +321,10 @@ impl ContainerStream {
             (failures, None) => {
                 let unread = f.unread_on_disk();
                 let path = f.path.clone();
-                // Not remembered as finished: it was not read, its copies are not
-                // copies of something read.
                 f.finish(&self.info, &mut env.out);
+                // Remembered so that a listing does not open it again; not as read:
+                // a file starting like it is not taken for its copy.
+                self.remember_finished(i, false);
                 let message = format!(
                     "giving up on a log file after {failures} failed reads in a row \
                      (the last: {e}); what it held beyond the offset read is lost"
@@ -355,20 +370,24 @@ impl ContainerStream {
         if let_go {
             tracing::debug!(path = %f.path.display(), offset = f.offset, "letting log file go");
             f.finish(&self.info, &mut env.out);
-            self.remember_finished(i);
+            self.remember_finished(i, true);
         } else {
             f.flush_idle(s.eof_flush, &self.info, &mut env.out);
         }
         progressed
     }
 
-    fn remember_finished(&mut self, i: usize) {
-        let fp = self.files[i].fp;
-        if fp.len > 0 {
-            self.finished.push(fp);
-            if self.finished.len() > FINISHED_MEMORY {
-                self.finished.remove(0);
-            }
+    /// Remembers file `i`, let go; `read`: read to its end (not given up).
+    fn remember_finished(&mut self, i: usize, read: bool) {
+        let f = &self.files[i];
+        self.finished.push(LetGo {
+            fp: f.fp,
+            id: f.ino,
+            offset: f.offset,
+            read,
+        });
+        if self.finished.len() > FINISHED_MEMORY {
+            self.finished.remove(0);
         }
     }
 
@@ -433,7 +452,7 @@ impl ContainerStream {
                 if let Err(e) = f.switch_to(file, path, order) {
                     tracing::warn!(error = %e, "following a copytruncate copy failed");
                     f.finish(&self.info, &mut env.out);
-                    self.remember_finished(i);
+                    self.remember_finished(i, true);
                 } else {
                     f.rotated_at = Some(now);
                     env.ledger.moved(f.id, f.ino);
@@ -710,10 +729,48 @@ mod tests {
         );
         h.append("0.log", &lines("live", 10..15, 100));
         h.advance(Duration::from_secs(3600));
+        // Listed again (its checkpoint does not say it is done: nothing was acked).
+        h.stream.needs_listing = true;
         h.poll_idle();
         assert_eq!(errors(&h), u64::from(READ_ATTEMPTS), "given up");
         assert_eq!(h.records_starting("live "), 15);
         assert_eq!(h.records_starting("after "), 0);
+    }
+
+    /// Files let go are known when a listing finds them again before their
+    /// checkpoint says they are done (their last batches in flight, as with a sink
+    /// that holds events back to fill requests): a rotated file is not read again; a
+    /// live file let go while its container seemed gone reads on only what it got
+    /// since.
+    #[test]
+    fn files_let_go_are_not_read_again_before_their_checkpoint_says_so() {
+        let mut h = Harness::new(256 * 1024);
+        h.append("0.log", &lines("old", 0..20, 100));
+        h.poll_idle();
+        fs::rename(h.path("0.log"), h.path("0.log.20261123-100000")).unwrap();
+        h.append("0.log", &lines("new", 0..5, 100));
+        for _ in 0..3 {
+            // Rotation seen, the rotated file kept for rotate_wait, then let go.
+            h.advance(Duration::from_secs(4));
+            h.stream.needs_listing = true;
+            h.poll_idle();
+        }
+        assert_eq!(h.records_starting("old "), 20);
+        assert_eq!(h.records_starting("new "), 5);
+        // The container seems gone: its live file is let go too, then it is back.
+        h.stream.closing_since = Some(h.now);
+        h.advance(Duration::from_secs(6));
+        h.poll_idle();
+        assert!(h.stream.files.is_empty(), "every file let go");
+        h.stream.closing_since = None;
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        h.append("0.log", &lines("new", 5..8, 100));
+        h.advance(Duration::from_secs(11));
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        assert_eq!(h.records_starting("old "), 20, "the rotated file read once");
+        assert_eq!(h.records_starting("new "), 8, "the live file read on");
     }
 
     /// A live file truncated in place without a copy while the agent was behind: the

@@ -134,7 +134,7 @@ impl ContainerStream {
         self.skipped.retain(|ino, _| seen.contains(ino));
         self.files.sort_by(|a, b| a.order.cmp(&b.order));
         if complete {
-            present.extend(self.finished.iter().copied());
+            present.extend(self.finished.iter().map(|g| g.fp));
             let stale_before = unix_now().saturating_sub(PRUNE_GRACE_SECS);
             env.ledger
                 .with_store(|s| s.prune_stream(&self.key, &present, stale_before));
@@ -160,6 +160,19 @@ impl ContainerStream {
         if head.is_empty() && !live {
             return Ok(Opened::Skip(fp));
         }
+        // A file let go a moment ago: its checkpoint may not say so yet (its last
+        // batches in flight). Only what it got since is read (a live file let go
+        // while its container seemed gone); one given up is left alone.
+        let let_go = self
+            .finished
+            .iter()
+            .rfind(|g| g.id == id && g.fp.matches(&head))
+            .copied();
+        if let Some(g) = let_go
+            && (!g.read || gz || size <= g.offset)
+        {
+            return Ok(Opened::Skip(fp));
+        }
         // A file with an entry of its own resumes from it. Else a rotated file may be
         // a copy of another (a gzip, a copytruncate copy): not read twice, or read on
         // from the other's entry. The live file never is (copies get new names),
@@ -175,6 +188,7 @@ impl ContainerStream {
             }
         };
         let offset = match entry {
+            _ if let Some(g) = let_go => g.offset,
             Some(e) if e.done && !live && (gz || e.offset >= size) => {
                 return Ok(Opened::Skip(e.fingerprint()));
             }
@@ -206,7 +220,7 @@ impl ContainerStream {
     /// container may start two files alike.
     fn is_copy(&self, file: &fs::File, head: &[u8], gz: bool, live_now: Option<FileId>) -> bool {
         let same = |fp: &Fingerprint| fp.len > 0 && fp.matches(head);
-        self.finished.iter().any(same)
+        self.finished.iter().any(|g| g.read && same(&g.fp))
             || self.files.iter().any(|f| {
                 let live = Some(f.ino) == live_now;
                 !f.finished && same(&f.fp) && !(live && gz) && f.copied_to(file, gz)
