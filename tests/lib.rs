@@ -1315,6 +1315,14 @@ pub struct Agent {
     status: Option<ExitStatus>,
     stderr_path: PathBuf,
     pub config_path: PathBuf,
+    /// Started by [`Agent::start_unprivileged`] as `nobody` (the tests run as root).
+    pub unprivileged: bool,
+}
+
+/// True when the tests run as root (the owner of `/proc/self`).
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 impl Agent {
@@ -1325,7 +1333,7 @@ impl Agent {
 
     /// Like [`Agent::start`] with extra arguments after `run --config FILE`.
     pub fn start_with_args(node: &Node, cfg: &AgentConfig, extra: &[&str]) -> Agent {
-        Self::start_with(node, cfg, extra, &[])
+        Self::start_with(node, cfg, extra, &[], None)
     }
 
     /// Like [`Agent::start`], as the pod `namespace/pod` (`POD_NAMESPACE`, `POD_NAME` from the
@@ -1336,14 +1344,45 @@ impl Agent {
             cfg,
             &[],
             &[("POD_NAMESPACE", namespace), ("POD_NAME", pod)],
+            None,
         )
     }
 
+    /// Like [`Agent::start`], as the unprivileged user `nobody` (uid and gid 65534) when the
+    /// tests run as root, so that file permissions apply to the agent (root reads through
+    /// `chmod 000`). The node root becomes traversable by everyone, `state/` and `out/` are
+    /// created for `nobody`, and the binary is linked (or copied) into the node root (the
+    /// target directory may sit under a home directory `nobody` cannot enter). Not root: the
+    /// same as [`Agent::start`]; [`Agent::unprivileged`] tells which.
+    pub fn start_unprivileged(node: &Node, cfg: &AgentConfig) -> Agent {
+        if !running_as_root() {
+            return Self::start(node, cfg);
+        }
+        const NOBODY: u32 = 65_534;
+        let root = node.root();
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755)).expect("chmod node root");
+        for dir in [node.state_dir(), node.out_dir()] {
+            fs::create_dir_all(&dir).expect("mkdir");
+            std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).expect("chown");
+        }
+        let bin = root.join("kubeship");
+        if fs::hard_link(kubeship_bin(), &bin).is_err() {
+            fs::copy(kubeship_bin(), &bin).expect("copy the kubeship binary");
+        }
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod binary");
+        let mut agent = Self::start_with(node, cfg, &[], &[], Some((&bin, NOBODY)));
+        agent.unprivileged = true;
+        agent
+    }
+
+    /// `kubeship run --config FILE <extra>`; with `user`, its binary run as that user and
+    /// group id.
     fn start_with(
         node: &Node,
         cfg: &AgentConfig,
         extra: &[&str],
         extra_env: &[(&str, &str)],
+        user: Option<(&Path, u32)>,
     ) -> Agent {
         let port = free_port();
         let config_path = node.write_config(cfg, port);
@@ -1356,7 +1395,7 @@ impl Agent {
         let env = cfg.env();
         let mut envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         envs.extend_from_slice(extra_env);
-        Self::spawn(node.root(), &config_path, port, &args, &envs)
+        Self::spawn_as(node.root(), &config_path, port, &args, &envs, user)
     }
 
     /// Starts `kubeship <args>` in `cwd`, stderr/stdout to files under `log_dir`.
@@ -1367,10 +1406,33 @@ impl Agent {
         args: &[&OsStr],
         envs: &[(&str, &str)],
     ) -> Agent {
+        Self::spawn_as(log_dir, config_path, port, args, envs, None)
+    }
+
+    fn spawn_as(
+        log_dir: &Path,
+        config_path: &Path,
+        port: u16,
+        args: &[&OsStr],
+        envs: &[(&str, &str)],
+        user: Option<(&Path, u32)>,
+    ) -> Agent {
         let run = AGENT_RUNS.fetch_add(1, Ordering::Relaxed);
         let stderr_path = log_dir.join(format!("agent-{run}.stderr.log"));
         let stdout_path = log_dir.join(format!("agent-{run}.stdout.log"));
         let mut cmd = kubeship();
+        if let Some((bin, id)) = user {
+            use std::os::unix::process::CommandExt;
+            let mut as_user = Command::new(bin);
+            for (k, v) in cmd.get_envs() {
+                match v {
+                    Some(v) => as_user.env(k, v),
+                    None => as_user.env_remove(k),
+                };
+            }
+            as_user.uid(id).gid(id);
+            cmd = as_user;
+        }
         scrub_env(&mut cmd);
         cmd.args(args)
             .stdin(Stdio::null())
@@ -1387,6 +1449,7 @@ impl Agent {
             status: None,
             stderr_path,
             config_path: config_path.to_path_buf(),
+            unprivileged: false,
         }
     }
 

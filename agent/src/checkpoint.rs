@@ -1,15 +1,23 @@
 //! Checkpoints: how far each log file has been delivered, persisted atomically.
 //!
 //! A file is identified by the container stream it belongs to (the live path,
-//! `/var/log/pods/<ns>_<pod>_<uid>/<container>/0.log`) and a [`Fingerprint`] of its
-//! first bytes (decompressed for `.gz`). Content, not inode, is the identity so that
-//! a rotated file keeps its checkpoint when the kubelet renames and later gzips it,
-//! and a reused inode with other content is a new file. The [`Store`] holds one
-//! [`Entry`] per known file and is written with temp file, fsync, rename.
+//! `/var/log/pods/<ns>_<pod>_<uid>/<container>/0.log`), a [`Fingerprint`] of its
+//! first bytes (decompressed for `.gz`) and the [`FileId`] it had on disk (device,
+//! inode, birth time). Neither alone is enough: the kubelet renames a rotated file
+//! (same inode) and later gzips it (same content, new inode), while two files of
+//! one container may start with the same bytes (docker json-file writes `time`
+//! last, so a container printing the same long line after each rotation makes
+//! files whose first 256 bytes agree) and an inode is reused for other content.
+//! A file resumes from its own entry ([`Store::find_own`]: same inode, matching
+//! content); only a file that is not the live one may take another file's entry
+//! with the same content ([`Store::find_copy`]: it is a gzip or copytruncate copy of
+//! it). The [`Store`] holds one [`Entry`] per known file and is written with temp
+//! file, fsync, rename.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -57,6 +65,49 @@ impl Fingerprint {
     }
 }
 
+/// Which file on disk: device, inode and birth time, so that an inode freed and
+/// reused for another file is not taken for the old one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FileId {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Birth time, unix nanoseconds; 0 where the filesystem (or kernel) does not
+    /// tell it: the inode number alone then.
+    pub born: u64,
+}
+
+impl FileId {
+    /// Not recorded: an entry written before identities were kept.
+    pub const UNKNOWN: FileId = FileId {
+        dev: 0,
+        ino: 0,
+        born: 0,
+    };
+
+    /// No file: the identity of a reader whose inode was taken over by new content.
+    pub const NONE: FileId = FileId {
+        dev: u64::MAX,
+        ino: u64::MAX,
+        born: u64::MAX,
+    };
+
+    /// From file metadata (`stat`, the birth time from `statx`).
+    pub fn of(m: &fs::Metadata) -> Self {
+        let born = m
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64);
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            born,
+        }
+    }
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
@@ -76,6 +127,16 @@ pub struct Entry {
     pub fp: u64,
     /// Bytes covered by the fingerprint.
     pub fp_len: u32,
+    /// The file's device, inode and birth time ([`FileId`]); all 0 in entries
+    /// written before they were recorded (those match by content alone).
+    #[serde(default)]
+    pub dev: u64,
+    /// See `dev`.
+    #[serde(default)]
+    pub ino: u64,
+    /// See `dev`.
+    #[serde(default)]
+    pub born: u64,
     /// Everything before this offset was delivered.
     pub offset: u64,
     /// The file was read to its end and let go (rotated away, or its container gone).
@@ -91,6 +152,27 @@ impl Entry {
             hash: self.fp,
             len: self.fp_len,
         }
+    }
+
+    /// The file this entry is of.
+    pub fn file_id(&self) -> FileId {
+        FileId {
+            dev: self.dev,
+            ino: self.ino,
+            born: self.born,
+        }
+    }
+
+    fn set_file_id(&mut self, id: FileId) {
+        (self.dev, self.ino, self.born) = (id.dev, id.ino, id.born);
+    }
+
+    fn fingerprint_matches(&self, head: &[u8]) -> bool {
+        self.fp_len > 0 && self.fingerprint().matches(head)
+    }
+
+    fn is(&self, fp: Fingerprint, id: FileId) -> bool {
+        self.fingerprint() == fp && self.file_id() == id
     }
 }
 
@@ -154,22 +236,60 @@ impl Store {
         Ok(Some(store))
     }
 
-    /// The best entry of `stream` whose fingerprint matches `head` (longest fingerprint wins).
-    pub fn lookup(&self, stream: &str, head: &[u8]) -> Option<&Entry> {
+    /// The entry of the file `id` of `stream` whose first bytes are `head`, if any
+    /// (longest fingerprint wins). Entries without a recorded identity (older
+    /// checkpoint files) match by content and take `id`, so that an upgrade keeps
+    /// every position.
+    pub fn find_own(&mut self, stream: &str, head: &[u8], id: FileId) -> Option<Entry> {
+        let list = self.streams.get_mut(stream)?;
+        let best = |want: FileId| {
+            list.iter()
+                .enumerate()
+                .filter(|(_, e)| e.file_id() == want && e.fingerprint_matches(head))
+                .max_by_key(|(_, e)| e.fp_len)
+                .map(|(i, _)| i)
+        };
+        let i = best(id).or_else(|| best(FileId::UNKNOWN))?;
+        let e = &mut list[i];
+        if e.file_id() != id {
+            e.set_file_id(id);
+            self.dirty = true;
+        }
+        Some(e.clone())
+    }
+
+    /// An entry of `stream` of another file whose first bytes were `head` too, for a
+    /// copy of that file (a gzip of a rotated file, a copytruncate copy), except the
+    /// entries of `reading` (files being read, by identity and fingerprint: their
+    /// copies are recognised while they are open).
+    pub fn find_copy(
+        &self,
+        stream: &str,
+        head: &[u8],
+        reading: &[(Fingerprint, FileId)],
+    ) -> Option<&Entry> {
         self.streams
             .get(stream)?
             .iter()
-            .filter(|e| e.fp_len > 0 && e.fingerprint().matches(head))
+            .filter(|e| e.fingerprint_matches(head) && !reading.iter().any(|&(f, i)| e.is(f, i)))
             .max_by_key(|e| e.fp_len)
     }
 
-    /// Creates or updates the entry of (`stream`, `fp`).
-    pub fn put(&mut self, stream: &str, fp: Fingerprint, offset: u64, done: bool, now_unix: u64) {
+    /// Creates or updates the entry of (`stream`, `fp`, `id`).
+    pub fn put(
+        &mut self,
+        stream: &str,
+        fp: Fingerprint,
+        id: FileId,
+        offset: u64,
+        done: bool,
+        now_unix: u64,
+    ) {
         if fp.len == 0 {
             return;
         }
         let list = self.streams.entry(stream.to_string()).or_default();
-        match list.iter_mut().find(|e| e.fingerprint() == fp) {
+        match list.iter_mut().find(|e| e.is(fp, id)) {
             Some(e) => {
                 if e.offset == offset && e.done == done {
                     return;
@@ -183,6 +303,9 @@ impl Store {
                     stream: stream.to_string(),
                     fp: fp.hash,
                     fp_len: fp.len,
+                    dev: id.dev,
+                    ino: id.ino,
+                    born: id.born,
                     offset,
                     done,
                     updated: now_unix,
@@ -203,14 +326,37 @@ impl Store {
     }
 
     /// Replaces the fingerprint of an entry that grew a longer one.
-    pub fn rekey(&mut self, stream: &str, old: Fingerprint, new: Fingerprint) {
-        if let Some(list) = self.streams.get_mut(stream)
-            && let Some(e) = list.iter_mut().find(|e| e.fingerprint() == old)
-        {
+    pub fn rekey(&mut self, stream: &str, id: FileId, old: Fingerprint, new: Fingerprint) {
+        if let Some(e) = self.entry_mut(stream, old, id) {
             e.fp = new.hash;
             e.fp_len = new.len;
             self.dirty = true;
         }
+    }
+
+    /// The file of an entry is now `new` (a copytruncate copy holds its content).
+    pub fn moved(&mut self, stream: &str, fp: Fingerprint, old: FileId, new: FileId) {
+        if let Some(e) = self.entry_mut(stream, fp, old) {
+            e.set_file_id(new);
+            self.dirty = true;
+        }
+    }
+
+    /// Drops the entry of a file whose content is gone from disk (truncated in place).
+    pub fn remove(&mut self, stream: &str, fp: Fingerprint, id: FileId) {
+        if let Some(list) = self.streams.get_mut(stream)
+            && let Some(i) = list.iter().position(|e| e.is(fp, id))
+        {
+            list.remove(i);
+            self.dirty = true;
+        }
+    }
+
+    fn entry_mut(&mut self, stream: &str, fp: Fingerprint, id: FileId) -> Option<&mut Entry> {
+        self.streams
+            .get_mut(stream)?
+            .iter_mut()
+            .find(|e| e.is(fp, id))
     }
 
     /// Drops every stream for which `keep` says no.
@@ -267,7 +413,7 @@ impl Store {
     /// The serialized store.
     pub fn serialize(&self) -> Vec<u8> {
         let mut files: Vec<Entry> = self.streams.values().flatten().cloned().collect();
-        files.sort_by(|a, b| (&a.stream, a.fp).cmp(&(&b.stream, b.fp)));
+        files.sort_by(|a, b| (&a.stream, a.fp, a.ino).cmp(&(&b.stream, b.fp, b.ino)));
         serde_json::to_vec_pretty(&OnDisk { version: 1, files }).expect("checkpoint serializes")
     }
 }
@@ -312,27 +458,96 @@ mod tests {
         );
     }
 
+    const A: FileId = FileId {
+        dev: 1,
+        ino: 10,
+        born: 100,
+    };
+    const B: FileId = FileId {
+        dev: 1,
+        ino: 11,
+        born: 101,
+    };
+
     #[test]
     fn store_round_trips_atomically_and_prefers_longest_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("checkpoints.json");
         let mut s = Store::default();
         let head = b"line one\nline two\n";
-        s.put("/p/0.log", Fingerprint::of(&head[..9]), 9, false, 1);
-        s.put("/p/0.log", Fingerprint::of(head), 9, true, 2);
-        s.put("/p/0.log", Fingerprint::of(b""), 0, false, 3); // empty: ignored
+        s.put("/p/0.log", Fingerprint::of(&head[..9]), A, 9, false, 1);
+        s.put("/p/0.log", Fingerprint::of(head), A, 9, true, 2);
+        s.put("/p/0.log", Fingerprint::of(b""), A, 0, false, 3); // empty: ignored
         let bytes = s.take_dirty().expect("dirty");
         assert!(s.take_dirty().is_none());
         write_atomic(&path, &bytes).unwrap();
-        let back = Store::load(&path).unwrap().expect("exists");
+        let mut back = Store::load(&path).unwrap().expect("exists");
         assert_eq!(back.len(), 2);
-        let e = back.lookup("/p/0.log", head).unwrap();
-        assert_eq!((e.offset, e.done), (9, true));
-        assert!(back.lookup("/q/0.log", head).is_none());
+        let e = back.find_own("/p/0.log", head, A).unwrap();
+        assert_eq!((e.offset, e.done, e.file_id()), (9, true, A));
+        assert!(back.find_own("/q/0.log", head, A).is_none());
         assert!(
             Store::load(&dir.path().join("missing.json"))
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    /// Two files of a stream with the same first bytes are two entries: each finds
+    /// its own; a copy (another inode) finds the other's, unless that one is open.
+    #[test]
+    fn same_head_other_inode_is_another_file_unless_a_copy() {
+        let mut s = Store::default();
+        let head = [b'x'; 300];
+        let fp = Fingerprint::of(&head);
+        s.put("/p/0.log", fp, A, 5000, true, 1);
+        assert!(
+            s.find_own("/p/0.log", &head, B).is_none(),
+            "B has no entry of its own"
+        );
+        let gz = FileId { ino: 12, ..B };
+        assert_eq!(
+            s.find_copy("/p/0.log", &head, &[]).map(|e| e.offset),
+            Some(5000),
+            "a copy (gzip, copytruncate) of A resumes from A's entry"
+        );
+        assert!(
+            s.find_copy("/p/0.log", &head, &[(fp, A)]).is_none(),
+            "A is being read"
+        );
+        s.put("/p/0.log", fp, B, 70, false, 2);
+        assert_eq!(s.len(), 2, "one entry per file");
+        assert_eq!(s.find_own("/p/0.log", &head, B).unwrap().offset, 70);
+        assert_eq!(s.find_own("/p/0.log", &head, A).unwrap().offset, 5000);
+        // A reused inode number with a new birth time is another file.
+        let reused = FileId { born: 999, ..A };
+        assert!(s.find_own("/p/0.log", &head, reused).is_none());
+        s.moved("/p/0.log", fp, B, gz);
+        assert!(s.find_own("/p/0.log", &head, B).is_none(), "moved away");
+        s.remove("/p/0.log", fp, gz);
+        assert_eq!(s.len(), 1);
+    }
+
+    /// Checkpoint files written before file identities were recorded still load; their
+    /// entries match by content and take the identity found.
+    #[test]
+    fn entries_without_identity_match_by_content_and_adopt_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoints.json");
+        let head = b"2026-11-23T10:00:00Z stdout F hello\n";
+        let fp = Fingerprint::of(head);
+        let old = format!(
+            r#"{{"version":1,"files":[{{"stream":"/p/0.log","fp":"{:016x}","fp_len":{},"offset":36,"done":false,"updated":1}}]}}"#,
+            fp.hash, fp.len
+        );
+        fs::write(&path, old).unwrap();
+        let mut s = Store::load(&path).unwrap().unwrap();
+        let e = s.find_own("/p/0.log", head, A).expect("legacy entry");
+        assert_eq!((e.offset, e.file_id()), (36, A), "adopted");
+        assert!(s.take_dirty().is_some(), "the adoption is written");
+        assert!(
+            s.find_own("/p/0.log", head, B).is_none(),
+            "adopted: A's entry now, not another file's"
         );
     }
 
@@ -351,7 +566,7 @@ mod tests {
     fn per_stream_entries_are_capped() {
         let mut s = Store::default();
         for i in 0..(MAX_ENTRIES_PER_STREAM as u64 + 5) {
-            s.put("/p/0.log", Fingerprint { hash: i, len: 10 }, i, true, i);
+            s.put("/p/0.log", Fingerprint { hash: i, len: 10 }, A, i, true, i);
         }
         assert_eq!(s.len(), MAX_ENTRIES_PER_STREAM);
         s.retain_streams(|_| false);

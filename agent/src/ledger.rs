@@ -16,12 +16,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 use crate::batch::Batch;
-use crate::checkpoint::{Fingerprint, Store};
+use crate::checkpoint::{FileId, Fingerprint, Store};
 use crate::telemetry::Metrics;
 
 struct FileTrack {
     stream: Arc<str>,
     fp: Fingerprint,
+    /// The file on disk its checkpoint entry is of.
+    file: FileId,
+    /// Its content is gone from disk (truncated in place): it has no checkpoint entry
+    /// any more, and acknowledgements no longer write one.
+    detached: bool,
     committed: u64,
     /// The committed offset the checkpoint file on disk holds.
     persisted: u64,
@@ -119,17 +124,25 @@ impl Ledger {
         f(&mut self.lock().store)
     }
 
-    /// Starts tracking a file opened at `offset`; returns its id.
-    pub fn register_file(&self, stream: &Arc<str>, fp: Fingerprint, offset: u64) -> u64 {
+    /// Starts tracking `file`, opened at `offset`; returns its id.
+    pub fn register_file(
+        &self,
+        stream: &Arc<str>,
+        fp: Fingerprint,
+        file: FileId,
+        offset: u64,
+    ) -> u64 {
         let mut g = self.lock();
         g.next_file += 1;
         let id = g.next_file;
-        g.store.put(stream, fp, offset, false, now_unix());
+        g.store.put(stream, fp, file, offset, false, now_unix());
         g.files.insert(
             id,
             FileTrack {
                 stream: Arc::clone(stream),
                 fp,
+                file,
+                detached: false,
                 committed: offset,
                 persisted: offset,
                 done: false,
@@ -144,12 +157,37 @@ impl Ledger {
     pub fn update_fingerprint(&self, id: u64, fp: Fingerprint) {
         let g = &mut *self.lock();
         if let Some(t) = g.files.get_mut(&id) {
-            if t.fp.len == 0 {
-                g.store.put(&t.stream, fp, t.committed, false, now_unix());
+            if t.detached {
+                // No entry to keep.
+            } else if t.fp.len == 0 {
+                g.store
+                    .put(&t.stream, fp, t.file, t.committed, false, now_unix());
             } else {
-                g.store.rekey(&t.stream, t.fp, fp);
+                g.store.rekey(&t.stream, t.file, t.fp, fp);
             }
             t.fp = fp;
+        }
+    }
+
+    /// The file's content is read on from another file now (a copytruncate copy).
+    pub fn moved(&self, id: u64, to: FileId) {
+        let g = &mut *self.lock();
+        if let Some(t) = g.files.get_mut(&id) {
+            if !t.detached {
+                g.store.moved(&t.stream, t.fp, t.file, to);
+            }
+            t.file = to;
+        }
+    }
+
+    /// The file's content is gone from disk (truncated in place without a copy): its
+    /// checkpoint entry is dropped, so that the new content of its inode starts from
+    /// scratch, and its remaining acknowledgements do not write one again.
+    pub fn detach(&self, id: u64) {
+        let g = &mut *self.lock();
+        if let Some(t) = g.files.get_mut(&id) {
+            g.store.remove(&t.stream, t.fp, t.file);
+            t.detached = true;
         }
     }
 
@@ -219,9 +257,13 @@ impl Ledger {
                 advanced = true;
             }
             t.done |= done;
-            if advanced {
-                let (stream, fp, committed) = (Arc::clone(&t.stream), t.fp, t.committed);
-                g.store.put(&stream, fp, committed, done, now_unix());
+            if advanced && t.detached {
+                // Nothing to write, but a snapshot ends the tracking once done.
+                g.store.mark_dirty();
+            } else if advanced {
+                let (stream, fp, file, committed) =
+                    (Arc::clone(&t.stream), t.fp, t.file, t.committed);
+                g.store.put(&stream, fp, file, committed, done, now_unix());
             }
         }
         self.acked.notify_all();
@@ -387,6 +429,12 @@ mod tests {
     use crate::batch::{BatchBuilder, Mark};
     use std::time::Instant;
 
+    const FILE: FileId = FileId {
+        dev: 1,
+        ino: 2,
+        born: 3,
+    };
+
     fn batch(marks: Vec<Mark>) -> Batch {
         BatchBuilder::new(1024, 10).seal(marks, Instant::now())
     }
@@ -395,7 +443,7 @@ mod tests {
     fn out_of_order_acks_commit_only_the_acknowledged_prefix() {
         let l = Ledger::new(Store::default(), Arc::new(Metrics::new()));
         let s: Arc<str> = Arc::from("/p/0.log");
-        let f = l.register_file(&s, Fingerprint::of(b"head\n"), 0);
+        let f = l.register_file(&s, Fingerprint::of(b"head\n"), FILE, 0);
         let mut b1 = batch(vec![Mark {
             file: f,
             offset: 100,
@@ -437,7 +485,7 @@ mod tests {
         let l = Ledger::new(Store::default(), Arc::new(Metrics::new()));
         let s: Arc<str> = Arc::from("/p/0.log");
         let fp = Fingerprint::of(b"head\n");
-        let f = l.register_file(&s, fp, 0);
+        let f = l.register_file(&s, fp, FILE, 0);
         let mut b1 = batch(vec![Mark {
             file: f,
             offset: 40,
@@ -451,10 +499,10 @@ mod tests {
         l.submit(&mut b1);
         l.submit(&mut b2);
         l.ack(b2.seq);
-        assert!(!l.with_store(|st| st.lookup("/p/0.log", b"head\n").unwrap().done));
+        assert!(!l.with_store(|st| st.find_own("/p/0.log", b"head\n", FILE).unwrap().done));
         l.ack(b1.seq);
         let e = l
-            .with_store(|st| st.lookup("/p/0.log", b"head\n").cloned())
+            .with_store(|st| st.find_own("/p/0.log", b"head\n", FILE))
             .unwrap();
         assert!(e.done);
         assert_eq!(e.offset, 50);

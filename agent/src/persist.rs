@@ -198,7 +198,12 @@ mod tests {
         let path = w.path.clone();
         let h = w.spawn();
         let s: Arc<str> = Arc::from("/p/0.log");
-        let f = ledger.register_file(&s, Fingerprint::of(b"head line\n"), 0);
+        let f = ledger.register_file(
+            &s,
+            Fingerprint::of(b"head line\n"),
+            crate::checkpoint::FileId::UNKNOWN,
+            0,
+        );
         let mut b = BatchBuilder::new(1024, 10).seal(
             vec![Mark {
                 file: f,

@@ -1,7 +1,7 @@
 //! Hostile input: huge lines, unterminated lines, invalid UTF-8, empty / deleted / unreadable
 //! files, malformed lines, and a config with several mistakes.
 
-use std::fs::{self, File};
+use std::fs;
 
 use kubeship_tests::{
     Agent, AgentConfig, Delivery, Format, Node, frame, kubeship, parse_diagnostics,
@@ -278,37 +278,41 @@ fn file_deleted_while_being_read() {
     agent.stop(secs(30));
 }
 
-/// An unreadable file does not stop the agent; other files are delivered.
-/// As root (CAP_DAC_OVERRIDE) chmod 000 does not prevent reading: that assertion is skipped.
+/// An unreadable file does not stop the agent: other files are delivered, each failed open is
+/// counted in `kubeship_log_file_errors_total{reason="open"}` and retried, and once the file is
+/// readable its lines are delivered. As root the agent runs as `nobody`: root (CAP_DAC_OVERRIDE)
+/// reads through `chmod 000`.
 #[test]
-fn unreadable_file_does_not_stop_the_agent() {
+fn unreadable_file_is_counted_retried_and_read_once_readable() {
     let node = Node::new();
     let mut locked = node.add_container("ns", "locked", "locked", Format::Cri);
     let mut other = node.add_container("ns", "open", "other", Format::Cri);
     locked.write_lines(5);
     locked.chmod_live(0o000);
-    let can_still_read = File::open(locked.live_path()).is_ok();
-    if can_still_read {
-        eprintln!(
-            "NOTE: running with permission override (root): chmod 000 does not prevent \
-             reading; skipping the 'unreadable lines are not delivered' assertion"
-        );
-    }
     other.write_lines(5);
-    let mut agent = Agent::start(&node, &cfg());
+    let mut agent = Agent::start_unprivileged(&node, &cfg());
     let mut d = Delivery::new(&node);
     d.wait_all(&mut agent, &[("other", 5)], secs(30));
+    // Retried at each rescan (every second here), counted each time.
+    let what = format!(
+        "kubeship_log_file_errors_total{{reason=\"open\"}} >= 2 (agent as nobody: {})",
+        agent.unprivileged
+    );
+    wait_for(
+        || agent.metric_or_zero("kubeship_log_file_errors_total", &[("reason", "open")]) >= 2.0,
+        secs(30),
+        what,
+    );
     other.write_lines(5);
     d.wait_all(&mut agent, &[("other", 10)], secs(30));
     agent.assert_running("with an unreadable file present");
-    if !can_still_read {
-        assert_eq!(
-            d.sink.records_of("locked").count(),
-            0,
-            "lines of an unreadable file cannot have been read"
-        );
-    }
+    assert_eq!(
+        d.sink.records_of("locked").count(),
+        0,
+        "lines of an unreadable file cannot have been read"
+    );
     locked.chmod_live(0o644);
+    d.wait_all(&mut agent, &[("locked", 5), ("other", 10)], secs(30));
     agent.stop(secs(30));
 }
 

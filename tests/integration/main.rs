@@ -14,6 +14,7 @@ mod credentials;
 mod discovery;
 mod kube;
 mod kubeapi;
+mod log_files;
 mod model;
 mod quickstart;
 mod regression;

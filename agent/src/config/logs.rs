@@ -19,6 +19,7 @@ pub(super) fn convert_logs(
 ) -> LogsConfig {
     let RawLogs {
         containers_dir,
+        pods_dir,
         include,
         exclude,
         read_from,
@@ -78,8 +79,14 @@ pub(super) fn convert_logs(
         .enumerate()
         .filter_map(|(index, selector)| convert_multiline(index, selector, &rules, problems))
         .collect();
+    let containers_dir = path(&containers_dir, "logs.containers_dir", context, problems);
+    let pods_dir = match pods_dir {
+        Some(dir) => path(&dir, "logs.pods_dir", context, problems),
+        None => containers_dir.with_file_name("pods"),
+    };
     LogsConfig {
-        containers_dir: path(&containers_dir, "logs.containers_dir", context, problems),
+        containers_dir,
+        pods_dir,
         include,
         exclude,
         read_from,

@@ -15,7 +15,7 @@
 //! expected) stops parsing, so it is reported together with only the problems
 //! found before it (failed env references, unknown keys seen so far).
 //!
-//! Relative paths in the file (`state_dir`, `logs.containers_dir`,
+//! Relative paths in the file (`state_dir`, `logs.containers_dir`, `logs.pods_dir`,
 //! `output.local.dir`) are resolved against the config file's directory.
 //! Environment lookups go through an injected function; only [`load_file`]
 //! reads the process environment.
@@ -71,6 +71,10 @@ pub struct Config {
 pub struct LogsConfig {
     /// Default `/var/log/containers`.
     pub containers_dir: PathBuf,
+    /// `pods_dir`: the kubelet's per-pod log directories; a link in
+    /// `containers_dir` is followed only to a file inside it. Default: the `pods`
+    /// directory beside `containers_dir` (`/var/log/pods`).
+    pub pods_dir: PathBuf,
     /// Globs matched against the file NAME in `containers_dir`; default `["*.log"]`.
     pub include: globset::GlobSet,
     /// Default `[]`.
@@ -452,6 +456,7 @@ mod tests {
 
         let LogsConfig {
             containers_dir,
+            pods_dir,
             include,
             exclude,
             read_from,
@@ -467,6 +472,7 @@ mod tests {
             parsers,
         } = logs;
         assert_eq!(containers_dir, PathBuf::from("/var/log/containers"));
+        assert_eq!(pods_dir, PathBuf::from("/var/log/pods"));
         assert_eq!(include.len(), 1);
         assert!(include.is_match("web_default_nginx-0123.log"));
         assert!(!include.is_match("web_default_nginx-0123.log.gz"));
@@ -833,6 +839,20 @@ output:
         assert_eq!(
             config.logs.containers_dir,
             PathBuf::from("/etc/kubeship/logs/containers")
+        );
+        assert_eq!(
+            config.logs.pods_dir,
+            PathBuf::from("/etc/kubeship/logs/pods"),
+            "beside containers_dir by default"
+        );
+        let explicit = ok("cluster: x\nlogs: {pods_dir: ./node/pods}\n");
+        assert_eq!(
+            explicit.logs.pods_dir,
+            PathBuf::from("/etc/kubeship/node/pods")
+        );
+        assert_one(
+            "cluster: x\nlogs: {pods_dir: \"\"}\n",
+            "2:18: logs.pods_dir: must not be empty",
         );
         assert_eq!(
             config.output.sink,

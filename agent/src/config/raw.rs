@@ -80,6 +80,9 @@ fn default_shutdown_timeout_secs() -> Sp<u64> {
 pub(super) struct RawLogs {
     #[serde(default = "default_containers_dir")]
     pub containers_dir: Sp<String>,
+    /// Defaults to the `pods` directory beside `containers_dir`.
+    #[serde(default)]
+    pub pods_dir: Option<Sp<String>>,
     #[serde(default = "default_include")]
     pub include: Sp<Vec<Sp<String>>>,
     #[serde(default)]

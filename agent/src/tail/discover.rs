@@ -2,8 +2,10 @@
 //!
 //! Each `*.log` entry (after include/exclude globs, and never the agent's own pod)
 //! is resolved to the file it links to; that file's path is the container stream's
-//! key. A `notify` watch on the directory makes new containers show up within a
-//! poll; a periodic rescan is the safety net.
+//! key. Only a link resolving to a file inside `logs.pods_dir` is followed: a link
+//! to anywhere else on the node (`/etc/shadow`, through `..`, or through a linked
+//! directory) is refused. A `notify` watch on the directory makes new containers
+//! show up within a poll; a periodic rescan is the safety net.
 
 use std::fs;
 use std::io;
@@ -35,21 +37,36 @@ pub enum Skip {
     OwnPod,
     /// A link whose target does not exist (yet).
     Dangling,
+    /// A link resolving outside `logs.pods_dir`: not followed.
+    Outside,
 }
 
 /// Lists the containers directory.
 pub fn scan(cfg: &LogsConfig, host: &str) -> io::Result<Vec<Result<Found, (String, Skip)>>> {
+    // Resolved at each scan: the pods directory may itself be a link (to a larger disk).
+    let root = fs::canonicalize(&cfg.pods_dir).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("logs.pods_dir {}: {e}", cfg.pods_dir.display()),
+        )
+    })?;
     let mut out = Vec::new();
     for entry in fs::read_dir(&cfg.containers_dir)? {
         let Ok(entry) = entry else { continue };
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        out.push(examine(cfg, host, name, &entry.path()));
+        out.push(examine(cfg, &root, host, name, &entry.path()));
     }
     Ok(out)
 }
 
-fn examine(cfg: &LogsConfig, host: &str, name: &str, path: &Path) -> Result<Found, (String, Skip)> {
+fn examine(
+    cfg: &LogsConfig,
+    root: &Path,
+    host: &str,
+    name: &str,
+    path: &Path,
+) -> Result<Found, (String, Skip)> {
     let skip = |why| Err((name.to_string(), why));
     if !cfg.include.is_match(name) || cfg.exclude.is_match(name) {
         return skip(Skip::Filtered);
@@ -67,6 +84,9 @@ fn examine(cfg: &LogsConfig, host: &str, name: &str, path: &Path) -> Result<Foun
     let Ok(target) = fs::canonicalize(path) else {
         return skip(Skip::Dangling);
     };
+    if !target.starts_with(root) {
+        return skip(Skip::Outside);
+    }
     if !target.is_file() {
         return skip(Skip::Dangling);
     }

@@ -5,22 +5,53 @@
 //! [`Decoder`]. An incomplete last line is carried to the next read; a line longer
 //! than the record limit is cut and the rest of it skipped. `offset` is how far the
 //! file was read; [`FileReader::safe_offset`] is how far a checkpoint may go.
+//!
+//! A read that fails (EIO, a corrupt or truncated `.gz`, a `.gz` still being
+//! written) is tried again later, [`READ_RETRY_FIRST`] doubling to
+//! [`READ_RETRY_MAX`]; a gzip file is decompressed anew up to its offset for that.
+//! After [`READ_ATTEMPTS`] failures in a row the caller may give it up.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
-use std::time::Instant;
-
-use flate2::read::MultiGzDecoder;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use super::decode::{ContainerInfo, Decoder, Out};
 use super::names::Order;
-use crate::checkpoint::{FINGERPRINT_BYTES, Fingerprint};
+use crate::checkpoint::{FINGERPRINT_BYTES, FileId, Fingerprint};
+
+mod open;
+
+pub use open::read_head;
+use open::{Gz, gz_at, read_at_full, start_bytes};
+
+/// How long after a failed read a file is read again, the first time.
+pub const READ_RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The wait doubles after each failure in a row up to this.
+pub const READ_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Failed reads in a row after which a file may be given up: with the waits above,
+/// about four minutes after the first failure (1 + 2 + … + 32 + 3 × 60 s), long
+/// enough for a `.gz` being written to be complete, for a passing I/O error to pass.
+pub const READ_ATTEMPTS: u32 = 10;
+
+/// The wait after the `failures`-th failed read in a row.
+fn retry_wait(failures: u32) -> Duration {
+    let doubled = READ_RETRY_FIRST.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    doubled.min(READ_RETRY_MAX)
+}
 
 enum Source {
     Plain(File),
-    Gz(Box<MultiGzDecoder<BufReader<File>>>),
+    Gz(Box<Gz>),
+}
+
+/// Reads of a file that failed in a row, and when the next one is due.
+#[derive(Clone, Copy, Debug)]
+struct Failing {
+    failures: u32,
+    next: Instant,
 }
 
 /// What one read did.
@@ -32,78 +63,6 @@ pub enum Progress {
     Eof,
 }
 
-/// Identity of a file on disk, as `stat` tells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Ino {
-    /// Device.
-    pub dev: u64,
-    /// Inode.
-    pub ino: u64,
-}
-
-impl Ino {
-    /// No file: the identity of a reader whose inode was taken over by new content.
-    pub const NONE: Ino = Ino {
-        dev: u64::MAX,
-        ino: u64::MAX,
-    };
-
-    /// From file metadata.
-    pub fn of(m: &std::fs::Metadata) -> Self {
-        Self {
-            dev: m.dev(),
-            ino: m.ino(),
-        }
-    }
-}
-
-/// Opens a log file for reading without updating its access time (each read
-/// would otherwise touch the inode): `O_NOATIME` needs the file's owner or
-/// CAP_FOWNER, which an agent reading other containers' logs as root has;
-/// without them the open is retried plainly.
-pub fn open_log(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(path)
-    {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
-        r => r,
-    }
-}
-
-/// Reads the first bytes of a file (decompressed for gzip), for its fingerprint.
-pub fn read_head(path: &Path, gz: bool) -> io::Result<(File, Vec<u8>)> {
-    let file = open_log(path)?;
-    let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
-    if gz {
-        // A separate open: a cloned descriptor would share (and move) the offset.
-        let f = open_log(path)?;
-        MultiGzDecoder::new(BufReader::new(f))
-            .take(FINGERPRINT_BYTES as u64)
-            .read_to_end(&mut head)?;
-    } else {
-        let mut buf = [0u8; FINGERPRINT_BYTES];
-        let n = read_at_full(&file, &mut buf, 0)?;
-        head.extend_from_slice(&buf[..n]);
-    }
-    Ok((file, head))
-}
-
-fn read_at_full(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read_at(&mut buf[n..], at + n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 /// An open log file of a container stream.
 pub struct FileReader {
     /// The ledger's id for this file.
@@ -113,11 +72,14 @@ pub struct FileReader {
     /// Its place in the stream's history.
     pub order: Order,
     /// Identity on disk.
-    pub ino: Ino,
+    pub ino: FileId,
     /// Content identity.
     pub fp: Fingerprint,
     /// Bytes read so far (decompressed for gzip).
     pub offset: u64,
+    /// The largest size of a plain file seen (at its opening, when a read filled a
+    /// whole chunk, when its live path was looked up): what it is known to have held.
+    pub size_seen: u64,
     /// When the file stopped being the live file (rotated, deleted, stream gone).
     pub rotated_at: Option<Instant>,
     /// Set once the file was let go; the next batch marks it done.
@@ -131,6 +93,7 @@ pub struct FileReader {
     /// The directory was listed when this (empty when opened) file got bytes.
     pub listed_when_filled: bool,
     source: Source,
+    failing: Option<Failing>,
     head: Vec<u8>,
     carry: Vec<u8>,
     carry_since: Option<Instant>,
@@ -158,17 +121,13 @@ impl FileReader {
         decoder: Decoder,
         now: Instant,
     ) -> io::Result<Self> {
-        let ino = Ino::of(&file.metadata()?);
+        let meta = file.metadata()?;
+        let ino = FileId::of(&meta);
+        let size_seen = if gz { 0 } else { meta.len() };
         let source = if gz {
-            let mut d = MultiGzDecoder::new(BufReader::with_capacity(32 * 1024, file));
-            let skipped = io::copy(&mut (&mut d).take(offset), &mut io::sink())?;
-            if skipped < offset {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "gzip file shorter than its checkpoint",
-                ));
-            }
-            Source::Gz(Box::new(d))
+            let (d, skipped) = gz_at(file, offset);
+            skipped?;
+            Source::Gz(d)
         } else {
             let mut file = file;
             file.seek(SeekFrom::Start(offset))?;
@@ -184,6 +143,7 @@ impl FileReader {
             ino,
             fp,
             offset,
+            size_seen,
             rotated_at,
             finished: false,
             last_marked: offset,
@@ -191,6 +151,7 @@ impl FileReader {
             live_checked: None,
             listed_when_filled: false,
             source,
+            failing: None,
             head,
             carry: Vec::new(),
             carry_since: None,
@@ -221,6 +182,49 @@ impl FileReader {
         }
     }
 
+    /// Notes the size of the file on disk (a plain file's), as `stat` told it.
+    pub fn saw_size(&mut self, len: u64) {
+        if !self.is_gz() {
+            self.size_seen = self.size_seen.max(len);
+        }
+    }
+
+    /// Looks at the file's size on disk (`fstat`): it is behind.
+    pub fn look_at_size(&mut self) {
+        if let Source::Plain(f) = &self.source
+            && let Ok(m) = f.metadata()
+        {
+            self.size_seen = self.size_seen.max(m.len());
+        }
+    }
+
+    /// Bytes the file is known to have held beyond what was read (a lower bound
+    /// of what a truncation lost).
+    pub fn unread_seen(&self) -> u64 {
+        self.size_seen.saturating_sub(self.offset)
+    }
+
+    /// True when `other` (starting with this file's fingerprinted bytes; gzip when
+    /// `other_gz`) may be a copy of this file: this one was truncated since (its
+    /// first bytes changed: the copy holds what it held), or both hold the same
+    /// bytes (decompressed) as far as [`COPY_CHECK_BYTES`](open::COPY_CHECK_BYTES) reach.
+    pub fn copied_to(&self, other: &File, other_gz: bool) -> bool {
+        if self.head_changed() {
+            return true;
+        }
+        let (mine, gz) = match &self.source {
+            Source::Plain(f) => (f, false),
+            Source::Gz(d) => (d.get_ref().get_ref(), true),
+        };
+        match (start_bytes(mine, gz), start_bytes(other, other_gz)) {
+            (Ok(a), Ok(b)) => {
+                let n = a.len().min(b.len());
+                a[..n] == b[..n]
+            }
+            _ => true,
+        }
+    }
+
     /// True when a file that was empty when opened has bytes now.
     pub fn empty_got_bytes(&self) -> bool {
         let Source::Plain(f) = &self.source else {
@@ -234,7 +238,7 @@ impl FileReader {
     pub fn switch_to(&mut self, file: File, path: PathBuf, order: Order) -> io::Result<()> {
         let mut file = file;
         file.seek(SeekFrom::Start(self.offset))?;
-        self.ino = Ino::of(&file.metadata()?);
+        self.ino = FileId::of(&file.metadata()?);
         self.source = Source::Plain(file);
         self.path = path;
         self.order = order;
@@ -277,6 +281,62 @@ impl FileReader {
         Some(fp)
     }
 
+    /// True while the file waits to be read again after a failed read.
+    pub fn waits_to_retry(&self, now: Instant) -> bool {
+        self.failing.is_some_and(|f| now < f.next)
+    }
+
+    /// A read failed: the number of failures in a row, and when the file is read
+    /// again (`None` when it failed [`READ_ATTEMPTS`] times and may be given up,
+    /// unless `keep_trying`: then it is read again every [`READ_RETRY_MAX`]).
+    pub fn read_failed(&mut self, now: Instant, keep_trying: bool) -> (u32, Option<Duration>) {
+        let failures = self.failing.map_or(0, |f| f.failures) + 1;
+        if failures >= READ_ATTEMPTS && !keep_trying {
+            return (failures, None);
+        }
+        let wait = retry_wait(failures);
+        self.failing = Some(Failing {
+            failures,
+            next: now + wait,
+        });
+        (failures, Some(wait))
+    }
+
+    /// Bytes not read of a file given up: for a plain file its size now minus the
+    /// offset read; for a gzip file the compressed bytes after the point where
+    /// decompression failed (what it would have held decompressed is not known).
+    pub fn unread_on_disk(&self) -> u64 {
+        match &self.source {
+            Source::Plain(f) => f
+                .metadata()
+                .map_or(0, |m| m.len().saturating_sub(self.offset)),
+            Source::Gz(d) => {
+                let reader = d.get_ref();
+                let mut file = reader.get_ref();
+                let (Ok(m), Ok(pos)) = (file.metadata(), file.stream_position()) else {
+                    return 0;
+                };
+                let consumed = pos.saturating_sub(reader.buffer().len() as u64);
+                m.len().saturating_sub(consumed)
+            }
+        }
+    }
+
+    /// After a failed read of a gzip file, a new decoder from the file's start,
+    /// positioned at the offset read (the old one's state is unusable).
+    fn restart_gz(&mut self) -> io::Result<()> {
+        let Source::Gz(d) = &self.source else {
+            return Ok(());
+        };
+        // The same open file (a path may name another one by now); its position is
+        // shared with the old decoder's, which is dropped.
+        let mut file = d.get_ref().get_ref().try_clone()?;
+        file.seek(SeekFrom::Start(0))?;
+        let (d, skipped) = gz_at(file, self.offset);
+        self.source = Source::Gz(d);
+        skipped
+    }
+
     /// Reads one chunk and decodes its complete lines.
     pub fn read_chunk(
         &mut self,
@@ -286,6 +346,9 @@ impl FileReader {
         info: &ContainerInfo,
         out: &mut Out<'_>,
     ) -> io::Result<Progress> {
+        if self.failing.is_some() {
+            self.restart_gz()?;
+        }
         // The buffer only grows (no zeroing per read); the carried tail goes first.
         let carried = self.carry.len();
         if buf.len() < carried + chunk {
@@ -304,6 +367,7 @@ impl FileReader {
             }
         };
         let n = n?;
+        self.failing = None;
         if n == 0 {
             return Ok(Progress::Eof);
         }
@@ -396,43 +460,5 @@ impl FileReader {
         self.skip_from = None;
         self.decoder.flush_all(info, out);
         self.finished = true;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs::FileTimes;
-    use std::time::{Duration, SystemTime};
-
-    #[test]
-    fn reading_a_log_leaves_its_access_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.log");
-        std::fs::write(&path, b"a line\n").unwrap();
-        // An access time older than the modification time: relatime updates it on
-        // the next read.
-        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let set_old = || {
-            File::options()
-                .write(true)
-                .open(&path)
-                .unwrap()
-                .set_times(FileTimes::new().set_accessed(old))
-                .unwrap();
-        };
-        let accessed = || std::fs::metadata(&path).unwrap().accessed().unwrap();
-        set_old();
-        let mut buf = Vec::new();
-        open_log(&path).unwrap().read_to_end(&mut buf).unwrap();
-        assert_eq!(buf, b"a line\n");
-        assert_eq!(accessed(), old, "open_log's read touched the access time");
-        // The control: a plain open does touch it (unless this filesystem keeps no
-        // access times at all).
-        set_old();
-        File::open(&path).unwrap().read_to_end(&mut buf).unwrap();
-        if accessed() == old {
-            eprintln!("this filesystem does not update access times: control skipped");
-        }
     }
 }

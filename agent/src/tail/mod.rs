@@ -443,6 +443,10 @@ impl Tailer {
                     tracing::debug!(link = %name, "not tailing the agent's own pod");
                     continue;
                 }
+                Err((name, Skip::Outside)) => {
+                    stream::refused_link(&self.metrics, &mut self.limits, now, &name);
+                    continue;
+                }
                 Err(_) => continue,
             };
             let key = found.target.to_string_lossy();
@@ -658,6 +662,19 @@ mod tests {
         );
     }
 
+    /// Blocks until the tailer holds a file open (`log_files_tailed`): a container
+    /// waiting for its pod has been found and its file opened.
+    fn wait_for_open_files(metrics: &Metrics) {
+        let start = Instant::now();
+        while metrics.log_files_tailed.get() < 1 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no file opened within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn pod(name: &str, ip: &str) -> crate::kube::PodMeta {
         crate::kube::PodMeta {
             uid: format!("uid-{name}"),
@@ -688,15 +705,16 @@ mod tests {
         fs::create_dir_all(root.join("containers")).unwrap();
         container(root, "ns", "late-0", "app", 10, 10);
         let cache = Arc::new(PodCache::new(Box::new(|| {})));
+        let metrics = Arc::new(Metrics::new());
         let adder = {
-            let cache = Arc::clone(&cache);
+            let (cache, metrics) = (Arc::clone(&cache), Arc::clone(&metrics));
             std::thread::spawn(move || {
-                // The pod reaches the cache after the container was found.
-                std::thread::sleep(std::time::Duration::from_millis(200));
+                // The pod reaches the cache after the container was found and its
+                // file opened (it waits for its pod).
+                wait_for_open_files(&metrics);
                 cache.apply(pod("late-0", "10.0.0.9"));
             })
         };
-        let metrics = Arc::new(Metrics::new());
         let extra = "kubernetes: {metadata_wait_ms: 10000}\n";
         let batches = drain_with(root, "", extra, Some(cache), Arc::clone(&metrics));
         adder.join().unwrap();
@@ -766,21 +784,18 @@ mod tests {
             fs::create_dir_all(root.join("containers")).unwrap();
             container(root, "ns", "old-0", "app", 5, 10);
             let cache = with_pods.then(|| Arc::new(PodCache::new(Box::new(|| {}))));
+            let metrics = Arc::new(Metrics::new());
             let adder = cache.clone().map(|cache| {
+                let metrics = Arc::clone(&metrics);
                 std::thread::spawn(move || {
-                    // The pod reaches the cache after the container was found.
-                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    // The pod reaches the cache after the container was found and its
+                    // file opened (it waits for its pod).
+                    wait_for_open_files(&metrics);
                     cache.apply(pod("old-0", "10.0.0.2"));
                 })
             });
             let extra = "kubernetes: {metadata_wait_ms: 10000}\n";
-            let batches = drain_with(
-                root,
-                ", read_from: end",
-                extra,
-                cache,
-                Arc::new(Metrics::new()),
-            );
+            let batches = drain_with(root, ", read_from: end", extra, cache, metrics);
             if let Some(a) = adder {
                 a.join().unwrap();
             }
@@ -801,14 +816,7 @@ mod tests {
         let deleter = {
             let (cache, metrics, root) = (Arc::clone(&cache), Arc::clone(&metrics), root.clone());
             std::thread::spawn(move || {
-                let open = std::time::Instant::now();
-                while metrics.log_files_tailed.get() < 1 {
-                    assert!(
-                        open.elapsed() < Duration::from_secs(10),
-                        "file never opened"
-                    );
-                    std::thread::yield_now();
-                }
+                wait_for_open_files(&metrics);
                 fs::remove_dir_all(root.join("pods")).unwrap();
                 for e in fs::read_dir(root.join("containers")).unwrap() {
                     fs::remove_file(e.unwrap().path()).unwrap();

@@ -5,9 +5,13 @@
 //! (`0.log.<timestamp>`, then gzipped) that the agent never saw are read too, in
 //! order, before the live file. A file is read to its end and kept for
 //! `rotate_wait` after it stopped being the live file, then let go. Renames keep a
-//! reader (same inode); a file whose first bytes match an open reader's is the same
-//! content under another name (a gzip of it, a copytruncate copy) and is not read
-//! twice; copytruncate is followed into the copy.
+//! reader (same inode); a rotated file (not the live one) whose first bytes match an
+//! open or just finished reader's is the same content under another name (a gzip of
+//! it, a copytruncate copy) and is not read twice; copytruncate is followed into the
+//! copy. The live file is never taken for a copy: two files may start alike.
+//!
+//! `listing` lists the directory and opens new files at their checkpoints; `loss`
+//! counts what will never be read (and links not followed).
 
 use std::collections::HashMap;
 use std::fs;
@@ -17,13 +21,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::decode::{ContainerInfo, Decoder, Out};
-use super::file::{FileReader, Ino, Progress, read_head};
-use super::names::{Order, classify};
-use crate::checkpoint::Fingerprint;
+use super::file::{FileReader, Progress, read_head};
+use super::names::Order;
+use crate::checkpoint::{FileId, Fingerprint};
 use crate::encode::PathMeta;
 use crate::enrich::Found;
 use crate::ledger::Ledger;
 use crate::telemetry::{LogLimits, Metrics};
+
+mod listing;
+mod loss;
+
+pub use loss::refused_link;
+use loss::{Lost, lost};
 
 /// Tailer settings every stream uses.
 #[derive(Clone, Debug)]
@@ -60,21 +70,12 @@ pub struct Env<'a> {
     pub limits: &'a mut LogLimits,
 }
 
-/// Fingerprints of recently finished files, to recognise their gzip copies.
+/// Files let go that a stream remembers (to know them, and their gzip copies, when
+/// a listing finds them again).
 const FINISHED_MEMORY: usize = 16;
 
 /// How often an idle file's live path is looked up for rotation.
 const LIVE_CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// Checkpoint entries of files gone from disk are dropped after this long.
-const PRUNE_GRACE_SECS: u64 = 600;
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// What one poll of a stream did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,14 +84,6 @@ pub struct Poll {
     pub progressed: bool,
     /// There is likely more to read right away (a full chunk, new files).
     pub busy: bool,
-}
-
-/// What opening a file found.
-enum Opened {
-    /// It needs reading.
-    Reader(Box<FileReader>),
-    /// It needs no reading (done, a copy of another, empty); its fingerprint.
-    Skip(Fingerprint),
 }
 
 /// Where a container's pod metadata stands.
@@ -140,8 +133,21 @@ pub struct ContainerStream {
     /// acknowledged (even when the files' safe offsets did not move).
     pub in_batch: bool,
     /// Files looked at and left alone, by inode: (size then, fingerprint).
-    skipped: HashMap<Ino, (u64, Fingerprint)>,
-    finished: Vec<Fingerprint>,
+    skipped: HashMap<FileId, (u64, Fingerprint)>,
+    /// Files recently let go, the last [`FINISHED_MEMORY`].
+    finished: Vec<LetGo>,
+}
+
+/// A file let go, remembered for a while: its checkpoint entry says so only once its
+/// last batches are acknowledged, and a listing may find it again before that.
+#[derive(Clone, Copy, Debug)]
+struct LetGo {
+    fp: Fingerprint,
+    id: FileId,
+    /// How far it was read.
+    offset: u64,
+    /// Read to its end, not given up: a rotated file starting like it is its copy.
+    read: bool,
 }
 
 impl ContainerStream {
@@ -210,7 +216,9 @@ impl ContainerStream {
         let busy = progressed;
         let mut i = 0;
         while i < self.files.len() {
-            if self.files[i].finished {
+            // A file waiting to be read again after a failed read does not hold up
+            // the stream's other files.
+            if self.files[i].finished || self.files[i].waits_to_retry(env.out.now) {
                 i += 1;
                 continue;
             }
@@ -246,6 +254,10 @@ impl ContainerStream {
             match res {
                 Ok(Progress::Data(n)) => {
                     let f = &mut self.files[i];
+                    if n == s.chunk {
+                        // Behind: how much is there is what a truncation would lose.
+                        f.look_at_size();
+                    }
                     env.ledger.note_size(f.id, f.offset);
                     if let Some(fp) = f.grow_fingerprint() {
                         env.ledger.update_fingerprint(f.id, fp);
@@ -272,18 +284,60 @@ impl ContainerStream {
                     }
                 }
                 Err(e) => {
-                    let f = &mut self.files[i];
-                    Metrics::inc_reason(&env.metrics.log_file_errors, "read", 1);
-                    if let Some(n) = env.limits.allow("read", env.out.now) {
-                        tracing::warn!(path = %f.path.display(), error = %e, suppressed = n, "reading a log file failed; letting it go");
+                    if self.read_failed(i, &e, env) {
+                        return Poll {
+                            progressed: true,
+                            busy: true,
+                        };
                     }
-                    f.finish(&self.info, &mut env.out);
-                    self.remember_finished(i);
                 }
             }
             i += 1;
         }
         Poll { progressed, busy }
+    }
+
+    /// A read of file `i` failed: counted, and tried again later; given up (what it
+    /// still held counted as lost) once it failed
+    /// [`READ_ATTEMPTS`](super::file::READ_ATTEMPTS) times in a row, unless it is
+    /// the live file, which is read again every
+    /// [`READ_RETRY_MAX`](super::file::READ_RETRY_MAX) for as long as it is. True
+    /// when the file set changed (the live file was truncated).
+    fn read_failed(&mut self, i: usize, e: &io::Error, env: &mut Env<'_>) -> bool {
+        let now = env.out.now;
+        Metrics::inc_reason(&env.metrics.log_file_errors, "read", 1);
+        let f = &self.files[i];
+        if f.order == Order::Live && f.rotated_at.is_none() && self.check_live(i, env) {
+            return true;
+        }
+        let f = &mut self.files[i];
+        let keep_trying = f.order == Order::Live
+            && f.rotated_at.is_none()
+            && self.closing_since.is_none()
+            && !env.settings.exit_on_eof;
+        match f.read_failed(now, keep_trying) {
+            (failures, Some(wait)) => {
+                if let Some(n) = env.limits.allow("read", now) {
+                    tracing::warn!(path = %f.path.display(), error = %e, failures,
+                        retry_in_secs = wait.as_secs(), suppressed = n,
+                        "reading a log file failed; trying again later");
+                }
+            }
+            (failures, None) => {
+                let unread = f.unread_on_disk();
+                let path = f.path.clone();
+                f.finish(&self.info, &mut env.out);
+                // Remembered so that a listing does not open it again; not as read:
+                // a file starting like it is not taken for its copy.
+                self.remember_finished(i, false);
+                let message = format!(
+                    "giving up on a log file after {failures} failed reads in a row \
+                     (the last: {e}); what it held beyond the offset read is lost"
+                );
+                lost(env, Lost::ReadError, unread, &path, &message);
+            }
+        }
+        false
     }
 
     /// File `i` has nothing new: check for rotation, flush what waited, let it go.
@@ -321,28 +375,32 @@ impl ContainerStream {
         if let_go {
             tracing::debug!(path = %f.path.display(), offset = f.offset, "letting log file go");
             f.finish(&self.info, &mut env.out);
-            self.remember_finished(i);
+            self.remember_finished(i, true);
         } else {
             f.flush_idle(s.eof_flush, &self.info, &mut env.out);
         }
         progressed
     }
 
-    fn remember_finished(&mut self, i: usize) {
-        let fp = self.files[i].fp;
-        if fp.len > 0 {
-            self.finished.push(fp);
-            if self.finished.len() > FINISHED_MEMORY {
-                self.finished.remove(0);
-            }
+    /// Remembers file `i`, let go; `read`: read to its end (not given up).
+    fn remember_finished(&mut self, i: usize, read: bool) {
+        let f = &self.files[i];
+        self.finished.push(LetGo {
+            fp: f.fp,
+            id: f.ino,
+            offset: f.offset,
+            read,
+        });
+        if self.finished.len() > FINISHED_MEMORY {
+            self.finished.remove(0);
         }
     }
 
     /// True when the live path exists and is not one of the open files.
     fn live_path_is_new(&self) -> bool {
-        match fs::metadata(&self.live_path) {
+        match fs::symlink_metadata(&self.live_path) {
             Ok(m) => {
-                let ino = Ino::of(&m);
+                let ino = FileId::of(&m);
                 !self.files.iter().any(|f| f.ino == ino)
             }
             Err(_) => false,
@@ -353,14 +411,14 @@ impl ContainerStream {
     fn check_live(&mut self, i: usize, env: &mut Env<'_>) -> bool {
         let now = env.out.now;
         let f = &self.files[i];
-        match fs::metadata(&self.live_path) {
+        match fs::symlink_metadata(&self.live_path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.files[i].rotated_at = Some(now);
                 self.needs_listing = true;
                 false
             }
             Err(_) => false,
-            Ok(m) if Ino::of(&m) != f.ino => {
+            Ok(m) if FileId::of(&m) != f.ino => {
                 tracing::debug!(path = %f.path.display(), offset = f.offset, "log file rotated");
                 Metrics::inc_reason(&env.metrics.log_rotations, "rename", 1);
                 self.files[i].rotated_at = Some(now);
@@ -371,7 +429,10 @@ impl ContainerStream {
                 self.truncated(i, env);
                 true
             }
-            Ok(_) => false,
+            Ok(m) => {
+                self.files[i].saw_size(m.len());
+                false
+            }
         }
     }
 
@@ -381,7 +442,7 @@ impl ContainerStream {
         let now = env.out.now;
         let (fp, offset) = (self.files[i].fp, self.files[i].offset);
         tracing::debug!(path = %self.files[i].path.display(), offset, "log file truncated");
-        let copy = self.siblings().into_iter().find_map(|(path, order, gz)| {
+        let copy = self.siblings().0.into_iter().find_map(|(path, order, gz)| {
             if gz || order == Order::Live {
                 return None;
             }
@@ -396,22 +457,32 @@ impl ContainerStream {
                 if let Err(e) = f.switch_to(file, path, order) {
                     tracing::warn!(error = %e, "following a copytruncate copy failed");
                     f.finish(&self.info, &mut env.out);
-                    self.remember_finished(i);
+                    self.remember_finished(i, true);
                 } else {
                     f.rotated_at = Some(now);
+                    env.ledger.moved(f.id, f.ino);
                 }
             }
             None => {
                 Metrics::inc_reason(&env.metrics.log_rotations, "truncated", 1);
-                if let Some(n) = env.limits.allow("truncated", now) {
-                    tracing::warn!(path = %self.live_path.display(), offset, suppressed = n,
-                        "log file truncated in place without a copy; continuing from its start");
-                }
                 let f = &mut self.files[i];
+                let unread = f.unread_seen();
                 f.finish(&self.info, &mut env.out);
-                // Its inode now holds other content: let the listing open it anew.
-                f.ino = Ino::NONE;
-                self.remember_finished(i);
+                lost(
+                    env,
+                    Lost::Truncated,
+                    unread,
+                    &self.live_path,
+                    "log file truncated in place without a copy: what it held beyond the \
+                     offset read is lost; continuing from its start",
+                );
+                let f = &mut self.files[i];
+                // Its inode now holds other content: let the listing open it anew, from
+                // the start, whatever its first bytes (they may be the old ones again).
+                // The old content is nowhere on disk any more: no copy of it can show up
+                // (it is not remembered as finished) and its checkpoint entry goes.
+                f.ino = FileId::NONE;
+                env.ledger.detach(f.id);
             }
         }
         // The truncated file has new content: a new file, read from its start, after
@@ -419,141 +490,339 @@ impl ContainerStream {
         self.reconcile(env);
     }
 
-    /// The stream's files in its directory: (path, order, gzip).
-    fn siblings(&self) -> Vec<(PathBuf, Order, bool)> {
-        let Ok(rd) = fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        rd.filter_map(|e| {
-            let e = e.ok()?;
-            let name = e.file_name();
-            let (order, gz) = classify(&self.base, name.to_str()?)?;
-            Some((e.path(), order, gz))
-        })
-        .collect()
-    }
-
-    /// Lists the directory: follows renames, opens files not seen before.
-    fn reconcile(&mut self, env: &mut Env<'_>) -> bool {
-        self.needs_listing = false;
-        env.start_at_end |= std::mem::take(&mut self.start_at_end);
-        let now = env.out.now;
-        let mut added = false;
-        let mut seen = Vec::new();
-        let mut present = Vec::new();
-        let mut complete = true;
-        for (path, order, gz) in self.siblings() {
-            let Ok(meta) = fs::metadata(&path) else {
-                continue;
-            };
-            let ino = Ino::of(&meta);
-            seen.push(ino);
-            if let Some(f) = self.files.iter_mut().find(|f| f.ino == ino && !f.finished) {
-                present.push(f.fp);
-                if f.order != order {
-                    if order != Order::Live && f.rotated_at.is_none() {
-                        f.rotated_at = Some(now);
-                    }
-                    f.path = path;
-                    f.order = order;
-                }
-                continue;
-            }
-            if let Some(f) = self.files.iter().find(|f| f.ino == ino) {
-                present.push(f.fp);
-                continue;
-            }
-            if let Some(&(size, fp)) = self.skipped.get(&ino)
-                && size == meta.len()
-            {
-                present.push(fp);
-                continue;
-            }
-            match self.open(path, order, gz, meta.len(), env) {
-                Ok(Opened::Reader(reader)) => {
-                    present.push(reader.fp);
-                    self.files.push(*reader);
-                    added = true;
-                }
-                Ok(Opened::Skip(fp)) => {
-                    present.push(fp);
-                    self.skipped.insert(ino, (meta.len(), fp));
-                }
-                Err(e) => {
-                    complete = false;
-                    Metrics::inc_reason(&env.metrics.log_file_errors, "open", 1);
-                    if let Some(n) = env.limits.allow("open", now) {
-                        tracing::warn!(stream = %self.key, error = %e, suppressed = n, "opening a log file failed; retrying at the next rescan");
-                    }
-                }
-            }
-        }
-        self.skipped.retain(|ino, _| seen.contains(ino));
-        self.files.sort_by(|a, b| a.order.cmp(&b.order));
-        if complete {
-            present.extend(self.finished.iter().copied());
-            let stale_before = unix_now().saturating_sub(PRUNE_GRACE_SECS);
-            env.ledger
-                .with_store(|s| s.prune_stream(&self.key, &present, stale_before));
-        }
-        added
-    }
-
-    /// Opens a file not seen before, at its checkpoint, unless it needs no reading.
-    fn open(
-        &mut self,
-        path: PathBuf,
-        order: Order,
-        gz: bool,
-        size: u64,
-        env: &mut Env<'_>,
-    ) -> io::Result<Opened> {
-        let (file, head) = read_head(&path, gz)?;
-        let live = order == Order::Live;
-        let fp = Fingerprint::of(&head);
-        if head.is_empty() && !live {
-            return Ok(Opened::Skip(fp));
-        }
-        let same_content = |fp: &Fingerprint| fp.len > 0 && fp.matches(&head);
-        if self
-            .files
-            .iter()
-            .any(|f| !f.finished && same_content(&f.fp))
-            || self.finished.iter().any(same_content)
-        {
-            // A gzip or copy of a file being read (or just let go): not read twice.
-            return Ok(Opened::Skip(fp));
-        }
-        let entry = env
-            .ledger
-            .with_store(|s| s.lookup(&self.key, &head).cloned());
-        let offset = match entry {
-            Some(e) if e.done && !live && (gz || e.offset >= size) => {
-                return Ok(Opened::Skip(e.fingerprint()));
-            }
-            Some(e) if !gz && e.offset > size => {
-                tracing::warn!(path = %path.display(), checkpoint = e.offset, size, "file is shorter than its checkpoint; reading it from the start");
-                0
-            }
-            Some(e) => e.offset,
-            None if env.start_at_end => {
-                if !live {
-                    return Ok(Opened::Skip(fp));
-                }
-                size
-            }
-            None => 0,
-        };
-        let decoder = Decoder::new(&self.info, env.settings.max_record);
-        tracing::debug!(path = %path.display(), offset, fp = fp.hash, fp_len = fp.len, "opening log file");
-        let mut reader =
-            FileReader::new(0, file, path, order, gz, head, offset, decoder, env.out.now)?;
-        reader.id = env.ledger.register_file(&self.key, fp, offset);
-        Ok(Opened::Reader(Box::new(reader)))
-    }
-
     /// Drops files that were let go (after a batch marked them done).
     pub fn remove_finished(&mut self) {
         self.files.retain(|f| !f.finished);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, Destination};
+    use crate::checkpoint::Store;
+    use crate::encode::{Fragment, RecordForm};
+    use crate::tail::decode::Counters;
+    use std::io::Write;
+
+    /// One container stream polled by hand, on a clock the test moves.
+    struct Harness {
+        _tmp: tempfile::TempDir,
+        dir: PathBuf,
+        stream: ContainerStream,
+        settings: Settings,
+        ledger: Ledger,
+        metrics: Arc<Metrics>,
+        builder: BatchBuilder,
+        counters: Counters,
+        limits: LogLimits,
+        readbuf: Vec<u8>,
+        now: Instant,
+        start: Instant,
+        records: Vec<String>,
+    }
+
+    fn info() -> ContainerInfo {
+        ContainerInfo {
+            dest: Arc::new(Destination {
+                group: "g".into(),
+                stream: "s".into(),
+            }),
+            kubernetes: Fragment::new(b"{}".to_vec(), RecordForm::Json),
+            kubernetes_reduced: false,
+            multiline: None,
+            parser: None,
+            excluded: false,
+            miss: false,
+            log_only: true,
+        }
+    }
+
+    /// CRI lines `<prefix> <i>` for each `i` in `seqs`, padded to about `pad` bytes.
+    fn lines(prefix: &str, seqs: std::ops::Range<usize>, pad: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in seqs {
+            let msg = format!("{prefix} {i} ");
+            let fill = pad.saturating_sub(msg.len() + 32);
+            out.extend_from_slice(
+                format!(
+                    "2026-11-23T10:00:00.000000000Z stdout F {msg}{}\n",
+                    "x".repeat(fill)
+                )
+                .as_bytes(),
+            );
+        }
+        out
+    }
+
+    impl Harness {
+        fn new(chunk: usize) -> Self {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("ns_pod_uid/app");
+            fs::create_dir_all(&dir).unwrap();
+            fs::File::create(dir.join("0.log")).unwrap();
+            let metrics = Arc::new(Metrics::new());
+            let stream = ContainerStream::new(
+                dir.join("0.log"),
+                info(),
+                PathMeta::default(),
+                MetaState::Off,
+            );
+            let now = Instant::now();
+            Self {
+                _tmp: tmp,
+                dir,
+                stream,
+                settings: Settings {
+                    chunk,
+                    max_line: 64 * 1024,
+                    max_record: 32 * 1024,
+                    rotate_wait: Duration::from_secs(5),
+                    eof_flush: Duration::from_secs(1),
+                    exit_on_eof: false,
+                },
+                ledger: Ledger::new(Store::default(), Arc::clone(&metrics)),
+                metrics,
+                builder: BatchBuilder::new(64 << 20, 1 << 20),
+                counters: Counters::default(),
+                limits: LogLimits::default(),
+                readbuf: Vec::new(),
+                now,
+                start: now,
+                records: Vec::new(),
+            }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.join(name)
+        }
+
+        fn append(&self, name: &str, bytes: &[u8]) {
+            fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(self.path(name))
+                .unwrap()
+                .write_all(bytes)
+                .unwrap();
+        }
+
+        fn poll(&mut self) -> Poll {
+            let mut env = Env {
+                settings: &self.settings,
+                ledger: &self.ledger,
+                metrics: &self.metrics,
+                readbuf: &mut self.readbuf,
+                out: Out {
+                    builder: &mut self.builder,
+                    counters: &mut self.counters,
+                    now: self.now,
+                    now_ms: self.now.duration_since(self.start).as_millis() as u64,
+                    wall_nanos: 0,
+                    max_processed: self.settings.max_record,
+                },
+                start_at_end: false,
+                limits: &mut self.limits,
+            };
+            let p = self.stream.poll(&mut env);
+            let batch = self.builder.seal(Vec::new(), self.now);
+            self.records.extend(
+                batch
+                    .events
+                    .iter()
+                    .map(|e| String::from_utf8_lossy(batch.record(e)).into_owned()),
+            );
+            self.stream.remove_finished();
+            p
+        }
+
+        /// Polls until a poll finds nothing (as the tailer's rounds do).
+        fn poll_idle(&mut self) {
+            for _ in 0..10_000 {
+                let p = self.poll();
+                if !p.busy && !p.progressed {
+                    return;
+                }
+            }
+            panic!("the stream never caught up");
+        }
+
+        fn advance(&mut self, by: Duration) {
+            self.now += by;
+        }
+
+        /// The value of a series in the metrics text (0 when absent).
+        fn metric(&self, series: &str) -> u64 {
+            let text = self.metrics.encode();
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(0)
+        }
+
+        fn records_starting(&self, prefix: &str) -> usize {
+            self.records
+                .iter()
+                .filter(|r| r.starts_with(prefix))
+                .count()
+        }
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Rotated files found next to the live file, all three starting with the same
+    /// 400 bytes (a container repeating its first line): none is a copy of another,
+    /// every line of each is read.
+    #[test]
+    fn rotated_files_starting_like_the_live_one_are_read() {
+        let mut h = Harness::new(256 * 1024);
+        let banner = lines("BANNER", 0..1, 400);
+        let gz = [banner.clone(), lines("gz", 0..30, 100)].concat();
+        fs::write(h.path("0.log.20261123-090000.gz"), gzip(&gz)).unwrap();
+        h.append("0.log.20261123-100000", &banner);
+        h.append("0.log.20261123-100000", &lines("rotated", 0..20, 100));
+        h.append("0.log", &banner);
+        h.append("0.log", &lines("live", 0..10, 100));
+        h.poll_idle();
+        assert_eq!(h.records_starting("gz "), 30);
+        assert_eq!(h.records_starting("rotated "), 20);
+        assert_eq!(h.records_starting("live "), 10);
+        assert_eq!(h.records_starting("BANNER "), 3);
+    }
+
+    /// A rotated gzip file that fails part way (a second member that is not gzip)
+    /// is read again after 1 s, 2 s, 4 s … each failure counted, then given up after
+    /// `READ_ATTEMPTS` failures, the compressed bytes after the failure counted as
+    /// lost. The live file, starting with the same bytes, is read all along.
+    #[test]
+    fn a_failing_gz_is_retried_with_backoff_then_given_up_and_counted() {
+        use crate::tail::file::READ_ATTEMPTS;
+        let mut h = Harness::new(256 * 1024);
+        let banner = lines("BANNER", 0..1, 400);
+        let good = gzip(&[banner.clone(), lines("gz", 0..30, 100)].concat());
+        let rest = gzip(&lines("after", 0..30, 100));
+        let gz = [&good[..], b"this is not gzip", &rest[..]].concat();
+        fs::write(h.path("0.log.20261123-100000.gz"), &gz).unwrap();
+        h.append("0.log", &banner);
+        h.append("0.log", &lines("live", 0..10, 100));
+        h.poll_idle();
+        let errors = |h: &Harness| h.metric("kubeship_log_file_errors_total{reason=\"read\"}");
+        assert_eq!(
+            (h.records_starting("gz "), h.records_starting("live ")),
+            (30, 10)
+        );
+        assert_eq!(errors(&h), 1);
+        for (wait, failures) in [(1000, 2), (2000, 3), (4000, 4)] {
+            h.advance(Duration::from_millis(wait - 100));
+            h.poll_idle();
+            assert_eq!(errors(&h), failures - 1, "not before {wait} ms");
+            h.advance(Duration::from_millis(100));
+            h.poll_idle();
+            assert_eq!(errors(&h), failures, "after {wait} ms");
+        }
+        for failures in 5..=READ_ATTEMPTS {
+            h.advance(Duration::from_secs(60));
+            h.poll_idle();
+            assert_eq!(errors(&h), u64::from(failures));
+        }
+        let lost = h.metric("kubeship_log_bytes_lost_total{reason=\"read_error\"}");
+        assert!(
+            lost >= rest.len() as u64 && lost <= (gz.len() - good.len()) as u64,
+            "{lost} bytes lost of {}",
+            rest.len()
+        );
+        h.append("0.log", &lines("live", 10..15, 100));
+        h.advance(Duration::from_secs(3600));
+        // Listed again (its checkpoint does not say it is done: nothing was acked).
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        assert_eq!(errors(&h), u64::from(READ_ATTEMPTS), "given up");
+        assert_eq!(h.records_starting("live "), 15);
+        assert_eq!(h.records_starting("after "), 0);
+    }
+
+    /// Files let go are known when a listing finds them again before their
+    /// checkpoint says they are done (their last batches in flight, as with a sink
+    /// that holds events back to fill requests): a rotated file is not read again; a
+    /// live file let go while its container seemed gone reads on only what it got
+    /// since.
+    #[test]
+    fn files_let_go_are_not_read_again_before_their_checkpoint_says_so() {
+        let mut h = Harness::new(256 * 1024);
+        h.append("0.log", &lines("old", 0..20, 100));
+        h.poll_idle();
+        fs::rename(h.path("0.log"), h.path("0.log.20261123-100000")).unwrap();
+        h.append("0.log", &lines("new", 0..5, 100));
+        for _ in 0..3 {
+            // Rotation seen, the rotated file kept for rotate_wait, then let go.
+            h.advance(Duration::from_secs(4));
+            h.stream.needs_listing = true;
+            h.poll_idle();
+        }
+        assert_eq!(h.records_starting("old "), 20);
+        assert_eq!(h.records_starting("new "), 5);
+        // The container seems gone: its live file is let go too, then it is back.
+        h.stream.closing_since = Some(h.now);
+        h.advance(Duration::from_secs(6));
+        h.poll_idle();
+        assert!(h.stream.files.is_empty(), "every file let go");
+        h.stream.closing_since = None;
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        h.append("0.log", &lines("new", 5..8, 100));
+        h.advance(Duration::from_secs(11));
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        assert_eq!(h.records_starting("old "), 20, "the rotated file read once");
+        assert_eq!(h.records_starting("new "), 8, "the live file read on");
+    }
+
+    /// A live file truncated in place without a copy while the agent was behind: the
+    /// bytes it was seen to hold beyond the offset read are counted as lost.
+    #[test]
+    fn truncation_in_place_counts_the_bytes_seen_beyond_the_offset() {
+        let mut h = Harness::new(4096);
+        let old = lines("old", 0..40, 1000);
+        h.append("0.log", &old);
+        let p = h.poll();
+        assert!(p.busy, "one full chunk read of {} bytes", old.len());
+        fs::File::create(h.path("0.log")).unwrap();
+        h.append("0.log", &lines("new", 0..3, 100));
+        h.poll_idle();
+        assert_eq!(h.records_starting("new "), 3);
+        assert_eq!(
+            h.metric("kubeship_log_rotations_total{reason=\"truncated\"}"),
+            1
+        );
+        assert_eq!(
+            h.metric("kubeship_log_bytes_lost_total{reason=\"truncated\"}"),
+            old.len() as u64 - 4096
+        );
+    }
+
+    /// A live file truncated in place and written again with the same first bytes is
+    /// the same inode with new content: read from its start, not taken for a copy of
+    /// what it held before.
+    #[test]
+    fn truncated_and_rewritten_with_the_same_head_is_read_from_its_start() {
+        let mut h = Harness::new(256 * 1024);
+        let banner = lines("BANNER", 0..1, 400);
+        h.append("0.log", &banner);
+        h.append("0.log", &lines("old", 0..20, 200));
+        h.poll_idle();
+        assert_eq!(h.records_starting("old "), 20);
+        fs::File::create(h.path("0.log")).unwrap();
+        h.append("0.log", &banner);
+        h.append("0.log", &lines("new", 0..3, 100));
+        for _ in 0..3 {
+            // The live path is looked up (and the shrink seen) at most once a second.
+            h.advance(Duration::from_millis(1100));
+            h.poll_idle();
+        }
+        assert_eq!(h.records_starting("new "), 3, "the new content");
+        assert_eq!(h.records_starting("BANNER "), 2);
     }
 }

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub log_file_errors: Family<ReasonLabel, Counter>,
     /// Files found rotated or truncated.
     pub log_rotations: Family<ReasonLabel, Counter>,
+    /// Bytes of container logs known to be lost before they were read, by reason.
+    pub log_bytes_lost: Family<ReasonLabel, Counter>,
     /// Bytes of open files (as far as seen) not covered by the checkpoint file on disk.
     pub log_checkpoint_lag_bytes: Gauge,
     /// Records handed to the sink.
@@ -203,6 +205,7 @@ impl Metrics {
             log_invalid_utf8: Counter::default(),
             log_file_errors: Family::default(),
             log_rotations: Family::default(),
+            log_bytes_lost: Family::default(),
             log_checkpoint_lag_bytes: Gauge::default(),
             log_records_sent: Counter::default(),
             batches_acked: Counter::default(),
@@ -300,6 +303,15 @@ impl Metrics {
             "log_rotations",
             "Container log files seen rotated or truncated, by kind",
             Declared(m.log_rotations.clone()),
+        );
+        r.register(
+            "log_bytes_lost",
+            "Bytes of container logs that will never be read, by reason: truncated (a file \
+             truncated in place without a copy: its size last seen minus the offset read, a \
+             lower bound), read_error (a file given up after repeated read errors: its size \
+             minus the offset read; for a .gz the compressed bytes after the point where \
+             decompression failed)",
+            m.log_bytes_lost.clone(),
         );
         r.register(
             "log_checkpoint_lag_bytes",

@@ -1,0 +1,229 @@
+//! Listing a container's directory: which files are new, renamed or copies of
+//! others, and where a new one starts reading (its checkpoint, if any).
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use super::{ContainerStream, Env, refused_link};
+use crate::checkpoint::{FileId, Fingerprint};
+use crate::tail::decode::Decoder;
+use crate::tail::file::{FileReader, read_head};
+use crate::tail::names::{Order, classify};
+use crate::telemetry::Metrics;
+
+/// Checkpoint entries of files gone from disk are dropped after this long.
+const PRUNE_GRACE_SECS: u64 = 600;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What opening a file found.
+enum Opened {
+    /// It needs reading.
+    Reader(Box<FileReader>),
+    /// It needs no reading (done, a copy of another, empty); its fingerprint.
+    Skip(Fingerprint),
+}
+
+impl ContainerStream {
+    /// The stream's regular files in its directory, (path, order, gzip): the live
+    /// file first, then the newest rotated ones, plain before gzip (a file seen first
+    /// is the one its copies are recognised by). Symlinks are never followed: they go
+    /// to the second list, with the directory itself when it became a link (then
+    /// nothing is listed).
+    pub(super) fn siblings(&self) -> (Vec<(PathBuf, Order, bool)>, Vec<PathBuf>) {
+        let mut links = Vec::new();
+        // The directory was found through its canonical path: a component of it
+        // replaced by a link since would lead out of the pods directory.
+        if !fs::canonicalize(&self.dir).is_ok_and(|d| d == self.dir) {
+            if fs::symlink_metadata(&self.dir).is_ok() {
+                links.push(self.dir.clone());
+            }
+            return (Vec::new(), links);
+        }
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return (Vec::new(), links);
+        };
+        let mut files: Vec<_> = rd
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let name = e.file_name();
+                let (order, gz) = classify(&self.base, name.to_str()?)?;
+                let kind = e.file_type().ok()?;
+                if kind.is_symlink() {
+                    links.push(e.path());
+                }
+                kind.is_file().then(|| (e.path(), order, gz))
+            })
+            .collect();
+        files.sort_by(|a, b| (&b.1, !b.2).cmp(&(&a.1, !a.2)));
+        (files, links)
+    }
+
+    /// Lists the directory: follows renames, opens files not seen before.
+    pub(super) fn reconcile(&mut self, env: &mut Env<'_>) -> bool {
+        self.needs_listing = false;
+        env.start_at_end |= std::mem::take(&mut self.start_at_end);
+        let now = env.out.now;
+        let mut added = false;
+        let mut seen = Vec::new();
+        let mut present = Vec::new();
+        let mut complete = true;
+        // The live file's identity as listed now (it comes first): a reader that
+        // thinks it reads the live file may not have noticed its rotation yet.
+        let mut live_now = None;
+        let (files, links) = self.siblings();
+        for link in &links {
+            complete &= *link != self.dir;
+            refused_link(env.metrics, env.limits, now, &link.display());
+        }
+        for (path, order, gz) in files {
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ino = FileId::of(&meta);
+            seen.push(ino);
+            if order == Order::Live {
+                live_now = Some(ino);
+            }
+            if let Some(f) = self.files.iter_mut().find(|f| f.ino == ino && !f.finished) {
+                present.push(f.fp);
+                if f.order != order {
+                    if order != Order::Live && f.rotated_at.is_none() {
+                        f.rotated_at = Some(now);
+                    }
+                    f.path = path;
+                    f.order = order;
+                }
+                continue;
+            }
+            if let Some(f) = self.files.iter().find(|f| f.ino == ino) {
+                present.push(f.fp);
+                continue;
+            }
+            if let Some(&(size, fp)) = self.skipped.get(&ino)
+                && size == meta.len()
+            {
+                present.push(fp);
+                continue;
+            }
+            match self.open(path, order, gz, meta.len(), live_now, env) {
+                Ok(Opened::Reader(reader)) => {
+                    present.push(reader.fp);
+                    self.files.push(*reader);
+                    added = true;
+                }
+                Ok(Opened::Skip(fp)) => {
+                    present.push(fp);
+                    self.skipped.insert(ino, (meta.len(), fp));
+                }
+                Err(e) => {
+                    complete = false;
+                    Metrics::inc_reason(&env.metrics.log_file_errors, "open", 1);
+                    if let Some(n) = env.limits.allow("open", now) {
+                        tracing::warn!(stream = %self.key, error = %e, suppressed = n, "opening a log file failed; retrying at the next rescan");
+                    }
+                }
+            }
+        }
+        self.skipped.retain(|ino, _| seen.contains(ino));
+        self.files.sort_by(|a, b| a.order.cmp(&b.order));
+        if complete {
+            present.extend(self.finished.iter().map(|g| g.fp));
+            let stale_before = unix_now().saturating_sub(PRUNE_GRACE_SECS);
+            env.ledger
+                .with_store(|s| s.prune_stream(&self.key, &present, stale_before));
+        }
+        added
+    }
+
+    /// Opens a file not seen before, at its checkpoint, unless it needs no reading.
+    /// `live_now` is the live file as listed.
+    fn open(
+        &mut self,
+        path: PathBuf,
+        order: Order,
+        gz: bool,
+        size: u64,
+        live_now: Option<FileId>,
+        env: &mut Env<'_>,
+    ) -> io::Result<Opened> {
+        let (file, head) = read_head(&path, gz)?;
+        let id = FileId::of(&file.metadata()?);
+        let live = order == Order::Live;
+        let fp = Fingerprint::of(&head);
+        if head.is_empty() && !live {
+            return Ok(Opened::Skip(fp));
+        }
+        // A file let go a moment ago: its checkpoint may not say so yet (its last
+        // batches in flight). Only what it got since is read (a live file let go
+        // while its container seemed gone); one given up is left alone.
+        let let_go = self
+            .finished
+            .iter()
+            .rfind(|g| g.id == id && g.fp.matches(&head))
+            .copied();
+        if let Some(g) = let_go
+            && (!g.read || gz || size <= g.offset)
+        {
+            return Ok(Opened::Skip(fp));
+        }
+        // A file with an entry of its own resumes from it. Else a rotated file may be
+        // a copy of another (a gzip, a copytruncate copy): not read twice, or read on
+        // from the other's entry. The live file never is (copies get new names),
+        // however its first bytes look: a container may start two files alike.
+        let entry = match env.ledger.with_store(|s| s.find_own(&self.key, &head, id)) {
+            Some(e) => Some(e),
+            None if live => None,
+            None if self.is_copy(&file, &head, gz, live_now) => return Ok(Opened::Skip(fp)),
+            None => {
+                let reading: Vec<_> = self.files.iter().map(|f| (f.fp, f.ino)).collect();
+                env.ledger
+                    .with_store(|s| s.find_copy(&self.key, &head, &reading).cloned())
+            }
+        };
+        let offset = match entry {
+            _ if let Some(g) = let_go => g.offset,
+            Some(e) if e.done && !live && (gz || e.offset >= size) => {
+                return Ok(Opened::Skip(e.fingerprint()));
+            }
+            Some(e) if !gz && e.offset > size => {
+                tracing::warn!(path = %path.display(), checkpoint = e.offset, size, "file is shorter than its checkpoint; reading it from the start");
+                0
+            }
+            Some(e) => e.offset,
+            None if env.start_at_end => {
+                if !live {
+                    return Ok(Opened::Skip(fp));
+                }
+                size
+            }
+            None => 0,
+        };
+        let decoder = Decoder::new(&self.info, env.settings.max_record);
+        tracing::debug!(path = %path.display(), offset, fp = fp.hash, fp_len = fp.len, "opening log file");
+        let mut reader =
+            FileReader::new(0, file, path, order, gz, head, offset, decoder, env.out.now)?;
+        reader.id = env.ledger.register_file(&self.key, fp, reader.ino, offset);
+        Ok(Opened::Reader(Box::new(reader)))
+    }
+
+    /// True when `file`, a rotated file with no entry of its own whose first bytes
+    /// are `head`, is a copy of a file being read (its content further on is the
+    /// same, or that file was truncated since) or just let go: a gzip of a rotated
+    /// file, a copytruncate copy of the live one (`live_now`; never a gzip). A
+    /// container may start two files alike.
+    fn is_copy(&self, file: &fs::File, head: &[u8], gz: bool, live_now: Option<FileId>) -> bool {
+        let same = |fp: &Fingerprint| fp.len > 0 && fp.matches(head);
+        self.finished.iter().any(|g| g.read && same(&g.fp))
+            || self.files.iter().any(|f| {
+                let live = Some(f.ino) == live_now;
+                !f.finished && same(&f.fp) && !(live && gz) && f.copied_to(file, gz)
+            })
+    }
+}
