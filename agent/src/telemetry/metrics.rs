@@ -311,7 +311,7 @@ impl Metrics {
              lower bound), read_error (a file given up after repeated read errors: its size \
              minus the offset read; for a .gz the compressed bytes after the point where \
              decompression failed)",
-            m.log_bytes_lost.clone(),
+            Declared(m.log_bytes_lost.clone()),
         );
         r.register(
             "log_checkpoint_lag_bytes",
