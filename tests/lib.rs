@@ -12,6 +12,8 @@
 //!
 //! * [`cw`]: CloudWatch Logs against moto's server ([`Moto`], [`CwDelivery`], [`FaultProxy`],
 //!   the strict [`check_put_log_events`]); [`AgentConfig::cloudwatch`] selects that sink.
+//! * [`bundle`]: the generated files of the dashboards-and-alerts bundle (ConfigMaps,
+//!   PrometheusRule, AMP alert manager definition), written by the `bundle-gen` binary.
 //! * [`kubeapi`]: a fake Kubernetes API server ([`FakeApi`]: list/watch of one node's pods and
 //!   of namespaces, with faults) and the [`Pod`] builder.
 //!
@@ -33,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+pub mod bundle;
 pub mod cw;
 pub use cw::*;
 pub mod kubeapi;

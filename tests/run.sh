@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs kubeship's whole check suite: format, lints, build, tests, fuzz-target compile check.
+# Runs kubeship's whole check suite: format, lints, build, tests (the dashboards-and-alerts bundle
+# included: `cargo test -p kubeship-tests --test integration bundle::` runs it alone), fuzz-target
+# compile check.
 # Installs what the tests need when it is missing (one ensure_* function per dependency), so
 # it works on a fresh machine; idempotent; runnable from any working directory.
 #
@@ -91,11 +93,21 @@ ensure_moto() {
   note "moto $("$KUBESHIP_PYTHON" -c 'import moto; print(moto.__version__)') ($KUBESHIP_PYTHON)"
 }
 
+# promtool and amtool, for the dashboards-and-alerts bundle (tests/integration/bundle/: the alert
+# rules and their unit tests, every dashboard query, both Alertmanager configurations). Only the
+# packages themselves: their recommends (node exporter, IPMI tools) are not needed.
+ensure_prometheus_tools() {
+  type -P promtool >/dev/null 2>&1 || apt_install --no-install-recommends prometheus
+  type -P amtool >/dev/null 2>&1 || apt_install --no-install-recommends prometheus-alertmanager
+  note "$(promtool --version 2>&1 | head -n1); $(amtool --version 2>&1 | head -n1)"
+}
+
 ensure_cargo
 ensure_rustfmt
 ensure_clippy
 ensure_test_tools
 ensure_moto
+ensure_prometheus_tools
 
 # --- checks ------------------------------------------------------------------------------------
 

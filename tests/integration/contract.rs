@@ -30,8 +30,8 @@ fn design_names() -> BTreeSet<String> {
 }
 
 /// The families `/metrics` declares (`# TYPE` lines), named as their samples are: a counter
-/// family `x` is `x_total`.
-fn exposed_families(text: &str) -> BTreeSet<String> {
+/// family `x` is `x_total`. (Also used by the bundle test: the names dashboards and alerts use.)
+pub(crate) fn exposed_families(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|rest| {

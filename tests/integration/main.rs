@@ -4,6 +4,7 @@
 //! pointed at with `KUBESHIP_BIN`; `tests/run.sh` does that. See `tests/lib.rs` for the harness.
 
 mod bad_input;
+mod bundle;
 mod cli;
 mod cloudwatch;
 mod cloudwatch_budget;
