@@ -8,7 +8,7 @@ import shutil
 import kubernetes_validate
 import yaml
 
-from bundle import (CHART, HELM_CASES, KUSTOMIZE, OVERLAYS, ROOT, TMP, Failed, agent_config,
+from bundle import (CHART, HELM_CASES, KUSTOMIZE, OVERLAYS, TMP, Failed, agent_config,
                     all_renders, chart_copy, expect, helm, helm_renders, helm_values, kinds,
                     kustomize_renders, load_all, merge, one, run, say)
 
@@ -205,7 +205,8 @@ def kubernetes_schemas():
 @check
 def agent_validates_configs():
     """Every rendered agent config passes the real `kubeship validate` with the DaemonSet's environment"""
-    binary = os.environ.get("KUBESHIP_BIN") or str(ROOT / "target" / "debug" / "kubeship")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/kubeship-target")  # run.sh's
+    binary = os.environ.get("KUBESHIP_BIN") or os.path.join(target, "debug", "kubeship")
     expect(os.access(binary, os.X_OK), f"KUBESHIP_BIN={binary} is not an executable (cargo build -p kubeship)")
     for name, objects in all_renders().items():
         _, text = agent_config(objects)
