@@ -22,6 +22,7 @@ the render fail.
 import asyncio
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -48,12 +49,17 @@ API = {
 KUBE_VERSION = {"major": "1", "minor": "34", "gitVersion": "v1.34.0", "platform": "linux/amd64"}
 
 
-def resource_paths():
-    """Object paths the fake accepts: (prefix, resource, namespaced)."""
+def object_path_pattern():
+    """Collection and object paths of the kinds above, namespaced or not."""
+    paths = []
     for gv, resources in API.items():
         prefix = "/api/v1" if gv == "v1" else f"/apis/{gv}"
         for name, _, namespaced in resources:
-            yield prefix, name, namespaced
+            paths.append(f"{prefix}/namespaces/[^/]+/{name}" if namespaced else f"{prefix}/{name}")
+    return re.compile(f"^({'|'.join(paths)})(/[^/]+)?$")
+
+
+OBJECT_PATH = object_path_pattern()
 
 
 class FakeApi(BaseHTTPRequestHandler):
@@ -69,15 +75,6 @@ class FakeApi(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-    def object_path(self, path):
-        for prefix, name, namespaced in resource_paths():
-            base = f"{prefix}/namespaces/" if namespaced else f"{prefix}/{name}"
-            if namespaced and path.startswith(base) and f"/{name}" in path[len(base):]:
-                return True
-            if not namespaced and (path == base or path.startswith(base + "/")):
-                return True
-        return False
 
     def do_GET(self):
         path = self.path.split("?")[0]
@@ -98,14 +95,14 @@ class FakeApi(BaseHTTPRequestHandler):
                     "resources": [{"name": n, "singularName": "", "namespaced": ns, "kind": k,
                                    "verbs": ["create", "get", "list", "patch", "update"]}
                                   for n, k, ns in resources]})
-        if self.object_path(path):
+        if OBJECT_PATH.match(path):
             return self.reply(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                     "reason": "NotFound", "code": 404})
         self.fail_request()
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.object_path(self.path.split("?")[0]):
+        if OBJECT_PATH.match(self.path.split("?")[0]):
             return self.reply(201, json.loads(body))
         self.fail_request()
 
