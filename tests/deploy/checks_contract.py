@@ -36,6 +36,9 @@ def daemonset_contract(name, objects, config):
     for where, ctx in (("container", sc), ("pod", pod.get("securityContext", {}))):
         expect(ctx.get("seccompProfile") == {"type": "RuntimeDefault"}, f"{name}: {where} seccomp not RuntimeDefault")
     expect(not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC"), f"{name}: host namespaces")
+    # The kubelet rejects a pod with an AppArmor profile on nodes without AppArmor (EKS's
+    # Amazon Linux 2023, Bottlerocket): the agent would run nowhere there.
+    expect("appArmorProfile" not in json.dumps(pod), f"{name}: an appArmorProfile keeps the pod off AL2023 nodes")
     expect(pod.get("priorityClassName") == "system-node-critical", f"{name}: not system-node-critical")
     expect(pod.get("tolerations") == [{"operator": "Exists"}], f"{name}: tolerations are not [{{operator: Exists}}]")
     rolling = ds["spec"]["updateStrategy"]
