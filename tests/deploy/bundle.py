@@ -52,13 +52,14 @@ def run(cmd, **kwargs):
     return proc
 
 
-def tool(name, env_var=None):
-    """A tool's executable: $env_var, next to this interpreter (pip's scripts dir), PATH."""
+def tool(name, env_var=None, default=None):
+    """A tool's executable: $env_var, next to this interpreter (pip's scripts dir),
+    `default`, PATH."""
     if env_var and os.environ.get(env_var):
         return os.environ[env_var]
-    local = Path(sysconfig.get_path("scripts")) / name
-    if local.exists():
-        return str(local)
+    for path in (Path(sysconfig.get_path("scripts")) / name, default and Path(default).expanduser()):
+        if path and path.exists():
+            return str(path)
     found = shutil.which(name)
     if not found:
         raise Failed(f"{name} is not installed (tests/run.sh installs it)")

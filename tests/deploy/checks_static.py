@@ -277,7 +277,7 @@ def checkov():
     (scan / "docker").mkdir()
     shutil.copy(ROOT / "Dockerfile", scan / "docker" / "Dockerfile")
     shutil.copytree(DEPLOY / "terraform", scan / "terraform")
-    proc = run([tool("checkov", "KUBESHIP_CHECKOV"), "-d", scan, "--framework", "kubernetes", "dockerfile", "terraform",
+    proc = run([tool("checkov", "KUBESHIP_CHECKOV", "~/.cache/kubeship-checkov-venv/bin/checkov"), "-d", scan, "--framework", "kubernetes", "dockerfile", "terraform",
                 "-o", "json", "--skip-download", "--quiet"], env=dict(os.environ, LOG_LEVEL="ERROR"))
     try:
         reports = json.loads(proc.stdout)
