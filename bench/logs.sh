@@ -457,15 +457,15 @@ for l in sys.stdin:
     if f:
         cost[f.group(1)] = max(cost.get(f.group(1), 0), n)
 c = lambda *names: sum(cost.get(x, 0) for x in names)
-tailer = c("kubeship::tail::Tailer::run")
+tailer = c("kubeship::logs::tail::Tailer::run")
 pods = c("kubeship::app::start_pod_watch", "kubeship::kube::watch::run::{{closure}}")
 report = max(0, c("kubeship::cli::main") - c("kubeship::app::run"))
 groups = [
     ("total", total),
     ("tailer", tailer),
-    ("encode_record", c("kubeship::encode::encode_record")),
+    ("encode_record", c("kubeship::logs::encode::encode_record")),
     ("vec_growth", c("alloc::raw_vec::RawVecInner<A>::finish_grow")),
-    ("enrichment", c("kubeship::enrich::Enricher::info", "kubeship::enrich::Enricher::lookup")),
+    ("enrichment", c("kubeship::logs::enrich::Enricher::info", "kubeship::logs::enrich::Enricher::lookup")),
     ("pod_watch", pods),
     ("exit_report", report),
     ("other", total - tailer - pods - report),

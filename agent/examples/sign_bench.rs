@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
-use kubeship::sink::cloudwatch::sign::PutSigner;
+use kubeship::logs::sink::cloudwatch::sign::PutSigner;
 
 const CT: &str = "application/x-amz-json-1.1";
 const TARGET: &str = "Logs_20140328.PutLogEvents";

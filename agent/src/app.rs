@@ -20,14 +20,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::checkpoint::Store;
 use crate::config::{Config, KubeSource, SinkConfig};
 use crate::kube::{self, PodCache};
-use crate::ledger::Ledger;
-use crate::persist;
-use crate::sink::cloudwatch::client::Api;
-use crate::sink::{CloudWatchSink, LocalSink};
-use crate::tail::{Control, Summary, Tailer};
+use crate::logs::checkpoint::Store;
+use crate::logs::ledger::Ledger;
+use crate::logs::persist;
+use crate::logs::sink::cloudwatch::client::Api;
+use crate::logs::sink::{CloudWatchSink, LocalSink};
+use crate::logs::tail::{Control, Summary, Tailer};
 use crate::telemetry::Metrics;
 use crate::telemetry::server;
 
@@ -171,7 +171,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
             c.rescan.store(true, Ordering::SeqCst);
             c.waker.wake();
         });
-        match crate::tail::watch(&cfg.logs.containers_dir, on_change) {
+        match crate::logs::tail::watch(&cfg.logs.containers_dir, on_change) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(dir = %cfg.logs.containers_dir.display(), error = %e, "cannot watch the containers directory; relying on rescans");

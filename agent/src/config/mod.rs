@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::route;
+use crate::logs::route;
 
 pub use cloudwatch::{CloudWatchConfig, RETENTION_DAYS};
 pub use kubernetes::{KeyPattern, KubeSource, KubernetesConfig};

@@ -24,7 +24,7 @@ use super::{
     Config, EventFormat, LogFormat, OutputConfig, PipelineConfig, Problem, SinkConfig,
     TelemetryConfig,
 };
-use crate::route::Template;
+use crate::logs::route::Template;
 
 pub(super) const KIB: u64 = 1024;
 pub(super) const MIB: u64 = 1024 * KIB;

@@ -17,12 +17,12 @@ use std::sync::Arc;
 
 use kubeship_parsers::Rule;
 
-use crate::batch::Destination;
 use crate::config::{Config, MultilineRule};
-use crate::encode::{AppParser, Fragment, PathMeta, RecordForm, escape_str_into};
 use crate::kube::{Labels, PodCache, PodMeta};
-use crate::route::Fields;
-use crate::tail::ContainerInfo;
+use crate::logs::batch::Destination;
+use crate::logs::encode::{AppParser, Fragment, PathMeta, RecordForm, escape_str_into};
+use crate::logs::route::Fields;
+use crate::logs::tail::ContainerInfo;
 
 /// Flush timeout of a multiline rule a pod annotation chose.
 const ANNOTATION_MULTILINE_FLUSH_MS: u64 = 1000;
@@ -132,8 +132,8 @@ impl Enricher {
             annotations: pod.map(|p| &p.annotations),
         };
         let dest = Arc::new(Destination {
-            group: crate::route::sanitize_group(&cfg.output.group.render(&fields)),
-            stream: crate::route::sanitize_stream(&cfg.output.stream.render(&fields)),
+            group: crate::logs::route::sanitize_group(&cfg.output.group.render(&fields)),
+            stream: crate::logs::route::sanitize_stream(&cfg.output.stream.render(&fields)),
         });
         let mut multiline = cfg
             .logs

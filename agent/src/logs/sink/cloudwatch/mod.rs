@@ -36,9 +36,9 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
-use crate::batch::{Batch, Destination};
 use crate::config::CloudWatchConfig;
-use crate::ledger::Ledger;
+use crate::logs::batch::{Batch, Destination};
+use crate::logs::ledger::Ledger;
 use crate::telemetry::server::Health;
 use crate::telemetry::{LogLimits, Metrics};
 use batcher::{Ev, StreamQueue, event_of};
@@ -473,8 +473,8 @@ fn backoff(attempt: u32, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::BatchBuilder;
-    use crate::checkpoint::Store;
+    use crate::logs::batch::BatchBuilder;
+    use crate::logs::checkpoint::Store;
     use std::sync::atomic::AtomicBool;
 
     fn sink(ledger: &Arc<Ledger>) -> CloudWatchSink {

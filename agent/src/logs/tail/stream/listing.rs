@@ -6,10 +6,10 @@ use std::io;
 use std::path::PathBuf;
 
 use super::{ContainerStream, Env, refused_link};
-use crate::checkpoint::{FileId, Fingerprint};
-use crate::tail::decode::Decoder;
-use crate::tail::file::{FileReader, read_head};
-use crate::tail::names::{Order, classify};
+use crate::logs::checkpoint::{FileId, Fingerprint};
+use crate::logs::tail::decode::Decoder;
+use crate::logs::tail::file::{FileReader, read_head};
+use crate::logs::tail::names::{Order, classify};
 use crate::telemetry::Metrics;
 
 /// Checkpoint entries of files gone from disk are dropped after this long.

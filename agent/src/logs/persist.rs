@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::write_atomic;
-use crate::ledger::Ledger;
+use crate::logs::checkpoint::write_atomic;
+use crate::logs::ledger::Ledger;
 use crate::telemetry::server::Health;
 use crate::telemetry::{LogLimits, Metrics};
 
@@ -146,8 +146,8 @@ pub fn write(ledger: &Ledger, path: &Path, metrics: &Metrics) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{BatchBuilder, Mark};
-    use crate::checkpoint::{Fingerprint, Store};
+    use crate::logs::batch::{BatchBuilder, Mark};
+    use crate::logs::checkpoint::{Fingerprint, Store};
 
     fn writer(dir: &Path, interval: Duration, stuck_after: Duration) -> (Writer, Arc<Ledger>) {
         let metrics = Arc::new(Metrics::new());
@@ -201,7 +201,7 @@ mod tests {
         let f = ledger.register_file(
             &s,
             Fingerprint::of(b"head line\n"),
-            crate::checkpoint::FileId::UNKNOWN,
+            crate::logs::checkpoint::FileId::UNKNOWN,
             0,
         );
         let mut b = BatchBuilder::new(1024, 10).seal(

@@ -14,7 +14,7 @@ pub(super) enum Lost {
     /// the offset read (a lower bound: what was written after it was last looked at
     /// is not known).
     Truncated,
-    /// Given up after [`READ_ATTEMPTS`](crate::tail::file::READ_ATTEMPTS) failed
+    /// Given up after [`READ_ATTEMPTS`](crate::logs::tail::file::READ_ATTEMPTS) failed
     /// reads in a row: the bytes on disk past the offset read (for a `.gz`, the
     /// compressed bytes past the point where decompression failed).
     ReadError,

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
-use crate::batch::Batch;
-use crate::checkpoint::{FileId, Fingerprint, Store};
+use crate::logs::batch::Batch;
+use crate::logs::checkpoint::{FileId, Fingerprint, Store};
 use crate::telemetry::Metrics;
 
 struct FileTrack {
@@ -426,7 +426,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{BatchBuilder, Mark};
+    use crate::logs::batch::{BatchBuilder, Mark};
     use std::time::Instant;
 
     const FILE: FileId = FileId {
@@ -516,7 +516,7 @@ mod tests {
     fn budget_blocks_until_acknowledged() {
         let l = Arc::new(Ledger::new(Store::default(), Arc::new(Metrics::new())));
         let mut b = BatchBuilder::new(1 << 20, 10);
-        let d = Arc::new(crate::batch::Destination {
+        let d = Arc::new(crate::logs::batch::Destination {
             group: "g".into(),
             stream: "s".into(),
         });
@@ -580,7 +580,7 @@ mod tests {
             .expect("the tailer's wait is signalled");
         };
         let l = Arc::new(Ledger::new(Store::default(), Arc::new(Metrics::new())));
-        let d = Arc::new(crate::batch::Destination {
+        let d = Arc::new(crate::logs::batch::Destination {
             group: "g".into(),
             stream: "s".into(),
         });

@@ -4,7 +4,7 @@
 //! on its (group, stream). A request takes events from the front of one queue while
 //! they fit ([`limits`](super::limits)), is sorted by timestamp (stable), and is cut
 //! wherever its span would pass 24 hours. The encoder bounds every record to one
-//! event (`crate::encode`); an event that still could not fit an empty request is
+//! event (`crate::logs::encode`); an event that still could not fit an empty request is
 //! taken out of its queue as [`Taken::too_large`] for the sink to drop and count,
 //! so that no content can hold a queue, and the pipeline behind it, forever.
 
@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::limits::{MAX_BATCH_SPAN_MS, MAX_EVENT_BYTES, event_size, fits};
-use crate::batch::{Batch, Event};
-use crate::encode::RecordForm;
+use crate::logs::batch::{Batch, Event};
+use crate::logs::encode::RecordForm;
 
 /// An event's message: a slice of its pipeline batch, or text of its own.
 #[derive(Clone, Debug)]
@@ -171,16 +171,18 @@ pub fn split_by_span(mut evs: Vec<Ev>) -> Vec<Vec<Ev>> {
 /// tailer writes them (for tests).
 #[cfg(test)]
 pub(crate) fn batch_of(records: &[&str], form: RecordForm, time_nanos: i64) -> Arc<Batch> {
-    let d = Arc::new(crate::batch::Destination {
+    let d = Arc::new(crate::logs::batch::Destination {
         group: "g".into(),
         stream: "s".into(),
     });
-    let mut bb = crate::batch::BatchBuilder::new(4 << 20, 100).with_form(form);
+    let mut bb = crate::logs::batch::BatchBuilder::new(4 << 20, 100).with_form(form);
     for r in records {
         bb.push(&d, time_nanos, Instant::now(), |o| {
             match form {
                 RecordForm::Json => o.extend_from_slice(r.as_bytes()),
-                RecordForm::JsonString => crate::encode::escape_json_text_into(r.as_bytes(), o),
+                RecordForm::JsonString => {
+                    crate::logs::encode::escape_json_text_into(r.as_bytes(), o)
+                }
             }
             r.len()
         });
@@ -270,7 +272,7 @@ mod tests {
         assert_eq!((a.ts_ms, b.ts_ms), (1, 1));
         assert!(!a.escaped() && b.escaped());
         let mut esc = Vec::new();
-        crate::encode::escape_json_text_into(a.bytes(), &mut esc);
+        crate::logs::encode::escape_json_text_into(a.bytes(), &mut esc);
         assert_eq!(b.bytes(), &esc[..]);
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use flate2::bufread::MultiGzDecoder;
 
-use crate::checkpoint::FINGERPRINT_BYTES;
+use crate::logs::checkpoint::FINGERPRINT_BYTES;
 
 /// How far a rotated file starting like a file being read is compared with it, to
 /// tell a copy of it (gzip, copytruncate) from another file that starts alike.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::decode::{ContainerInfo, Decoder, Out};
 use super::names::Order;
-use crate::checkpoint::{FINGERPRINT_BYTES, FileId, Fingerprint};
+use crate::logs::checkpoint::{FINGERPRINT_BYTES, FileId, Fingerprint};
 
 mod open;
 

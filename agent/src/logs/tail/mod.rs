@@ -25,12 +25,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-use crate::batch::{Batch, BatchBuilder, Mark};
 use crate::config::Config;
-use crate::encode::PathMeta;
-use crate::enrich::{AnnotationProblem, Enricher};
 use crate::kube::PodCache;
-use crate::ledger::Ledger;
+use crate::logs::batch::{Batch, BatchBuilder, Mark};
+use crate::logs::encode::PathMeta;
+use crate::logs::enrich::{AnnotationProblem, Enricher};
+use crate::logs::ledger::Ledger;
 use crate::telemetry::server::Health;
 use crate::telemetry::{LogLimits, Metrics};
 use decode::{Counters, Out};
@@ -152,7 +152,7 @@ impl Tailer {
         };
         let builder =
             BatchBuilder::new(cfg.pipeline.batch_max_bytes, cfg.pipeline.batch_max_records)
-                .with_form(crate::encode::RecordForm::for_sink(&cfg.output.sink));
+                .with_form(crate::logs::encode::RecordForm::for_sink(&cfg.output.sink));
         Self {
             start_at_end: first_start && l.read_from == crate::config::ReadFrom::End,
             enricher: Enricher::new(Arc::clone(&cfg), pods),
@@ -245,7 +245,7 @@ impl Tailer {
                 Metrics::inc_reason(&m.log_records_reduced, reason, n);
             }
         }
-        for (parser, n) in crate::encode::AppParser::LABELS
+        for (parser, n) in crate::logs::encode::AppParser::LABELS
             .into_iter()
             .zip(c.parse_failed)
         {
@@ -497,7 +497,11 @@ impl Tailer {
         }
     }
 
-    fn info_for(&mut self, path: &PathMeta, found: Option<&crate::enrich::Found>) -> ContainerInfo {
+    fn info_for(
+        &mut self,
+        path: &PathMeta,
+        found: Option<&crate::logs::enrich::Found>,
+    ) -> ContainerInfo {
         let mut problems = Vec::new();
         let info = self.enricher.info(path, found, &mut problems);
         for AnnotationProblem { pod, message } in problems {
@@ -555,7 +559,7 @@ mod ack_model;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::Store;
+    use crate::logs::checkpoint::Store;
     use std::fs;
     use std::path::Path;
 

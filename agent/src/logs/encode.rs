@@ -2,7 +2,7 @@
 //!
 //! The record is the Container Insights shape (see DESIGN.md):
 //! `{"log":…,"stream":…,"time":…,"kubernetes":{…}}`. The `kubernetes` object is
-//! serialized once per container (`crate::enrich`) and spliced in as bytes;
+//! serialized once per container (`crate::logs::enrich`) and spliced in as bytes;
 //! the message is escaped in one pass (with [`kubeship_parsers::json`]). Invalid UTF-8
 //! is replaced with U+FFFD.
 //!
@@ -17,7 +17,7 @@
 use kubeship_parsers::json::escape_bytes_twice_into;
 use kubeship_parsers::{Stream, time};
 
-use crate::sink::cloudwatch::limits::MAX_EVENT_BYTES;
+use crate::logs::sink::cloudwatch::limits::MAX_EVENT_BYTES;
 
 // Re-exported so the rest of the agent keeps one import path for escaping.
 pub use kubeship_parsers::json::{escape_bytes_into, escape_json_text_into, escape_str_into};

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::encode::RecordForm;
+use crate::logs::encode::RecordForm;
 
 /// Where a record goes: the CloudWatch log group and stream it belongs to.
 #[derive(Debug, PartialEq, Eq, Hash)]

@@ -21,9 +21,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::{Control, Tailer};
-use crate::batch::Batch;
-use crate::checkpoint::{Store, write_atomic};
-use crate::ledger::Ledger;
+use crate::logs::batch::Batch;
+use crate::logs::checkpoint::{Store, write_atomic};
+use crate::logs::ledger::Ledger;
 use crate::telemetry::Metrics;
 
 const SEEDS: [u64; 6] = [7, 0xac_0001, 0x5eed_ac4e, 1_234_567, 99, 0xc0_ffee];

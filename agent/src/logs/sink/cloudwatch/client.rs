@@ -23,7 +23,7 @@ use super::batcher::Ev;
 use super::creds::{CredentialCache, LOAD_TIMEOUT, SharedCache};
 use super::put::{PutClient, PutFail};
 use crate::config::CloudWatchConfig;
-use crate::encode::{escape_json_text_into, escape_str_into};
+use crate::logs::encode::{escape_json_text_into, escape_str_into};
 
 /// (group, stream).
 type StreamKey = (String, String);
@@ -507,10 +507,10 @@ mod tests {
                 .collect();
             request_body("g", "s", &evs)
         };
-        let plain = body(crate::encode::RecordForm::Json);
+        let plain = body(crate::logs::encode::RecordForm::Json);
         assert_eq!(
             String::from_utf8_lossy(&plain),
-            String::from_utf8_lossy(&body(crate::encode::RecordForm::JsonString))
+            String::from_utf8_lossy(&body(crate::logs::encode::RecordForm::JsonString))
         );
         let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
         assert_eq!(v["logEvents"][0]["message"], records[0]);

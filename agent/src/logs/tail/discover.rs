@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::LogsConfig;
-use crate::encode::PathMeta;
+use crate::logs::encode::PathMeta;
 
 use super::names::{LinkName, parse_link_name, parse_pod_dir};
 

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use kubeship_parsers::{Format, Grouper, Line, PartialMerger, Record, Rule, Stream, parse_line};
 
-use crate::batch::{BatchBuilder, Destination};
-use crate::encode::{AppParser, Fragment, RecordRef, encode_record, encode_text};
+use crate::logs::batch::{BatchBuilder, Destination};
+use crate::logs::encode::{AppParser, Fragment, RecordRef, encode_record, encode_text};
 
 /// What a container's records need: where they go and their `kubernetes` object.
 #[derive(Debug)]
@@ -21,7 +21,7 @@ pub struct ContainerInfo {
     /// Precomputed `kubernetes` JSON object, in the form the batches take.
     pub kubernetes: Fragment,
     /// The pod's labels and annotations were left out of `kubernetes`: together
-    /// larger than [`crate::enrich::MAX_KUBERNETES_BYTES`].
+    /// larger than [`crate::logs::enrich::MAX_KUBERNETES_BYTES`].
     pub kubernetes_reduced: bool,
     /// Multiline rule and flush timeout for this container, if any.
     pub multiline: Option<(Rule, u64)>,
@@ -81,10 +81,10 @@ pub struct Out<'a> {
 
 impl Out<'_> {
     fn emit(&mut self, info: &ContainerInfo, rec: Record<'_>) {
-        let mut e = crate::encode::Encoded::default();
+        let mut e = crate::logs::encode::Encoded::default();
         let form = self.builder.form();
         if info.log_only {
-            let mut t = crate::encode::EncodedText::default();
+            let mut t = crate::logs::encode::EncodedText::default();
             self.builder
                 .push(&info.dest, rec.time_nanos, self.now, |buf| {
                     t = encode_text(rec.message, form, buf);

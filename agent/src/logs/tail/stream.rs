@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use super::decode::{ContainerInfo, Decoder, Out};
 use super::file::{FileReader, Progress, read_head};
 use super::names::Order;
-use crate::checkpoint::{FileId, Fingerprint};
-use crate::encode::PathMeta;
-use crate::enrich::Found;
-use crate::ledger::Ledger;
+use crate::logs::checkpoint::{FileId, Fingerprint};
+use crate::logs::encode::PathMeta;
+use crate::logs::enrich::Found;
+use crate::logs::ledger::Ledger;
 use crate::telemetry::{LogLimits, Metrics};
 
 mod listing;
@@ -499,10 +499,10 @@ impl ContainerStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{BatchBuilder, Destination};
-    use crate::checkpoint::Store;
-    use crate::encode::{Fragment, RecordForm};
-    use crate::tail::decode::Counters;
+    use crate::logs::batch::{BatchBuilder, Destination};
+    use crate::logs::checkpoint::Store;
+    use crate::logs::encode::{Fragment, RecordForm};
+    use crate::logs::tail::decode::Counters;
     use std::io::Write;
 
     /// One container stream polled by hand, on a clock the test moves.
@@ -699,7 +699,7 @@ mod tests {
     /// lost. The live file, starting with the same bytes, is read all along.
     #[test]
     fn a_failing_gz_is_retried_with_backoff_then_given_up_and_counted() {
-        use crate::tail::file::READ_ATTEMPTS;
+        use crate::logs::tail::file::READ_ATTEMPTS;
         let mut h = Harness::new(256 * 1024);
         let banner = lines("BANNER", 0..1, 400);
         let good = gzip(&[banner.clone(), lines("gz", 0..30, 100)].concat());

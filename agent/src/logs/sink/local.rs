@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::batch::{Batch, Destination};
-use crate::ledger::Ledger;
+use crate::logs::batch::{Batch, Destination};
+use crate::logs::ledger::Ledger;
 use crate::telemetry::Metrics;
 
 /// Open files kept at most; others are closed and reopened on demand.
@@ -242,8 +242,8 @@ mod tests {
 
     mod property {
         use super::*;
-        use crate::batch::BatchBuilder;
-        use crate::checkpoint::Store;
+        use crate::logs::batch::BatchBuilder;
+        use crate::logs::checkpoint::Store;
         use proptest::prelude::*;
         use std::time::Instant;
 
@@ -289,7 +289,7 @@ mod tests {
                         let msg = vec![byte; len];
                         bb.push(&dests[d], 0, Instant::now(), |o| {
                             o.extend_from_slice(b"{\"log\":\"");
-                            crate::encode::escape_bytes_into(&msg, o);
+                            crate::logs::encode::escape_bytes_into(&msg, o);
                             o.extend_from_slice(b"\"}");
                             0
                         });
