@@ -1,5 +1,5 @@
 //! What signing one PutLogEvents request costs: the sink's day-key signer
-//! (`sink::cloudwatch::sign`) against aws-sigv4's general `sign` (as `PutSigner::sign_general` calls it), for an empty body
+//! (`aws::sign`) against aws-sigv4's general `sign` (as `PutSigner::sign_general` calls it), for an empty body
 //! (the per-request part) and a 64 KiB one (a steady-load request: the payload
 //! hash dominates). Run: `cargo run --release -p kubeship --example sign_bench`.
 
@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
-use kubeship::logs::sink::cloudwatch::sign::PutSigner;
+use kubeship::aws::sign::PutSigner;
 
 const CT: &str = "application/x-amz-json-1.1";
 const TARGET: &str = "Logs_20140328.PutLogEvents";

@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{Config, KubeSource, SinkConfig};
 use crate::kube::{self, PodCache};
 use crate::logs::checkpoint::Store;
+use crate::logs::checkpoint::writer;
 use crate::logs::ledger::Ledger;
-use crate::logs::persist;
 use crate::logs::sink::cloudwatch::client::Api;
 use crate::logs::sink::{CloudWatchSink, LocalSink};
 use crate::logs::tail::{Control, Summary, Tailer};
@@ -213,7 +213,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
                 r
             })?
     };
-    let ckpt_thread = persist::Writer {
+    let ckpt_thread = writer::Writer {
         ledger: Arc::clone(&ledger),
         path: ckpt_path.clone(),
         interval: cfg.pipeline.checkpoint_interval,
@@ -256,7 +256,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
         );
     }
     ckpt_thread.stop();
-    persist::write(&ledger, &ckpt_path, &metrics);
+    writer::write(&ledger, &ckpt_path, &metrics);
     rt.shutdown_timeout(Duration::from_millis(100));
     Ok(Report {
         summary,

@@ -12,8 +12,10 @@
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod kube;
 pub mod logs;
+pub mod net;
 pub mod telemetry;

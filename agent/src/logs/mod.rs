@@ -6,7 +6,6 @@ pub mod checkpoint;
 pub mod encode;
 pub mod enrich;
 pub mod ledger;
-pub mod persist;
 pub mod route;
 pub mod sink;
 pub mod tail;

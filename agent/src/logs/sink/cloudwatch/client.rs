@@ -20,8 +20,8 @@ use aws_sdk_cloudwatchlogs::types::LogGroupClass;
 use bytes::Bytes;
 
 use super::batcher::Ev;
-use super::creds::{CredentialCache, LOAD_TIMEOUT, SharedCache};
 use super::put::{PutClient, PutFail};
+use crate::aws::creds::{CredentialCache, LOAD_TIMEOUT, SharedCache};
 use crate::config::CloudWatchConfig;
 use crate::logs::encode::{escape_json_text_into, escape_str_into};
 

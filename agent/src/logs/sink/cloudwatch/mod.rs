@@ -21,11 +21,8 @@
 
 pub mod batcher;
 pub mod client;
-pub mod conn;
-pub mod creds;
 pub mod limits;
 pub mod put;
-pub mod sign;
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;

@@ -36,9 +36,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Deserialize;
 
 use super::client::{Fail, Rejected, fail_for_code};
-use super::conn::Conns;
-use super::creds::{CredentialCache, Held};
-use super::sign::PutSigner;
+use crate::aws::creds::{CredentialCache, Held};
+use crate::aws::sign::PutSigner;
+use crate::net::conn::Conns;
 
 /// The service name requests are signed for.
 const SIGNING_NAME: &str = "logs";

@@ -14,6 +14,8 @@
 //! it). The [`Store`] holds one [`Entry`] per known file and is written with temp
 //! file, fsync, rename.
 
+pub mod writer;
+
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};

@@ -1,0 +1,4 @@
+//! Network plumbing shared by the agent's clients, AWS or not: keep-alive HTTP/1.1
+//! connections that the calling future drives itself.
+
+pub mod conn;
