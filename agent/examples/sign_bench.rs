@@ -1,5 +1,5 @@
 //! What signing one PutLogEvents request costs: the sink's day-key signer
-//! (`aws::sign`) against aws-sigv4's general `sign` (as `PutSigner::sign_general` calls it), for an empty body
+//! (`aws::sign`) against aws-sigv4's general `sign` (as `Signer::sign_general` calls it), for an empty body
 //! (the per-request part) and a 64 KiB one (a steady-load request: the payload
 //! hash dominates). Run: `cargo run --release -p kubeship --example sign_bench`.
 
@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
-use kubeship::aws::sign::PutSigner;
+use kubeship::aws::sign::{Signable, Signer};
 
 const CT: &str = "application/x-amz-json-1.1";
 const TARGET: &str = "Logs_20140328.PutLogEvents";
@@ -28,6 +28,16 @@ fn time(n: u32, mut f: impl FnMut() -> usize) -> f64 {
     rounds[3].as_nanos() as f64 / f64::from(n)
 }
 
+/// A PutLogEvents request with `body`, as the sink signs it.
+fn req(body: &[u8]) -> Signable<'_> {
+    Signable {
+        method: "POST",
+        path: "/",
+        headers: &[("content-type", CT), ("x-amz-target", TARGET)],
+        body,
+    }
+}
+
 fn main() {
     let creds = Credentials::new(
         "ASIAEXAMPLE",
@@ -36,7 +46,7 @@ fn main() {
         None,
         "bench",
     );
-    let signer = PutSigner::new(HOST, "us-east-1", "logs", CT, TARGET);
+    let signer = Signer::new(HOST, "us-east-1", "logs");
     let identity = creds.clone().into();
     println!("{:<10} {:>14} {:>14}", "body", "day-key ns", "aws-sigv4 ns");
     for (label, body, n) in [
@@ -45,7 +55,7 @@ fn main() {
     ] {
         let ours = time(n, || {
             signer
-                .sign(&creds, SystemTime::now(), black_box(&body))
+                .sign(&creds, SystemTime::now(), &req(black_box(&body)))
                 .authorization
                 .len()
         });
@@ -55,7 +65,7 @@ fn main() {
                     "https://logs.us-east-1.amazonaws.com/",
                     &identity,
                     SystemTime::now(),
-                    black_box(&body),
+                    &req(black_box(&body)),
                 )
                 .expect("sign")
                 .authorization

@@ -1,15 +1,17 @@
-//! SigV4 for PutLogEvents, its signing key kept for the day.
+//! SigV4 signing for any AWS service, its signing key kept for the day.
 //!
 //! `aws_sigv4::http_request::sign` handles any request: it parses the URI, builds
 //! header maps, formats the canonical request and the string to sign through
 //! `Display`, and derives the signing key anew (four HMACs) on every call — about
-//! a sixth of the sink's CPU per request at a steady load, besides the payload
-//! hash. A PutLogEvents request is always the same POST to `/` with the same three
-//! headers, so [`PutSigner`] writes its canonical request into one buffer and
+//! a sixth of the CloudWatch sink's CPU per request at a steady load, besides the
+//! payload hash. The agent's hot calls are always the same kind of request (a
+//! PutLogEvents POST to `/`, a remote-write POST to one path) with a few fixed
+//! headers, so [`Signer::sign`] writes the canonical request into one buffer and
 //! keeps the signing key (aws-sigv4's own `generate_signing_key`) until the date
 //! or the credentials change; the signature is aws-sigv4's `calculate_signature`.
-//! A test checks the headers are byte for byte what `sign` produces, with and
-//! without a session token. Endpoints with another path are signed by `sign`.
+//! Tests check the headers are byte for byte what `sign` produces, for PutLogEvents
+//! and for a remote write to Amazon Managed Prometheus, with and without a session
+//! token. A path that would need encoding is signed by [`Signer::sign_general`].
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -32,14 +34,26 @@ pub struct SignedHeaders {
     pub security_token: Option<String>,
 }
 
-/// Signs PutLogEvents requests to one endpoint: [`PutSigner::sign`] when its path is
-/// `/`, [`PutSigner::sign_general`] otherwise.
-pub struct PutSigner {
+/// What is signed of a request: method, path, its headers besides `host`,
+/// `x-amz-date` and `x-amz-security-token` (lower-case names, values without
+/// surrounding or repeated spaces), and the body.
+#[derive(Debug, Clone, Copy)]
+pub struct Signable<'a> {
+    /// `POST`, `GET`, ….
+    pub method: &'a str,
+    /// The URI path, `/` for the root; no query.
+    pub path: &'a str,
+    /// Headers to sign, in any order.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The body, hashed into the signature.
+    pub body: &'a [u8],
+}
+
+/// Signs requests to one host for one service in one region.
+pub struct Signer {
     host: String,
     region: String,
     service: &'static str,
-    content_type: &'static str,
-    target: &'static str,
     key: Mutex<Option<DayKey>>,
 }
 
@@ -51,53 +65,65 @@ struct DayKey {
     key: [u8; 32],
 }
 
-impl PutSigner {
-    /// A signer for requests with these `host`, `content-type` and `x-amz-target`
-    /// header values, for `service` in `region`.
-    pub fn new(
-        host: &str,
-        region: &str,
-        service: &'static str,
-        content_type: &'static str,
-        target: &'static str,
-    ) -> Self {
+impl Signer {
+    /// A signer for requests to `host` (the `host` header's value) for `service`
+    /// (`logs`, `aps`) in `region`.
+    pub fn new(host: &str, region: &str, service: &'static str) -> Self {
         Self {
             host: host.to_string(),
             region: region.to_string(),
             service,
-            content_type,
-            target,
             key: Mutex::new(None),
         }
     }
 
-    /// The headers that sign a request with `body`, made at `time`.
-    pub fn sign(&self, creds: &Credentials, time: SystemTime, body: &[u8]) -> SignedHeaders {
+    /// True when [`Signer::sign`] can sign requests to `path`: its canonical form is
+    /// the path itself (unreserved characters and `/` only). Otherwise use
+    /// [`Signer::sign_general`].
+    pub fn signs_path(path: &str) -> bool {
+        path.starts_with('/')
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~'))
+    }
+
+    /// The headers that sign `req`, made at `time` (its path must be one
+    /// [`Signer::signs_path`] accepts).
+    pub fn sign(&self, creds: &Credentials, time: SystemTime, req: &Signable<'_>) -> SignedHeaders {
+        debug_assert!(Self::signs_path(req.path), "{}", req.path);
         let stamp = amz_date(time);
         let day: [u8; 8] = stamp.as_bytes()[..8].try_into().unwrap_or([b'0'; 8]);
         let token = creds.session_token();
-        let signed_names = if token.is_some() {
-            "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
-        } else {
-            "content-type;host;x-amz-date;x-amz-target"
-        };
-        let mut canonical = String::with_capacity(384 + token.map_or(0, str::len));
-        canonical.push_str("POST\n/\n\ncontent-type:");
-        canonical.push_str(self.content_type);
-        canonical.push_str("\nhost:");
-        canonical.push_str(&self.host);
-        canonical.push_str("\nx-amz-date:");
-        canonical.push_str(&stamp);
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(req.headers.len() + 3);
+        headers.extend_from_slice(req.headers);
+        headers.push(("host", &self.host));
+        headers.push(("x-amz-date", &stamp));
         if let Some(t) = token {
-            canonical.push_str("\nx-amz-security-token:");
-            canonical.push_str(t);
+            headers.push(("x-amz-security-token", t));
         }
-        canonical.push_str("\nx-amz-target:");
-        canonical.push_str(self.target);
-        canonical.push_str("\n\n");
-        canonical.push_str(signed_names);
+        headers.sort_unstable_by_key(|h| h.0);
+        let mut signed_names = String::with_capacity(96);
+        for (i, (name, _)) in headers.iter().enumerate() {
+            if i > 0 {
+                signed_names.push(';');
+            }
+            signed_names.push_str(name);
+        }
+        let mut canonical = String::with_capacity(384 + token.map_or(0, str::len));
+        canonical.push_str(req.method);
         canonical.push('\n');
-        push_hex(&Sha256::digest(body), &mut canonical);
+        canonical.push_str(req.path);
+        canonical.push_str("\n\n");
+        for (name, value) in &headers {
+            canonical.push_str(name);
+            canonical.push(':');
+            canonical.push_str(value);
+            canonical.push('\n');
+        }
+        canonical.push('\n');
+        canonical.push_str(&signed_names);
+        canonical.push('\n');
+        push_hex(&Sha256::digest(req.body), &mut canonical);
 
         let day_str = &stamp[..8];
         let scope_len = day_str.len() + self.region.len() + self.service.len() + 16;
@@ -129,15 +155,16 @@ impl PutSigner {
         }
     }
 
-    /// The same headers from aws-sigv4's general `sign`, for a POST to `uri` (any
-    /// path; the `host` header is this signer's).
+    /// The same headers from aws-sigv4's general `sign`, for `req` sent to `uri`
+    /// (any path; the `host` header is this signer's).
     pub fn sign_general(
         &self,
         uri: &str,
         identity: &Identity,
         time: SystemTime,
-        body: &[u8],
+        req: &Signable<'_>,
     ) -> Result<SignedHeaders, String> {
+        let what = self.service;
         let params = v4::SigningParams::builder()
             .identity(identity)
             .region(&self.region)
@@ -145,22 +172,15 @@ impl PutSigner {
             .time(time)
             .settings(SigningSettings::default())
             .build()
-            .map_err(|e| format!("signing PutLogEvents: {e}"))?
+            .map_err(|e| format!("signing a {what} request: {e}"))?
             .into();
-        let signable = SignableRequest::new(
-            "POST",
-            uri,
-            [
-                ("host", self.host.as_str()),
-                ("content-type", self.content_type),
-                ("x-amz-target", self.target),
-            ]
-            .into_iter(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|e| format!("signing PutLogEvents: {e}"))?;
+        let headers =
+            std::iter::once(("host", self.host.as_str())).chain(req.headers.iter().copied());
+        let signable =
+            SignableRequest::new(req.method, uri, headers, SignableBody::Bytes(req.body))
+                .map_err(|e| format!("signing a {what} request: {e}"))?;
         let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| format!("signing PutLogEvents: {e}"))?
+            .map_err(|e| format!("signing a {what} request: {e}"))?
             .into_parts();
         let (headers, _) = instructions.into_parts();
         let get = |name: &str| {
@@ -170,8 +190,10 @@ impl PutSigner {
                 .map(|h| h.value().to_string())
         };
         Ok(SignedHeaders {
-            amz_date: get("x-amz-date").ok_or("signing PutLogEvents: no x-amz-date")?,
-            authorization: get("authorization").ok_or("signing PutLogEvents: no authorization")?,
+            amz_date: get("x-amz-date")
+                .ok_or_else(|| format!("signing a {what} request: no x-amz-date"))?,
+            authorization: get("authorization")
+                .ok_or_else(|| format!("signing a {what} request: no authorization"))?,
             security_token: get("x-amz-security-token"),
         })
     }
@@ -207,26 +229,13 @@ fn amz_date(time: SystemTime) -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
+    let (y, m, d) = kubeship_parsers::time::civil_from_days(days as i64);
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Appends `bytes` as lowercase hex.
@@ -244,24 +253,41 @@ mod tests {
 
     use super::*;
 
-    const CT: &str = "application/x-amz-json-1.1";
-    const TARGET: &str = "Logs_20140328.PutLogEvents";
+    /// A PutLogEvents request's headers.
+    const LOGS: &[(&str, &str)] = &[
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", "Logs_20140328.PutLogEvents"),
+    ];
+    /// A remote write's headers (Amazon Managed Prometheus).
+    const APS: &[(&str, &str)] = &[
+        ("content-encoding", "snappy"),
+        ("content-type", "application/x-protobuf"),
+        ("x-prometheus-remote-write-version", "0.1.0"),
+    ];
+
+    fn req<'a>(path: &'a str, headers: &'a [(&'a str, &'a str)], body: &'a [u8]) -> Signable<'a> {
+        Signable {
+            method: "POST",
+            path,
+            headers,
+            body,
+        }
+    }
 
     /// What aws-sigv4's general signer adds to the same request.
     fn reference(
+        s: &Signer,
         host: &str,
-        region: &str,
         creds: &Credentials,
         time: SystemTime,
-        body: &[u8],
+        r: &Signable<'_>,
     ) -> SignedHeaders {
-        let s = PutSigner::new(host, region, "logs", CT, TARGET);
-        let uri = format!("https://{host}/");
-        let r = s
-            .sign_general(&uri, &creds.clone().into(), time, body)
+        let uri = format!("https://{host}{}", r.path);
+        let h = s
+            .sign_general(&uri, &creds.clone().into(), time, r)
             .unwrap();
-        assert_eq!(r.security_token.is_some(), creds.session_token().is_some());
-        r
+        assert_eq!(h.security_token.is_some(), creds.session_token().is_some());
+        h
     }
 
     #[test]
@@ -285,13 +311,36 @@ mod tests {
             br#"{"logGroupName":"g","logStreamName":"s","logEvents":[]}"#,
             &[0xff; 70_000],
         ];
-        let signer = |host, region| PutSigner::new(host, region, "logs", CT, TARGET);
-        let cases = [
-            ("logs.us-east-1.amazonaws.com", "us-east-1"),
-            ("127.0.0.1:4566", "eu-west-1"),
+        /// Host, region, path, service, headers.
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            &'static str,
+            &'a [(&'a str, &'a str)],
+        );
+        let cases: [Case<'_>; 4] = [
+            (
+                "logs.us-east-1.amazonaws.com",
+                "us-east-1",
+                "/",
+                "logs",
+                LOGS,
+            ),
+            ("127.0.0.1:4566", "eu-west-1", "/", "logs", LOGS),
             (
                 "vpce-0a1b.logs.ap-southeast-2.vpce.amazonaws.com",
                 "ap-southeast-2",
+                "/",
+                "logs",
+                LOGS,
+            ),
+            (
+                "aps-workspaces.eu-central-1.amazonaws.com",
+                "eu-central-1",
+                "/workspaces/ws-1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d/api/v1/remote_write",
+                "aps",
+                APS,
             ),
         ];
         // Across days, leap days, a year's end, and the key cache's changes of day.
@@ -303,16 +352,18 @@ mod tests {
             1_795_000_123,
             0,
         ];
-        for (host, region) in cases {
-            let s = signer(host, region);
+        for (host, region, path, service, headers) in cases {
+            let s = Signer::new(host, region, service);
+            assert!(Signer::signs_path(path));
             for creds in [&plain, &session, &plain] {
                 for t in times {
                     let time = UNIX_EPOCH + Duration::from_secs(t);
                     for body in bodies {
+                        let r = req(path, headers, body);
                         assert_eq!(
-                            s.sign(creds, time, body),
-                            reference(host, region, creds, time, body),
-                            "{host} {region} {t}"
+                            s.sign(creds, time, &r),
+                            reference(&s, host, creds, time, &r),
+                            "{host} {region} {path} {t}"
                         );
                     }
                 }
@@ -321,19 +372,26 @@ mod tests {
     }
 
     #[test]
+    fn paths_that_need_encoding_go_to_the_general_signer() {
+        assert!(Signer::signs_path("/"));
+        assert!(Signer::signs_path("/workspaces/ws-1/api/v1/remote_write"));
+        for p in ["", "/a b", "/a%20b", "/a?x=1", "/é"] {
+            assert!(!Signer::signs_path(p), "{p}");
+        }
+    }
+
+    #[test]
     fn the_key_follows_the_credentials_and_the_day() {
-        let s = PutSigner::new("h", "us-east-1", "logs", CT, TARGET);
+        let s = Signer::new("h", "us-east-1", "logs");
         let a = Credentials::new("AKIDA", "secret-a", None, None, "t");
         let a2 = Credentials::new("AKIDA", "secret-b", None, None, "t");
         let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        let first = s.sign(&a, t, b"x");
+        let r = req("/", LOGS, b"x");
+        let first = s.sign(&a, t, &r);
         // Same key id, new secret (a rotated key pair that kept its id): a new key.
-        assert_eq!(
-            s.sign(&a2, t, b"x"),
-            reference("h", "us-east-1", &a2, t, b"x")
-        );
-        assert_ne!(s.sign(&a2, t, b"x").authorization, first.authorization);
-        assert_eq!(s.sign(&a, t, b"x"), first);
+        assert_eq!(s.sign(&a2, t, &r), reference(&s, "h", &a2, t, &r));
+        assert_ne!(s.sign(&a2, t, &r).authorization, first.authorization);
+        assert_eq!(s.sign(&a, t, &r), first);
     }
 
     #[test]

@@ -33,16 +33,6 @@ pub enum RecordForm {
     JsonString,
 }
 
-impl RecordForm {
-    /// The form the configured sink wants.
-    pub fn for_sink(sink: &crate::config::SinkConfig) -> Self {
-        match sink {
-            crate::config::SinkConfig::Local { .. } => RecordForm::Json,
-            crate::config::SinkConfig::CloudWatch(_) => RecordForm::JsonString,
-        }
-    }
-}
-
 /// A piece of JSON prepared once (a container's `kubernetes` object) in the form
 /// its records take.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -74,8 +74,7 @@ pub struct Enricher {
 
 impl Enricher {
     /// An enricher; `cache` is `None` when pod metadata is off.
-    pub fn new(cfg: Arc<Config>, cache: Option<Arc<PodCache>>) -> Self {
-        let form = RecordForm::for_sink(&cfg.output.sink);
+    pub fn new(cfg: Arc<Config>, cache: Option<Arc<PodCache>>, form: RecordForm) -> Self {
         Self { cfg, cache, form }
     }
 
@@ -378,7 +377,7 @@ mod tests {
     #[test]
     fn full_fragment_has_every_field_in_order() {
         let cfg = config("kubernetes: {annotations: [\"keep.io/*\"]}\n");
-        let e = Enricher::new(Arc::clone(&cfg), None);
+        let e = Enricher::new(Arc::clone(&cfg), None, RecordForm::Json);
         let found = Found {
             pod: Arc::new(pod()),
             namespace_labels: Some(Arc::new(BTreeMap::from([("env".into(), "prod".into())]))),
@@ -426,7 +425,7 @@ mod tests {
     #[test]
     fn path_only_fragment_is_the_six_path_fields() {
         let cfg = config("");
-        let e = Enricher::new(cfg, None);
+        let e = Enricher::new(cfg, None, RecordForm::Json);
         let v = json(&e.fragment(&path(), None, None, true));
         assert_eq!(v.as_object().unwrap().len(), 6);
         assert_eq!(v["pod_id"], "u-1");
@@ -437,7 +436,7 @@ mod tests {
         let cfg = config(
             "logs:\n  parsers: [{name: kv, regex: '(?P<k>\\w+)'}]\n  multiline_rules: [{name: ts, start_pattern: '^\\d'}]\n",
         );
-        let e = Enricher::new(cfg, None);
+        let e = Enricher::new(cfg, None, RecordForm::Json);
         let mut p = pod();
         p.controls.parser.insert(None, "regex:kv".into());
         p.controls.multiline.insert(Some("app".into()), "ts".into());
@@ -472,7 +471,7 @@ mod tests {
         let cfg = config(
             "output: {local: {dir: ./o}, group: \"/eks/{label:app}\", stream: \"{annotation:route.io/r}-{container}\"}\n",
         );
-        let e = Enricher::new(cfg, None);
+        let e = Enricher::new(cfg, None, RecordForm::Json);
         let found = Found {
             pod: Arc::new(pod()),
             namespace_labels: None,
@@ -487,7 +486,7 @@ mod tests {
     #[test]
     fn lookup_joins_by_uid_and_falls_back_to_the_name_without_one() {
         let cache = Arc::new(PodCache::new(Box::new(|| {})));
-        let e = Enricher::new(config(""), Some(Arc::clone(&cache)));
+        let e = Enricher::new(config(""), Some(Arc::clone(&cache)), RecordForm::Json);
         let mut old = pod();
         old.uid = "u-0".into();
         old.pod_ip = "10.0.0.1".into();

@@ -21,8 +21,11 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::telemetry::Metrics;
 
 /// How many head bytes identify a file.
 pub const FINGERPRINT_BYTES: usize = 256;
@@ -417,6 +420,40 @@ impl Store {
         let mut files: Vec<Entry> = self.streams.values().flatten().cloned().collect();
         files.sort_by(|a, b| (&a.stream, a.fp, a.ino).cmp(&(&b.stream, b.fp, b.ino)));
         serde_json::to_vec_pretty(&OnDisk { version: 1, files }).expect("checkpoint serializes")
+    }
+}
+
+/// The checkpoint file inside the state directory.
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("checkpoints.json")
+}
+
+/// Loads checkpoints; also says whether there are none to go on (the first start,
+/// where `logs.read_from` applies). A corrupt or unreadable file is set aside
+/// (never silently reused; counted in `checkpoint_load_errors_total`) and the start
+/// is a first start: files are read as `read_from` says (from their beginnings by
+/// default: duplicates, not loss).
+pub fn load(path: &Path, metrics: &Metrics) -> (Store, bool) {
+    match Store::load(path) {
+        Ok(Some(s)) => (s, false),
+        Ok(None) => (Store::default(), true),
+        Err(e) => {
+            metrics.checkpoint_load_errors.inc();
+            let unix = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let aside = path.with_extension(format!("json.corrupt-{unix}"));
+            match std::fs::rename(path, &aside) {
+                Ok(()) => {
+                    tracing::error!(error = %e, moved_to = %aside.display(), "checkpoint file unreadable; set aside, starting as on a first start (logs.read_from applies)");
+                }
+                Err(re) => {
+                    tracing::error!(error = %e, rename_error = %re, "checkpoint file unreadable and could not be set aside; starting as on a first start (logs.read_from applies)");
+                }
+            }
+            (Store::default(), true)
+        }
     }
 }
 

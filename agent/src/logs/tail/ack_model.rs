@@ -183,16 +183,17 @@ fn start(root: &Path, ckpt: &Path, exit_on_eof: bool) -> Run {
             }
         }
     });
-    let t = Tailer::new(
-        config(root),
-        None,
-        Arc::clone(&ledger),
+    let t = Tailer::new(super::Setup {
+        cfg: config(root),
+        pods: None,
+        ledger: Arc::clone(&ledger),
         metrics,
-        Arc::clone(&control),
-        tx,
-        first,
+        control: Arc::clone(&control),
+        batches: tx,
+        form: crate::logs::encode::RecordForm::Json,
+        first_start: first,
         exit_on_eof,
-    );
+    });
     let tailer = std::thread::spawn(move || t.run());
     Run {
         ledger,

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::kube::PodCache;
 use crate::logs::batch::{Batch, BatchBuilder, Mark};
-use crate::logs::encode::PathMeta;
+use crate::logs::encode::{PathMeta, RecordForm};
 use crate::logs::enrich::{AnnotationProblem, Enricher};
 use crate::logs::ledger::Ledger;
 use crate::telemetry::server::Health;
@@ -125,22 +125,43 @@ pub struct Tailer {
     summary: Summary,
 }
 
+/// What a tailer is built from.
+pub struct Setup {
+    /// The agent's configuration.
+    pub cfg: Arc<Config>,
+    /// The pod metadata cache, `None` when pod metadata is off.
+    pub pods: Option<Arc<PodCache>>,
+    /// Where files are registered and batches submitted.
+    pub ledger: Arc<Ledger>,
+    /// Self-metrics.
+    pub metrics: Arc<Metrics>,
+    /// Switches shared with the rest of the agent.
+    pub control: Arc<Control>,
+    /// Where sealed batches go (the sink).
+    pub batches: mpsc::Sender<Batch>,
+    /// The form the sink wants records in.
+    pub form: RecordForm,
+    /// There are no checkpoints to go on (no checkpoint file, or one set aside as
+    /// unreadable): `logs.read_from` applies to the files found now.
+    pub first_start: bool,
+    /// Read every file to its end, then stop (`--exit-on-eof`).
+    pub exit_on_eof: bool,
+}
+
 impl Tailer {
-    /// A tailer sending to `tx`. `first_start` is true when there are no checkpoints to
-    /// go on (no checkpoint file, or one set aside as unreadable): `logs.read_from`
-    /// applies to the files found now.
-    /// `pods` is the pod metadata cache, `None` when pod metadata is off.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        cfg: Arc<Config>,
-        pods: Option<Arc<PodCache>>,
-        ledger: Arc<Ledger>,
-        metrics: Arc<Metrics>,
-        control: Arc<Control>,
-        tx: mpsc::Sender<Batch>,
-        first_start: bool,
-        exit_on_eof: bool,
-    ) -> Self {
+    /// A tailer as `setup` says.
+    pub fn new(setup: Setup) -> Self {
+        let Setup {
+            cfg,
+            pods,
+            ledger,
+            metrics,
+            control,
+            batches: tx,
+            form,
+            first_start,
+            exit_on_eof,
+        } = setup;
         let l = &cfg.logs;
         let settings = Settings {
             chunk: l.read_buffer_bytes,
@@ -152,10 +173,10 @@ impl Tailer {
         };
         let builder =
             BatchBuilder::new(cfg.pipeline.batch_max_bytes, cfg.pipeline.batch_max_records)
-                .with_form(crate::logs::encode::RecordForm::for_sink(&cfg.output.sink));
+                .with_form(form);
         Self {
             start_at_end: first_start && l.read_from == crate::config::ReadFrom::End,
-            enricher: Enricher::new(Arc::clone(&cfg), pods),
+            enricher: Enricher::new(Arc::clone(&cfg), pods, form),
             cfg,
             settings,
             ledger,
@@ -608,16 +629,17 @@ mod tests {
             let c = Arc::clone(&control);
             p.set_on_change(Box::new(move || c.waker.wake()));
         }
-        let t = Tailer::new(
-            Arc::new(cfg),
+        let t = Tailer::new(Setup {
+            cfg: Arc::new(cfg),
             pods,
-            Arc::clone(&ledger),
+            ledger: Arc::clone(&ledger),
             metrics,
             control,
-            tx,
-            true,
-            true,
-        );
+            batches: tx,
+            form: RecordForm::Json,
+            first_start: true,
+            exit_on_eof: true,
+        });
         let h = std::thread::spawn(move || t.run());
         let mut out = Vec::new();
         while let Some(b) = rx.blocking_recv() {

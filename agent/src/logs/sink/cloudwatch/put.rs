@@ -5,7 +5,7 @@
 //! endpoint and identity resolution, retry plumbing and request/response shape
 //! handling: a third of the sink's CPU. Here the body the sink wrote
 //! ([`request_body`](super::client::request_body)) is signed with SigV4
-//! ([`PutSigner`]; aws-sigv4's general signer for an endpoint path other than `/`)
+//! ([`Signer`]; aws-sigv4's general signer for an endpoint path other than `/`)
 //! and sent on a keep-alive HTTP/1.1 connection ([`Conns`]: hyper, rustls with
 //! the SDK's crypto provider and the system's roots; plain HTTP for an `http://`
 //! `endpoint_url`), and the answer is read here: `rejectedLogEventsInfo` on
@@ -37,7 +37,7 @@ use serde::Deserialize;
 
 use super::client::{Fail, Rejected, fail_for_code};
 use crate::aws::creds::{CredentialCache, Held};
-use crate::aws::sign::PutSigner;
+use crate::aws::sign::{Signable, Signer};
 use crate::net::conn::Conns;
 
 /// The service name requests are signed for.
@@ -65,7 +65,7 @@ struct Target {
     origin_form: Uri,
     host: HeaderValue,
     /// Signs its requests.
-    signer: PutSigner,
+    signer: Signer,
     /// The path is `/` (every AWS endpoint): the day-key signer applies; others are
     /// signed by aws-sigv4's general `sign`.
     root: bool,
@@ -149,12 +149,13 @@ impl PutClient {
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, String> {
         let time = skewed(SystemTime::now(), self.skew_ms.load(Ordering::Relaxed));
+        let req = signable(&body);
         let signed = if target.root {
-            target.signer.sign(&held.creds, time, &body)
+            target.signer.sign(&held.creds, time, &req)
         } else {
             target
                 .signer
-                .sign_general(&target.uri.to_string(), &held.identity, time, &body)?
+                .sign_general(&target.uri.to_string(), &held.identity, time, &req)?
         };
         let value = |v: String, sensitive: bool| {
             let mut v = HeaderValue::try_from(v)
@@ -351,13 +352,7 @@ fn target_of(url: &str, region: String) -> Result<Target, String> {
     let uri = Uri::from_parts(parts).map_err(|e| bad(&e))?;
     let host = HeaderValue::from_str(authority.as_str()).map_err(|e| bad(&e))?;
     let root = uri.path() == "/" && uri.query().is_none();
-    let signer = PutSigner::new(
-        authority.as_str(),
-        &region,
-        SIGNING_NAME,
-        CONTENT_TYPE,
-        TARGET,
-    );
+    let signer = Signer::new(authority.as_str(), &region, SIGNING_NAME);
     Ok(Target {
         uri,
         origin_form,
@@ -461,6 +456,16 @@ pub fn parse_answer(
     Err(PutFail::Other(fail_for_code(code, || {
         format!("{code}: {}", message.as_deref().unwrap_or(""))
     })))
+}
+
+/// What SigV4 signs of a PutLogEvents request with `body`.
+fn signable(body: &[u8]) -> Signable<'_> {
+    Signable {
+        method: "POST",
+        path: "/",
+        headers: &[("content-type", CONTENT_TYPE), ("x-amz-target", TARGET)],
+        body,
+    }
 }
 
 #[cfg(test)]
@@ -681,10 +686,10 @@ mod tests {
         let creds = Credentials::new("ASIAX", "s3cr/t", Some("tok==".into()), None, "t");
         let identity = creds.clone().into();
         let time = UNIX_EPOCH + Duration::from_secs(1_795_000_123);
-        let fast = t.signer.sign(&creds, time, b"{}");
+        let fast = t.signer.sign(&creds, time, &signable(b"{}"));
         let general = t
             .signer
-            .sign_general(&t.uri.to_string(), &identity, time, b"{}");
+            .sign_general(&t.uri.to_string(), &identity, time, &signable(b"{}"));
         assert_eq!(fast, general.unwrap());
         assert!(
             fast.authorization
