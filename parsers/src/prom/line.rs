@@ -7,8 +7,6 @@
 //! between name-and-labels, value, timestamp and exemplar, and none
 //! elsewhere.
 
-use memchr::memchr2;
-
 use super::error::ErrorKind;
 use super::limits::Limits;
 use super::number;
@@ -187,7 +185,7 @@ pub(crate) fn label_set<'a>(
         i += 1;
         let value_start = i;
         loop {
-            i += memchr2(b'"', b'\\', &b[i.min(b.len())..]).ok_or(ErrorKind::BadLabels)?;
+            i = find_quote_or_backslash(b, i).ok_or(ErrorKind::BadLabels)?;
             if b[i] == b'"' {
                 break;
             }
@@ -234,6 +232,57 @@ fn exemplar<'a>(line: &'a str, i: usize, names: &mut Vec<&'a str>) -> Option<()>
     let (ts, end) = field(line, end, true)?;
     number::seconds_as_millis(ts)?;
     (end == b.len()).then_some(())
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `x` equal to `byte` (exact up to the first
+/// match, which is all that is used).
+#[inline]
+fn bytes_equal(x: u64, byte: u8) -> u64 {
+    let y = x ^ (LO * u64::from(byte));
+    y.wrapping_sub(LO) & !y & HI
+}
+
+/// Index of the first byte at or after `i` that `hit` marks in a word,
+/// eight bytes at a time (label values are mostly short: `memchr`'s setup
+/// costs more than the scan).
+#[inline]
+fn find_in_words(b: &[u8], mut i: usize, hit: impl Fn(u64) -> u64) -> Option<usize> {
+    while let Some(word) = b.get(i..i + 8) {
+        let m = hit(u64::from_le_bytes(word.try_into().ok()?));
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    let tail = b.get(i..)?;
+    let mut word = [0u8; 8];
+    word[..tail.len()].copy_from_slice(tail);
+    let m = hit(u64::from_le_bytes(word)) & ((1u64 << (tail.len() * 8)) - 1);
+    (m != 0).then(|| i + (m.trailing_zeros() / 8) as usize)
+}
+
+/// Index of the first `"` or `\\` at or after `i`.
+#[inline]
+pub(crate) fn find_quote_or_backslash(b: &[u8], i: usize) -> Option<usize> {
+    find_in_words(b, i, |x| bytes_equal(x, b'"') | bytes_equal(x, b'\\'))
+}
+
+/// Index of the first `"` at or after `i`.
+#[inline]
+pub(crate) fn find_quote(b: &[u8], i: usize) -> Option<usize> {
+    find_in_words(b, i, |x| bytes_equal(x, b'"'))
+}
+
+/// End of the label name starting at `i` (which is known to be one).
+#[inline]
+pub(crate) fn label_name_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && CLASS[b[i] as usize] & LABEL_CONT != 0 {
+        i += 1;
+    }
+    i
 }
 
 /// End of the name starting at `i`, if one does.

@@ -3,9 +3,10 @@
 
 use std::borrow::Cow;
 
-use memchr::{memchr, memchr2};
+use memchr::memchr;
 
 use super::kinds::{Format, MetricType, Suffix};
+use super::line::{find_quote, find_quote_or_backslash, label_name_end};
 
 /// One sample line, borrowing from the body.
 ///
@@ -176,26 +177,32 @@ impl<'a> Iterator for LabelIter<'a> {
 
     fn next(&mut self) -> Option<Label<'a>> {
         // The text was checked by the parser: names, `=`, quoted values,
-        // separators. Only `,`, spaces and tabs come between labels.
+        // separators. Only `,`, spaces and tabs come between labels, and
+        // only spaces and tabs around `=`.
         let rest = self.rest;
         let b = rest.as_bytes();
-        let start = b.iter().position(|&c| !matches!(c, b',' | b' ' | b'\t'))?;
-        let eq = start + memchr(b'=', &b[start..])?;
-        let name = rest[start..eq].trim_end_matches([' ', '\t']);
-        let open = eq + 1 + memchr(b'"', &b[eq + 1..])?;
-        let value_start = open + 1;
-        let close = if self.escaped {
-            closing_quote(b, value_start)?
+        let mut i = 0;
+        while i < b.len() && matches!(b[i], b',' | b' ' | b'\t') {
+            i += 1;
+        }
+        if i == b.len() {
+            return None;
+        }
+        let name_start = i;
+        i = label_name_end(b, i);
+        let name = &rest[name_start..i];
+        while b.get(i) != Some(&b'"') {
+            i += 1;
+        }
+        let value_start = i + 1;
+        let (close, value) = if self.escaped {
+            let close = closing_quote(b, value_start)?;
+            (close, unescape(&rest[value_start..close], true))
         } else {
-            value_start + memchr(b'"', &b[value_start..])?
+            let close = find_quote(b, value_start)?;
+            (close, Cow::Borrowed(&rest[value_start..close]))
         };
-        let raw = &rest[value_start..close];
         self.rest = &rest[close + 1..];
-        let value = if self.escaped {
-            unescape(raw, true)
-        } else {
-            Cow::Borrowed(raw)
-        };
         Some(Label { name, value })
     }
 }
@@ -203,7 +210,7 @@ impl<'a> Iterator for LabelIter<'a> {
 /// Index of the `"` that closes the value starting at `from`.
 fn closing_quote(b: &[u8], mut from: usize) -> Option<usize> {
     loop {
-        let i = from + memchr2(b'"', b'\\', &b[from..])?;
+        let i = find_quote_or_backslash(b, from)?;
         if b[i] == b'"' {
             return Some(i);
         }
