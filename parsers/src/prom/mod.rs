@@ -66,6 +66,8 @@ mod limits;
 mod line;
 mod number;
 mod parser;
+#[cfg(test)]
+mod roundtrip;
 mod sample;
 #[cfg(test)]
 mod tests;
