@@ -69,6 +69,7 @@ mod parser;
 #[cfg(test)]
 mod roundtrip;
 mod sample;
+mod scan;
 #[cfg(test)]
 mod tests;
 

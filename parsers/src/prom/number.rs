@@ -18,79 +18,61 @@ const POW10: [f64; 23] = [
 /// number too large for an `f64` is refused (Go's `ParseFloat` returns
 /// `ErrRange`, and Prometheus refuses the line).
 pub(crate) fn value(s: &str) -> Option<f64> {
-    fast_decimal(s.as_bytes()).or_else(|| slow_value(s))
+    match decimal_at(s.as_bytes(), 0) {
+        Some((v, end)) if end == s.len() => Some(v),
+        _ => slow_value(s),
+    }
 }
 
-fn fast_decimal(b: &[u8]) -> Option<f64> {
-    let (neg, mut i) = match b.first()? {
-        b'-' => (true, 1),
-        b'+' => (false, 1),
-        _ => (false, 0),
-    };
+/// The plain decimal starting at `start`, if one does and the fast path
+/// takes it, and the index after it. `None` sends the caller to [`value`]
+/// with the whole field (NaN, Inf, more than 19 digits, large exponents,
+/// and what is not a number).
+#[inline]
+pub(crate) fn decimal_at(b: &[u8], start: usize) -> Option<(f64, usize)> {
+    let neg = b.get(start) == Some(&b'-');
+    let mut i = start + usize::from(neg || b.get(start) == Some(&b'+'));
     let mut mantissa: u64 = 0;
-    let mut significant = 0u32;
-    let mut digits = 0u32;
-    let mut exp: i32 = 0;
-    while let Some(&c) = b.get(i) {
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            break;
-        }
-        if mantissa != 0 || d != 0 {
-            significant += 1;
-        }
-        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
-        digits += 1;
+    let int_start = i;
+    while let Some(d) = digit(b, i) {
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(d);
         i += 1;
     }
+    let mut digits = i - int_start;
+    let mut exp: i64 = 0;
     if b.get(i) == Some(&b'.') {
         i += 1;
-        while let Some(&c) = b.get(i) {
-            let d = c.wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            if mantissa != 0 || d != 0 {
-                significant += 1;
-            }
-            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
-            digits += 1;
-            exp -= 1;
+        let frac_start = i;
+        while let Some(d) = digit(b, i) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(d);
             i += 1;
         }
+        digits += i - frac_start;
+        exp = -((i - frac_start) as i64);
     }
-    if digits == 0 || significant > 19 {
+    // More than 19 digits may not fit (leading zeros included: rare).
+    if digits == 0 || digits > 19 {
         return None;
     }
     if let Some(b'e' | b'E') = b.get(i) {
         i += 1;
-        let neg_exp = match b.get(i) {
-            Some(b'-') => {
-                i += 1;
-                true
+        let neg_exp = b.get(i) == Some(&b'-');
+        i += usize::from(neg_exp || b.get(i) == Some(&b'+'));
+        let exp_start = i;
+        let mut e: i64 = 0;
+        while let Some(d) = digit(b, i) {
+            if i - exp_start == 4 {
+                return None;
             }
-            Some(b'+') => {
-                i += 1;
-                false
-            }
-            _ => false,
-        };
-        let start = i;
-        let mut e: i32 = 0;
-        while let Some(&c) = b.get(i) {
-            let d = c.wrapping_sub(b'0');
-            if d > 9 || i - start >= 4 {
-                break;
-            }
-            e = e * 10 + i32::from(d);
+            e = e * 10 + d as i64;
             i += 1;
         }
-        if i == start {
+        if i == exp_start {
             return None;
         }
         exp += if neg_exp { -e } else { e };
     }
-    if i != b.len() || mantissa > 1 << 53 {
+    if mantissa > 1 << 53 {
         return None;
     }
     let m = mantissa as f64;
@@ -100,7 +82,13 @@ fn fast_decimal(b: &[u8]) -> Option<f64> {
         _ if mantissa == 0 => 0.0,
         _ => return None,
     };
-    Some(if neg { -v } else { v })
+    Some((if neg { -v } else { v }, i))
+}
+
+#[inline(always)]
+fn digit(b: &[u8], i: usize) -> Option<u64> {
+    let d = b.get(i)?.wrapping_sub(b'0');
+    (d <= 9).then_some(u64::from(d))
 }
 
 #[cold]
@@ -117,24 +105,32 @@ fn slow_value(s: &str) -> Option<f64> {
 
 /// Parses a text-format timestamp: an integer number of milliseconds,
 /// optionally negative.
+#[cfg(test)]
 pub(crate) fn millis(s: &str) -> Option<i64> {
-    let (neg, digits) = match s.strip_prefix('-') {
-        Some(d) => (true, d.as_bytes()),
-        None => (false, s.as_bytes()),
-    };
-    if digits.is_empty() {
-        return None;
-    }
+    millis_at(s.as_bytes(), 0).and_then(|(v, end)| (end == s.len()).then_some(v))
+}
+
+/// The integer starting at `start` (optionally negative) and the index
+/// after its digits; `None` when there are no digits or it overflows.
+#[inline]
+pub(crate) fn millis_at(b: &[u8], start: usize) -> Option<(i64, usize)> {
+    let neg = b.get(start) == Some(&b'-');
+    let first = start + usize::from(neg);
+    let mut i = first;
     let mut v: i64 = 0;
-    for &c in digits {
+    while let Some(&c) = b.get(i) {
         let d = c.wrapping_sub(b'0');
         if d > 9 {
-            return None;
+            break;
         }
         // Accumulated negatively so that i64::MIN fits.
         v = v.checked_mul(10)?.checked_sub(i64::from(d))?;
+        i += 1;
     }
-    if neg { Some(v) } else { v.checked_neg() }
+    if i == first {
+        return None;
+    }
+    Some((if neg { v } else { v.checked_neg()? }, i))
 }
 
 /// Parses an OpenMetrics timestamp (seconds, maybe fractional) into

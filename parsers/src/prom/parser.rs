@@ -97,40 +97,120 @@ impl<'a> Parser<'a> {
         self.format
     }
 
-    /// Reads the line `body[start..stop]` (without its line ending).
-    fn line_at(&mut self, start: usize, stop: usize) -> Result<Option<Sample<'a>>, ErrorKind> {
+    /// Reads the sample line starting at `start` (the current line): the
+    /// sample, or why the line was skipped. Moves `pos` to the next line.
+    #[inline(always)]
+    fn sample_at(&mut self, start: usize) -> Result<Sample<'a>, Error> {
+        let (text, offset) = self.utf8.text_from(start);
+        // Read at most a line of the longest length, its `\r\n`, and no
+        // further than valid UTF-8 and the lines to parse go.
+        let limit = start
+            .saturating_add(self.limits.max_line_bytes)
+            .saturating_add(2)
+            .min(self.end)
+            .min(offset + text.len())
+            - offset;
+        let mut end = 0;
+        let parsed = line::sample(
+            text,
+            start - offset,
+            limit,
+            self.format,
+            &self.limits,
+            &mut self.names,
+            &mut end,
+        );
+        let mut sample = match parsed {
+            // The end of the valid stretch is the end of a line only at the
+            // end of the body; elsewhere an invalid byte follows.
+            Ok(_) if end == text.len() && offset + end < self.body.len() => {
+                return Err(self.skip_line(start, ErrorKind::InvalidUtf8));
+            }
+            Ok(sample) => sample,
+            Err(kind) => return Err(self.skip_line(start, kind)),
+        };
+        let end = end + offset;
+        self.pos = end + 1;
+        let stop = if end > start && self.body[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        };
         if stop - start > self.limits.max_line_bytes {
-            return Err(ErrorKind::LineTooLong);
+            return Err(self.error(start, ErrorKind::LineTooLong));
+        }
+        let current = &self.family;
+        if let Some(rest) = sample.name.strip_prefix(current.name)
+            && !current.name.is_empty()
+            && let Some(suffix) = Suffix::of(rest, current.kind, self.format)
+        {
+            sample.family = *current;
+            sample.suffix = suffix;
+        }
+        Ok(sample)
+    }
+
+    /// The error for the current line, which starts at `start`.
+    fn error(&self, start: usize, kind: ErrorKind) -> Error {
+        Error {
+            line: self.line,
+            offset: start,
+            kind,
+        }
+    }
+
+    /// A sample line that did not parse: moves on to the next line, and
+    /// reports this one as too long or not UTF-8 if it is (the parse
+    /// stopped at the read limit), else as `kind`.
+    #[cold]
+    fn skip_line(&mut self, start: usize, kind: ErrorKind) -> Error {
+        let (stop, next) = self.line_end(start);
+        self.pos = next;
+        let kind = if stop - start > self.limits.max_line_bytes {
+            ErrorKind::LineTooLong
+        } else if self.utf8.get(start, stop).is_none() {
+            ErrorKind::InvalidUtf8
+        } else {
+            kind
+        };
+        self.error(start, kind)
+    }
+
+    /// The line starting at `start`: where it stops (before `\r\n` or
+    /// `\n`) and where the next one starts.
+    fn line_end(&self, start: usize) -> (usize, usize) {
+        let (mut stop, next) = match memchr(b'\n', &self.body[start..self.end]) {
+            Some(i) => (start + i, start + i + 1),
+            None => (self.end, self.end),
+        };
+        if stop > start && self.body[stop - 1] == b'\r' {
+            stop -= 1;
+        }
+        (stop, next)
+    }
+
+    /// A line that does not start with a metric name: blank, a comment or
+    /// metadata, or (text format) a sample after spaces. `None` when there
+    /// is nothing to yield. Moves `pos` to the next line.
+    fn other_line(&mut self, start: usize) -> Option<Result<Sample<'a>, Error>> {
+        let (stop, next) = self.line_end(start);
+        self.pos = next;
+        if stop - start > self.limits.max_line_bytes {
+            return Some(Err(self.error(start, ErrorKind::LineTooLong)));
         }
         let bytes = &self.body[start..stop];
-        let om = self.format == Format::OpenMetrics;
-        let first = if om { 0 } else { skip_ws(bytes, 0) };
-        match bytes.get(first) {
-            None => return Ok(None),
-            Some(b'#') => return self.comment(start, stop, first).map(|()| None),
-            Some(_) => {}
-        }
-        let text = self.utf8.get(start, stop).ok_or(ErrorKind::InvalidUtf8)?;
-        let parts = line::sample(text, om, &self.limits, &mut self.names)?;
-        let current = &self.family;
-        let (family, suffix) = match parts.name.strip_prefix(current.name) {
-            Some(rest) if !current.name.is_empty() => {
-                match Suffix::of(rest, current.kind, self.format) {
-                    Some(suffix) => (*current, suffix),
-                    None => (Family::undeclared(parts.name, self.format), Suffix::None),
-                }
-            }
-            _ => (Family::undeclared(parts.name, self.format), Suffix::None),
+        let first = match self.format {
+            Format::Text => skip_ws(bytes, 0),
+            Format::OpenMetrics => 0,
         };
-        Ok(Some(Sample {
-            name: parts.name,
-            labels: parts.labels,
-            series: parts.series,
-            value: parts.value,
-            timestamp_ms: parts.timestamp_ms,
-            family,
-            suffix,
-        }))
+        match bytes.get(first) {
+            None => None,
+            Some(b'#') => match self.comment(start, stop, first) {
+                Ok(()) => None,
+                Err(kind) => Some(Err(self.error(start, kind))),
+            },
+            Some(_) => Some(self.sample_at(start)),
+        }
     }
 
     /// A line starting with `#` (at `hash`): metadata, a comment, or
@@ -238,25 +318,13 @@ impl<'a> Iterator for Parser<'a> {
         }
         while self.pos < self.end {
             let start = self.pos;
-            let (mut stop, next) = match memchr(b'\n', &self.body[start..self.end]) {
-                Some(i) => (start + i, start + i + 1),
-                None => (self.end, self.end),
-            };
-            self.pos = next;
             self.line += 1;
-            if stop > start && self.body[stop - 1] == b'\r' {
-                stop -= 1;
+            let first = self.body[start];
+            if first.is_ascii_alphabetic() || first == b'_' || first == b':' {
+                return Some(self.sample_at(start));
             }
-            match self.line_at(start, stop) {
-                Ok(None) => continue,
-                Ok(Some(sample)) => return Some(Ok(sample)),
-                Err(kind) => {
-                    return Some(Err(Error {
-                        line: self.line,
-                        offset: start,
-                        kind,
-                    }));
-                }
+            if let Some(item) = self.other_line(start) {
+                return Some(item);
             }
         }
         None
@@ -300,6 +368,18 @@ impl<'a> Utf8Window<'a> {
             start: 0,
             valid: valid_prefix(body),
         }
+    }
+
+    /// The valid stretch holding `start` (revalidating from `start` when
+    /// it lies past the current one), and where that stretch starts in the
+    /// body. Lines are asked for in order.
+    #[inline]
+    fn text_from(&mut self, start: usize) -> (&'a str, usize) {
+        if start >= self.start + self.valid.len() {
+            self.start = start;
+            self.valid = valid_prefix(&self.body[start..]);
+        }
+        (self.valid, self.start)
     }
 
     /// `body[start..stop]` as text, or `None` when it is not UTF-8. Lines

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use memchr::memchr;
 
 use super::kinds::{Format, MetricType, Suffix};
-use super::line::{find_quote, find_quote_or_backslash, label_name_end};
+use super::scan;
 
 /// One sample line, borrowing from the body.
 ///
@@ -93,17 +93,35 @@ impl<'a> Family<'a> {
 /// unless it holds an escape. The metric name is not a label here.
 #[derive(Clone, Copy, Debug)]
 pub struct Labels<'a> {
-    /// Between the braces, exclusive; `""` for no braces or `{}`.
+    /// From the first byte after `{` to the end of the body (scans read
+    /// ahead); the labels are its first `bytes` bytes.
     pub(crate) text: &'a str,
+    pub(crate) bytes: usize,
     pub(crate) len: u32,
     pub(crate) escaped: bool,
+    /// Where the parser found the first `known` labels, so that iterating
+    /// them reads nothing again: name start and end, value start and end,
+    /// as offsets in `text` (kept while they fit a `u16`). Later labels
+    /// are read again.
+    pub(crate) known: u8,
+    pub(crate) spans: [Span; SPANS],
 }
+
+/// How many label positions a [`Labels`] keeps.
+pub(crate) const SPANS: usize = 4;
+
+/// A label's name start, name end, value start, value end in its
+/// [`Labels`]' text.
+pub(crate) type Span = [u16; 4];
 
 impl<'a> Labels<'a> {
     pub(crate) const NONE: Labels<'static> = Labels {
         text: "",
+        bytes: 0,
         len: 0,
         escaped: false,
+        known: 0,
+        spans: [[0; 4]; SPANS],
     };
 
     /// Number of labels.
@@ -128,15 +146,20 @@ impl<'a> Labels<'a> {
     /// The text between the braces, as written.
     #[must_use]
     pub fn as_written(&self) -> &'a str {
-        self.text
+        &self.text[..self.bytes]
     }
 
     /// The labels in the order written.
     #[must_use]
     pub fn iter(&self) -> LabelIter<'a> {
         LabelIter {
-            rest: self.text,
+            text: self.text,
+            pos: 0,
+            index: 0,
+            known: u32::from(self.known),
+            remaining: self.len,
             escaped: self.escaped,
+            spans: self.spans,
         }
     }
 
@@ -168,49 +191,76 @@ pub struct Label<'a> {
 /// Iterator over a [`Labels`]' labels.
 #[derive(Clone, Debug)]
 pub struct LabelIter<'a> {
-    rest: &'a str,
+    text: &'a str,
+    /// Where reading again starts (after the last label yielded).
+    pos: usize,
+    index: u32,
+    known: u32,
+    remaining: u32,
     escaped: bool,
+    spans: [Span; SPANS],
 }
 
 impl<'a> Iterator for LabelIter<'a> {
     type Item = Label<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Label<'a>> {
+        self.remaining = self.remaining.checked_sub(1)?;
+        let index = self.index;
+        self.index += 1;
+        let (name, raw, close) = if index < self.known {
+            let [ns, ne, vs, ve] = self.spans[index as usize].map(usize::from);
+            (&self.text[ns..ne], &self.text[vs..ve], ve)
+        } else {
+            self.read_again()?
+        };
+        self.pos = close + 1;
+        let value = if self.escaped {
+            unescape(raw, true)
+        } else {
+            Cow::Borrowed(raw)
+        };
+        Some(Label { name, value })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining as usize, Some(self.remaining as usize))
+    }
+}
+
+impl ExactSizeIterator for LabelIter<'_> {}
+
+impl<'a> LabelIter<'a> {
+    /// The next label read from the text (beyond the known spans): name,
+    /// raw value, and the index of its closing quote.
+    fn read_again(&self) -> Option<(&'a str, &'a str, usize)> {
         // The text was checked by the parser: names, `=`, quoted values,
         // separators. Only `,`, spaces and tabs come between labels, and
         // only spaces and tabs around `=`.
-        let rest = self.rest;
-        let b = rest.as_bytes();
-        let mut i = 0;
-        while i < b.len() && matches!(b[i], b',' | b' ' | b'\t') {
+        let text = self.text;
+        let b = text.as_bytes();
+        let mut i = self.pos;
+        while matches!(b.get(i), Some(b',' | b' ' | b'\t')) {
             i += 1;
-        }
-        if i == b.len() {
-            return None;
         }
         let name_start = i;
-        i = label_name_end(b, i);
-        let name = &rest[name_start..i];
-        while b.get(i) != Some(&b'"') {
-            i += 1;
-        }
-        let value_start = i + 1;
-        let (close, value) = if self.escaped {
-            let close = closing_quote(b, value_start)?;
-            (close, unescape(&rest[value_start..close], true))
+        i = scan::name_end::<false>(b, i);
+        let name = &text[name_start..i];
+        i += b.get(i..)?.iter().position(|&c| c == b'"')? + 1;
+        let close = if self.escaped {
+            closing_quote(b, i)?
         } else {
-            let close = find_quote(b, value_start)?;
-            (close, Cow::Borrowed(&rest[value_start..close]))
+            scan::quote(b, i)?
         };
-        self.rest = &rest[close + 1..];
-        Some(Label { name, value })
+        Some((name, &text[i..close], close))
     }
 }
 
 /// Index of the `"` that closes the value starting at `from`.
 fn closing_quote(b: &[u8], mut from: usize) -> Option<usize> {
     loop {
-        let i = find_quote_or_backslash(b, from)?;
+        let i = scan::value_stop(b, from)?;
         if b[i] == b'"' {
             return Some(i);
         }
@@ -252,8 +302,11 @@ mod tests {
     fn labels(text: &str, len: u32) -> Vec<(String, String)> {
         let l = Labels {
             text,
+            bytes: text.len(),
             len,
             escaped: text.contains('\\'),
+            known: 0,
+            spans: [[0; 4]; SPANS],
         };
         l.iter()
             .map(|l| (l.name.to_owned(), l.value.into_owned()))
@@ -295,8 +348,11 @@ mod tests {
     fn borrowed_unless_escaped() {
         let l = Labels {
             text: r#"a="x",b="y\\z""#,
+            bytes: 14,
             len: 2,
             escaped: true,
+            known: 0,
+            spans: [[0; 4]; SPANS],
         };
         let v: Vec<_> = l.iter().collect();
         assert!(matches!(v[0].value, Cow::Borrowed("x")));

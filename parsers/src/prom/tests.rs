@@ -778,3 +778,25 @@ fn text_format_ignores_eof() {
     // `# EOF` is a comment in the text format.
     assert_eq!(samples("a 1\n# EOF\nb 2\n", TEXT).len(), 2);
 }
+
+#[test]
+fn a_line_never_runs_into_the_next() {
+    let e = errors(b"a 1\xff\nb 2\n", TEXT, Limits::default());
+    assert_eq!(e, [(1, ErrorKind::InvalidUtf8)]);
+    let body = b"a{x=\"y\\\nz\"} 1\nb 2\na{x=\"y\nc 3\n";
+    let items: Vec<_> = Parser::new(body, TEXT, Limits::default()).collect();
+    let got: Vec<_> = items
+        .iter()
+        .map(|r| r.as_ref().map(|s| s.name).map_err(|e| (e.line, e.kind)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Err((1, ErrorKind::BadLabels)),
+            Err((2, ErrorKind::BadMetricName)),
+            Ok("b"),
+            Err((4, ErrorKind::BadLabels)),
+            Ok("c"),
+        ]
+    );
+}
