@@ -64,13 +64,15 @@ impl Line<'_, '_> {
         }
     }
 
-    /// The field starting at `i`, up to its end.
+    /// The field starting at `i`, up to its end. Empty when the read limit
+    /// cuts it inside a character (the caller then reports the line as too
+    /// long).
     fn field(&self, mut i: usize) -> (&str, usize) {
         let start = i;
         while !self.field_end(i) {
             i += 1;
         }
-        (&self.text[start..i], i)
+        (self.text.get(start..i).unwrap_or(""), i)
     }
 
     /// After a separator at `i`: the index of the next field. Text format:
@@ -174,7 +176,7 @@ pub(crate) fn sample<'a>(
             Some(end) => end,
             None if t == i => return Err(ErrorKind::UnexpectedText),
             None => {
-                if b[t] == b'#' {
+                if b.get(t) == Some(&b'#') {
                     return Err(ErrorKind::UnexpectedText);
                 }
                 let (ms, after) = number::millis_at(b, t)

@@ -34,11 +34,15 @@
 //! such a scrape (it was most likely cut short).
 //!
 //! Cost: no allocation per sample (the parser keeps one scratch vector for
-//! the duplicate-label check); the body is checked for UTF-8 once up
-//! front; each line is read once, and its labels once more only if the
-//! caller iterates them. [`Sample::series`] is the name and labels as
-//! written, a key under which a caller can cache what it built from the
-//! labels, as Prometheus's scrape cache does.
+//! the duplicate-label check; iterating labels allocates only for a value
+//! holding an escape); the body is checked for UTF-8 once up front; each
+//! sample line is read once, in place, sixteen bytes at a time where it
+//! pays, and the positions of a sample's first four labels are kept so
+//! that iterating them reads nothing again. [`Sample::series`] is the name
+//! and labels as written, a key under which a caller can cache what it
+//! built from the labels, as Prometheus's scrape cache does. About 1,750
+//! instructions per sample of a node_exporter body, 15 times fewer than
+//! the `prometheus-parse` crate (`bench/prom.sh`).
 //!
 //! What this module does not do:
 //!

@@ -800,3 +800,32 @@ fn a_line_never_runs_into_the_next() {
         ]
     );
 }
+
+#[test]
+fn the_read_limit_never_cuts_into_a_panic() {
+    // Found by fuzzing: spaces up to the read limit before a timestamp.
+    let limits = Limits {
+        max_line_bytes: 8,
+        ..Limits::default()
+    };
+    let body = "m 0\t\t\t\t\t\t\t\t\t\t\t\t1\nok 1\n";
+    assert_eq!(
+        errors(body.as_bytes(), TEXT, limits),
+        [(1, ErrorKind::LineTooLong)]
+    );
+    // A value whose multi-byte character the limit cuts.
+    let body = "m 1ééééé\nok 1\n";
+    assert_eq!(
+        errors(body.as_bytes(), TEXT, limits),
+        [(1, ErrorKind::LineTooLong)]
+    );
+    let body = "m 1 1é\nok 1\n# EOF\n";
+    let limits = Limits {
+        max_line_bytes: 6,
+        ..Limits::default()
+    };
+    assert_eq!(
+        errors(body.as_bytes(), OM, limits),
+        [(1, ErrorKind::LineTooLong)]
+    );
+}
