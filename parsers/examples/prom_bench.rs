@@ -2,7 +2,7 @@
 //! crate (0.2.5) on the same generated bodies, in the Prometheus text
 //! format 0.0.4:
 //!
-//! * `node`: a node_exporter-like body, ~1,000 series in ~130 families with
+//! * `node`: a node_exporter-like body, 972 series in 214 families with
 //!   `# HELP` / `# TYPE` lines, labels, a summary, Go-style float values;
 //! * `histogram`: histogram-heavy, 240 histograms of 12 to 15 lines
 //!   (`_bucket` with `le`, `_sum`, `_count`);
@@ -294,7 +294,7 @@ fn node_body() -> Vec<u8> {
     b.family("go_info", "gauge", "Information about the Go environment.");
     b.sample_value("go_info", &[("version", "go1.21.5")], "1");
 
-    let cpus: Vec<String> = (0..8).map(|c| c.to_string()).collect();
+    let cpus: Vec<String> = (0..12).map(|c| c.to_string()).collect();
     let modes = [
         "idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user",
     ];
@@ -493,7 +493,7 @@ fn node_body() -> Vec<u8> {
         &nics,
     );
 
-    let collectors: Vec<String> = (0..40).map(|i| format!("collector{i:02}")).collect();
+    let collectors: Vec<String> = (0..60).map(|i| format!("collector{i:02}")).collect();
     let coll_sets: Vec<Vec<(&str, &str)>> = collectors
         .iter()
         .map(|c| vec![("collector", c.as_str())])
