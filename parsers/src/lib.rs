@@ -20,6 +20,9 @@
 //! * [`json`] escapes text as JSON string content; the agent's record encoder
 //!   and [`structured`] share it.
 //! * Failures are reported as [`Error`] with an [`ErrorKind`].
+//! * [`prom`] parses scrape bodies in the Prometheus text format 0.0.4 and
+//!   OpenMetrics 1.0 text into samples borrowing from the body (its own
+//!   `prom::Error` per skipped line).
 //!
 //! What this crate does NOT do: no I/O (no files, no tailing, no
 //! checkpoints), no clocks (every time-dependent call takes `now_ms` from
@@ -61,6 +64,7 @@ pub mod json;
 mod line;
 mod multiline;
 mod partial;
+pub mod prom;
 pub mod structured;
 pub mod time;
 

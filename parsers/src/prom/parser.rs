@@ -1,0 +1,405 @@
+//! [`Parser`]: the iterator over a body's samples. Splits lines, tracks
+//! the current family from `# TYPE` / `# HELP` / `# UNIT`, and enforces
+//! OpenMetrics' `# EOF`.
+
+use memchr::memchr;
+
+use super::error::{Error, ErrorKind};
+use super::kinds::{Format, MetricType, Suffix};
+use super::limits::Limits;
+use super::line::{self, skip_ws, split_metric_name};
+use super::sample::{Family, Sample};
+
+/// Streams the samples of one scrape body, in order.
+///
+/// Yields `Ok(sample)` for each sample line and `Err(error)` for each line
+/// it skipped (see [`ErrorKind`]); comments, `# HELP` / `# TYPE` /
+/// `# UNIT` lines and blank lines yield nothing. Each sample borrows from
+/// the body. The parser allocates only a scratch vector for the duplicate
+/// label check (once, growing to the largest label count seen), never per
+/// sample.
+///
+/// ```
+/// use kubeship_parsers::prom::{Format, Limits, MetricType, Parser, Suffix};
+///
+/// let body = concat!(
+///     "# TYPE http_requests counter\n",
+///     "http_requests_total{code=\"200\"} 1027 1395066363.5\n",
+///     "# EOF\n",
+/// );
+/// let mut parser = Parser::new(body.as_bytes(), Format::OpenMetrics, Limits::default());
+/// let sample = parser.next().unwrap().unwrap();
+/// assert_eq!(sample.name, "http_requests_total");
+/// assert_eq!(sample.labels.get("code").as_deref(), Some("200"));
+/// assert_eq!(sample.value, 1027.0);
+/// assert_eq!(sample.timestamp_ms, Some(1_395_066_363_500));
+/// assert_eq!(sample.family.kind, MetricType::Counter);
+/// assert_eq!(sample.suffix, Suffix::Total);
+/// assert!(parser.next().is_none());
+/// ```
+#[derive(Debug)]
+pub struct Parser<'a> {
+    body: &'a [u8],
+    /// Start of the next line.
+    pos: usize,
+    /// Where the lines to parse end (OpenMetrics: at the final `# EOF`).
+    end: usize,
+    /// Number of the last line read.
+    line: u64,
+    format: Format,
+    limits: Limits,
+    utf8: Utf8Window<'a>,
+    family: Family<'a>,
+    names: Vec<&'a str>,
+    /// An error to yield before reading on (a missing `# EOF`).
+    pending: Option<Error>,
+}
+
+impl<'a> Parser<'a> {
+    /// A parser over a whole body in `format`, checking `limits`.
+    ///
+    /// An OpenMetrics body whose last line is not `# EOF` (optionally
+    /// followed by `\n` or `\r\n`) yields one
+    /// [`MissingEof`](ErrorKind::MissingEof) error and no samples.
+    #[must_use]
+    pub fn new(body: &'a [u8], format: Format, limits: Limits) -> Parser<'a> {
+        let mut parser = Parser {
+            body,
+            pos: 0,
+            end: body.len(),
+            line: 0,
+            format,
+            limits,
+            utf8: Utf8Window::new(body),
+            family: Family::undeclared("", format),
+            names: Vec::new(),
+            pending: None,
+        };
+        if format == Format::OpenMetrics {
+            match final_eof(body) {
+                Some(start) => parser.end = start,
+                None => {
+                    parser.end = 0;
+                    parser.pending = Some(Error {
+                        line: count_lines(body),
+                        offset: memchr::memrchr(b'\n', trim_newline(body)).map_or(0, |i| i + 1),
+                        kind: ErrorKind::MissingEof,
+                    });
+                }
+            }
+        }
+        parser
+    }
+
+    /// The format being parsed.
+    #[must_use]
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Reads the sample line starting at `start` (the current line): the
+    /// sample, or why the line was skipped. Moves `pos` to the next line.
+    #[inline(always)]
+    fn sample_at(&mut self, start: usize) -> Result<Sample<'a>, Error> {
+        let (text, offset) = self.utf8.text_from(start);
+        // Read at most a line of the longest length, its `\r\n`, and no
+        // further than valid UTF-8 and the lines to parse go.
+        let limit = start
+            .saturating_add(self.limits.max_line_bytes)
+            .saturating_add(2)
+            .min(self.end)
+            .min(offset + text.len())
+            - offset;
+        let mut end = 0;
+        let parsed = line::sample(
+            text,
+            start - offset,
+            limit,
+            self.format,
+            &self.limits,
+            &mut self.names,
+            &mut end,
+        );
+        let mut sample = match parsed {
+            // The end of the valid stretch is the end of a line only at the
+            // end of the body; elsewhere an invalid byte follows.
+            Ok(_) if end == text.len() && offset + end < self.body.len() => {
+                return Err(self.skip_line(start, ErrorKind::InvalidUtf8));
+            }
+            Ok(sample) => sample,
+            Err(kind) => return Err(self.skip_line(start, kind)),
+        };
+        let end = end + offset;
+        self.pos = end + 1;
+        let stop = if end > start && self.body[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        };
+        if stop - start > self.limits.max_line_bytes {
+            return Err(self.error(start, ErrorKind::LineTooLong));
+        }
+        let current = &self.family;
+        if let Some(rest) = sample.name.strip_prefix(current.name)
+            && !current.name.is_empty()
+            && let Some(suffix) = Suffix::of(rest, current.kind, self.format)
+        {
+            sample.family = *current;
+            sample.suffix = suffix;
+        }
+        Ok(sample)
+    }
+
+    /// The error for the current line, which starts at `start`.
+    fn error(&self, start: usize, kind: ErrorKind) -> Error {
+        Error {
+            line: self.line,
+            offset: start,
+            kind,
+        }
+    }
+
+    /// A sample line that did not parse: moves on to the next line, and
+    /// reports this one as too long or not UTF-8 if it is (the parse
+    /// stopped at the read limit), else as `kind`.
+    #[cold]
+    fn skip_line(&mut self, start: usize, kind: ErrorKind) -> Error {
+        let (stop, next) = self.line_end(start);
+        self.pos = next;
+        let kind = if stop - start > self.limits.max_line_bytes {
+            ErrorKind::LineTooLong
+        } else if self.utf8.get(start, stop).is_none() {
+            ErrorKind::InvalidUtf8
+        } else {
+            kind
+        };
+        self.error(start, kind)
+    }
+
+    /// The line starting at `start`: where it stops (before `\r\n` or
+    /// `\n`) and where the next one starts.
+    fn line_end(&self, start: usize) -> (usize, usize) {
+        let (mut stop, next) = match memchr(b'\n', &self.body[start..self.end]) {
+            Some(i) => (start + i, start + i + 1),
+            None => (self.end, self.end),
+        };
+        if stop > start && self.body[stop - 1] == b'\r' {
+            stop -= 1;
+        }
+        (stop, next)
+    }
+
+    /// A line that does not start with a metric name: blank, a comment or
+    /// metadata, or (text format) a sample after spaces. `None` when there
+    /// is nothing to yield. Moves `pos` to the next line.
+    fn other_line(&mut self, start: usize) -> Option<Result<Sample<'a>, Error>> {
+        let (stop, next) = self.line_end(start);
+        self.pos = next;
+        if stop - start > self.limits.max_line_bytes {
+            return Some(Err(self.error(start, ErrorKind::LineTooLong)));
+        }
+        let bytes = &self.body[start..stop];
+        let first = match self.format {
+            Format::Text => skip_ws(bytes, 0),
+            Format::OpenMetrics => 0,
+        };
+        match bytes.get(first) {
+            None => None,
+            Some(b'#') => match self.comment(start, stop, first) {
+                Ok(()) => None,
+                Err(kind) => Some(Err(self.error(start, kind))),
+            },
+            Some(_) => Some(self.sample_at(start)),
+        }
+    }
+
+    /// A line starting with `#` (at `hash`): metadata, a comment, or
+    /// OpenMetrics' `# EOF` before the end.
+    fn comment(&mut self, start: usize, stop: usize, hash: usize) -> Result<(), ErrorKind> {
+        let bytes = &self.body[start..stop];
+        let keyword_at = match self.format {
+            Format::Text => {
+                let k = skip_ws(bytes, hash + 1);
+                if k == hash + 1 {
+                    return Ok(()); // `#comment`
+                }
+                k
+            }
+            Format::OpenMetrics => {
+                if bytes == b"# EOF" {
+                    self.pos = self.end;
+                    return Err(ErrorKind::DataAfterEof);
+                }
+                if !bytes.starts_with(b"# ") {
+                    return Err(ErrorKind::BadComment);
+                }
+                2
+            }
+        };
+        let keyword = bytes.get(keyword_at..keyword_at + 4);
+        let meta = match keyword {
+            Some(b"HELP") => Meta::Help,
+            Some(b"TYPE") => Meta::Type,
+            Some(b"UNIT") if self.format == Format::OpenMetrics => Meta::Unit,
+            _ if self.format == Format::Text => return Ok(()),
+            _ => return Err(ErrorKind::BadComment),
+        };
+        let after = keyword_at + 4;
+        let name_at = match self.format {
+            Format::Text => skip_ws(bytes, after),
+            Format::OpenMetrics => after + usize::from(bytes.get(after) == Some(&b' ')),
+        };
+        if name_at == after {
+            // `# HELPER …`, `# TYPE` alone: a comment in the text format.
+            return match self.format {
+                Format::Text => Ok(()),
+                Format::OpenMetrics => Err(ErrorKind::BadComment),
+            };
+        }
+        let text = self.utf8.get(start, stop).ok_or(ErrorKind::InvalidUtf8)?;
+        self.metadata(meta, &text[name_at..])
+    }
+
+    /// `# HELP`, `# TYPE` or `# UNIT` from the metric name on.
+    fn metadata(&mut self, meta: Meta, text: &'a str) -> Result<(), ErrorKind> {
+        let (name, rest) = split_metric_name(text).ok_or(ErrorKind::BadMetricName)?;
+        // One separator, then the content (a text-format HELP keeps any
+        // further spaces, as Prometheus does).
+        let content = match rest.as_bytes().first() {
+            None => "",
+            Some(b' ') => &rest[1..],
+            Some(b'\t') if self.format == Format::Text => &rest[1..],
+            Some(_) => return Err(ErrorKind::BadMetricName),
+        };
+        if name.len() > self.limits.max_label_value_bytes {
+            return Err(ErrorKind::LabelValueTooLong);
+        }
+        if self.family.name != name {
+            self.family = Family::undeclared(name, self.format);
+        }
+        match meta {
+            Meta::Help => self.family.help = Some(content),
+            Meta::Type => {
+                let word = match self.format {
+                    Format::Text => content.trim_matches([' ', '\t']),
+                    Format::OpenMetrics => content,
+                };
+                self.family.kind =
+                    MetricType::parse(word, self.format).ok_or(ErrorKind::BadType)?;
+            }
+            Meta::Unit => {
+                let fits = content.is_empty()
+                    || name
+                        .strip_suffix(content)
+                        .is_some_and(|base| base.len() > 1 && base.ends_with('_'));
+                if !fits {
+                    return Err(ErrorKind::BadUnit);
+                }
+                self.family.unit = (!content.is_empty()).then_some(content);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Meta {
+    Help,
+    Type,
+    Unit,
+}
+
+impl<'a> Iterator for Parser<'a> {
+    type Item = Result<Sample<'a>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(error) = self.pending.take() {
+            return Some(Err(error));
+        }
+        while self.pos < self.end {
+            let start = self.pos;
+            self.line += 1;
+            let first = self.body[start];
+            if first.is_ascii_alphabetic() || first == b'_' || first == b':' {
+                return Some(self.sample_at(start));
+            }
+            if let Some(item) = self.other_line(start) {
+                return Some(item);
+            }
+        }
+        None
+    }
+}
+
+/// Where the body's last line starts, if that line is `# EOF`.
+fn final_eof(body: &[u8]) -> Option<usize> {
+    let last = trim_newline(body);
+    let start = last.len().checked_sub(5)?;
+    (&last[start..] == b"# EOF" && (start == 0 || last[start - 1] == b'\n')).then_some(start)
+}
+
+/// The body without one final `\n` or `\r\n`.
+fn trim_newline(body: &[u8]) -> &[u8] {
+    let body = body.strip_suffix(b"\n").unwrap_or(body);
+    body.strip_suffix(b"\r").unwrap_or(body)
+}
+
+fn count_lines(body: &[u8]) -> u64 {
+    let newlines = memchr::memchr_iter(b'\n', body).count() as u64;
+    newlines + u64::from(!body.is_empty() && !body.ends_with(b"\n"))
+}
+
+/// The body as `&str`, one valid stretch at a time: the whole body when it
+/// is UTF-8 (checked once, up front), else from line to line around the
+/// invalid bytes. Total work stays linear in the body's length.
+#[derive(Debug)]
+struct Utf8Window<'a> {
+    body: &'a [u8],
+    /// Where `valid` starts in the body.
+    start: usize,
+    /// The longest UTF-8 stretch of the body from `start`.
+    valid: &'a str,
+}
+
+impl<'a> Utf8Window<'a> {
+    fn new(body: &'a [u8]) -> Utf8Window<'a> {
+        Utf8Window {
+            body,
+            start: 0,
+            valid: valid_prefix(body),
+        }
+    }
+
+    /// The valid stretch holding `start` (revalidating from `start` when
+    /// it lies past the current one), and where that stretch starts in the
+    /// body. Lines are asked for in order.
+    #[inline]
+    fn text_from(&mut self, start: usize) -> (&'a str, usize) {
+        if start >= self.start + self.valid.len() {
+            self.start = start;
+            self.valid = valid_prefix(&self.body[start..]);
+        }
+        (self.valid, self.start)
+    }
+
+    /// `body[start..stop]` as text, or `None` when it is not UTF-8. Lines
+    /// are asked for in order.
+    fn get(&mut self, start: usize, stop: usize) -> Option<&'a str> {
+        let valid_end = self.start + self.valid.len();
+        if start > valid_end || (start == valid_end && stop > start) {
+            // Past the invalid bytes that ended the stretch: a new one.
+            self.start = start;
+            self.valid = valid_prefix(&self.body[start..]);
+        }
+        let (a, b) = (start.checked_sub(self.start)?, stop - self.start);
+        self.valid.get(a..b)
+    }
+}
+
+/// The longest prefix of `bytes` that is UTF-8.
+fn valid_prefix(bytes: &[u8]) -> &str {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+    }
+}
