@@ -3,10 +3,13 @@
 //! The tailer registers files and submits sealed batches; a sink acknowledges
 //! batches, in any order. A file's committed offset advances only over the longest
 //! prefix of its batches that were all acknowledged, so a checkpoint never passes
-//! a record that was not delivered. The ledger also enforces the in-flight byte
-//! budget: the tailer waits while too many bytes are unacknowledged, and says so
-//! ([`Ledger::tailer_waiting`], [`Ledger::room_wanted`]), so that a sink holding
-//! records back to fill larger requests sends them instead.
+//! a record that was not delivered. Registering a file makes its checkpoint entry;
+//! acknowledgements only advance it, so an entry moved to a copy, taken over or
+//! dropped is never written back by one that arrives late. The ledger also enforces
+//! the in-flight byte budget: the tailer waits while too many bytes are
+//! unacknowledged, and says so ([`Ledger::tailer_waiting`],
+//! [`Ledger::room_wanted`]), so that a sink holding records back to fill larger
+//! requests sends them instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,8 +27,9 @@ struct FileTrack {
     fp: Fingerprint,
     /// The file on disk its checkpoint entry is of.
     file: FileId,
-    /// Its content is gone from disk (truncated in place): it has no checkpoint entry
-    /// any more, and acknowledgements no longer write one.
+    /// It has no checkpoint entry any more and acknowledgements write none: its
+    /// content is gone from disk (truncated in place), or the entry went to another
+    /// file or track (a copy took it over, another reader of the file moved it).
     detached: bool,
     committed: u64,
     /// The committed offset the checkpoint file on disk holds.
@@ -69,6 +73,24 @@ struct Inner {
     /// Σ (size_seen − persisted) over tracked files.
     lag: u64,
     store: Store,
+}
+
+impl Inner {
+    /// Tracks of (`stream`, `fp`, `file`) other than `except` stop writing
+    /// checkpoints: that key is no longer the entry of the content they read.
+    fn retire_tracks(&mut self, stream: &str, fp: Fingerprint, file: FileId, except: Option<u64>) {
+        for (id, t) in &mut self.files {
+            if Some(*id) != except && t.fp == fp && t.file == file && *t.stream == *stream {
+                t.detached = true;
+            }
+        }
+    }
+
+    /// The entry (`stream`, `fp`, `file`) goes, and no track writes it again.
+    fn retire(&mut self, stream: &str, fp: Fingerprint, file: FileId, except: Option<u64>) {
+        self.retire_tracks(stream, fp, file, except);
+        self.store.remove(stream, fp, file);
+    }
 }
 
 /// Shared between the tailer, the sink and the checkpoint writer.
@@ -124,15 +146,22 @@ impl Ledger {
         f(&mut self.lock().store)
     }
 
-    /// Starts tracking `file`, opened at `offset`; returns its id.
+    /// Starts tracking `file`, opened at `offset`; returns its id. `takes_over`: the
+    /// entry (fingerprint, file) of another file that no longer holds the content
+    /// `file` is a copy of: it goes (this file's entry replaces it) and no track
+    /// writes it any more.
     pub fn register_file(
         &self,
         stream: &Arc<str>,
         fp: Fingerprint,
         file: FileId,
         offset: u64,
+        takes_over: Option<(Fingerprint, FileId)>,
     ) -> u64 {
-        let mut g = self.lock();
+        let g = &mut *self.lock();
+        if let Some((old_fp, old_file)) = takes_over {
+            g.retire(stream, old_fp, old_file, None);
+        }
         g.next_file += 1;
         let id = g.next_file;
         g.store.put(stream, fp, file, offset, false, now_unix());
@@ -170,24 +199,34 @@ impl Ledger {
     }
 
     /// The file's content is read on from another file now (a copytruncate copy).
+    /// Other tracks of the old file with that content (a file let go and opened
+    /// again) write no more.
     pub fn moved(&self, id: u64, to: FileId) {
         let g = &mut *self.lock();
+        let Some(t) = g.files.get(&id) else {
+            return;
+        };
+        let (stream, fp, from, detached) = (Arc::clone(&t.stream), t.fp, t.file, t.detached);
+        if !detached {
+            // The entry of (fp, to) is this track's now: no other writes it, nor (fp, from).
+            g.retire_tracks(&stream, fp, from, Some(id));
+            g.retire_tracks(&stream, fp, to, Some(id));
+            g.store.moved(&stream, fp, from, to);
+        }
         if let Some(t) = g.files.get_mut(&id) {
-            if !t.detached {
-                g.store.moved(&t.stream, t.fp, t.file, to);
-            }
             t.file = to;
         }
     }
 
     /// The file's content is gone from disk (truncated in place without a copy): its
     /// checkpoint entry is dropped, so that the new content of its inode starts from
-    /// scratch, and its remaining acknowledgements do not write one again.
+    /// scratch, and its remaining acknowledgements (or another track's of that file
+    /// and content) do not write one again.
     pub fn detach(&self, id: u64) {
         let g = &mut *self.lock();
-        if let Some(t) = g.files.get_mut(&id) {
-            g.store.remove(&t.stream, t.fp, t.file);
-            t.detached = true;
+        if let Some(t) = g.files.get(&id) {
+            let (stream, fp, file) = (Arc::clone(&t.stream), t.fp, t.file);
+            g.retire(&stream, fp, file, None);
         }
     }
 
@@ -263,7 +302,15 @@ impl Ledger {
             } else if advanced {
                 let (stream, fp, file, committed) =
                     (Arc::clone(&t.stream), t.fp, t.file, t.committed);
-                g.store.put(&stream, fp, file, committed, done, now_unix());
+                // Only the entry registered for it: an acknowledgement never makes one.
+                if !g
+                    .store
+                    .advance(&stream, fp, file, committed, done, now_unix())
+                    && done
+                {
+                    // No entry to hold it, but a snapshot ends the tracking once done.
+                    g.store.mark_dirty();
+                }
             }
         }
         self.acked.notify_all();
@@ -443,7 +490,7 @@ mod tests {
     fn out_of_order_acks_commit_only_the_acknowledged_prefix() {
         let l = Ledger::new(Store::default(), Arc::new(Metrics::new()));
         let s: Arc<str> = Arc::from("/p/0.log");
-        let f = l.register_file(&s, Fingerprint::of(b"head\n"), FILE, 0);
+        let f = l.register_file(&s, Fingerprint::of(b"head\n"), FILE, 0, None);
         let mut b1 = batch(vec![Mark {
             file: f,
             offset: 100,
@@ -485,7 +532,7 @@ mod tests {
         let l = Ledger::new(Store::default(), Arc::new(Metrics::new()));
         let s: Arc<str> = Arc::from("/p/0.log");
         let fp = Fingerprint::of(b"head\n");
-        let f = l.register_file(&s, fp, FILE, 0);
+        let f = l.register_file(&s, fp, FILE, 0, None);
         let mut b1 = batch(vec![Mark {
             file: f,
             offset: 40,
@@ -510,6 +557,69 @@ mod tests {
         let snap = l.checkpoint_if_changed().expect("changed");
         l.persisted(snap);
         assert_eq!(l.committed(f), None, "tracking ended");
+    }
+
+    /// Once a file's entry moved to a copy (copytruncate), no acknowledgement writes
+    /// an entry of the old file again: not the moving track's (it follows the copy),
+    /// not another track's of the same file and content (a file let go and opened
+    /// again, its last batch acknowledged late).
+    #[test]
+    fn acknowledgements_after_a_move_do_not_write_the_old_entry_back() {
+        let l = Ledger::new(Store::default(), Arc::new(Metrics::new()));
+        let s: Arc<str> = Arc::from("/p/0.log");
+        let head = [b'x'; 300];
+        let fp = Fingerprint::of(&head);
+        let copy = FileId { ino: 9, ..FILE };
+        let mark = |file, offset, last| Mark { file, offset, last };
+        let first = l.register_file(&s, fp, FILE, 0, None);
+        let mut late = batch(vec![mark(first, 500, true)]);
+        l.submit(&mut late);
+        let second = l.register_file(&s, fp, FILE, 500, None);
+        let mut b = batch(vec![mark(second, 700, false)]);
+        l.submit(&mut b);
+        l.moved(second, copy);
+        l.ack(b.seq);
+        l.ack(late.seq);
+        let entries = |l: &Ledger| {
+            l.with_store(|st| {
+                (
+                    st.find_own("/p/0.log", &head, FILE).map(|e| e.offset),
+                    st.find_own("/p/0.log", &head, copy).map(|e| e.offset),
+                    st.len(),
+                )
+            })
+        };
+        assert_eq!(entries(&l), (None, Some(700), 1));
+        // Tracking of the retired track still ends once done and persisted.
+        let snap = l.checkpoint_if_changed().expect("changed");
+        l.persisted(snap);
+        assert_eq!(l.committed(first), None);
+        assert_eq!(l.committed(second), Some(700));
+    }
+
+    /// A copy taking over the entry of a file that no longer holds its content: the
+    /// old entry goes, and a late acknowledgement of that file does not bring it back.
+    #[test]
+    fn a_copy_taking_over_an_entry_leaves_none_behind() {
+        let l = Ledger::new(Store::default(), Arc::new(Metrics::new()));
+        let s: Arc<str> = Arc::from("/p/0.log");
+        let head = [b'x'; 300];
+        let fp = Fingerprint::of(&head);
+        let copy = FileId { ino: 9, ..FILE };
+        let old = l.register_file(&s, fp, FILE, 0, None);
+        let mut late = batch(vec![Mark {
+            file: old,
+            offset: 300,
+            last: true,
+        }]);
+        l.submit(&mut late);
+        l.register_file(&s, fp, copy, 200, Some((fp, FILE)));
+        l.ack(late.seq);
+        l.with_store(|st| {
+            assert!(st.find_own("/p/0.log", &head, FILE).is_none());
+            assert_eq!(st.find_own("/p/0.log", &head, copy).unwrap().offset, 200);
+            assert_eq!(st.len(), 1);
+        });
     }
 
     #[test]

@@ -11,8 +11,11 @@
 //! A file resumes from its own entry ([`Store::find_own`]: same inode, matching
 //! content); only a file that is not the live one may take another file's entry
 //! with the same content ([`Store::find_copy`]: it is a gzip or copytruncate copy of
-//! it). The [`Store`] holds one [`Entry`] per known file and is written with temp
-//! file, fsync, rename.
+//! it). The [`Store`] holds one [`Entry`] per known file and content: the operations
+//! that give an entry another key ([`Store::moved`], [`Store::rekey`]) replace an
+//! entry that had that key, and acknowledgements only [`Store::advance`] an entry,
+//! never create one, so an entry moved away or dropped is not written back. It is
+//! written with temp file, fsync, rename.
 
 pub mod writer;
 
@@ -266,7 +269,9 @@ impl Store {
     /// An entry of `stream` of another file whose first bytes were `head` too, for a
     /// copy of that file (a gzip of a rotated file, a copytruncate copy), except the
     /// entries of `reading` (files being read, by identity and fingerprint: their
-    /// copies are recognised while they are open).
+    /// copies are recognised while they are open). Of several, the longest
+    /// fingerprint, then the lowest offset: whatever order the entries were loaded
+    /// or made in, and reading again is a duplicate where skipping would be a loss.
     pub fn find_copy(
         &self,
         stream: &str,
@@ -277,7 +282,31 @@ impl Store {
             .get(stream)?
             .iter()
             .filter(|e| e.fingerprint_matches(head) && !reading.iter().any(|&(f, i)| e.is(f, i)))
-            .max_by_key(|e| e.fp_len)
+            .min_by_key(|e| (std::cmp::Reverse(e.fp_len), e.offset))
+    }
+
+    /// Sets the offset of the entry of (`stream`, `fp`, `id`) if there is one (an
+    /// acknowledgement: it never creates an entry, so one moved to another file,
+    /// taken over by a copy or dropped stays so). True when there is one.
+    pub fn advance(
+        &mut self,
+        stream: &str,
+        fp: Fingerprint,
+        id: FileId,
+        offset: u64,
+        done: bool,
+        now_unix: u64,
+    ) -> bool {
+        let Some(e) = self.entry_mut(stream, fp, id) else {
+            return false;
+        };
+        if e.offset != offset || e.done != done {
+            e.offset = offset;
+            e.done = done;
+            e.updated = now_unix;
+            self.dirty = true;
+        }
+        true
     }
 
     /// Creates or updates the entry of (`stream`, `fp`, `id`).
@@ -330,8 +359,13 @@ impl Store {
         self.dirty = true;
     }
 
-    /// Replaces the fingerprint of an entry that grew a longer one.
+    /// Replaces the fingerprint of an entry that grew a longer one (an entry that had
+    /// the new key already goes: one entry per file and content).
     pub fn rekey(&mut self, stream: &str, id: FileId, old: Fingerprint, new: Fingerprint) {
+        if old == new || self.entry_mut(stream, old, id).is_none() {
+            return;
+        }
+        self.remove(stream, new, id);
         if let Some(e) = self.entry_mut(stream, old, id) {
             e.fp = new.hash;
             e.fp_len = new.len;
@@ -339,15 +373,22 @@ impl Store {
         }
     }
 
-    /// The file of an entry is now `new` (a copytruncate copy holds its content).
+    /// The file of an entry is now `new` (a copytruncate copy holds its content); no
+    /// entry of `old` with that content is left, and an entry `new` had for it goes
+    /// (one entry per file and content).
     pub fn moved(&mut self, stream: &str, fp: Fingerprint, old: FileId, new: FileId) {
+        if old == new || self.entry_mut(stream, fp, old).is_none() {
+            return;
+        }
+        self.remove(stream, fp, new);
         if let Some(e) = self.entry_mut(stream, fp, old) {
             e.set_file_id(new);
             self.dirty = true;
         }
     }
 
-    /// Drops the entry of a file whose content is gone from disk (truncated in place).
+    /// Drops the entry of a file whose content is gone from disk (truncated in place;
+    /// taken over by a copy).
     pub fn remove(&mut self, stream: &str, fp: Fingerprint, id: FileId) {
         if let Some(list) = self.streams.get_mut(stream)
             && let Some(i) = list.iter().position(|e| e.is(fp, id))
@@ -565,6 +606,55 @@ mod tests {
         assert!(s.find_own("/p/0.log", &head, B).is_none(), "moved away");
         s.remove("/p/0.log", fp, gz);
         assert_eq!(s.len(), 1);
+    }
+
+    /// Identity operations keep one entry per (stream, fingerprint, file): a move or
+    /// a longer fingerprint onto a key that had an entry replaces it; an
+    /// acknowledgement ([`Store::advance`]) never makes an entry, so one moved away is
+    /// not written back; of several entries a copy could resume from, the choice does
+    /// not depend on their order (a loaded store is sorted by inode).
+    #[test]
+    fn one_entry_per_file_and_content_whatever_moves_it() {
+        let head = b"a line of twenty b.\n".repeat(15);
+        let fp = Fingerprint::of(&head);
+        let count = |s: &Store| s.streams.get("/p/0.log").map_or(0, Vec::len);
+        let mut s = Store::default();
+        s.put("/p/0.log", fp, A, 100, false, 1);
+        s.put("/p/0.log", fp, B, 40, false, 1);
+        s.moved("/p/0.log", fp, A, B);
+        assert_eq!(count(&s), 1, "B's old entry replaced");
+        assert_eq!(s.find_own("/p/0.log", &head, B).unwrap().offset, 100);
+        assert!(
+            !s.advance("/p/0.log", fp, A, 120, true, 2),
+            "a late acknowledgement of A finds no entry"
+        );
+        assert!(s.find_own("/p/0.log", &head, A).is_none(), "and makes none");
+        assert!(s.advance("/p/0.log", fp, B, 120, false, 2));
+        assert_eq!(s.find_own("/p/0.log", &head, B).unwrap().offset, 120);
+
+        let short = Fingerprint::of(&head[..100]);
+        assert_eq!(short.len, 100);
+        s.put("/p/0.log", short, A, 50, false, 3);
+        s.put("/p/0.log", fp, A, 10, false, 3);
+        s.rekey("/p/0.log", A, short, fp);
+        assert_eq!(
+            count(&s),
+            2,
+            "A's entry with the longer fingerprint replaced"
+        );
+        assert_eq!(s.find_own("/p/0.log", &head, A).unwrap().offset, 50);
+
+        // Two entries of one content: the lowest offset whatever their order.
+        for order in [[(A, 50), (B, 120)], [(B, 120), (A, 50)]] {
+            let mut s = Store::default();
+            for (id, offset) in order {
+                s.put("/p/0.log", fp, id, offset, false, 1);
+            }
+            assert_eq!(
+                s.find_copy("/p/0.log", &head, &[]).map(|e| e.offset),
+                Some(50)
+            );
+        }
     }
 
     /// Checkpoint files written before file identities were recorded still load; their

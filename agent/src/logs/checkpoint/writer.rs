@@ -203,6 +203,7 @@ mod tests {
             Fingerprint::of(b"head line\n"),
             crate::logs::checkpoint::FileId::UNKNOWN,
             0,
+            None,
         );
         let mut b = BatchBuilder::new(1024, 10).seal(
             vec![Mark {

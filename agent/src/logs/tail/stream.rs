@@ -504,6 +504,7 @@ mod tests {
     use crate::logs::encode::{Fragment, RecordForm};
     use crate::logs::tail::decode::Counters;
     use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
 
     /// One container stream polled by hand, on a clock the test moves.
     struct Harness {
@@ -520,6 +521,9 @@ mod tests {
         now: Instant,
         start: Instant,
         records: Vec<String>,
+        /// Each poll's batch carries marks (as the tailer seals them) and is
+        /// acknowledged at once: checkpoints advance.
+        deliver: bool,
     }
 
     fn info() -> ContainerInfo {
@@ -590,7 +594,68 @@ mod tests {
                 now,
                 start: now,
                 records: Vec::new(),
+                deliver: false,
             }
+        }
+
+        /// Marks for every file of the stream, as the tailer's seal makes them when a
+        /// batch holds records of the stream.
+        fn marks(&mut self) -> Vec<crate::logs::batch::Mark> {
+            self.stream
+                .files
+                .iter_mut()
+                .map(|f| {
+                    let (offset, last) = if f.finished {
+                        (f.offset, true)
+                    } else {
+                        (f.safe_offset(), false)
+                    };
+                    f.last_marked = offset;
+                    crate::logs::batch::Mark {
+                        file: f.id,
+                        offset,
+                        last,
+                    }
+                })
+                .collect()
+        }
+
+        /// The agent stops (a crash: nothing more is read or acknowledged) and starts
+        /// again from the checkpoint file its ledger would have written.
+        fn restart(&mut self) {
+            let path = self._tmp.path().join("checkpoints.json");
+            let bytes = self.ledger.with_store(|s| s.serialize());
+            crate::logs::checkpoint::write_atomic(&path, &bytes).unwrap();
+            let store = Store::load(&path).unwrap().expect("written");
+            self.ledger = Ledger::new(store, Arc::clone(&self.metrics));
+            self.stream = ContainerStream::new(
+                self.dir.join("0.log"),
+                info(),
+                PathMeta::default(),
+                MetaState::Off,
+            );
+            self.builder = BatchBuilder::new(64 << 20, 1 << 20);
+        }
+
+        /// The checkpoint entries of the stream whose fingerprint matches `head`:
+        /// (inode, offset, done).
+        fn entries_of(&self, head: &[u8]) -> Vec<(u64, u64, bool)> {
+            let bytes = self.ledger.with_store(|s| s.serialize());
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let fp = format!("{:016x}", Fingerprint::of(head).hash);
+            v["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["fp"] == fp.as_str())
+                .map(|e| {
+                    (
+                        e["ino"].as_u64().unwrap(),
+                        e["offset"].as_u64().unwrap(),
+                        e["done"].as_bool().unwrap(),
+                    )
+                })
+                .collect()
         }
 
         fn path(&self, name: &str) -> PathBuf {
@@ -625,7 +690,16 @@ mod tests {
                 limits: &mut self.limits,
             };
             let p = self.stream.poll(&mut env);
-            let batch = self.builder.seal(Vec::new(), self.now);
+            let marks = if self.deliver {
+                self.marks()
+            } else {
+                Vec::new()
+            };
+            let mut batch = self.builder.seal(marks, self.now);
+            if self.deliver {
+                self.ledger.submit(&mut batch);
+                self.ledger.ack(batch.seq);
+            }
             self.records.extend(
                 batch
                     .events
@@ -824,5 +898,82 @@ mod tests {
         }
         assert_eq!(h.records_starting("new "), 3, "the new content");
         assert_eq!(h.records_starting("BANNER "), 2);
+    }
+
+    /// A copytruncate done before the agent listed the directory (it was down, or
+    /// had just started): the copy has no entry of its own and resumes from the live
+    /// file's, which it must take over. The live file's inode holds other content
+    /// now; an entry left with it stays at the offset the crash left, and once the
+    /// copy was gzipped and deleted, the gzip (found after a restart, with no reader
+    /// of the copy to recognise it by) resumed from that stale entry rather than
+    /// from the copy's, and read again records delivered and acknowledged since.
+    /// (Loaded checkpoints are sorted by inode: the stale entry was picked when the
+    /// copy's inode was the lower one, as here.)
+    #[test]
+    fn copytruncate_before_the_first_listing_leaves_no_stale_entry_for_the_gzip() {
+        let mut h = Harness::new(256 * 1024);
+        h.deliver = true;
+        // Two inodes made up front: the live file gets the higher one, the copy the
+        // lower (renames and copies onto an existing file keep inodes).
+        let spare = |n: &str| {
+            let p = h._tmp.path().join(n);
+            fs::File::create(&p).unwrap();
+            (fs::metadata(&p).unwrap().ino(), p)
+        };
+        let mut two = [spare("a"), spare("b")];
+        two.sort();
+        let [(_, low), (_, high)] = two;
+        fs::rename(&high, h.path("0.log")).unwrap();
+
+        let old = lines("old", 0..20, 200);
+        h.append("0.log", &old);
+        h.poll_idle();
+        assert_eq!(h.records_starting("old "), 20);
+        // Written, then the agent crashes before reading it.
+        h.append("0.log", &lines("old", 20..25, 200));
+        h.restart();
+        // copytruncate before the restarted agent lists the directory.
+        let copy = h.path("0.log.20261123-100000");
+        fs::copy(h.path("0.log"), &low).unwrap();
+        fs::rename(&low, &copy).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(h.path("0.log"))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        h.append("0.log", &lines("new", 0..5, 200));
+        h.poll_idle();
+        assert_eq!(
+            (h.records_starting("old "), h.records_starting("new ")),
+            (25, 5),
+            "the copy is read on from the live file's entry"
+        );
+        let copy_meta = fs::metadata(&copy).unwrap();
+        assert_eq!(
+            h.entries_of(&old),
+            vec![(copy_meta.ino(), copy_meta.len(), false)],
+            "one entry for the content, the copy's: none left with the live file's inode"
+        );
+
+        // Everything is acknowledged; while the agent is down (or before it lists the
+        // directory) the copy is gzipped and deleted.
+        h.restart();
+        let gz = h.path("0.log.20261123-100000.gz");
+        fs::write(&gz, gzip(&fs::read(&copy).unwrap())).unwrap();
+        fs::remove_file(&copy).unwrap();
+        h.poll_idle();
+        assert_eq!(
+            h.records_starting("old "),
+            25,
+            "the gzip resumes where the copy was delivered to: nothing read again"
+        );
+        assert_eq!(h.records_starting("new "), 5);
+        let gz_ino = fs::metadata(&gz).unwrap().ino();
+        assert_eq!(
+            h.entries_of(&old),
+            vec![(gz_ino, copy_meta.len(), true)],
+            "the gzip took the entry of the copy, gone from disk"
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::{ContainerStream, Env, refused_link};
-use crate::logs::checkpoint::{FileId, Fingerprint};
+use crate::logs::checkpoint::{Entry, FileId, Fingerprint};
 use crate::logs::tail::decode::Decoder;
 use crate::logs::tail::file::{FileReader, read_head};
 use crate::logs::tail::names::{Order, classify};
@@ -82,10 +82,20 @@ impl ContainerStream {
             complete &= *link != self.dir;
             refused_link(env.metrics, env.limits, now, &link.display());
         }
-        for (path, order, gz) in files {
-            let Ok(meta) = fs::symlink_metadata(&path) else {
-                continue;
-            };
+        let files: Vec<_> = files
+            .into_iter()
+            .filter_map(|(path, order, gz)| {
+                let meta = fs::symlink_metadata(&path).ok()?;
+                Some((path, order, gz, meta))
+            })
+            .collect();
+        // Every file listed, by identity: whether the file of an entry a copy resumes
+        // from is still there.
+        let on_disk: Vec<_> = files
+            .iter()
+            .map(|(path, _, gz, meta)| (FileId::of(meta), path.clone(), *gz))
+            .collect();
+        for (path, order, gz, meta) in files {
             let ino = FileId::of(&meta);
             seen.push(ino);
             if order == Order::Live {
@@ -112,7 +122,7 @@ impl ContainerStream {
                 present.push(fp);
                 continue;
             }
-            match self.open(path, order, gz, meta.len(), live_now, env) {
+            match self.open(path, order, gz, meta.len(), live_now, &on_disk, env) {
                 Ok(Opened::Reader(reader)) => {
                     present.push(reader.fp);
                     self.files.push(*reader);
@@ -143,7 +153,9 @@ impl ContainerStream {
     }
 
     /// Opens a file not seen before, at its checkpoint, unless it needs no reading.
-    /// `live_now` is the live file as listed.
+    /// `live_now` is the live file as listed; `on_disk` every file listed (identity,
+    /// path, gzip).
+    #[allow(clippy::too_many_arguments)]
     fn open(
         &mut self,
         path: PathBuf,
@@ -151,6 +163,7 @@ impl ContainerStream {
         gz: bool,
         size: u64,
         live_now: Option<FileId>,
+        on_disk: &[(FileId, PathBuf, bool)],
         env: &mut Env<'_>,
     ) -> io::Result<Opened> {
         let (file, head) = read_head(&path, gz)?;
@@ -177,16 +190,24 @@ impl ContainerStream {
         // a copy of another (a gzip, a copytruncate copy): not read twice, or read on
         // from the other's entry. The live file never is (copies get new names),
         // however its first bytes look: a container may start two files alike.
-        let entry = match env.ledger.with_store(|s| s.find_own(&self.key, &head, id)) {
-            Some(e) => Some(e),
-            None if live => None,
+        let (entry, copied) = match env.ledger.with_store(|s| s.find_own(&self.key, &head, id)) {
+            Some(e) => (Some(e), false),
+            None if live => (None, false),
             None if self.is_copy(&file, &head, gz, live_now) => return Ok(Opened::Skip(fp)),
             None => {
                 let reading: Vec<_> = self.files.iter().map(|f| (f.fp, f.ino)).collect();
-                env.ledger
-                    .with_store(|s| s.find_copy(&self.key, &head, &reading).cloned())
+                let e = env
+                    .ledger
+                    .with_store(|s| s.find_copy(&self.key, &head, &reading).cloned());
+                (e, true)
             }
         };
+        // A copy resuming from the entry of a file that no longer holds that content
+        // (gone from disk; truncated since: a copytruncate while the agent was down or
+        // before it listed the directory) takes that entry over, so that the content
+        // keeps one entry; one left behind would stay at that offset, and a later copy
+        // (the copy's gzip) could resume from it and read again what was delivered.
+        let mut takes_over = None;
         let offset = match entry {
             _ if let Some(g) = let_go => g.offset,
             Some(e) if e.done && !live && (gz || e.offset >= size) => {
@@ -196,7 +217,12 @@ impl ContainerStream {
                 tracing::warn!(path = %path.display(), checkpoint = e.offset, size, "file is shorter than its checkpoint; reading it from the start");
                 0
             }
-            Some(e) => e.offset,
+            Some(e) => {
+                if copied && !still_holds(&e, on_disk) {
+                    takes_over = Some((e.fingerprint(), e.file_id()));
+                }
+                e.offset
+            }
             None if env.start_at_end => {
                 if !live {
                     return Ok(Opened::Skip(fp));
@@ -209,7 +235,9 @@ impl ContainerStream {
         tracing::debug!(path = %path.display(), offset, fp = fp.hash, fp_len = fp.len, "opening log file");
         let mut reader =
             FileReader::new(0, file, path, order, gz, head, offset, decoder, env.out.now)?;
-        reader.id = env.ledger.register_file(&self.key, fp, reader.ino, offset);
+        reader.id = env
+            .ledger
+            .register_file(&self.key, fp, reader.ino, offset, takes_over);
         Ok(Opened::Reader(Box::new(reader)))
     }
 
@@ -226,4 +254,18 @@ impl ContainerStream {
                 !f.finished && same(&f.fp) && !(live && gz) && f.copied_to(file, gz)
             })
     }
+}
+
+/// True when the file `e` is an entry of is listed (`on_disk`: identity, path, gzip)
+/// and still starts with the content `e` was taken of.
+fn still_holds(e: &Entry, on_disk: &[(FileId, PathBuf, bool)]) -> bool {
+    on_disk.iter().any(|(id, path, gz)| {
+        *id == e.file_id()
+            && read_head(path, *gz).is_ok_and(|(file, head)| {
+                // The path may name another file by now.
+                file.metadata().is_ok_and(|m| FileId::of(&m) == *id)
+                    && e.fp_len > 0
+                    && e.fingerprint().matches(&head)
+            })
+    })
 }
