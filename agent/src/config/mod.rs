@@ -161,18 +161,9 @@ impl MultilineSelector {
     }
 }
 
-/// How a multiline record is recognised.
-#[derive(Debug, Clone)]
-pub enum MultilineRule {
-    /// `java`: Java stack traces.
-    Java,
-    /// `python`: Python tracebacks.
-    Python,
-    /// `go`: Go panics and goroutine dumps.
-    Go,
-    /// A line matching this regex starts a new record.
-    Custom(regex::bytes::Regex),
-}
+/// How a multiline record is recognised (`java`, `python`, `go`, or a custom start
+/// pattern): the parsers' rule itself.
+pub use kubeship_parsers::Rule as MultilineRule;
 
 /// `pipeline:` — batching and back-pressure.
 #[derive(Debug, Clone)]

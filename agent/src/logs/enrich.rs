@@ -15,9 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kubeship_parsers::Rule;
-
-use crate::config::{Config, MultilineRule};
+use crate::config::Config;
 use crate::kube::{Labels, PodCache, PodMeta};
 use crate::logs::batch::Destination;
 use crate::logs::encode::{AppParser, Fragment, PathMeta, RecordForm, escape_str_into};
@@ -139,10 +137,10 @@ impl Enricher {
             .multiline
             .iter()
             .find(|m| m.matches(&path.namespace_name, &path.pod_name, &path.container_name))
-            .map(|m| (rule(&m.rule), m.flush_timeout.as_millis() as u64));
+            .map(|m| (m.rule.clone(), m.flush_timeout.as_millis() as u64));
         if let Some(name) = controls.multiline {
             match cfg.logs.multiline_rule(name) {
-                Some(r) => multiline = Some((rule(&r), ANNOTATION_MULTILINE_FLUSH_MS)),
+                Some(r) => multiline = Some((r, ANNOTATION_MULTILINE_FLUSH_MS)),
                 None => problems.push(problem(format!(
                     "unknown multiline rule `{name}` in its kubeship.io/multiline annotation \
                      (java, python, go or a logs.multiline_rules name); ignored"
@@ -239,15 +237,6 @@ impl Enricher {
             o.map_if("namespace_labels", labels);
         }
         o.finish()
-    }
-}
-
-fn rule(r: &MultilineRule) -> Rule {
-    match r {
-        MultilineRule::Java => Rule::Java,
-        MultilineRule::Python => Rule::Python,
-        MultilineRule::Go => Rule::Go,
-        MultilineRule::Custom(re) => Rule::Custom(re.clone()),
     }
 }
 
@@ -448,7 +437,10 @@ mod tests {
         let info = e.info(&path(), Some(&found), &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         assert!(matches!(info.parser, Some(AppParser::Regex(_))));
-        assert!(matches!(info.multiline, Some((Rule::Custom(_), 1000))));
+        assert!(matches!(
+            info.multiline,
+            Some((kubeship_parsers::Rule::Custom(_), 1000))
+        ));
         assert!(!info.excluded);
 
         let mut p = pod();
