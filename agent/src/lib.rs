@@ -1,21 +1,22 @@
 //! kubeship: a per-node observability agent for Kubernetes.
 //!
 //! It tails every container log on its node, enriches each record with its pod's
-//! metadata, and ships batches to a sink (the embedded local sink today; CloudWatch
-//! Logs next), advancing each file's checkpoint only after delivery. Start at
-//! [`app`], which wires the pieces in the order data flows through them.
+//! metadata, and ships batches to CloudWatch Logs (or the embedded local sink),
+//! advancing each file's checkpoint only after delivery. Start at `app`, the
+//! start-up script: the shared services (`config`, `telemetry`, the pod watch of
+//! `kube`, [`aws`] and `net`), then the pipelines (`logs`; the metrics pipeline
+//! next), in the order data flows.
 //!
-//! Main types: [`logs::tail::Tailer`] (reads files into batches), [`logs::ledger::Ledger`]
-//! (acknowledgements and checkpoints), [`logs::sink::LocalSink`], [`config::Config`].
-//! It does not parse log framing itself: that is `kubeship-parsers`.
+//! It does not parse log framing or scrape bodies itself: that is `kubeship-parsers`.
+//! Only [`cli`] (for `main.rs`) and [`aws`] (for the signing benchmark) are public.
 
 #![deny(missing_docs)]
 
-pub mod app;
+pub(crate) mod app;
 pub mod aws;
 pub mod cli;
-pub mod config;
-pub mod kube;
-pub mod logs;
-pub mod net;
-pub mod telemetry;
+pub(crate) mod config;
+pub(crate) mod kube;
+pub(crate) mod logs;
+pub(crate) mod net;
+pub(crate) mod telemetry;

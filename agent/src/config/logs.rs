@@ -301,7 +301,7 @@ fn convert_multiline(
         problems,
     ));
     let rule_path = format!("{prefix}.rule");
-    let (rule, rule_name) = match rule {
+    let rule = match rule {
         None => {
             let choices = rule_choices(rules);
             problems.at(
@@ -314,7 +314,7 @@ fn convert_multiline(
         Some(rule) => {
             let resolved = named_rule(&rule.value, rules);
             match resolved {
-                Some(resolved) => (resolved, rule.value),
+                Some(resolved) => resolved,
                 None => {
                     let choices = rule_choices(rules);
                     problems.at(
@@ -333,7 +333,6 @@ fn convert_multiline(
         container: container?.compile_matcher(),
         rule,
         flush_timeout,
-        rule_name,
     })
 }
 

@@ -117,10 +117,6 @@ impl PodCache {
         self.read().pods.len()
     }
 
-    /// True when no pod is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 
     /// A pod was added or changed.
     pub fn apply(&self, meta: PodMeta) {

@@ -18,7 +18,7 @@ pub mod meta;
 pub mod watch;
 
 pub use cache::{Labels, PodCache};
-pub use meta::{ContainerMeta, Controls, PodMeta, Workload};
+pub use meta::{ContainerMeta, PodMeta};
 
 use std::sync::Arc;
 

@@ -168,6 +168,7 @@ impl Batch {
     }
 
     /// One event's record, in the batch's [`RecordForm`].
+    #[cfg(test)]
     pub fn record(&self, e: &Event) -> &[u8] {
         &self.buf[e.start as usize..e.end as usize]
     }

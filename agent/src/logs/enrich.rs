@@ -310,7 +310,8 @@ impl Obj {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::{ContainerMeta, Controls, Workload};
+    use crate::kube::ContainerMeta;
+    use crate::kube::meta::{Controls, Workload};
 
     fn config(extra: &str) -> Arc<Config> {
         let output = if extra.contains("output:") {

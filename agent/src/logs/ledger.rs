@@ -460,11 +460,13 @@ impl Ledger {
     }
 
     /// Bytes of tracked files not covered by the persisted checkpoint.
+    #[cfg(test)]
     pub fn lag(&self) -> u64 {
         self.lock().lag
     }
 
-    /// The committed offset of a tracked file (tests and diagnostics).
+    /// The committed offset of a tracked file (tests).
+    #[cfg(test)]
     pub fn committed(&self, id: u64) -> Option<u64> {
         self.lock().files.get(&id).map(|t| t.committed)
     }

@@ -232,6 +232,7 @@ impl Template {
     }
 
     /// The text the template was parsed from.
+    #[cfg(test)]
     pub fn source(&self) -> &str {
         &self.source
     }

@@ -415,11 +415,13 @@ impl Store {
     }
 
     /// Number of entries.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.streams.values().map(Vec::len).sum()
     }
 
     /// True when there is no entry.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

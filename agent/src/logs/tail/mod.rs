@@ -16,7 +16,6 @@ mod stream;
 
 pub use decode::ContainerInfo;
 pub use discover::watch;
-pub use names::{classify, parse_link_name, parse_pod_dir};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -22,6 +22,7 @@ pub enum Message {
     /// `batch.buf[start..end]`, in the batch's [`RecordForm`].
     InBatch(Arc<Batch>, u32, u32),
     /// A record's JSON text held on its own (tests build events so).
+    #[cfg(test)]
     Owned(Arc<str>),
 }
 
@@ -43,6 +44,7 @@ impl Ev {
     pub fn bytes(&self) -> &[u8] {
         match &self.msg {
             Message::InBatch(b, s, e) => &b.buf[*s as usize..*e as usize],
+            #[cfg(test)]
             Message::Owned(s) => s.as_bytes(),
         }
     }
