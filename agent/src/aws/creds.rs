@@ -27,7 +27,7 @@ pub const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Credentials as loaded, ready to sign with.
 #[derive(Clone, Debug)]
-pub struct Held {
+pub struct HeldCredentials {
     /// For the SDK client.
     pub creds: Credentials,
     /// For the SigV4 signer.
@@ -43,7 +43,7 @@ pub struct Held {
 pub struct CredentialCache {
     /// `None` when the AWS configuration has no chain at all.
     chain: Option<SharedCredentialsProvider>,
-    held: Mutex<Option<Held>>,
+    held: Mutex<Option<HeldCredentials>>,
     loads: tokio::sync::Mutex<u64>,
     load_timeout: Duration,
 }
@@ -66,7 +66,7 @@ impl CredentialCache {
         }
     }
 
-    fn fresh(&self, now: SystemTime) -> Option<Held> {
+    fn fresh(&self, now: SystemTime) -> Option<HeldCredentials> {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         held.as_ref()
             .filter(|h| h.refresh_at.is_none_or(|t| now < t))
@@ -74,7 +74,7 @@ impl CredentialCache {
     }
 
     /// The held credentials while fresh, else newly loaded ones.
-    pub async fn get(&self) -> Result<Held, CredentialsError> {
+    pub async fn get(&self) -> Result<HeldCredentials, CredentialsError> {
         if let Some(h) = self.fresh(SystemTime::now()) {
             return Ok(h);
         }
@@ -90,7 +90,7 @@ impl CredentialCache {
             .await
             .map_err(|_| CredentialsError::provider_timed_out(self.load_timeout))??;
         *loads += 1;
-        let held = Held {
+        let held = HeldCredentials {
             identity: Identity::from(creds.clone()),
             refresh_at: refresh_at(creds.expiry(), SystemTime::now()),
             creds,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::raw::{RawLogs, RawMultiline, RawMultilineRule, RawParser, RawPodRef, Sp};
+use super::raw::{RawLogs, RawMultiline, RawMultilineRule, RawParser, RawPodRef, Spanned};
 use serde_saphyr::Location;
 
 use super::validate::{
@@ -63,8 +63,8 @@ pub(super) fn convert_logs(
             (Some(namespace), Some(name)) => Some(PodRef { namespace, name }),
             _ => None,
         },
-        Some(Sp { value: None, .. }) => None,
-        Some(Sp {
+        Some(Spanned { value: None, .. }) => None,
+        Some(Spanned {
             value: Some(RawPodRef { namespace, name }),
             referenced,
             ..
@@ -135,7 +135,7 @@ pub(super) fn convert_logs(
 
 /// `logs.parsers`, by name. Entries with problems are left out.
 fn convert_parsers(
-    raw: Vec<Sp<RawParser>>,
+    raw: Vec<Spanned<RawParser>>,
     problems: &mut Problems<'_>,
 ) -> BTreeMap<String, regex::bytes::Regex> {
     let mut parsers = BTreeMap::new();
@@ -203,7 +203,7 @@ const BUILTIN_RULES: [&str; 3] = ["java", "python", "go"];
 
 /// `logs.multiline_rules`, by name. Entries with problems are left out.
 fn convert_multiline_rules(
-    raw: Vec<Sp<RawMultilineRule>>,
+    raw: Vec<Spanned<RawMultilineRule>>,
     problems: &mut Problems<'_>,
 ) -> BTreeMap<String, regex::bytes::Regex> {
     let mut rules = BTreeMap::new();
@@ -279,7 +279,7 @@ fn convert_multiline_rules(
 /// One `logs.multiline` entry; `None` when it has problems.
 fn convert_multiline(
     index: usize,
-    entry: Sp<RawMultiline>,
+    entry: Spanned<RawMultiline>,
     rules: &BTreeMap<String, regex::bytes::Regex>,
     problems: &mut Problems<'_>,
 ) -> Option<MultilineSelector> {

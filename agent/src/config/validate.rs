@@ -18,7 +18,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde_saphyr::{Error as YamlError, Location};
 
 use super::expand::{ColumnMap, ExpandProblem, Expanded};
-use super::raw::{RawConfig, RawLocalSink, RawOutput, RawPipeline, RawTelemetry, Sp};
+use super::raw::{RawConfig, RawLocalSink, RawOutput, RawPipeline, RawTelemetry, Spanned};
 use super::tree::{self, Segment, Tree};
 use super::{
     Config, EventFormat, LogFormat, OutputConfig, PipelineConfig, Problem, SinkConfig,
@@ -485,7 +485,11 @@ fn check_log_level(filter: &str) -> Result<(), String> {
 }
 
 /// The value of a string that must not be empty.
-pub(super) fn non_empty(value: &Sp<String>, path: &str, problems: &mut Problems<'_>) -> String {
+pub(super) fn non_empty(
+    value: &Spanned<String>,
+    path: &str,
+    problems: &mut Problems<'_>,
+) -> String {
     if value.value.trim().is_empty() {
         problems.at(value.referenced, path, "must not be empty");
     }
@@ -494,7 +498,7 @@ pub(super) fn non_empty(value: &Sp<String>, path: &str, problems: &mut Problems<
 
 /// A required, non-empty string of a mapping at `parent`.
 pub(super) fn required(
-    value: Option<Sp<String>>,
+    value: Option<Spanned<String>>,
     parent: Location,
     path: &str,
     problems: &mut Problems<'_>,
@@ -510,7 +514,7 @@ pub(super) fn required(
 
 /// A path, resolved against the config file's directory when relative.
 pub(super) fn path(
-    value: &Sp<String>,
+    value: &Spanned<String>,
     key: &str,
     context: &Context<'_>,
     problems: &mut Problems<'_>,
@@ -524,7 +528,7 @@ pub(super) fn path(
 
 /// A number checked against `range`.
 pub(super) fn in_range(
-    value: &Sp<u64>,
+    value: &Spanned<u64>,
     path: &str,
     range: std::ops::RangeInclusive<u64>,
     problems: &mut Problems<'_>,
@@ -546,7 +550,7 @@ pub(super) fn in_range(
 
 /// [`in_range`] for sizes and counts.
 pub(super) fn size(
-    value: &Sp<u64>,
+    value: &Spanned<u64>,
     path: &str,
     range: std::ops::RangeInclusive<u64>,
     problems: &mut Problems<'_>,
@@ -554,7 +558,11 @@ pub(super) fn size(
     usize::try_from(in_range(value, path, range, problems)).unwrap_or(usize::MAX)
 }
 
-pub(super) fn glob(value: &Sp<String>, path: &str, problems: &mut Problems<'_>) -> Option<Glob> {
+pub(super) fn glob(
+    value: &Spanned<String>,
+    path: &str,
+    problems: &mut Problems<'_>,
+) -> Option<Glob> {
     match Glob::new(&value.value) {
         Ok(glob) => Some(glob),
         Err(err) => {
@@ -570,7 +578,7 @@ pub(super) fn glob(value: &Sp<String>, path: &str, problems: &mut Problems<'_>) 
 
 /// Globs matched against file names: no `/`.
 pub(super) fn file_globs(
-    values: &[Sp<String>],
+    values: &[Spanned<String>],
     path: &str,
     problems: &mut Problems<'_>,
 ) -> GlobSet {
@@ -597,7 +605,7 @@ pub(super) fn file_globs(
     })
 }
 
-fn template(value: &Sp<String>, path: &str, problems: &mut Problems<'_>) -> Option<Template> {
+fn template(value: &Spanned<String>, path: &str, problems: &mut Problems<'_>) -> Option<Template> {
     if value.value.is_empty() {
         problems.at(value.referenced, path, "must not be empty");
         return None;

@@ -117,7 +117,6 @@ impl PodCache {
         self.read().pods.len()
     }
 
-
     /// A pod was added or changed.
     pub fn apply(&self, meta: PodMeta) {
         let mut s = self.write();

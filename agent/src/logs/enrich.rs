@@ -196,7 +196,7 @@ impl Enricher {
         container: Option<&crate::kube::ContainerMeta>,
         maps: bool,
     ) -> Vec<u8> {
-        let mut o = Obj::new(256);
+        let mut o = JsonObject::new(256);
         let pod = found.map(|f| &*f.pod);
         o.str("pod_name", &path.pod_name);
         o.str("namespace_name", &path.namespace_name);
@@ -241,12 +241,12 @@ impl Enricher {
 }
 
 /// A JSON object written field by field.
-struct Obj {
+struct JsonObject {
     out: Vec<u8>,
     first: bool,
 }
 
-impl Obj {
+impl JsonObject {
     fn new(capacity: usize) -> Self {
         let mut out = Vec::with_capacity(capacity);
         out.push(b'{');

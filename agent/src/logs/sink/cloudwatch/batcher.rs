@@ -28,7 +28,7 @@ pub enum Message {
 
 /// One queued event.
 #[derive(Clone, Debug)]
-pub struct Ev {
+pub struct QueuedEvent {
     /// Timestamp, ms since the epoch.
     pub ts_ms: i64,
     /// The pipeline batch it acknowledges.
@@ -39,8 +39,8 @@ pub struct Ev {
     pub msg: Message,
 }
 
-impl Ev {
-    /// The record's bytes as held: JSON, or escaped when [`Ev::escaped`].
+impl QueuedEvent {
+    /// The record's bytes as held: JSON, or escaped when [`QueuedEvent::escaped`].
     pub fn bytes(&self) -> &[u8] {
         match &self.msg {
             Message::InBatch(b, s, e) => &b.buf[*s as usize..*e as usize],
@@ -49,7 +49,7 @@ impl Ev {
         }
     }
 
-    /// True when [`Ev::bytes`] are already escaped as a JSON string's content (the
+    /// True when [`QueuedEvent::bytes`] are already escaped as a JSON string's content (the
     /// tailer wrote them so: [`RecordForm::JsonString`]).
     pub fn escaped(&self) -> bool {
         matches!(&self.msg, Message::InBatch(b, ..) if b.form == RecordForm::JsonString)
@@ -57,8 +57,8 @@ impl Ev {
 }
 
 /// The queued event for `e` of `batch`: the record as the batch holds it.
-pub fn event_of(batch: &Arc<Batch>, e: &Event) -> Ev {
-    Ev {
+pub fn event_of(batch: &Arc<Batch>, e: &Event) -> QueuedEvent {
+    QueuedEvent {
         ts_ms: e.time_nanos.div_euclid(1_000_000),
         seq: batch.seq,
         json_len: e.json_len,
@@ -70,22 +70,22 @@ pub fn event_of(batch: &Arc<Batch>, e: &Event) -> Ev {
 #[derive(Debug, Default)]
 pub struct Taken {
     /// Requests, each within every limit.
-    pub requests: Vec<Vec<Ev>>,
+    pub requests: Vec<Vec<QueuedEvent>>,
     /// Events larger than one event may be: they can never be sent.
-    pub too_large: Vec<Ev>,
+    pub too_large: Vec<QueuedEvent>,
 }
 
 /// Events waiting for one (group, stream).
 #[derive(Debug, Default)]
 pub struct StreamQueue {
-    events: VecDeque<Ev>,
+    events: VecDeque<QueuedEvent>,
     bytes: usize,
     since: Option<Instant>,
 }
 
 impl StreamQueue {
     /// Queues an event.
-    pub fn push(&mut self, ev: Ev, now: Instant) {
+    pub fn push(&mut self, ev: QueuedEvent, now: Instant) {
         self.bytes += event_size(ev.json_len as usize);
         self.events.push_back(ev);
         self.since.get_or_insert(now);
@@ -147,7 +147,7 @@ impl StreamQueue {
 
 /// Sorts by timestamp (stable) and cuts wherever the span from a request's first
 /// event would pass [`MAX_BATCH_SPAN_MS`].
-pub fn split_by_span(mut evs: Vec<Ev>) -> Vec<Vec<Ev>> {
+pub fn split_by_span(mut evs: Vec<QueuedEvent>) -> Vec<Vec<QueuedEvent>> {
     evs.sort_by_key(|e| e.ts_ms);
     // Cut points, from the back, so that each `split_off` moves only the tail.
     let mut cuts = Vec::new();
@@ -197,8 +197,8 @@ mod tests {
     use super::super::limits::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
     use super::*;
 
-    fn ev(ts_ms: i64, len: usize) -> Ev {
-        Ev {
+    fn ev(ts_ms: i64, len: usize) -> QueuedEvent {
+        QueuedEvent {
             ts_ms,
             seq: 1,
             json_len: len as u32,
@@ -346,13 +346,13 @@ mod tests {
                 let mut want = Vec::new();
                 for (i, (ts, len)) in events.iter().copied().enumerate() {
                     want.push((i as u64, len));
-                    q.push(Ev { ts_ms: ts, seq: i as u64, json_len: len as u32,
+                    q.push(QueuedEvent { ts_ms: ts, seq: i as u64, json_len: len as u32,
                         msg: Message::Owned(Arc::from("")) }, now);
                 }
                 for k in 0..many_tiny {
                     let seq = (events.len() + k) as u64;
                     want.push((seq, 1));
-                    q.push(Ev { ts_ms: 5, seq, json_len: 1, msg: Message::Owned(Arc::from("")) }, now);
+                    q.push(QueuedEvent { ts_ms: 5, seq, json_len: 1, msg: Message::Owned(Arc::from("")) }, now);
                 }
                 let mut left = Vec::new();
                 let mut takes = 0;

@@ -19,7 +19,7 @@ use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::LogGroupClass;
 use bytes::Bytes;
 
-use super::batcher::Ev;
+use super::batcher::QueuedEvent;
 use super::put::{PutClient, PutFail};
 use crate::aws::creds::{CredentialCache, LOAD_TIMEOUT, SharedCache};
 use crate::config::CloudWatchConfig;
@@ -163,7 +163,7 @@ impl Api {
         &self,
         group: &str,
         stream: &str,
-        events: &[Ev],
+        events: &[QueuedEvent],
     ) -> (Result<Rejected, Fail>, Created) {
         let mut created = Created::default();
         match self.put_once(group, stream, events).await {
@@ -230,7 +230,7 @@ impl Api {
         &self,
         group: &str,
         stream: &str,
-        events: &[Ev],
+        events: &[QueuedEvent],
     ) -> Result<Rejected, PutFail> {
         self.puts
             .put(Bytes::from(request_body(group, stream, events)))
@@ -343,7 +343,7 @@ impl Api {
 
 /// The PutLogEvents JSON body: messages are the records' JSON as a JSON string,
 /// copied when the tailer wrote them escaped, else escaped here in one pass.
-pub fn request_body(group: &str, stream: &str, events: &[Ev]) -> Vec<u8> {
+pub fn request_body(group: &str, stream: &str, events: &[QueuedEvent]) -> Vec<u8> {
     // Escaping adds a byte per quote: about one in a dozen bytes of a record.
     let size: usize = events
         .iter()
@@ -469,13 +469,13 @@ mod tests {
     fn request_body_is_the_put_log_events_json() {
         let rec = r#"{"log":"say \"hi\"\\ é","stream":"stdout"}"#;
         let evs = vec![
-            Ev {
+            QueuedEvent {
                 ts_ms: 1_700_000_000_123,
                 seq: 1,
                 json_len: rec.len() as u32,
                 msg: Message::Owned(Arc::from(rec)),
             },
-            Ev {
+            QueuedEvent {
                 ts_ms: -5,
                 seq: 1,
                 json_len: 2,
@@ -500,7 +500,7 @@ mod tests {
         ];
         let body = |form| {
             let batch = super::super::batcher::batch_of(&records, form, 1_700_000_000_000_000_000);
-            let evs: Vec<Ev> = batch
+            let evs: Vec<QueuedEvent> = batch
                 .events
                 .iter()
                 .map(|e| super::super::batcher::event_of(&batch, e))

@@ -38,7 +38,7 @@ use crate::logs::batch::{Batch, Destination};
 use crate::logs::ledger::Ledger;
 use crate::telemetry::server::Health;
 use crate::telemetry::{LogLimits, Metrics};
-use batcher::{Ev, StreamQueue, event_of};
+use batcher::{QueuedEvent, StreamQueue, event_of};
 use client::{Api, Fail, Rejected};
 
 /// How often idle connections are checked for being closed or timed out.
@@ -47,7 +47,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// One PutLogEvents call's worth of events.
 struct Request {
     dest: Arc<Destination>,
-    events: Vec<Ev>,
+    events: Vec<QueuedEvent>,
     attempt: u32,
 }
 
@@ -305,7 +305,7 @@ impl CloudWatchSink {
     /// Events no request can take (the encoder bounds records to one event, so this
     /// is a last line of defence): dropped, counted, logged, and settled, so that
     /// their batches are acknowledged and nothing waits on them.
-    fn drop_too_large(&mut self, dest: &Destination, events: &[Ev]) {
+    fn drop_too_large(&mut self, dest: &Destination, events: &[QueuedEvent]) {
         if events.is_empty() {
             return;
         }
@@ -333,7 +333,7 @@ impl CloudWatchSink {
     }
 
     /// Events of `req` are done with (accepted, or dropped with a counted reason).
-    fn settle(&mut self, events: &[Ev]) {
+    fn settle(&mut self, events: &[QueuedEvent]) {
         // A request's events come from a few pipeline batches, in runs.
         for run in events.chunk_by(|a, b| a.seq == b.seq) {
             let seq = run[0].seq;

@@ -36,7 +36,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Deserialize;
 
 use super::client::{Fail, Rejected, fail_for_code};
-use crate::aws::creds::{CredentialCache, Held};
+use crate::aws::creds::{CredentialCache, HeldCredentials};
 use crate::aws::sign::{Signable, Signer};
 use crate::net::conn::Conns;
 
@@ -145,7 +145,7 @@ impl PutClient {
     fn signed(
         &self,
         target: &Target,
-        held: &Held,
+        held: &HeldCredentials,
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, String> {
         let time = skewed(SystemTime::now(), self.skew_ms.load(Ordering::Relaxed));
