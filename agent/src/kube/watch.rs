@@ -16,17 +16,48 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::utils::ResetTimerBackoff;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 
 use super::cache::PodCache;
 use super::meta::{Keep, PodMeta};
 use crate::config::{KubeSource, KubernetesConfig};
+use crate::net::backoff::Backoff;
 use crate::telemetry::metrics::ResourceLabel;
 use crate::telemetry::{LogLimits, Metrics};
 
 /// How often deleted pods past their grace period are dropped.
 const EXPIRE_EVERY: Duration = Duration::from_secs(5);
+
+/// The backoff of a failing watch: 0.8 s doubling to 30 s, jittered, from the start
+/// again after two quiet minutes (kube-runtime's defaults, with the agent's helper).
+fn watch_backoff() -> ResetTimerBackoff<WatchBackoff> {
+    ResetTimerBackoff::new(
+        WatchBackoff(Backoff::new(
+            Duration::from_millis(800),
+            Duration::from_secs(30),
+        )),
+        Duration::from_secs(120),
+    )
+}
+
+/// [`Backoff`] as kube-runtime's watch streams take it.
+struct WatchBackoff(Backoff);
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.0.next()
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.0.reset();
+    }
+}
 
 /// Builds the API client from the service account or the kubeconfig.
 pub async fn client(source: &KubeSource) -> anyhow::Result<Client> {
@@ -103,7 +134,7 @@ async fn watch_pods(
     // One node's pods fit one response; unpaged, `resourceVersion=0` lets the API
     // server answer from its watch cache instead of etcd (kube drops it when paging).
     wc.page_size = None;
-    let mut events = watcher::watcher(api, wc).default_backoff().boxed();
+    let mut events = watcher::watcher(api, wc).backoff(watch_backoff()).boxed();
     let keep = Keep {
         labels: keep.labels,
         annotation: &*keep.annotation,
@@ -162,7 +193,7 @@ async fn watch_namespaces(client: Client, cache: &PodCache, metrics: &Metrics) {
     let api: Api<Namespace> = Api::all(client);
     let mut wc = watcher::Config::default().any_semantic();
     wc.page_size = None;
-    let mut events = watcher::watcher(api, wc).default_backoff().boxed();
+    let mut events = watcher::watcher(api, wc).backoff(watch_backoff()).boxed();
     let mut limits = LogLimits::default();
     loop {
         let ev = match events.next().await {

@@ -1,4 +1,5 @@
 //! Network plumbing shared by the agent's clients, AWS or not: keep-alive HTTP/1.1
-//! connections that the calling future drives itself.
+//! connections that the calling future drives itself, and retry timing.
 
+pub mod backoff;
 pub mod conn;

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::logs::batch::{Batch, Destination};
 use crate::logs::ledger::Ledger;
+use crate::net::backoff::Backoff;
 use crate::telemetry::Metrics;
 
 /// Open files kept at most; others are closed and reopened on demand.
@@ -93,16 +94,16 @@ impl LocalSink {
                 "dropped partial last lines left by an interrupted write (they are delivered again)");
         }
         while let Some(batch) = rx.blocking_recv() {
-            let mut delay = Duration::from_millis(100);
+            let mut retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
             loop {
                 match self.write(&batch) {
                     Ok(()) => break,
                     Err(e) => {
+                        let delay = retry.next().unwrap_or(Duration::from_secs(10));
                         self.metrics.local_sink_write_errors.inc();
                         tracing::error!(error = %e, dir = %self.dir.display(), retry_in_ms = delay.as_millis() as u64, "local sink write failed; retrying");
                         self.open.clear();
                         std::thread::sleep(delay);
-                        delay = (delay * 2).min(Duration::from_secs(10));
                     }
                 }
             }

@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 use crate::config::CloudWatchConfig;
 use crate::logs::batch::{Batch, Destination};
 use crate::logs::ledger::Ledger;
+use crate::net::backoff::Backoff;
 use crate::telemetry::server::Health;
 use crate::telemetry::{LogLimits, Metrics};
 use batcher::{QueuedEvent, StreamQueue, event_of};
@@ -461,10 +462,7 @@ fn count_rejected(r: &Rejected, n: usize) -> [(&'static str, usize); 3] {
 
 /// Exponential backoff with jitter (half to all of it): 100 ms · 2^attempt, capped.
 fn backoff(attempt: u32, max: Duration) -> Duration {
-    let cap = Duration::from_millis(100)
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(max);
-    cap.mul_f64(0.5 + fastrand::f64() / 2.0)
+    Backoff::new(Duration::from_millis(100), max).delay(attempt)
 }
 
 #[cfg(test)]
@@ -595,19 +593,6 @@ mod tests {
         }
         assert!(tailer.join().unwrap(), "the tailer found room");
         assert!(!ledger.tailer_waiting());
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let max = Duration::from_secs(30);
-        for attempt in 1..20 {
-            let b = backoff(attempt, max);
-            assert!(b <= max);
-            let cap = Duration::from_millis(100)
-                .saturating_mul(1u32 << attempt.min(16))
-                .min(max);
-            assert!(b >= cap / 2, "attempt {attempt}: {b:?}");
-        }
     }
 
     #[test]
