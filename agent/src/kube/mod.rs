@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod meta;
+pub mod metrics;
 pub mod watch;
 
 pub use cache::{Labels, PodCache};

@@ -22,9 +22,9 @@ use kube::{Api, Client};
 
 use super::cache::PodCache;
 use super::meta::{Keep, PodMeta};
+use super::metrics::Resource;
 use crate::config::{KubeSource, KubernetesConfig};
 use crate::net::backoff::Backoff;
-use crate::telemetry::metrics::ResourceLabel;
 use crate::telemetry::{LogLimits, Metrics};
 
 /// How often deleted pods past their grace period are dropped.
@@ -110,13 +110,8 @@ pub async fn run(
     }
 }
 
-fn count_error(metrics: &Metrics, resource: &str) {
-    metrics
-        .kube_watch_errors
-        .get_or_create(&ResourceLabel {
-            resource: resource.to_owned(),
-        })
-        .inc();
+fn count_error(metrics: &Metrics, resource: Resource) {
+    metrics.kube.watch_error(resource);
 }
 
 async fn watch_pods(
@@ -148,7 +143,7 @@ async fn watch_pods(
             ev = events.try_next() => ev,
             _ = expire.tick() => {
                 let n = cache.expire(Instant::now(), cfg.deleted_pod_grace);
-                metrics.kube_pods_cached.set(n as i64);
+                metrics.kube.kube_pods_cached.set(n as i64);
                 continue;
             }
         };
@@ -156,7 +151,7 @@ async fn watch_pods(
             Ok(Some(ev)) => ev,
             Ok(None) => return,
             Err(e) => {
-                count_error(metrics, "pods");
+                count_error(metrics, Resource::Pods);
                 failing = true;
                 if let Some(n) = limits.allow("pods", Instant::now()) {
                     tracing::warn!(error = %e, suppressed = n, "watching this node's pods failed; retrying with backoff, records carry path metadata for pods not yet seen");
@@ -185,7 +180,7 @@ async fn watch_pods(
                 }
             }
         }
-        metrics.kube_pods_cached.set(cache.len() as i64);
+        metrics.kube.kube_pods_cached.set(cache.len() as i64);
     }
 }
 
@@ -200,7 +195,7 @@ async fn watch_namespaces(client: Client, cache: &PodCache, metrics: &Metrics) {
             Some(Ok(ev)) => ev,
             None => return,
             Some(Err(e)) => {
-                count_error(metrics, "namespaces");
+                count_error(metrics, Resource::Namespaces);
                 if let Some(n) = limits.allow("namespaces", Instant::now()) {
                     tracing::warn!(error = %e, suppressed = n, "watching namespaces failed; retrying with backoff");
                 }

@@ -17,6 +17,7 @@
 use kubeship_parsers::json::escape_bytes_twice_into;
 use kubeship_parsers::{Stream, time};
 
+use crate::logs::metrics::ParserKind;
 use crate::logs::sink::cloudwatch::limits::MAX_EVENT_BYTES;
 
 // Re-exported so the rest of the agent keeps one import path for escaping.
@@ -72,15 +73,12 @@ pub enum AppParser {
 }
 
 impl AppParser {
-    /// The `parser` labels of `kubeship_log_parse_failures_total`, by [`AppParser::index`].
-    pub const LABELS: [&'static str; 3] = ["json", "logfmt", "regex"];
-
-    /// This parser's place in [`AppParser::LABELS`] (and in per-parser counters).
-    pub fn index(&self) -> usize {
+    /// Which parser it is (the `parser` label of `kubeship_log_parse_failures_total`).
+    pub fn kind(&self) -> ParserKind {
         match self {
-            AppParser::Json => 0,
-            AppParser::Logfmt => 1,
-            AppParser::Regex(_) => 2,
+            AppParser::Json => ParserKind::Json,
+            AppParser::Logfmt => ParserKind::Logfmt,
+            AppParser::Regex(_) => ParserKind::Regex,
         }
     }
 

@@ -238,7 +238,7 @@ impl Ledger {
         {
             g.lag += size - t.size_seen;
             t.size_seen = size;
-            self.metrics.log_checkpoint_lag_bytes.set(g.lag as i64);
+            self.metrics.logs.log_checkpoint_lag_bytes.set(g.lag as i64);
         }
     }
 
@@ -269,7 +269,7 @@ impl Ledger {
                 sealed_at: batch.sealed_at,
             },
         );
-        self.metrics.inflight_bytes.set(g.inflight as i64);
+        self.metrics.logs.inflight_bytes.set(g.inflight as i64);
     }
 
     /// The sink delivered batch `seq` (or deliberately dropped its records, counted).
@@ -279,8 +279,8 @@ impl Ledger {
             return;
         };
         g.inflight -= b.charge;
-        self.metrics.inflight_bytes.set(g.inflight as i64);
-        self.metrics.batches_acked.inc();
+        self.metrics.logs.inflight_bytes.set(g.inflight as i64);
+        self.metrics.logs.batches_acked.inc();
         for id in b.files {
             let Some(t) = g.files.get_mut(&id) else {
                 continue;
@@ -456,7 +456,7 @@ impl Ledger {
                 g.files.remove(&id);
             }
         }
-        self.metrics.log_checkpoint_lag_bytes.set(g.lag as i64);
+        self.metrics.logs.log_checkpoint_lag_bytes.set(g.lag as i64);
     }
 
     /// Bytes of tracked files not covered by the persisted checkpoint.

@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod encode;
 pub mod enrich;
 pub mod ledger;
+pub mod metrics;
 pub mod route;
 pub mod sink;
 pub mod tail;

@@ -30,6 +30,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use prometheus_client::registry::Registry;
+
+use super::metrics::{CounterBy, label_values, register_by};
 use super::{LogLimits, Metrics};
 
 /// Connections served at once. Prometheus and the kubelet's probes need a few; a
@@ -62,6 +65,69 @@ pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 /// Pause after `accept` failed (EMFILE and ENFILE above all: retrying at once would
 /// fail again and spin the runtime thread the sink and the pod watch share).
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+label_values! {
+    /// Why a connection was closed at once (`telemetry_connections_rejected_total`).
+    pub enum Rejected {
+        /// All connection slots taken.
+        Limit => "limit",
+        /// `accept` failed (out of file descriptors).
+        AcceptError => "accept_error",
+    }
+}
+
+label_values! {
+    /// Why the agent closed a connection (`telemetry_connections_timed_out_total`).
+    pub enum TimedOut {
+        /// No request head in time (idle keep-alive included).
+        HeaderRead => "header_read",
+        /// Open longer than a connection may be.
+        Lifetime => "lifetime",
+    }
+}
+
+/// The telemetry endpoint's metrics.
+pub struct ServerMetrics {
+    /// Connections closed at once, by reason.
+    pub rejected: CounterBy<Rejected>,
+    /// Connections the agent closed, by reason.
+    pub timed_out: CounterBy<TimedOut>,
+}
+
+impl ServerMetrics {
+    /// Creates the endpoint's metrics and registers them.
+    pub fn register(r: &mut Registry) -> Self {
+        let m = Self {
+            rejected: CounterBy::default(),
+            timed_out: CounterBy::default(),
+        };
+        register_by(
+            r,
+            "telemetry_connections_rejected",
+            "Telemetry endpoint connections closed at once (limit: all slots taken) or accepts that failed (accept_error)",
+            "reason",
+            Rejected::ALL,
+            &m.rejected,
+        );
+        register_by(
+            r,
+            "telemetry_connections_timed_out",
+            "Telemetry endpoint connections the agent closed: no request head in time (header_read), or at the end of their lifetime",
+            "reason",
+            TimedOut::ALL,
+            &m.timed_out,
+        );
+        m
+    }
+
+    fn reject(&self, why: Rejected) {
+        self.rejected.get_or_create(&[("reason", why)]).inc();
+    }
+
+    fn time_out(&self, why: TimedOut) {
+        self.timed_out.get_or_create(&[("reason", why)]).inc();
+    }
+}
 
 /// What the health endpoints report.
 pub struct Health {
@@ -146,7 +212,7 @@ async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, health: Arc<H
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                metrics.telemetry_rejected_accept_error.inc();
+                metrics.server.reject(Rejected::AcceptError);
                 if let Some(suppressed) = limits.allow("accept_error", Instant::now()) {
                     tracing::warn!(error = %e, suppressed, pause_ms = ACCEPT_ERROR_BACKOFF.as_millis() as u64, "telemetry listener: accept failed");
                 }
@@ -155,7 +221,7 @@ async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, health: Arc<H
             }
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            metrics.telemetry_rejected_limit.inc();
+            metrics.server.reject(Rejected::Limit);
             if let Some(suppressed) = limits.allow("limit", Instant::now()) {
                 tracing::warn!(
                     limit = MAX_CONNECTIONS,
@@ -196,12 +262,12 @@ async fn serve_connection(
     let mut conn = std::pin::pin!(conn);
     match tokio::time::timeout(CONNECTION_LIFETIME, conn.as_mut()).await {
         Ok(Err(e)) if e.is_timeout() => {
-            metrics.telemetry_timed_out_header_read.inc();
+            metrics.server.time_out(TimedOut::HeaderRead);
         }
         // Served, or the client went away or sent garbage: nothing to count.
         Ok(_) => {}
         Err(_) => {
-            metrics.telemetry_timed_out_lifetime.inc();
+            metrics.server.time_out(TimedOut::Lifetime);
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
         }

@@ -481,7 +481,7 @@ pub fn load(path: &Path, metrics: &Metrics) -> (Store, bool) {
         Ok(Some(s)) => (s, false),
         Ok(None) => (Store::default(), true),
         Err(e) => {
-            metrics.checkpoint_load_errors.inc();
+            metrics.logs.checkpoint_load_errors.inc();
             let unix = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())

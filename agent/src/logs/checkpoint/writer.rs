@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::logs::checkpoint::write_atomic;
 use crate::logs::ledger::Ledger;
+use crate::logs::metrics::WriteOutcome;
 use crate::telemetry::server::Health;
 use crate::telemetry::{LogLimits, Metrics};
 
@@ -100,6 +101,7 @@ impl Writer {
         let oldest = self.ledger.oldest_in_flight();
         let age = oldest.map_or(Duration::ZERO, |(t, ..)| now.saturating_duration_since(t));
         self.metrics
+            .logs
             .oldest_unacked_age_seconds
             .set(age.as_secs_f64());
         let stuck = age >= self.stuck_after;
@@ -131,11 +133,11 @@ pub fn write(ledger: &Ledger, path: &Path, metrics: &Metrics) -> bool {
     };
     match write_atomic(path, &snap.bytes) {
         Ok(()) => {
-            Metrics::inc_reason(&metrics.checkpoint_writes, "ok", 1);
+            metrics.logs.checkpoint_written(WriteOutcome::Ok);
             ledger.persisted(snap);
         }
         Err(e) => {
-            Metrics::inc_reason(&metrics.checkpoint_writes, "error", 1);
+            metrics.logs.checkpoint_written(WriteOutcome::Error);
             tracing::error!(path = %path.display(), error = %e, "writing checkpoints failed");
             ledger.with_store(|s| s.mark_dirty());
         }
@@ -243,11 +245,11 @@ mod tests {
         let mut b = BatchBuilder::new(1024, 10).seal(vec![], Instant::now());
         ledger.submit(&mut b);
         until("stuck", || health.sink_stuck.load(Ordering::SeqCst));
-        assert!(metrics.oldest_unacked_age_seconds.get() >= 0.05);
+        assert!(metrics.logs.oldest_unacked_age_seconds.get() >= 0.05);
         ledger.ack(b.seq);
         until("not stuck", || !health.sink_stuck.load(Ordering::SeqCst));
         until("age back to 0", || {
-            metrics.oldest_unacked_age_seconds.get() == 0.0
+            metrics.logs.oldest_unacked_age_seconds.get() == 0.0
         });
         h.stop();
     }

@@ -14,6 +14,8 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 use crate::logs::batch::{Batch, Destination};
@@ -40,6 +42,35 @@ fn write_all_vectored(file: &mut File, slices: &[&[u8]]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The local sink's metrics.
+pub struct LocalSinkMetrics {
+    /// Records written.
+    pub local_sink_records_written: Counter,
+    /// Write errors (each retried).
+    pub local_sink_write_errors: Counter,
+}
+
+impl LocalSinkMetrics {
+    /// Creates the local sink's metrics and registers them.
+    pub fn register(r: &mut Registry) -> Self {
+        let m = Self {
+            local_sink_records_written: Counter::default(),
+            local_sink_write_errors: Counter::default(),
+        };
+        r.register(
+            "local_sink_records_written",
+            "Records written by the embedded local sink",
+            m.local_sink_records_written.clone(),
+        );
+        r.register(
+            "local_sink_write_errors",
+            "Write errors in the embedded local sink (the batch is retried)",
+            m.local_sink_write_errors.clone(),
+        );
+        m
+    }
 }
 
 /// The local sink.
@@ -100,7 +131,7 @@ impl LocalSink {
                     Ok(()) => break,
                     Err(e) => {
                         let delay = retry.next().unwrap_or(Duration::from_secs(10));
-                        self.metrics.local_sink_write_errors.inc();
+                        self.metrics.local_sink.local_sink_write_errors.inc();
                         tracing::error!(error = %e, dir = %self.dir.display(), retry_in_ms = delay.as_millis() as u64, "local sink write failed; retrying");
                         self.open.clear();
                         std::thread::sleep(delay);
@@ -108,9 +139,11 @@ impl LocalSink {
                 }
             }
             self.metrics
+                .local_sink
                 .local_sink_records_written
                 .inc_by(batch.events.len() as u64);
             self.metrics
+                .logs
                 .batch_ack_seconds
                 .observe(batch.sealed_at.elapsed().as_secs_f64());
             self.ledger.ack(batch.seq);

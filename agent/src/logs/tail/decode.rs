@@ -12,6 +12,7 @@ use kubeship_parsers::{Format, Grouper, Line, PartialMerger, Record, Rule, Strea
 
 use crate::logs::batch::{BatchBuilder, Destination};
 use crate::logs::encode::{AppParser, Fragment, RecordRef, encode_record, encode_text};
+use crate::logs::metrics::ParserKind;
 
 /// What a container's records need: where they go and their `kubernetes` object.
 #[derive(Debug)]
@@ -55,12 +56,43 @@ pub struct Counters {
     pub excluded: u64,
     /// Records shipped with path metadata only.
     pub misses: u64,
-    /// Records whose app-level parsing failed, by [`AppParser::index`].
-    pub parse_failed: [u64; 3],
+    /// Records whose app-level parsing failed, by parser.
+    pub parse_failed: ParseFailures,
     /// Records shipped without their `log_processed` (too large).
     pub reduced_processed: u64,
     /// Records shipped with a reduced `kubernetes` object (too large).
     pub reduced_kubernetes: u64,
+}
+
+/// Lines a pod asked to parse that did not, per parser.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ParseFailures {
+    /// `json`.
+    pub json: u64,
+    /// `logfmt`.
+    pub logfmt: u64,
+    /// `regex:<name>`.
+    pub regex: u64,
+}
+
+impl ParseFailures {
+    /// Counts one failure of `parser`.
+    pub fn add(&mut self, parser: ParserKind) {
+        match parser {
+            ParserKind::Json => self.json += 1,
+            ParserKind::Logfmt => self.logfmt += 1,
+            ParserKind::Regex => self.regex += 1,
+        }
+    }
+
+    /// Each parser with its count.
+    pub fn each(self) -> [(ParserKind, u64); 3] {
+        [
+            (ParserKind::Json, self.json),
+            (ParserKind::Logfmt, self.logfmt),
+            (ParserKind::Regex, self.regex),
+        ]
+    }
 }
 
 /// Where decoded records go, and the clock of this round.
@@ -121,7 +153,7 @@ impl Out<'_> {
         if e.parse_failed
             && let Some(p) = &info.parser
         {
-            c.parse_failed[p.index()] += 1;
+            c.parse_failed.add(p.kind());
         }
     }
 }

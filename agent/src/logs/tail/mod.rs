@@ -30,6 +30,7 @@ use crate::logs::batch::{Batch, BatchBuilder, Mark};
 use crate::logs::encode::{PathMeta, RecordForm};
 use crate::logs::enrich::{AnnotationProblem, Enricher};
 use crate::logs::ledger::Ledger;
+use crate::logs::metrics::{DropReason, FileError, Framing, ReducedPart};
 use crate::telemetry::server::Health;
 use crate::telemetry::{LogLimits, Metrics};
 use decode::{Counters, Out};
@@ -240,7 +241,7 @@ impl Tailer {
             }
         }
         self.seal_and_send();
-        self.metrics.log_files_tailed.set(0);
+        self.metrics.logs.log_files_tailed.set(0);
         self.summary
     }
 
@@ -249,39 +250,33 @@ impl Tailer {
     fn flush_counters(&mut self, now: Instant) {
         let c = std::mem::take(&mut self.counters);
         let m = &self.metrics;
-        m.log_lines_read.inc_by(c.lines);
-        m.log_bytes_read.inc_by(c.bytes);
-        m.log_records_truncated.inc_by(c.truncated);
-        m.log_invalid_utf8.inc_by(c.invalid_utf8);
-        m.kube_metadata_misses.inc_by(c.misses);
+        m.logs.log_lines_read.inc_by(c.lines);
+        m.logs.log_bytes_read.inc_by(c.bytes);
+        m.logs.log_records_truncated.inc_by(c.truncated);
+        m.logs.log_invalid_utf8.inc_by(c.invalid_utf8);
+        m.logs.kube_metadata_misses.inc_by(c.misses);
         if c.excluded > 0 {
-            Metrics::inc_reason(&m.log_records_dropped, "excluded", c.excluded);
+            m.logs.dropped(DropReason::Excluded, c.excluded);
         }
-        for (reason, n) in [
-            ("log_processed", c.reduced_processed),
-            ("kubernetes", c.reduced_kubernetes),
+        for (part, n) in [
+            (ReducedPart::LogProcessed, c.reduced_processed),
+            (ReducedPart::Kubernetes, c.reduced_kubernetes),
         ] {
             if n > 0 {
-                Metrics::inc_reason(&m.log_records_reduced, reason, n);
+                m.logs.reduced(part, n);
             }
         }
-        for (parser, n) in crate::logs::encode::AppParser::LABELS
-            .into_iter()
-            .zip(c.parse_failed)
-        {
+        for (parser, n) in c.parse_failed.each() {
             if n > 0 {
-                let label = crate::telemetry::metrics::ParserLabel {
-                    parser: parser.into(),
-                };
-                m.log_parse_failures.get_or_create(&label).inc_by(n);
+                m.logs.parse_failed(parser, n);
             }
         }
-        for (format, n) in [("cri", c.malformed_cri), ("docker", c.malformed_docker)] {
+        for (framing, n) in [
+            (Framing::Cri, c.malformed_cri),
+            (Framing::Docker, c.malformed_docker),
+        ] {
             if n > 0 {
-                let label = crate::telemetry::metrics::FormatLabel {
-                    format: format.into(),
-                };
-                m.log_lines_malformed.get_or_create(&label).inc_by(n);
+                m.logs.malformed(framing, n);
             }
         }
         let u = &mut self.unlogged;
@@ -409,7 +404,7 @@ impl Tailer {
                 }
             }
         }
-        self.metrics.log_files_tailed.set(files);
+        self.metrics.logs.log_files_tailed.set(files);
         if self.builder.is_empty() && marks.is_empty() {
             return true;
         }
@@ -429,7 +424,7 @@ impl Tailer {
             return false;
         }
         self.summary.records += n;
-        self.metrics.log_records_sent.inc_by(n);
+        self.metrics.logs.log_records_sent.inc_by(n);
         for s in &mut self.streams {
             s.remove_finished();
         }
@@ -442,7 +437,7 @@ impl Tailer {
         let found = match discover::scan(&self.cfg.logs, &self.cfg.node_name) {
             Ok(f) => f,
             Err(e) => {
-                Metrics::inc_reason(&self.metrics.log_file_errors, "scan", 1);
+                self.metrics.logs.file_error(FileError::Scan);
                 if let Some(n) = self.limits.allow("scan", now) {
                     tracing::warn!(dir = %self.cfg.logs.containers_dir.display(), error = %e, suppressed = n, "listing the containers directory failed");
                 }
@@ -691,7 +686,7 @@ mod tests {
     /// waiting for its pod has been found and its file opened.
     fn wait_for_open_files(metrics: &Metrics) {
         let start = Instant::now();
-        while metrics.log_files_tailed.get() < 1 {
+        while metrics.logs.log_files_tailed.get() < 1 {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "no file opened within 10 s"
@@ -749,7 +744,7 @@ mod tests {
             recs.iter().all(|r| r["kubernetes"]["pod_ip"] == "10.0.0.9"),
             "{recs:?}"
         );
-        assert_eq!(metrics.kube_metadata_misses.get(), 0);
+        assert_eq!(metrics.logs.kube_metadata_misses.get(), 0);
     }
 
     /// Without its pod, a container ships with path metadata after the wait, counted.
@@ -769,7 +764,7 @@ mod tests {
         assert_eq!(recs.len(), 7);
         assert!(recs.iter().all(|r| r["kubernetes"].get("pod_ip").is_none()));
         assert_eq!(recs[0]["kubernetes"]["pod_id"], "uid-gone-0");
-        assert_eq!(metrics.kube_metadata_misses.get(), 7);
+        assert_eq!(metrics.logs.kube_metadata_misses.get(), 7);
     }
 
     /// An excluded container's lines are skipped and counted; its checkpoint advances.

@@ -27,6 +27,7 @@ use crate::logs::checkpoint::{FileId, Fingerprint};
 use crate::logs::encode::PathMeta;
 use crate::logs::enrich::Found;
 use crate::logs::ledger::Ledger;
+use crate::logs::metrics::{FileError, Rotation};
 use crate::telemetry::{LogLimits, Metrics};
 
 mod listing;
@@ -305,7 +306,7 @@ impl ContainerStream {
     /// when the file set changed (the live file was truncated).
     fn read_failed(&mut self, i: usize, e: &io::Error, env: &mut Env<'_>) -> bool {
         let now = env.out.now;
-        Metrics::inc_reason(&env.metrics.log_file_errors, "read", 1);
+        env.metrics.logs.file_error(FileError::Read);
         let f = &self.files[i];
         if f.order == Order::Live && f.rotated_at.is_none() && self.check_live(i, env) {
             return true;
@@ -420,7 +421,7 @@ impl ContainerStream {
             Err(_) => false,
             Ok(m) if FileId::of(&m) != f.ino => {
                 tracing::debug!(path = %f.path.display(), offset = f.offset, "log file rotated");
-                Metrics::inc_reason(&env.metrics.log_rotations, "rename", 1);
+                env.metrics.logs.rotation(Rotation::Rename);
                 self.files[i].rotated_at = Some(now);
                 self.needs_listing = true;
                 false
@@ -452,7 +453,7 @@ impl ContainerStream {
         });
         match copy {
             Some((file, path, order)) => {
-                Metrics::inc_reason(&env.metrics.log_rotations, "copytruncate", 1);
+                env.metrics.logs.rotation(Rotation::Copytruncate);
                 let f = &mut self.files[i];
                 if let Err(e) = f.switch_to(file, path, order) {
                     tracing::warn!(error = %e, "following a copytruncate copy failed");
@@ -464,7 +465,7 @@ impl ContainerStream {
                 }
             }
             None => {
-                Metrics::inc_reason(&env.metrics.log_rotations, "truncated", 1);
+                env.metrics.logs.rotation(Rotation::Truncated);
                 let f = &mut self.files[i];
                 let unread = f.unread_seen();
                 f.finish(&self.info, &mut env.out);

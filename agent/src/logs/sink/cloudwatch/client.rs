@@ -20,6 +20,7 @@ use aws_sdk_cloudwatchlogs::types::LogGroupClass;
 use bytes::Bytes;
 
 use super::batcher::QueuedEvent;
+use super::metrics::Outcome;
 use super::put::{PutClient, PutFail};
 use crate::aws::creds::{CredentialCache, LOAD_TIMEOUT, SharedCache};
 use crate::config::CloudWatchConfig;
@@ -48,13 +49,13 @@ pub enum Fail {
 
 impl Fail {
     /// The `outcome` label of `kubeship_cloudwatch_requests_total`.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Fail::Throttled => "throttled",
-            Fail::Transient(_) => "error",
-            Fail::Invalid(_) => "invalid",
-            Fail::Auth(_) => "denied",
-            Fail::NoGroup(_) => "no_group",
+            Fail::Throttled => Outcome::Throttled,
+            Fail::Transient(_) => Outcome::Error,
+            Fail::Invalid(_) => Outcome::Invalid,
+            Fail::Auth(_) => Outcome::Denied,
+            Fail::NoGroup(_) => Outcome::NoGroup,
         }
     }
 }

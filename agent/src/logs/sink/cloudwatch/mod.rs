@@ -22,6 +22,7 @@
 pub mod batcher;
 pub mod client;
 pub mod limits;
+pub mod metrics;
 pub mod put;
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -36,11 +37,13 @@ use tokio::sync::mpsc;
 use crate::config::CloudWatchConfig;
 use crate::logs::batch::{Batch, Destination};
 use crate::logs::ledger::Ledger;
+use crate::logs::metrics::DropReason;
 use crate::net::backoff::Backoff;
 use crate::telemetry::server::Health;
 use crate::telemetry::{LogLimits, Metrics};
 use batcher::{QueuedEvent, StreamQueue, event_of};
 use client::{Api, Fail, Rejected};
+use metrics::Outcome;
 
 /// How often idle connections are checked for being closed or timed out.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -176,6 +179,7 @@ impl CloudWatchSink {
                 });
             }
             self.metrics
+                .cloudwatch
                 .cloudwatch_requests_in_flight
                 .set(self.in_flight as i64);
             if closed
@@ -311,11 +315,9 @@ impl CloudWatchSink {
             return;
         }
         let now = Instant::now();
-        Metrics::inc_reason(
-            &self.metrics.log_records_dropped,
-            "too_large",
-            events.len() as u64,
-        );
+        self.metrics
+            .logs
+            .dropped(DropReason::TooLarge, events.len() as u64);
         if let Some(s) = self.limits.allow("too_large", now) {
             tracing::error!(group = %dest.group, stream = %dest.stream, events = events.len(),
                 largest = events.iter().map(|e| e.json_len).max().unwrap_or(0), suppressed = s,
@@ -357,25 +359,32 @@ impl CloudWatchSink {
         } = done;
         self.in_flight -= 1;
         let m = &self.metrics;
-        m.cloudwatch_request_duration_seconds
+        m.cloudwatch
+            .cloudwatch_request_duration_seconds
             .observe(took.as_secs_f64());
-        m.cloudwatch_streams_created.inc_by(created.streams);
-        m.cloudwatch_groups_created.inc_by(created.groups);
+        m.cloudwatch
+            .cloudwatch_streams_created
+            .inc_by(created.streams);
+        m.cloudwatch
+            .cloudwatch_groups_created
+            .inc_by(created.groups);
         let now = Instant::now();
         match result {
             Ok(rejected) => {
-                Metrics::inc_outcome(&m.cloudwatch_requests, "ok");
+                m.cloudwatch.request(Outcome::Ok);
                 self.health.sink_ok.store(true, Ordering::SeqCst);
                 self.failures = 0;
                 self.paused_until = None;
                 self.limit = (self.limit + 1).min(self.cfg.max_concurrent_requests);
                 let n = req.events.len();
                 let dropped = count_rejected(&rejected, n);
-                m.cloudwatch_events_sent
+                m.cloudwatch
+                    .cloudwatch_events_sent
                     .inc_by((n - dropped.iter().map(|d| d.1).sum::<usize>()) as u64);
                 for (reason, k) in dropped {
                     if k > 0 {
-                        Metrics::inc_reason(&m.log_records_dropped, reason, k as u64);
+                        m.logs.dropped(reason, k as u64);
+                        let reason = reason.as_str();
                         if let Some(s) = self.limits.allow(reason, now) {
                             tracing::warn!(group = %req.dest.group, stream = %req.dest.stream, events = k, reason, suppressed = s,
                                 "CloudWatch rejected log events");
@@ -385,7 +394,7 @@ impl CloudWatchSink {
                 self.settle(&req.events);
             }
             Err(Fail::Invalid(why)) => {
-                Metrics::inc_outcome(&m.cloudwatch_requests, "invalid");
+                m.cloudwatch.request(Outcome::Invalid);
                 if req.events.len() > 1 {
                     // Isolate the offender: halves go out again.
                     let tail = req.events.split_off(req.events.len() / 2);
@@ -401,7 +410,7 @@ impl CloudWatchSink {
                         attempt: 0,
                     });
                 } else {
-                    Metrics::inc_reason(&m.log_records_dropped, "invalid_parameter", 1);
+                    m.logs.dropped(DropReason::InvalidParameter, 1);
                     if let Some(s) = self.limits.allow("invalid_parameter", now) {
                         tracing::error!(group = %req.dest.group, stream = %req.dest.stream, error = %why, suppressed = s,
                             "CloudWatch refused a log event as invalid; dropped it");
@@ -410,7 +419,7 @@ impl CloudWatchSink {
                 }
             }
             Err(fail) => {
-                Metrics::inc_outcome(&m.cloudwatch_requests, fail.outcome());
+                m.cloudwatch.request(fail.outcome());
                 // Send less at once, and pause the whole sink for a growing while.
                 // Calls that fail together (already in flight) count once.
                 self.limit = (self.limit / 2).max(1);
@@ -422,7 +431,7 @@ impl CloudWatchSink {
                     Fail::Throttled => {}
                     Fail::Auth(why) | Fail::NoGroup(why) => {
                         self.health.sink_ok.store(false, Ordering::SeqCst);
-                        if let Some(s) = self.limits.allow(fail.outcome(), now) {
+                        if let Some(s) = self.limits.allow(fail.outcome().as_str(), now) {
                             tracing::error!(error = %why, suppressed = s, "CloudWatch Logs refused the agent; retrying");
                         }
                     }
@@ -439,13 +448,14 @@ impl CloudWatchSink {
             }
         }
         self.metrics
+            .cloudwatch
             .cloudwatch_concurrency_limit
             .set(self.limit as i64);
     }
 }
 
 /// How many events of a request of `n` were rejected, by drop reason.
-fn count_rejected(r: &Rejected, n: usize) -> [(&'static str, usize); 3] {
+fn count_rejected(r: &Rejected, n: usize) -> [(DropReason, usize); 3] {
     let too_new = r.too_new_from.map(|i| n.saturating_sub(i)).unwrap_or(0);
     let too_old = r.too_old_until.map(|i| i.min(n)).unwrap_or(0);
     let expired = r
@@ -454,9 +464,9 @@ fn count_rejected(r: &Rejected, n: usize) -> [(&'static str, usize); 3] {
         .unwrap_or(0)
         .saturating_sub(too_old);
     [
-        ("too_new", too_new),
-        ("too_old", too_old),
-        ("expired", expired),
+        (DropReason::TooNew, too_new),
+        (DropReason::TooOld, too_old),
+        (DropReason::Expired, expired),
     ]
 }
 
@@ -604,11 +614,19 @@ mod tests {
         };
         assert_eq!(
             count_rejected(&r, 10),
-            [("too_new", 2), ("too_old", 2), ("expired", 1)]
+            [
+                (DropReason::TooNew, 2),
+                (DropReason::TooOld, 2),
+                (DropReason::Expired, 1)
+            ]
         );
         assert_eq!(
             count_rejected(&Rejected::default(), 10),
-            [("too_new", 0), ("too_old", 0), ("expired", 0)]
+            [
+                (DropReason::TooNew, 0),
+                (DropReason::TooOld, 0),
+                (DropReason::Expired, 0)
+            ]
         );
     }
 }

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use super::{ContainerStream, Env, refused_link};
 use crate::logs::checkpoint::{Entry, FileId, Fingerprint};
+use crate::logs::metrics::FileError;
 use crate::logs::tail::decode::Decoder;
 use crate::logs::tail::file::{FileReader, read_head};
 use crate::logs::tail::names::{Order, classify};
-use crate::telemetry::Metrics;
 
 /// Checkpoint entries of files gone from disk are dropped after this long.
 const PRUNE_GRACE_SECS: u64 = 600;
@@ -134,7 +134,7 @@ impl ContainerStream {
                 }
                 Err(e) => {
                     complete = false;
-                    Metrics::inc_reason(&env.metrics.log_file_errors, "open", 1);
+                    env.metrics.logs.file_error(FileError::Open);
                     if let Some(n) = env.limits.allow("open", now) {
                         tracing::warn!(stream = %self.key, error = %e, suppressed = n, "opening a log file failed; retrying at the next rescan");
                     }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::Env;
+use crate::logs::metrics::{FileError, LossReason};
 use crate::telemetry::{LogLimits, Metrics};
 
 /// Why bytes of a log file will never be read.
@@ -21,10 +22,10 @@ pub(super) enum Lost {
 }
 
 impl Lost {
-    fn reason(self) -> &'static str {
+    fn reason(self) -> LossReason {
         match self {
-            Lost::Truncated => "truncated",
-            Lost::ReadError => "read_error",
+            Lost::Truncated => LossReason::Truncated,
+            Lost::ReadError => LossReason::ReadError,
         }
     }
 }
@@ -34,7 +35,8 @@ impl Lost {
 /// every such loss goes through here.
 pub(super) fn lost(env: &mut Env<'_>, why: Lost, bytes: u64, path: &Path, message: &str) {
     let reason = why.reason();
-    Metrics::inc_reason(&env.metrics.log_bytes_lost, reason, bytes);
+    env.metrics.logs.lost(reason, bytes);
+    let reason = reason.as_str();
     if let Some(n) = env.limits.allow(reason, env.out.now) {
         tracing::warn!(path = %path.display(), reason, lost_bytes = bytes, suppressed = n, "{message}");
     }
@@ -51,7 +53,7 @@ pub fn refused_link(
     now: Instant,
     link: &dyn std::fmt::Display,
 ) {
-    Metrics::inc_reason(&metrics.log_file_errors, "outside_pods_dir", 1);
+    metrics.logs.file_error(FileError::OutsidePodsDir);
     if let Some(n) = limits.allow("outside_pods_dir", now) {
         tracing::warn!(%link, suppressed = n,
             "not following a link out of logs.pods_dir (or a symlink among a container's log files)");
