@@ -20,7 +20,7 @@ use crate::kube::{Labels, PodCache, PodMeta};
 use crate::logs::batch::Destination;
 use crate::logs::encode::{AppParser, Fragment, PathMeta, RecordForm, escape_str_into};
 use crate::logs::route::Fields;
-use crate::logs::tail::ContainerInfo;
+use kubeship_parsers::Rule;
 
 /// Flush timeout of a multiline rule a pod annotation chose.
 const ANNOTATION_MULTILINE_FLUSH_MS: u64 = 1000;
@@ -30,6 +30,29 @@ const ANNOTATION_MULTILINE_FLUSH_MS: u64 = 1000;
 /// than one CloudWatch event once escaped: past this bound they are left out (the
 /// records say so in `kubeship_reduced`, counted).
 pub const MAX_KUBERNETES_BYTES: usize = 64 * 1024;
+
+/// What a container's records need: where they go and their `kubernetes` object.
+#[derive(Debug)]
+pub struct ContainerInfo {
+    /// Destination group and stream.
+    pub dest: Arc<Destination>,
+    /// Precomputed `kubernetes` JSON object, in the form the batches take.
+    pub kubernetes: Fragment,
+    /// The pod's labels and annotations were left out of `kubernetes`: together
+    /// larger than [`crate::logs::enrich::MAX_KUBERNETES_BYTES`].
+    pub kubernetes_reduced: bool,
+    /// Multiline rule and flush timeout for this container, if any.
+    pub multiline: Option<(Rule, u64)>,
+    /// App-level parser for this container (`kubeship.io/parser`), if any.
+    pub parser: Option<AppParser>,
+    /// Its pod asked for its lines not to be shipped (`kubeship.io/exclude*`).
+    pub excluded: bool,
+    /// Pod metadata is on but this container's pod was not found: its records
+    /// carry path metadata only (counted as misses).
+    pub miss: bool,
+    /// Events hold only the log text (`output.event: log`), not the record JSON.
+    pub log_only: bool,
+}
 
 /// A container's pod as the cache had it: its metadata and its namespace's labels.
 #[derive(Debug, Clone)]

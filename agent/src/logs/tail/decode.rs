@@ -5,37 +5,14 @@
 //! oldest line it still holds (a pending partial or multiline group) so that the
 //! file's checkpoint never passes it.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use kubeship_parsers::{Format, Grouper, Line, PartialMerger, Record, Rule, Stream, parse_line};
+use kubeship_parsers::{Format, Grouper, Line, PartialMerger, Record, Stream, parse_line};
 
-use crate::logs::batch::{BatchBuilder, Destination};
-use crate::logs::encode::{AppParser, Fragment, RecordRef, encode_record, encode_text};
+use crate::logs::batch::BatchBuilder;
+use crate::logs::encode::{RecordRef, encode_record, encode_text};
+pub use crate::logs::enrich::ContainerInfo;
 use crate::logs::metrics::ParserKind;
-
-/// What a container's records need: where they go and their `kubernetes` object.
-#[derive(Debug)]
-pub struct ContainerInfo {
-    /// Destination group and stream.
-    pub dest: Arc<Destination>,
-    /// Precomputed `kubernetes` JSON object, in the form the batches take.
-    pub kubernetes: Fragment,
-    /// The pod's labels and annotations were left out of `kubernetes`: together
-    /// larger than [`crate::logs::enrich::MAX_KUBERNETES_BYTES`].
-    pub kubernetes_reduced: bool,
-    /// Multiline rule and flush timeout for this container, if any.
-    pub multiline: Option<(Rule, u64)>,
-    /// App-level parser for this container (`kubeship.io/parser`), if any.
-    pub parser: Option<AppParser>,
-    /// Its pod asked for its lines not to be shipped (`kubeship.io/exclude*`).
-    pub excluded: bool,
-    /// Pod metadata is on but this container's pod was not found: its records
-    /// carry path metadata only (counted as misses).
-    pub miss: bool,
-    /// Events hold only the log text (`output.event: log`), not the record JSON.
-    pub log_only: bool,
-}
 
 /// Per-round counters, added to the metrics in bulk.
 #[derive(Debug, Default)]
