@@ -29,6 +29,7 @@ mod expand;
 mod kubernetes;
 mod logs;
 mod raw;
+mod sections;
 mod tree;
 mod validate;
 
