@@ -45,14 +45,21 @@ pub(crate) fn exposed_families(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn every_metric_in_the_design_is_exposed_and_no_other() {
+/// The `/metrics` text of an agent that read a few lines (and is then stopped).
+pub(crate) fn running_agent_metrics() -> String {
     let node = Node::new();
     let mut c = node.add_container("ns", "pod-0", "app", Format::Cri);
     c.write_lines(3);
     let mut agent = Agent::start(&node, &AgentConfig::default());
     agent.wait_ready(secs(30));
     let text = agent.metrics().expect("GET /metrics");
+    agent.stop(secs(30));
+    text
+}
+
+#[test]
+fn every_metric_in_the_design_is_exposed_and_no_other() {
+    let text = running_agent_metrics();
     let want = design_names();
     let exposed = exposed_families(&text);
     let missing: Vec<&String> = want.difference(&exposed).collect();
@@ -66,5 +73,4 @@ fn every_metric_in_the_design_is_exposed_and_no_other() {
         "on /metrics but not in DESIGN.md's table (dashboards and alerts rely on that table): \
          {undocumented:?}"
     );
-    agent.stop(secs(30));
 }

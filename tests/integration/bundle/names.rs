@@ -9,8 +9,6 @@ use std::collections::BTreeSet;
 
 use regex::Regex;
 
-use kubeship_tests::{Agent, AgentConfig, Format, Node, secs};
-
 use super::{alert_rules, alerts, assert_found, assert_none, dashboards};
 use crate::contract::exposed_families;
 
@@ -142,13 +140,7 @@ fn name_problems(exposed: &BTreeSet<String>, uses: &[(String, bool, String)]) ->
 
 #[test]
 fn metric_names_are_exposed_by_the_agent_or_pending() {
-    let node = Node::new();
-    let mut c = node.add_container("ns", "pod-0", "app", Format::Cri);
-    c.write_lines(3);
-    let mut agent = Agent::start(&node, &AgentConfig::default());
-    agent.wait_ready(secs(30));
-    let text = agent.metrics().expect("GET /metrics");
-    agent.stop(secs(30));
+    let text = crate::contract::running_agent_metrics();
     let exposed = exposed_families(&text);
     assert!(
         exposed.len() >= 25,
