@@ -70,6 +70,11 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
 
     // The pipelines, then the pod watch they subscribed to.
     let mut logs = logs::start(&shared, pods.as_mut(), opts.exit_on_eof)?;
+    if cfg.metrics.is_some() {
+        tracing::warn!(
+            "the metrics pipeline is not built yet: `metrics:` is accepted and does nothing"
+        );
+    }
     if let Some(pods) = pods {
         pods.start(rt.handle(), &metrics);
     }

@@ -18,5 +18,6 @@ pub mod cli;
 pub(crate) mod config;
 pub(crate) mod kube;
 pub(crate) mod logs;
+pub(crate) mod metrics;
 pub(crate) mod net;
 pub(crate) mod telemetry;

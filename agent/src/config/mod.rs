@@ -28,6 +28,7 @@ mod cloudwatch;
 mod expand;
 mod kubernetes;
 mod logs;
+mod metrics;
 mod raw;
 mod sections;
 mod tree;
@@ -43,6 +44,7 @@ use crate::logs::route;
 
 pub use cloudwatch::CloudWatchConfig;
 pub use kubernetes::{KubeSource, KubernetesConfig};
+pub use metrics::MetricsConfig;
 
 /// The validated agent configuration.
 #[derive(Debug, Clone)]
@@ -65,6 +67,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `kubernetes:`.
     pub kubernetes: KubernetesConfig,
+    /// `metrics:`; `None` (the metrics pipeline off) when the section is absent.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// `logs:` — which files to tail and how.
@@ -440,7 +444,12 @@ mod tests {
             output,
             telemetry,
             kubernetes,
+            metrics,
         } = config;
+        assert!(
+            metrics.is_none(),
+            "the metrics pipeline is off without its section"
+        );
         assert_eq!(cluster, "x");
         assert_eq!(node_name, "host-1");
         assert_eq!(state_dir, PathBuf::from("/var/lib/kubeship"));

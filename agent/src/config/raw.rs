@@ -66,6 +66,8 @@ pub(super) struct RawConfig {
     pub telemetry: Option<RawTelemetry>,
     #[serde(default)]
     pub kubernetes: Option<RawKubernetes>,
+    #[serde(default)]
+    pub metrics: Option<super::metrics::RawMetrics>,
 }
 
 fn default_state_dir() -> Spanned<String> {
