@@ -13,4 +13,5 @@
 // their tests only.
 #![allow(dead_code)]
 
+pub mod relabel;
 pub mod series;
