@@ -14,4 +14,5 @@
 #![allow(dead_code)]
 
 pub mod relabel;
+pub mod scrape;
 pub mod series;

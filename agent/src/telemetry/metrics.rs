@@ -1,7 +1,7 @@
 //! The agent's own Prometheus metrics (`kubeship_*`): one registry, filled by each
 //! component with its own metrics (`register(&mut Registry)`, as linkerd2-proxy does):
-//! the log pipeline ([`crate::logs::metrics`]), its sinks, the pod watch and the
-//! telemetry endpoint.
+//! the log pipeline ([`crate::logs::metrics`]), its sinks, the pod watch, the metrics
+//! pipeline's scrapes ([`crate::metrics::scrape::metrics`]) and the telemetry endpoint.
 //!
 //! Every name is part of the self-telemetry contract in DESIGN.md: the dashboards
 //! and alerts query them, and a test compares the table there with `/metrics`. No
@@ -21,6 +21,7 @@ use crate::kube::metrics::KubeMetrics;
 use crate::logs::metrics::LogMetrics;
 use crate::logs::sink::cloudwatch::metrics::CloudWatchMetrics;
 use crate::logs::sink::local::LocalSinkMetrics;
+use crate::metrics::scrape::metrics::ScrapeMetrics;
 use crate::telemetry::server::ServerMetrics;
 
 /// One label with a value of a fixed set (an enum declared by [`label_values!`]).
@@ -118,6 +119,9 @@ pub struct Metrics {
     pub cloudwatch: CloudWatchMetrics,
     /// The pod watch and cache.
     pub kube: KubeMetrics,
+    /// The metrics pipeline's scrapes (registered even when the pipeline is off).
+    #[allow(dead_code)] // Until the scrape loops count in it.
+    pub scrape: ScrapeMetrics,
     /// The telemetry endpoint itself.
     pub server: ServerMetrics,
 }
@@ -141,6 +145,7 @@ impl Metrics {
         let kube = KubeMetrics::register(&mut registry);
         let local_sink = LocalSinkMetrics::register(&mut registry);
         let cloudwatch = CloudWatchMetrics::register(&mut registry);
+        let scrape = ScrapeMetrics::register(&mut registry);
         let server = ServerMetrics::register(&mut registry);
         Self {
             registry,
@@ -148,6 +153,7 @@ impl Metrics {
             local_sink,
             cloudwatch,
             kube,
+            scrape,
             server,
         }
     }
@@ -192,6 +198,11 @@ mod tests {
             "kubeship_telemetry_connections_rejected_total{reason=\"limit\"} 0",
             "kubeship_telemetry_connections_timed_out_total{reason=\"lifetime\"} 0",
             "kubeship_local_sink_write_errors_total 0",
+            "kubeship_scrape_targets{state=\"down\"} 0",
+            "kubeship_scrapes_total{outcome=\"sample_limit\"} 0",
+            "kubeship_scrape_duration_seconds_count 0",
+            "kubeship_scrape_samples_total 0",
+            "kubeship_scrape_parse_errors_total{reason=\"missing_eof\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
