@@ -117,6 +117,17 @@ impl PodCache {
         self.read().pods.len()
     }
 
+    /// The pods not deleted, in no particular order (scrape target discovery).
+    #[allow(dead_code)] // Until the scrape targets are discovered from them.
+    pub fn live_pods(&self) -> Vec<Arc<PodMeta>> {
+        self.read()
+            .pods
+            .values()
+            .filter(|e| e.deleted_at.is_none())
+            .map(|e| Arc::clone(&e.meta))
+            .collect()
+    }
+
     /// A pod was added or changed.
     pub fn apply(&self, meta: PodMeta) {
         let mut s = self.write();
@@ -145,16 +156,22 @@ impl PodCache {
         }
     }
 
-    /// A pod was deleted: it stays for its late lines until [`PodCache::expire`].
+    /// A pod was deleted: it stays for its late lines until [`PodCache::expire`]
+    /// (not among [`PodCache::live_pods`] any more: a change).
     pub fn delete(&self, uid: &str, now: Instant) {
         let mut s = self.write();
         let Some(e) = s.pods.get_mut(uid) else {
             return;
         };
+        let newly = e.deleted_at.is_none();
         e.deleted_at.get_or_insert(now);
         let key = (e.meta.namespace.clone(), e.meta.name.clone());
         if s.by_name.get(&key).is_some_and(|u| u == uid) {
             s.by_name.remove(&key);
+        }
+        drop(s);
+        if newly {
+            self.changed();
         }
     }
 
@@ -267,6 +284,26 @@ mod tests {
         // A late delete of the old pod does not unname the new one.
         c.delete("u1", t0);
         assert_eq!(c.pod_by_name("ns", "db-0").unwrap().uid, "u2");
+    }
+
+    #[test]
+    fn live_pods_leave_deleted_ones_out() {
+        let (c, _) = cache();
+        c.apply(pod("u1", "a", ""));
+        c.apply(pod("u2", "b", ""));
+        let g = c.generation();
+        c.delete("u1", Instant::now());
+        assert!(c.generation() > g, "a deletion is a change");
+        let g = c.generation();
+        c.delete("u1", Instant::now());
+        assert_eq!(c.generation(), g, "once");
+        let live: Vec<String> = c.live_pods().iter().map(|p| p.uid.clone()).collect();
+        assert_eq!(live, ["u2"]);
+        assert_eq!(
+            c.len(),
+            2,
+            "the deleted pod is still held for its late lines"
+        );
     }
 
     #[test]

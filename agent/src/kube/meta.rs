@@ -1,7 +1,7 @@
-//! What the agent keeps of a pod: the few fields records and routing need, taken
-//! out of the API object as soon as it arrives (managedFields, spec details,
-//! conditions and unkept annotations are never cached), and the `kubeship.io/*`
-//! annotations that control a pod's logs, parsed once.
+//! What the agent keeps of a pod: the few fields records, routing and scrape target
+//! discovery need, taken out of the API object as soon as it arrives (managedFields,
+//! spec details, conditions and unkept annotations are never cached), and the
+//! `kubeship.io/*` annotations that control a pod's logs, parsed once.
 
 use std::collections::BTreeMap;
 use std::ops::Bound::{Excluded, Included};
@@ -28,6 +28,17 @@ pub struct ContainerMeta {
     pub image_id: String,
     /// Runtime container ID without its `containerd://` scheme; empty before start.
     pub container_id: String,
+    /// The TCP ports it declares (`spec.containers[].ports`), for scrape targets.
+    pub ports: Vec<ContainerPort>,
+}
+
+/// A TCP port a container declares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerPort {
+    /// `name`; empty when the port has none.
+    pub name: String,
+    /// `containerPort`.
+    pub port: u16,
 }
 
 /// A pod's owning workload.
@@ -132,6 +143,9 @@ pub struct PodMeta {
     pub namespace: String,
     /// `status.podIP`; empty until assigned.
     pub pod_ip: String,
+    /// `status.phase` (`Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`);
+    /// empty when the API server sent none.
+    pub phase: String,
     /// Labels (empty when `kubernetes.labels` is off).
     pub labels: BTreeMap<String, String>,
     /// Annotations kept: the configured allow-list plus those routing reads.
@@ -180,23 +194,26 @@ impl PodMeta {
                 .iter()
                 .flatten()
                 .chain(spec.containers.iter())
-                .map(|c| (c.name.as_str(), c.image.as_deref()));
+                .map(|c| (c.name.as_str(), c.image.as_deref(), tcp_ports(c)));
             let ephemeral = spec
                 .ephemeral_containers
                 .iter()
                 .flatten()
-                .map(|c| (c.name.as_str(), c.image.as_deref()));
-            for (name, image) in specs.chain(ephemeral) {
+                .map(|c| (c.name.as_str(), c.image.as_deref(), Vec::new()));
+            for (name, image, ports) in specs.chain(ephemeral) {
                 containers.push(ContainerMeta {
                     name: name.to_owned(),
                     image: image.unwrap_or_default().to_owned(),
+                    ports,
                     ..Default::default()
                 });
             }
         }
         let mut pod_ip = String::new();
+        let mut phase = String::new();
         if let Some(status) = &pod.status {
             pod_ip = status.pod_ip.clone().unwrap_or_default();
+            phase = status.phase.clone().unwrap_or_default();
             let statuses = status
                 .init_container_statuses
                 .iter()
@@ -231,6 +248,7 @@ impl PodMeta {
             name: m.name.clone().unwrap_or_default(),
             namespace: m.namespace.clone().unwrap_or_default(),
             pod_ip,
+            phase,
             workload: workload(pod),
             controls: Controls::from_annotations(all_annotations),
             labels,
@@ -238,6 +256,21 @@ impl PodMeta {
             containers,
         })
     }
+}
+
+/// The TCP ports a container declares (a port without a protocol is TCP).
+fn tcp_ports(c: &k8s_openapi::api::core::v1::Container) -> Vec<ContainerPort> {
+    c.ports
+        .iter()
+        .flatten()
+        .filter(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))
+        .filter_map(|p| {
+            Some(ContainerPort {
+                name: p.name.clone().unwrap_or_default(),
+                port: u16::try_from(p.container_port).ok().filter(|&n| n > 0)?,
+            })
+        })
+        .collect()
 }
 
 /// The pod's workload from its controller reference: a ReplicaSet whose name is
@@ -298,9 +331,14 @@ mod tests {
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
                     "name": "web-7d9f8", "uid": "rs", "controller": true}]},
             "spec": {"nodeName": "n1", "containers": [
-                {"name": "app", "image": "nginx:1"}, {"name": "side", "image": "busybox"}],
+                {"name": "app", "image": "nginx:1", "ports": [
+                    {"name": "http", "containerPort": 8080},
+                    {"name": "http-metrics", "containerPort": 9090, "protocol": "TCP"},
+                    {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                    {"containerPort": 7070}]},
+                {"name": "side", "image": "busybox"}],
                 "initContainers": [{"name": "init", "image": "alpine"}]},
-            "status": {"podIP": "10.0.0.7", "containerStatuses": [
+            "status": {"phase": "Running", "podIP": "10.0.0.7", "containerStatuses": [
                 {"name": "app", "image": "docker.io/library/nginx:1",
                  "imageID": "docker.io/library/nginx@sha256:abc",
                  "containerID": "containerd://0123", "ready": true, "restartCount": 0}]}
@@ -311,7 +349,22 @@ mod tests {
             ("u-1", "web-7d9f8-abcde")
         );
         assert_eq!(m.pod_ip, "10.0.0.7");
+        assert_eq!(m.phase, "Running");
         let app = m.container("app").unwrap();
+        let port = |name: &str, port| ContainerPort {
+            name: name.into(),
+            port,
+        };
+        assert_eq!(
+            app.ports,
+            [
+                port("http", 8080),
+                port("http-metrics", 9090),
+                port("", 7070)
+            ],
+            "TCP ports only"
+        );
+        assert!(m.container("side").unwrap().ports.is_empty());
         assert_eq!(app.image, "docker.io/library/nginx:1");
         assert_eq!(app.image_id, "docker.io/library/nginx@sha256:abc");
         assert_eq!(app.container_id, "0123");

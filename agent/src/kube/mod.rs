@@ -1,5 +1,6 @@
 //! Pod metadata from the Kubernetes API: one node-scoped watch feeding a cache that
-//! several subscribers read (the log pipeline today, the metrics pipeline next).
+//! several subscribers read (the log pipeline, the metrics pipeline's scrape target
+//! discovery).
 //!
 //! * [`Pods`]: the client and the subscribers; each says which labels and
 //!   annotations it needs kept and what to run when the cache changes; the watch

@@ -364,6 +364,7 @@ mod tests {
             name: "web-1".into(),
             namespace: "shop".into(),
             pod_ip: "10.1.2.3".into(),
+            phase: "Running".into(),
             labels: BTreeMap::from([("app".into(), "web".into()), ("team".into(), "a\"b".into())]),
             annotations: BTreeMap::from([
                 ("keep.io/x".into(), "1".into()),
@@ -378,6 +379,7 @@ mod tests {
                 image: "nginx:1".into(),
                 image_id: "nginx@sha256:ff".into(),
                 container_id: "cd".repeat(32),
+                ports: Vec::new(),
             }],
             controls: Controls::default(),
         }
