@@ -7,23 +7,34 @@
 
 use serde::Deserialize;
 
+use super::scrape::{self, RawScrape, ScrapeConfig};
 use super::validate::{Context, Problems};
 
 /// `metrics:` as written.
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct RawMetrics {}
+pub(super) struct RawMetrics {
+    /// `metrics.scrape` (config/scrape.rs).
+    #[serde(default)]
+    pub scrape: RawScrape,
+}
 
 /// `metrics:`: the metrics pipeline, on when the section is present.
-#[derive(Debug, Clone, Default)]
-pub struct MetricsConfig {}
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// `scrape`: targets, intervals, limits, labels, relabeling.
+    #[allow(dead_code)] // Until the scrapes start from it.
+    pub scrape: ScrapeConfig,
+}
 
 /// Checks and converts `metrics:`; `None` when the section is absent (the pipeline
 /// is off).
 pub(super) fn convert(
     raw: Option<RawMetrics>,
-    _context: &Context<'_>,
-    _problems: &mut Problems<'_>,
+    context: &Context<'_>,
+    problems: &mut Problems<'_>,
 ) -> Option<MetricsConfig> {
-    let RawMetrics {} = raw?;
-    Some(MetricsConfig {})
+    let RawMetrics { scrape } = raw?;
+    Some(MetricsConfig {
+        scrape: scrape::convert(scrape, context, problems),
+    })
 }

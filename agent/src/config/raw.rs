@@ -20,7 +20,7 @@ use serde_saphyr::Location;
 pub(super) use serde_saphyr::Spanned;
 
 /// A default value: no position, since it was not written in the file.
-fn unlocated<T>(value: T) -> Spanned<T> {
+pub(super) fn unlocated<T>(value: T) -> Spanned<T> {
     Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
 }
 
@@ -36,7 +36,7 @@ where
 }
 
 /// A section whose every field has a default, built as if it were written `{}`.
-fn all_defaults<T: for<'de> Deserialize<'de>>() -> T {
+pub(super) fn all_defaults<T: for<'de> Deserialize<'de>>() -> T {
     let empty = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(
         std::iter::empty::<(String, String)>(),
     );

@@ -2,4 +2,6 @@
 //! scrape each at its interval, label the samples and hand them to a
 //! [`Destination`](crate::metrics::series::Destination).
 
+pub mod discover;
 pub mod metrics;
+pub mod target;
