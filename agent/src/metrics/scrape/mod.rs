@@ -4,4 +4,5 @@
 
 pub mod discover;
 pub mod metrics;
+pub mod process;
 pub mod target;
