@@ -3,6 +3,10 @@
 //! [`Destination`](crate::metrics::series::Destination).
 
 pub mod discover;
+pub mod http;
 pub mod metrics;
 pub mod process;
 pub mod target;
+#[cfg(test)]
+mod testserver;
+pub mod tls;
