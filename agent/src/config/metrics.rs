@@ -22,7 +22,6 @@ pub(super) struct RawMetrics {
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
     /// `scrape`: targets, intervals, limits, labels, relabeling.
-    #[allow(dead_code)] // Until the scrapes start from it.
     pub scrape: ScrapeConfig,
 }
 

@@ -193,7 +193,6 @@ pub struct ScrapeConfig {
     /// `static_targets`: fixed URLs.
     pub static_targets: Vec<StaticTarget>,
     /// `metric_relabel_configs`: rules every scraped series goes through.
-    #[allow(dead_code)] // Until the scrape loops apply them.
     pub metric_relabel: Vec<Rule>,
 }
 

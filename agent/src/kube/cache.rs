@@ -118,7 +118,6 @@ impl PodCache {
     }
 
     /// The pods not deleted, in no particular order (scrape target discovery).
-    #[allow(dead_code)] // Until the scrape targets are discovered from them.
     pub fn live_pods(&self) -> Vec<Arc<PodMeta>> {
         self.read()
             .pods

@@ -16,3 +16,4 @@
 pub mod relabel;
 pub mod scrape;
 pub mod series;
+pub mod testing;

@@ -120,7 +120,6 @@ pub struct Metrics {
     /// The pod watch and cache.
     pub kube: KubeMetrics,
     /// The metrics pipeline's scrapes (registered even when the pipeline is off).
-    #[allow(dead_code)] // Until the scrape loops count in it.
     pub scrape: ScrapeMetrics,
     /// The telemetry endpoint itself.
     pub server: ServerMetrics,

@@ -1,12 +1,632 @@
-//! The scraping half of the metrics pipeline (being built): find the node's targets,
-//! scrape each at its interval, label the samples and hand them to a
-//! [`Destination`](crate::metrics::series::Destination).
+//! The scraping half of the metrics pipeline: find the node's targets, scrape each at
+//! its interval, label the samples and hand them to a [`Destination`].
+//!
+//! ```text
+//! pod cache ─┐
+//! config ────┴▶ discover ─▶ targets ─▶ one loop per target: fetch ─▶ parse ─▶ label
+//!                                        ─▶ relabel ─▶ staleness ─▶ Destination
+//! ```
+//!
+//! [`start`] subscribes to the shared pod cache (no watch of its own: the annotations
+//! it reads are kept by the one pod watch) and spawns a manager task on the runtime.
+//! The manager recomputes the targets ([`discover`]) whenever the cache changes and
+//! runs one task per target ([`runner`]): targets appear as soon as their pod is
+//! seen Running, change in place when only their settings change, and leave with
+//! staleness markers at what would have been their next scrape. [`Handle::stop`]
+//! ends every loop at once.
+//!
+//! Tasks: one manager plus one per target, whatever the samples; a scrape holds its
+//! target's buffer (at most its body limit) and series cache, nothing else grows.
+//! The agent's own metrics are read from its registry, not over HTTP.
 
 pub mod discover;
 pub mod http;
 pub mod metrics;
 pub mod process;
+pub mod runner;
 pub mod target;
 #[cfg(test)]
 mod testserver;
 pub mod tls;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use kubeship_parsers::prom::Limits;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, PodRef, ScrapeConfig};
+use crate::kube::{PodCache, Pods, Subscription};
+use crate::metrics::series::Destination;
+use crate::telemetry::Metrics;
+use runner::Shared;
+use target::Target;
+
+/// What the scrapes take from the agent's shared services.
+pub struct Context<'a> {
+    /// The configuration (`metrics.scrape`, the node's name, the agent's pod).
+    pub cfg: &'a Arc<Config>,
+    /// Self-metrics, and the registry the agent's own target reads.
+    pub metrics: &'a Arc<Metrics>,
+    /// The runtime the loops run on.
+    pub rt: &'a tokio::runtime::Handle,
+}
+
+/// The running scrapes.
+pub struct Handle {
+    shutdown: watch::Sender<bool>,
+    manager: JoinHandle<Vec<JoinHandle<()>>>,
+    rt: tokio::runtime::Handle,
+    shared: Arc<Shared>,
+}
+
+/// Starts scraping the targets of `cfg.metrics.scrape` into `destination`; `pods`
+/// (pod metadata on) gets its subscription before its watch starts. `None` when the
+/// metrics pipeline is off (no `metrics:` section).
+pub fn start(
+    cx: &Context<'_>,
+    pods: Option<&mut Pods>,
+    destination: Arc<dyn Destination>,
+) -> Option<Handle> {
+    let Context { cfg, metrics, rt } = *cx;
+    let scrape = cfg.metrics.as_ref()?.scrape.clone();
+    let wake = Arc::new(Notify::new());
+    let cache = match (scrape.pods.enabled, pods) {
+        (true, Some(pods)) => {
+            let w = Arc::clone(&wake);
+            Some(pods.subscribe(Subscription {
+                labels: !scrape.pods.labels.is_empty(),
+                annotation: Box::new(discover::reads_annotation),
+                on_change: Box::new(move || w.notify_one()),
+            }))
+        }
+        (true, None) => {
+            tracing::info!(
+                "no pod metadata: annotated pods are not scraped (kubelet, static and own targets are)"
+            );
+            None
+        }
+        (false, _) => None,
+    };
+    tracing::info!("scraping metrics");
+    Some(spawn(
+        Setup {
+            scrape,
+            node: cfg.node_name.clone(),
+            self_pod: cfg.logs.exclude_self.clone(),
+            cache,
+            wake,
+            metrics: Arc::clone(metrics),
+            destination,
+        },
+        rt,
+    ))
+}
+
+/// What the manager of the loops is made of.
+struct Setup {
+    scrape: ScrapeConfig,
+    /// The node's name (`node` label, offset seed).
+    node: String,
+    /// The agent's own pod (its target's labels; not scraped over HTTP).
+    self_pod: Option<PodRef>,
+    /// This node's pods, when pod targets are discovered.
+    cache: Option<Arc<PodCache>>,
+    /// Wakes the manager (the cache changed, a loop ended).
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    destination: Arc<dyn Destination>,
+}
+
+/// Spawns the manager of the loops on `rt`.
+fn spawn(setup: Setup, rt: &tokio::runtime::Handle) -> Handle {
+    let Setup {
+        scrape,
+        node,
+        self_pod,
+        cache,
+        wake,
+        metrics,
+        destination,
+    } = setup;
+    let shared = Arc::new(Shared {
+        metrics,
+        destination,
+        relabel: scrape.metric_relabel.clone().into(),
+        seed: target::fnv1a(node.as_bytes()),
+        limits: Limits::DEFAULT,
+        wake_manager: Arc::clone(&wake),
+        running: AtomicUsize::new(0),
+    });
+    let (shutdown, stopping) = watch::channel(false);
+    let manager = Manager {
+        scrape,
+        node,
+        self_pod,
+        cache,
+        shared: Arc::clone(&shared),
+        wake,
+        stopping,
+        loops: HashMap::new(),
+        problems: HashSet::new(),
+    };
+    Handle {
+        shutdown,
+        manager: rt.spawn(manager.run()),
+        rt: rt.clone(),
+        shared,
+    }
+}
+
+impl Handle {
+    /// Stops every loop (no staleness markers: the agent is stopping) and waits for
+    /// them until `deadline`.
+    pub async fn stop(self, deadline: Instant) {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let Ok(Ok(loops)) = tokio::time::timeout_at(deadline, self.manager).await else {
+            return;
+        };
+        for l in loops {
+            let _ = tokio::time::timeout_at(deadline, l).await;
+        }
+    }
+
+    /// Target loops running (those ending with their staleness markers included).
+    pub fn loops(&self) -> usize {
+        self.shared.running.load(Ordering::SeqCst)
+    }
+
+    /// [`Handle::stop`], from outside the runtime.
+    pub fn shutdown(self, deadline: Instant) {
+        let rt = self.rt.clone();
+        rt.block_on(self.stop(deadline));
+    }
+}
+
+/// A target's loop, as the manager sees it.
+struct Running {
+    updates: watch::Sender<Option<Arc<Target>>>,
+    task: JoinHandle<()>,
+    current: Arc<Target>,
+    removed: bool,
+}
+
+/// Keeps one loop per discovered target.
+struct Manager {
+    scrape: ScrapeConfig,
+    node: String,
+    self_pod: Option<PodRef>,
+    cache: Option<Arc<PodCache>>,
+    shared: Arc<Shared>,
+    wake: Arc<Notify>,
+    stopping: watch::Receiver<bool>,
+    loops: HashMap<u64, Running>,
+    /// Annotation problems logged, so that each is logged once while it lasts.
+    problems: HashSet<(String, String)>,
+}
+
+impl Manager {
+    async fn run(mut self) -> Vec<JoinHandle<()>> {
+        loop {
+            self.reconcile();
+            tokio::select! {
+                () = self.wake.notified() => {}
+                _ = self.stopping.changed() => break,
+            }
+        }
+        self.loops.into_values().map(|r| r.task).collect()
+    }
+
+    /// Starts, updates and retires loops to match the targets discovered now.
+    fn reconcile(&mut self) {
+        let pods = self
+            .cache
+            .as_ref()
+            .map(|c| c.live_pods())
+            .unwrap_or_default();
+        let mut problems = Vec::new();
+        let desired = discover::all(
+            &self.scrape,
+            &self.node,
+            self.self_pod.as_ref(),
+            &pods,
+            &mut problems,
+        );
+        let now: HashSet<(String, String)> = problems.into_iter().collect();
+        for (pod, message) in now.difference(&self.problems) {
+            tracing::warn!(%pod, "pod annotation: {message}");
+        }
+        self.problems = now;
+        let mut wanted = HashSet::new();
+        for t in desired {
+            let id = t.identity();
+            if !wanted.insert(id) {
+                continue;
+            }
+            match self.loops.get_mut(&id) {
+                Some(r) if !r.task.is_finished() => {
+                    if r.removed || *r.current != t {
+                        r.current = Arc::new(t);
+                        r.removed = false;
+                        r.updates.send_replace(Some(Arc::clone(&r.current)));
+                    }
+                }
+                _ => {
+                    let t = Arc::new(t);
+                    let (updates, rx) = watch::channel(Some(Arc::clone(&t)));
+                    let task = tokio::spawn(runner::run(
+                        Arc::clone(&t),
+                        Arc::clone(&self.shared),
+                        rx,
+                        self.stopping.clone(),
+                    ));
+                    self.loops.insert(
+                        id,
+                        Running {
+                            updates,
+                            task,
+                            current: t,
+                            removed: false,
+                        },
+                    );
+                }
+            }
+        }
+        for (id, r) in &mut self.loops {
+            if !wanted.contains(id) && !r.removed {
+                r.removed = true;
+                r.updates.send_replace(None);
+            }
+        }
+        self.loops
+            .retain(|_, r| !(r.removed && r.task.is_finished()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::kube::meta::ContainerPort;
+    use crate::kube::{ContainerMeta, PodMeta};
+    use crate::metrics::series::{Sample, is_stale};
+    use crate::metrics::testing::Collect;
+    use testserver::{Reply, TestServer};
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Scrapes every 200 ms, only what `extra` adds (no kubelet, no self).
+    fn config(extra: &str) -> ScrapeConfig {
+        let text = format!(
+            "cluster: c\nmetrics:\n  scrape:\n    kubelet: {{enabled: false}}\n    self_metrics: false\n{extra}"
+        );
+        let mut s = crate::config::load_str(&text, Path::new("/k.yaml"), &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .metrics
+            .unwrap()
+            .scrape;
+        s.interval = Duration::from_millis(200);
+        s.timeout = Duration::from_millis(200);
+        s
+    }
+
+    struct Running {
+        handle: Handle,
+        dest: Arc<Collect>,
+        cache: Arc<PodCache>,
+        metrics: Arc<Metrics>,
+    }
+
+    fn run(scrape: ScrapeConfig) -> Running {
+        let wake = Arc::new(Notify::new());
+        let w = Arc::clone(&wake);
+        let cache = Arc::new(PodCache::new(Box::new(move || w.notify_one())));
+        let dest = Arc::new(Collect::default());
+        let metrics = Arc::new(Metrics::new());
+        let handle = spawn(
+            Setup {
+                scrape,
+                node: "node-1".into(),
+                self_pod: None,
+                cache: Some(Arc::clone(&cache)),
+                wake,
+                metrics: Arc::clone(&metrics),
+                destination: Arc::clone(&dest) as Arc<dyn Destination>,
+            },
+            &tokio::runtime::Handle::current(),
+        );
+        Running {
+            handle,
+            dest,
+            cache,
+            metrics,
+        }
+    }
+
+    fn pod(name: &str, port: u16, annotated: bool) -> PodMeta {
+        let mut annotations = BTreeMap::new();
+        if annotated {
+            annotations.insert("prometheus.io/scrape".to_string(), "true".to_string());
+        }
+        PodMeta {
+            uid: format!("uid-{name}"),
+            name: name.into(),
+            namespace: "shop".into(),
+            pod_ip: "127.0.0.1".into(),
+            phase: "Running".into(),
+            annotations,
+            containers: vec![ContainerMeta {
+                name: "app".into(),
+                ports: vec![ContainerPort {
+                    name: "http-metrics".into(),
+                    port,
+                }],
+                ..ContainerMeta::default()
+            }],
+            ..PodMeta::default()
+        }
+    }
+
+    /// The samples of all pushes named `name` whose label `key` is `value`.
+    fn of<'a>(pushes: &'a [Vec<Sample>], name: &str, key: &str, value: &str) -> Vec<&'a Sample> {
+        pushes
+            .iter()
+            .flatten()
+            .filter(|s| s.series.name() == name && s.series.get(key) == Some(value))
+            .collect()
+    }
+
+    fn gauge(m: &Metrics, state: &str) -> f64 {
+        let text = m.encode();
+        let line = format!("kubeship_scrape_targets{{state=\"{state}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+    }
+
+    async fn until(within: Duration, what: &str, cond: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !cond() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pod_target_is_scraped_while_it_runs_and_marked_stale_once_when_it_goes() {
+        let s = TestServer::start(LOCAL, |_| {
+            Reply::text("# TYPE m gauge\nm{code=\"200\"} 7\n")
+        })
+        .await;
+        let r = run(config(""));
+        let seen = std::time::Instant::now();
+        r.cache.apply(pod("web-1", s.addr.port(), true));
+        until(Duration::from_secs(1), "the target to appear", || {
+            gauge(&r.metrics, "up") == 1.0
+        })
+        .await;
+        assert!(seen.elapsed() < Duration::from_secs(1));
+        let pushes = r
+            .dest
+            .wait_for(WAIT, |p| !of(p, "m", "pod", "web-1").is_empty())
+            .await;
+        let m = of(&pushes, "m", "pod", "web-1")[0];
+        let labels: Vec<(String, String)> = m
+            .series
+            .labels()
+            .iter()
+            .map(|l| (l.name.to_string(), l.value.to_string()))
+            .collect();
+        let want: Vec<(String, String)> = [
+            ("__name__", "m"),
+            ("code", "200"),
+            ("container", "app"),
+            ("instance", &format!("127.0.0.1:{}", s.addr.port())),
+            ("job", "kubernetes-pods"),
+            ("namespace", "shop"),
+            ("node", "node-1"),
+            ("pod", "web-1"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(labels, want);
+        assert_eq!(m.value, 7.0);
+        let up = of(&pushes, "up", "pod", "web-1");
+        assert_eq!(up[0].value, 1.0);
+        assert_eq!(up[0].timestamp_ms, m.timestamp_ms, "scrape start, both");
+
+        // The pod goes: the target leaves the gauge at once, its loop ends at what
+        // would have been its next scrape, after one marker per series.
+        let gone = runner::now_ms();
+        r.cache.delete("uid-web-1", std::time::Instant::now());
+        until(WAIT, "the target to leave the gauge", || {
+            gauge(&r.metrics, "up") == 0.0
+        })
+        .await;
+        until(WAIT, "the loop to end", || r.handle.loops() == 0).await;
+        let pushes = r.dest.pushes();
+        for name in ["m", "up", "scrape_duration_seconds", "scrape_series_added"] {
+            let markers: Vec<&Sample> = of(&pushes, name, "pod", "web-1")
+                .into_iter()
+                .filter(|s| is_stale(s.value))
+                .collect();
+            assert_eq!(markers.len(), 1, "{name}: one staleness marker");
+            assert!(markers[0].timestamp_ms >= gone);
+        }
+        assert_eq!(gauge(&r.metrics, "down"), 0.0);
+        r.handle.stop(std::time::Instant::now() + WAIT).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn removing_the_annotation_ends_the_target_and_a_new_pod_starts_one() {
+        let s = TestServer::start(LOCAL, |_| Reply::text("m 1\n")).await;
+        let r = run(config(""));
+        r.cache.apply(pod("web-1", s.addr.port(), true));
+        r.dest
+            .wait_for(WAIT, |p| !of(p, "m", "pod", "web-1").is_empty())
+            .await;
+        r.cache.apply(pod("web-1", s.addr.port(), false));
+        until(WAIT, "the loop to end", || r.handle.loops() == 0).await;
+        let pushes = r.dest.pushes();
+        let markers = of(&pushes, "m", "pod", "web-1")
+            .into_iter()
+            .filter(|s| is_stale(s.value))
+            .count();
+        assert_eq!(markers, 1);
+        // Not Running: no target; Running again with the annotation: a new one.
+        let mut pending = pod("web-2", s.addr.port(), true);
+        pending.phase = "Pending".into();
+        r.cache.apply(pending);
+        assert_eq!(r.handle.loops(), 0);
+        r.cache.apply(pod("web-2", s.addr.port(), true));
+        r.dest
+            .wait_for(WAIT, |p| !of(p, "m", "pod", "web-2").is_empty())
+            .await;
+        r.handle.stop(std::time::Instant::now() + WAIT).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hanging_target_does_not_delay_another() {
+        let hang = TestServer::start(LOCAL, |_| Reply::Hang).await;
+        let good = TestServer::start(LOCAL, |_| Reply::text("ok 1\n")).await;
+        let mut cfg = config(&format!(
+            "    static_targets:\n      - {{url: 'http://{}', job: hang}}\n      - {{url: 'http://{}', job: good}}\n",
+            hang.addr, good.addr
+        ));
+        cfg.static_targets[0].interval = Some(Duration::from_secs(2));
+        cfg.static_targets[0].timeout = Some(Duration::from_secs(2));
+        cfg.static_targets[1].interval = Some(Duration::from_millis(50));
+        let r = run(cfg);
+        // The hanging target's first scrape is in flight (its request was read).
+        until(WAIT, "the hanging scrape", || hang.requests() == 1).await;
+        let asked = std::time::Instant::now();
+        let pushes = r
+            .dest
+            .wait_for(WAIT, |p| of(p, "up", "job", "good").len() >= 10)
+            .await;
+        // Ten scrapes of the good target while the other hangs, each at its pace.
+        let ups = of(&pushes, "up", "job", "good");
+        assert!(ups.iter().all(|s| s.value == 1.0));
+        let span = ups[9].timestamp_ms - ups[0].timestamp_ms;
+        assert!(span < 1500, "ten scrapes 50 ms apart took {span} ms");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "before the hang timed out"
+        );
+        assert!(of(&pushes, "up", "job", "hang").is_empty(), "still hanging");
+        // Then the hang times out: up 0, counted.
+        let pushes = r
+            .dest
+            .wait_for(WAIT, |p| !of(p, "up", "job", "hang").is_empty())
+            .await;
+        assert_eq!(of(&pushes, "up", "job", "hang")[0].value, 0.0);
+        assert!(
+            r.metrics
+                .encode()
+                .contains("kubeship_scrapes_total{outcome=\"timeout\"} 1"),
+            "{}",
+            r.metrics.encode()
+        );
+        r.handle.stop(std::time::Instant::now() + WAIT).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_count_their_outcome_and_bad_lines_their_reason() {
+        let s = TestServer::start(LOCAL, |h| match h.path.as_str() {
+            "/big" => Reply::text(&"x 1\n".repeat(1000)),
+            "/many" => Reply::text("a 1\nb 1\nc 1\n"),
+            "/500" => Reply::Status(500),
+            _ => Reply::text("good 1\nbad{ 1\nalso_good 2\n"),
+        })
+        .await;
+        let a = s.addr;
+        let mut cfg = config(&format!(
+            "    body_limit_bytes: 1024\n    static_targets:\n      \
+             - {{url: 'http://{a}/big', job: big}}\n      \
+             - {{url: 'http://{a}/many', job: many, sample_limit: 2}}\n      \
+             - {{url: 'http://{a}/500', job: err}}\n      \
+             - {{url: 'http://{a}/bad', job: bad}}\n"
+        ));
+        for t in &mut cfg.static_targets {
+            t.interval = Some(Duration::from_millis(200));
+        }
+        let r = run(cfg);
+        let pushes = r
+            .dest
+            .wait_for(WAIT, |p| {
+                ["big", "many", "err", "bad"]
+                    .iter()
+                    .all(|j| !of(p, "up", "job", j).is_empty())
+            })
+            .await;
+        for (job, up) in [("big", 0.0), ("many", 0.0), ("err", 0.0), ("bad", 1.0)] {
+            assert_eq!(of(&pushes, "up", "job", job)[0].value, up, "{job}");
+        }
+        let scraped = of(&pushes, "scrape_samples_scraped", "job", "many")[0].value;
+        assert_eq!(scraped, 3.0);
+        assert_eq!(
+            of(&pushes, "also_good", "job", "bad")[0].value,
+            2.0,
+            "the rest is kept"
+        );
+        assert!(
+            of(&pushes, "a", "job", "many").is_empty(),
+            "a failed scrape hands on no sample"
+        );
+        let text = r.metrics.encode();
+        for line in [
+            "kubeship_scrapes_total{outcome=\"body_too_large\"} ",
+            "kubeship_scrapes_total{outcome=\"sample_limit\"} ",
+            "kubeship_scrapes_total{outcome=\"error\"} ",
+            "kubeship_scrapes_total{outcome=\"ok\"} ",
+            "kubeship_scrape_parse_errors_total{reason=\"bad_label_name\"} ",
+        ] {
+            let v: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(line))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            assert!(v >= 1.0, "{line}: {v}\n{text}");
+        }
+        assert_eq!(gauge(&r.metrics, "down"), 3.0);
+        assert_eq!(gauge(&r.metrics, "up"), 1.0);
+        r.handle.stop(std::time::Instant::now() + WAIT).await;
+        assert_eq!(
+            gauge(&r.metrics, "down") + gauge(&r.metrics, "up"),
+            0.0,
+            "stopped"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_agent_forwards_its_own_metrics_from_its_registry() {
+        let mut cfg = config("");
+        cfg.self_metrics = true;
+        let r = run(cfg);
+        let pushes = r
+            .dest
+            .wait_for(WAIT, |p| {
+                !of(p, "kubeship_build_info", "job", "kubeship").is_empty()
+            })
+            .await;
+        let info = of(&pushes, "kubeship_build_info", "job", "kubeship")[0];
+        assert_eq!(info.series.get("node"), Some("node-1"));
+        assert_eq!(info.series.get("instance"), Some("node-1"));
+        assert_eq!(of(&pushes, "up", "job", "kubeship")[0].value, 1.0);
+        r.handle.stop(std::time::Instant::now() + WAIT).await;
+    }
+}

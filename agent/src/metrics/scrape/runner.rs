@@ -1,0 +1,366 @@
+//! The loop of one target (one task per target): scrapes at its stable offset in
+//! every interval, hands each scrape's samples to the destination, and, when the
+//! target goes, sends the staleness markers of its series at what would have been
+//! its next scrape, once, then ends. Its settings (interval, timeout, limits) can
+//! change in place; its labels and URL cannot (they make the target, see
+//! [`Target::identity`]).
+//!
+//! A scrape is bounded by the target's timeout and body limit; the body is parsed on
+//! the blocking pool, so a large one does not hold the runtime's thread. Nothing a
+//! target does reaches another target's loop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kubeship_parsers::prom::{Format, Limits};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{Notify, watch};
+use tokio::time::MissedTickBehavior;
+
+use super::http::{Client, FetchError};
+use super::metrics::{Health, Outcome, ScrapeMetrics};
+use super::process::{Input, Processed, Report, ReportValues, SeriesCache};
+use super::target::{Source, Target};
+use crate::metrics::relabel::Rule;
+use crate::metrics::series::Destination;
+use crate::telemetry::{LogLimits, Metrics};
+
+/// A buffer larger than this is let go after its scrape rather than kept for the next.
+const KEEP_BUFFER_BYTES: usize = 4 << 20;
+/// A target logs a failure or bad lines at most once per reason this often.
+const LOG_EVERY: Duration = Duration::from_secs(300);
+
+/// What every loop shares.
+pub struct Shared {
+    /// Self-metrics, and the registry the agent's own target reads.
+    pub metrics: Arc<Metrics>,
+    /// Where samples go.
+    pub destination: Arc<dyn Destination>,
+    /// Metric relabeling.
+    pub relabel: Arc<[Rule]>,
+    /// The node's offset seed.
+    pub seed: u64,
+    /// Per-line limits of the parser.
+    pub limits: Limits,
+    /// Wakes the manager (a loop ended).
+    pub wake_manager: Arc<Notify>,
+    /// Loops running.
+    pub running: AtomicUsize,
+}
+
+/// Counts a loop in [`Shared::running`] while it lives.
+struct Alive<'a>(&'a AtomicUsize);
+
+impl<'a> Alive<'a> {
+    fn new(running: &'a AtomicUsize) -> Self {
+        running.fetch_add(1, Ordering::SeqCst);
+        Alive(running)
+    }
+}
+
+impl Drop for Alive<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Ticks at `target`'s offset in every interval, by the wall clock: the first tick
+/// is the next time the clock is at the offset modulo the interval.
+fn schedule(target: &Target, seed: u64) -> tokio::time::Interval {
+    let interval = target.interval.max(Duration::from_millis(1));
+    let interval_ns = interval.as_nanos();
+    let offset_ns = target.offset(seed).as_nanos();
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+        % interval_ns;
+    let delay = (offset_ns + interval_ns - now_ns) % interval_ns;
+    let delay = Duration::from_nanos(u64::try_from(delay).unwrap_or(0));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + delay, interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    ticks
+}
+
+/// The target's place in `scrape_targets{state}`; left when the loop ends.
+struct Counted {
+    up: Gauge,
+    down: Gauge,
+    now: Option<Health>,
+}
+
+impl Counted {
+    fn new(m: &ScrapeMetrics) -> Self {
+        let mut c = Counted {
+            up: m.targets_in(Health::Up),
+            down: m.targets_in(Health::Down),
+            now: None,
+        };
+        c.set(Some(Health::Up));
+        c
+    }
+
+    fn gauge(&self, h: Health) -> &Gauge {
+        match h {
+            Health::Up => &self.up,
+            Health::Down => &self.down,
+        }
+    }
+
+    fn set(&mut self, h: Option<Health>) {
+        if let Some(old) = self.now {
+            self.gauge(old).dec();
+        }
+        if let Some(new) = h {
+            self.gauge(new).inc();
+        }
+        self.now = h;
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.set(None);
+    }
+}
+
+/// What a loop keeps between scrapes.
+struct State {
+    cache: SeriesCache,
+    buf: Vec<u8>,
+    client: Client,
+    logs: LogLimits,
+    health: Counted,
+    /// The health of the last scrape, kept while the target is not counted.
+    last: Health,
+}
+
+/// Runs `target`'s loop until `updates` says it is gone (then its end-of-run
+/// staleness markers) or `shutdown` (at once, no markers: the agent is stopping).
+pub async fn run(
+    target: Arc<Target>,
+    shared: Arc<Shared>,
+    mut updates: watch::Receiver<Option<Arc<Target>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _alive = Alive::new(&shared.running);
+    let mut t = target;
+    let report = Report::new(&t.labels);
+    let mut ticks = schedule(&t, shared.seed);
+    let mut st = State {
+        cache: SeriesCache::default(),
+        buf: Vec::new(),
+        client: Client::default(),
+        logs: LogLimits::new(LOG_EVERY),
+        health: Counted::new(&shared.metrics.scrape),
+        last: Health::Up,
+    };
+    let mut removed = false;
+    tracing::debug!(target = %t.describe(), "scrape target added");
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            changed = updates.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let next = updates.borrow_and_update().clone();
+                match next {
+                    None => {
+                        removed = true;
+                        st.health.set(None);
+                    }
+                    Some(new) => {
+                        if removed {
+                            removed = false;
+                            st.health.set(Some(st.last));
+                        }
+                        if new.interval != t.interval {
+                            ticks = schedule(&new, shared.seed);
+                        }
+                        t = new;
+                    }
+                }
+            }
+            _ = ticks.tick() => {
+                if removed {
+                    let now = now_ms();
+                    let mut out = Vec::new();
+                    st.cache.fail(now, &mut out);
+                    report.push_stale(&mut out, now);
+                    shared.destination.push(out);
+                    tracing::debug!(target = %t.describe(), "scrape target gone: its series are marked stale");
+                    shared.wake_manager.notify_one();
+                    return;
+                }
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => return,
+                    () = scrape(&t, &shared, &report, &mut st) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Why a scrape got no body.
+struct Failure {
+    outcome: Outcome,
+    message: String,
+}
+
+/// One scrape, its samples handed on and counted.
+async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut State) {
+    let start_ms = now_ms();
+    let started = Instant::now();
+    let mut buf = std::mem::take(&mut st.buf);
+    let fetched = fetch(t, shared, st, &mut buf).await;
+    let duration = started.elapsed().as_secs_f64();
+    let m = &shared.metrics.scrape;
+    m.duration.observe(duration);
+    let cache = std::mem::take(&mut st.cache);
+    let (cache, buf, result) = match fetched {
+        Ok(format) => process(t, shared, cache, buf, format, start_ms).await,
+        Err(failure) => (cache, buf, Err(failure)),
+    };
+    st.cache = cache;
+    if buf.capacity() <= KEEP_BUFFER_BYTES {
+        st.buf = buf;
+    }
+    let mut values = ReportValues {
+        duration_secs: duration,
+        ..ReportValues::default()
+    };
+    let (outcome, mut samples) = match result {
+        Ok(p) => {
+            values.scraped = p.scraped;
+            values.post_relabel = p.post_relabel;
+            values.added = p.added;
+            m.samples.inc_by(p.scraped as u64);
+            for &(kind, n) in &p.errors.counts {
+                m.parse_errors(kind, n);
+            }
+            if let Some((e, line)) = &p.errors.first
+                && let Some(suppressed) = st.logs.allow("parse", Instant::now())
+            {
+                tracing::warn!(target = %t.describe(), lines = p.errors.total(), first_line = e.line, reason = %e.kind, line = %line, suppressed, "scraped lines skipped; the rest of the body is kept");
+            }
+            let outcome = if p.over_limit {
+                Outcome::SampleLimit
+            } else {
+                values.up = true;
+                Outcome::Ok
+            };
+            if p.over_limit
+                && let Some(suppressed) = st.logs.allow("limit", Instant::now())
+            {
+                tracing::warn!(target = %t.describe(), samples = p.post_relabel, sample_limit = t.sample_limit, suppressed, "scrape failed: more samples than the sample limit");
+            }
+            (outcome, p.samples)
+        }
+        Err(f) => {
+            if let Some(suppressed) = st.logs.allow(f.outcome.as_str(), Instant::now()) {
+                tracing::warn!(target = %t.describe(), outcome = f.outcome.as_str(), error = %f.message, suppressed, "scrape failed");
+            }
+            let mut markers = Vec::new();
+            st.cache.fail(start_ms, &mut markers);
+            (f.outcome, markers)
+        }
+    };
+    m.scraped(outcome);
+    report.push(&mut samples, start_ms, values);
+    shared.destination.push(samples);
+    st.last = if values.up { Health::Up } else { Health::Down };
+    st.health.set(Some(st.last));
+}
+
+/// The body of one scrape into `buf`, within the target's timeout and limit.
+async fn fetch(
+    t: &Target,
+    shared: &Shared,
+    st: &mut State,
+    buf: &mut Vec<u8>,
+) -> Result<Format, Failure> {
+    let failure = |outcome, message| Failure { outcome, message };
+    match &t.source {
+        Source::Registry => {
+            let text = shared.metrics.encode();
+            if text.len() > t.body_limit {
+                return Err(failure(
+                    Outcome::BodyTooLarge,
+                    format!("{} bytes", text.len()),
+                ));
+            }
+            buf.clear();
+            buf.extend_from_slice(text.as_bytes());
+            Ok(Format::OpenMetrics)
+        }
+        Source::Http { url, auth } => {
+            let fetched = tokio::time::timeout(
+                t.timeout,
+                st.client.fetch(url, auth, t.timeout, t.body_limit, buf),
+            )
+            .await;
+            let r = match fetched {
+                Ok(Ok(format)) => return Ok(format),
+                Err(_) => failure(
+                    Outcome::Timeout,
+                    format!("no answer within {:?}", t.timeout),
+                ),
+                Ok(Err(FetchError::TooLarge)) => failure(
+                    Outcome::BodyTooLarge,
+                    format!("the body passes body_limit_bytes ({})", t.body_limit),
+                ),
+                Ok(Err(FetchError::Failed(m))) => failure(Outcome::Error, m),
+            };
+            // A connection that failed, timed out or was left mid-body is not reused.
+            st.client = Client::default();
+            Err(r)
+        }
+    }
+}
+
+/// Parses and labels a body on the blocking pool; gives back the cache and buffer.
+async fn process(
+    t: &Arc<Target>,
+    shared: &Arc<Shared>,
+    mut cache: SeriesCache,
+    buf: Vec<u8>,
+    format: Format,
+    start_ms: i64,
+) -> (SeriesCache, Vec<u8>, Result<Processed, Failure>) {
+    let target = Arc::clone(t);
+    let relabel = Arc::clone(&shared.relabel);
+    let limits = shared.limits;
+    let work = tokio::task::spawn_blocking(move || {
+        let input = Input {
+            format,
+            timestamp_ms: start_ms,
+            target_labels: &target.labels,
+            relabel: &relabel,
+            sample_limit: target.sample_limit,
+            limits,
+        };
+        let p = cache.process(&buf, &input);
+        (cache, buf, p)
+    });
+    match work.await {
+        Ok((cache, buf, p)) => (cache, buf, Ok(p)),
+        Err(e) => (
+            SeriesCache::default(),
+            Vec::new(),
+            Err(Failure {
+                outcome: Outcome::Error,
+                message: format!("processing the body: {e}"),
+            }),
+        ),
+    }
+}
