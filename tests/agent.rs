@@ -60,6 +60,10 @@ pub struct AgentConfig {
     /// default): `kubernetes: {enabled: false}`, so that an agent under test never reaches a
     /// real API server even where the tests run inside a pod.
     pub kubernetes: Option<Vec<String>>,
+    /// Raw YAML lines under `metrics:` (e.g. `scrape: {interval_secs: 1}`). `Some`: the
+    /// metrics pipeline is on and its scrapes write their samples to
+    /// [`Node::scraped_file`] (`KUBESHIP_TEST_METRICS_FILE`), read by [`Node::scraped`].
+    pub metrics: Option<Vec<String>>,
 }
 
 /// `output.cloudwatch` options; `None` fields are left out of the YAML (agent defaults).
@@ -165,6 +169,7 @@ impl Default for AgentConfig {
             cloudwatch: None,
             aws_env: None,
             kubernetes: None,
+            metrics: None,
         }
     }
 }
@@ -242,6 +247,12 @@ impl AgentConfig {
                 for l in lines {
                     let _ = writeln!(y, "  {l}");
                 }
+            }
+        }
+        if let Some(lines) = &self.metrics {
+            let _ = writeln!(y, "metrics:");
+            for l in lines {
+                let _ = writeln!(y, "  {l}");
             }
         }
         let _ = writeln!(y, "telemetry:");
@@ -421,6 +432,11 @@ impl Agent {
         let env = cfg.env();
         let mut envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         envs.extend_from_slice(extra_env);
+        let scraped = node.scraped_file();
+        let scraped = scraped.to_str().expect("a UTF-8 node root");
+        if cfg.metrics.is_some() {
+            envs.push(("KUBESHIP_TEST_METRICS_FILE", scraped));
+        }
         Self::spawn_as(node.root(), &config_path, port, &args, &envs, user)
     }
 

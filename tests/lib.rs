@@ -16,11 +16,14 @@
 //!   PrometheusRule, AMP alert manager definition), written by the `bundle-gen` binary.
 //! * [`kubeapi`]: a fake Kubernetes API server ([`FakeApi`]: list/watch of one node's pods and
 //!   of namespaces, with faults) and the [`Pod`] builder.
+//! * Scrape targets ([`TargetServer`]: loopback HTTP or HTTPS answering as a test says) and the
+//!   samples the agent's scrapes wrote ([`Scraped`], [`AgentConfig::metrics`]).
 //!
 //! The harness's own parts, one file each: `process` (the binary, timeouts, waiting),
 //! `rng`, `framing` (CRI and docker lines, RFC 3339 times), `node` (the node layout and
 //! its containers), `agent` (config and the agent process, `/metrics`), `sink` (the local
-//! sink's files), `delivery` (loss, order and duplicate tracking).
+//! sink's files), `delivery` (loss, order and duplicate tracking), `scrape` (scrape targets,
+//! scraped samples).
 //!
 //! Environment knobs: `KUBESHIP_BIN` (binary), `KUBESHIP_TEST_TIMEOUT_SCALE` (multiply every
 //! timeout, e.g. `3` on a slow machine), `KUBESHIP_KEEP_TMP=1` (keep a failed test's directory).
@@ -45,6 +48,8 @@ mod sink;
 pub use sink::*;
 mod delivery;
 pub use delivery::*;
+mod scrape;
+pub use scrape::*;
 
 #[cfg(test)]
 mod tests {

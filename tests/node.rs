@@ -49,6 +49,17 @@ impl Node {
     pub fn pods_dir(&self) -> PathBuf {
         self.root.join("logs/pods")
     }
+    /// Where the agent's scrapes write their samples (JSON lines) when
+    /// [`AgentConfig::metrics`] is set.
+    pub fn scraped_file(&self) -> PathBuf {
+        self.root().join("scraped.jsonl")
+    }
+
+    /// The samples the agent's scrapes wrote so far.
+    pub fn scraped(&self) -> Vec<Scraped> {
+        read_scraped(&self.scraped_file())
+    }
+
     /// Local sink directory (`output.local.dir` in the configs written by [`Agent::start`]).
     pub fn out_dir(&self) -> PathBuf {
         self.root.join("out")

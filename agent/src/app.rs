@@ -1,8 +1,8 @@
 //! The agent's start-up script, in the order of DESIGN.md's data flow: the shared
 //! services (configuration, self-telemetry, the pod watch), then each pipeline
-//! (`logs::start`; the metrics pipeline next), then the wait for a signal (or, with
-//! `--exit-on-eof`, for the logs to be read), then shutdown in reverse, within
-//! `shutdown_timeout_secs`.
+//! (`logs::start`; the metrics pipeline's scrapes, only into a test destination until
+//! its sending side exists), then the wait for a signal (or, with `--exit-on-eof`, for
+//! the logs to be read), then shutdown in reverse, within `shutdown_timeout_secs`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use crate::config::Config;
 use crate::kube::Pods;
 use crate::logs;
+use crate::metrics::{scrape, testing};
 use crate::telemetry::Metrics;
 use crate::telemetry::server::{self, Health};
 
@@ -70,11 +71,24 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
 
     // The pipelines, then the pod watch they subscribed to.
     let mut logs = logs::start(&shared, pods.as_mut(), opts.exit_on_eof)?;
-    if cfg.metrics.is_some() {
-        tracing::warn!(
-            "the metrics pipeline is not built yet: `metrics:` is accepted and does nothing"
-        );
-    }
+    let scrapes = match (&cfg.metrics, testing::destination_from_env()?) {
+        (Some(_), Some(destination)) => scrape::start(
+            &scrape::Context {
+                cfg: &cfg,
+                metrics: &metrics,
+                rt: rt.handle(),
+            },
+            pods.as_mut(),
+            destination,
+        ),
+        (Some(_), None) => {
+            tracing::warn!(
+                "the metrics pipeline has no sending side yet: `metrics:` is accepted and scrapes nothing"
+            );
+            None
+        }
+        (None, _) => None,
+    };
     if let Some(pods) = pods {
         pods.start(rt.handle(), &metrics);
     }
@@ -92,6 +106,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
         .ready
         .store(false, std::sync::atomic::Ordering::SeqCst);
     let deadline = Instant::now() + cfg.shutdown_timeout;
+    if let Some(scrapes) = scrapes {
+        scrapes.shutdown(deadline);
+    }
     let report = logs.shutdown(deadline)?;
     rt.shutdown_timeout(Duration::from_millis(100));
     Ok(report)

@@ -1,7 +1,7 @@
 //! Destinations for tests, until the sending side exists: [`JsonLines`] writes every
-//! sample to a file (the agent uses it when `KUBESHIP_TEST_METRICS_FILE` is set, so
-//! that integration tests can read what its scrapes produced), and `Collect` keeps
-//! them in memory for unit tests.
+//! sample to a file (the agent scrapes into it when `KUBESHIP_TEST_METRICS_FILE` is set,
+//! so that integration tests can read what its scrapes produced; without it the agent
+//! does not scrape), and `Collect` keeps them in memory for unit tests.
 //!
 //! Not for production: [`JsonLines`] writes in `push`, on the scrape loop's thread.
 
@@ -10,7 +10,28 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
 use super::series::{Destination, Sample, is_stale};
+
+/// The environment variable naming the file of [`destination_from_env`].
+pub const FILE_ENV: &str = "KUBESHIP_TEST_METRICS_FILE";
+
+/// A [`JsonLines`] destination appending to the file `KUBESHIP_TEST_METRICS_FILE`
+/// names, when it is set: the scrapes' only destination until the sending side
+/// exists (test-only wiring in `app.rs`).
+pub fn destination_from_env() -> anyhow::Result<Option<Arc<dyn Destination>>> {
+    let Some(path) = std::env::var_os(FILE_ENV) else {
+        return Ok(None);
+    };
+    let path = std::path::PathBuf::from(path);
+    let file =
+        JsonLines::create(&path).with_context(|| format!("{FILE_ENV}={}", path.display()))?;
+    tracing::warn!(file = %path.display(), "test-only: scraped samples go to this file");
+    Ok(Some(Arc::new(file)))
+}
 
 /// Writes each sample as one JSON line:
 /// `{"labels":{"__name__":"up",…},"t":<ms>,"v":<value>}`; `v` is a string for the
