@@ -5,25 +5,44 @@
 //! static targets; intervals, limits, labels, relabeling) and where samples go
 //! (`remote_write` endpoints, else the embedded local sink).
 
+use std::path::Path;
+
 use serde::Deserialize;
 
+use super::raw::Spanned;
+use super::remote_write::{MetricsSinkConfig, RawMetricsLocal, RawRemoteWrite};
 use super::validate::{Context, Problems};
 
 /// `metrics:` as written.
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct RawMetrics {}
+pub(super) struct RawMetrics {
+    /// Remote-write endpoints (`remote_write.rs`).
+    #[serde(default)]
+    pub remote_write: Vec<Spanned<RawRemoteWrite>>,
+    /// The local sink, the default without an endpoint.
+    #[serde(default)]
+    pub local: Option<RawMetricsLocal>,
+}
 
 /// `metrics:`: the metrics pipeline, on when the section is present.
-#[derive(Debug, Clone, Default)]
-pub struct MetricsConfig {}
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Where samples go: `remote_write` endpoints, else the local sink.
+    pub sink: MetricsSinkConfig,
+}
 
 /// Checks and converts `metrics:`; `None` when the section is absent (the pipeline
 /// is off).
 pub(super) fn convert(
     raw: Option<RawMetrics>,
-    _context: &Context<'_>,
-    _problems: &mut Problems<'_>,
+    state_dir: &Path,
+    context: &Context<'_>,
+    problems: &mut Problems<'_>,
 ) -> Option<MetricsConfig> {
-    let RawMetrics {} = raw?;
-    Some(MetricsConfig {})
+    let RawMetrics {
+        remote_write,
+        local,
+    } = raw?;
+    let sink = super::remote_write::convert(remote_write, local, state_dir, context, problems);
+    Some(MetricsConfig { sink })
 }

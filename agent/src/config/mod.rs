@@ -30,6 +30,7 @@ mod kubernetes;
 mod logs;
 mod metrics;
 mod raw;
+mod remote_write;
 mod sections;
 mod tree;
 mod validate;
@@ -45,6 +46,7 @@ use crate::logs::route;
 pub use cloudwatch::CloudWatchConfig;
 pub use kubernetes::{KubeSource, KubernetesConfig};
 pub use metrics::MetricsConfig;
+pub use remote_write::{Auth, MetricsSinkConfig, RemoteWriteConfig};
 
 /// The validated agent configuration.
 #[derive(Debug, Clone)]

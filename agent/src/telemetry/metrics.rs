@@ -1,7 +1,7 @@
 //! The agent's own Prometheus metrics (`kubeship_*`): one registry, filled by each
 //! component with its own metrics (`register(&mut Registry)`, as linkerd2-proxy does):
-//! the log pipeline ([`crate::logs::metrics`]), its sinks, the pod watch and the
-//! telemetry endpoint.
+//! the log pipeline ([`crate::logs::metrics`]), its sinks, the pod watch, the metrics
+//! pipeline's remote write and the telemetry endpoint.
 //!
 //! Every name is part of the self-telemetry contract in DESIGN.md: the dashboards
 //! and alerts query them, and a test compares the table there with `/metrics`. No
@@ -21,6 +21,8 @@ use crate::kube::metrics::KubeMetrics;
 use crate::logs::metrics::LogMetrics;
 use crate::logs::sink::cloudwatch::metrics::CloudWatchMetrics;
 use crate::logs::sink::local::LocalSinkMetrics;
+use crate::metrics::local::MetricsLocalSinkMetrics;
+use crate::metrics::remote_write::metrics::RemoteWriteMetrics;
 use crate::telemetry::server::ServerMetrics;
 
 /// One label with a value of a fixed set (an enum declared by [`label_values!`]).
@@ -118,6 +120,10 @@ pub struct Metrics {
     pub cloudwatch: CloudWatchMetrics,
     /// The pod watch and cache.
     pub kube: KubeMetrics,
+    /// The metrics pipeline's remote write (per endpoint).
+    pub remote_write: RemoteWriteMetrics,
+    /// The metrics pipeline's local sink.
+    pub metrics_local_sink: MetricsLocalSinkMetrics,
     /// The telemetry endpoint itself.
     pub server: ServerMetrics,
 }
@@ -142,12 +148,16 @@ impl Metrics {
         let local_sink = LocalSinkMetrics::register(&mut registry);
         let cloudwatch = CloudWatchMetrics::register(&mut registry);
         let server = ServerMetrics::register(&mut registry);
+        let remote_write = RemoteWriteMetrics::register(&mut registry);
+        let metrics_local_sink = MetricsLocalSinkMetrics::register(&mut registry);
         Self {
             registry,
             logs,
             local_sink,
             cloudwatch,
             kube,
+            remote_write,
+            metrics_local_sink,
             server,
         }
     }

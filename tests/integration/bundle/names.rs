@@ -19,11 +19,6 @@ const PENDING_METRICS_PIPELINE: &[&str] = &[
     "kubeship_scrape_duration_seconds",
     "kubeship_scrape_samples_total",
     "kubeship_scrape_parse_errors_total",
-    "kubeship_remote_write_samples_total",
-    "kubeship_remote_write_requests_total",
-    "kubeship_remote_write_request_duration_seconds",
-    "kubeship_remote_write_pending_samples",
-    "kubeship_remote_write_highest_sent_timestamp_seconds",
 ];
 
 /// The kubelet's and its cAdvisor's series, which the metrics pipeline will forward
@@ -173,7 +168,7 @@ fn metric_names_are_exposed_by_the_agent_or_pending() {
         "an unknown kubelet name",
     );
     assert_found(
-        &with("agent", true, "kubeship_remote_write_pending_samples"),
+        &with("agent", true, "kubeship_scrape_samples_total"),
         "is not on the agent's /metrics",
         "a pending name where only exposed ones may be",
     );
