@@ -14,6 +14,8 @@
 //!   the strict [`check_put_log_events`]); [`AgentConfig::cloudwatch`] selects that sink.
 //! * [`bundle`]: the generated files of the dashboards-and-alerts bundle (ConfigMaps,
 //!   PrometheusRule, AMP alert manager definition), written by the `bundle-gen` binary.
+//! * [`rw`]: remote write: real Prometheus as the receiver ([`Prometheus`]), a scripted
+//!   loopback receiver ([`RwServer`]), `kubeship push-samples` fed line by line ([`Pusher`]).
 //! * [`kubeapi`]: a fake Kubernetes API server ([`FakeApi`]: list/watch of one node's pods and
 //!   of namespaces, with faults) and the [`Pod`] builder.
 //!
@@ -30,6 +32,8 @@ pub mod cw;
 pub use cw::*;
 pub mod kubeapi;
 pub use kubeapi::*;
+pub mod rw;
+pub use rw::*;
 
 mod process;
 pub use process::*;

@@ -19,6 +19,8 @@ mod log_files;
 mod model;
 mod quickstart;
 mod regression;
+mod remote_write;
+mod remote_write_auth;
 mod sigkill;
 mod startup;
 mod telemetry;
