@@ -52,6 +52,9 @@ pub struct Env<'a> {
     pub metrics: &'a Metrics,
     /// The shared read buffer.
     pub readbuf: &'a mut Vec<u8>,
+    /// Bytes this poll may read (at most `settings.chunk`): what the open batch
+    /// has room for, so that a batch does not overshoot its size by a chunk's records.
+    pub chunk: usize,
     /// Where records go.
     pub out: Out<'a>,
     /// Files without a checkpoint start at their end (first start with `read_from: end`).
@@ -62,6 +65,11 @@ pub struct Env<'a> {
 
 /// Fingerprints of recently finished files, to recognise their gzip copies.
 const FINISHED_MEMORY: usize = 16;
+
+/// A new stream's estimate of batch bytes per byte read, before its first read
+/// tells: high, so that the first read does not overshoot the batch (a 20-byte line
+/// with pod metadata becomes a record 50 times larger; path metadata only, 2 to 3).
+const INITIAL_EXPANSION: f32 = 16.0;
 
 /// How often an idle file's live path is looked up for rotation.
 const LIVE_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -139,6 +147,9 @@ pub struct ContainerStream {
     /// for each of its files, so that no checkpoint passes the batch before it is
     /// acknowledged (even when the files' safe offsets did not move).
     pub in_batch: bool,
+    /// Batch bytes written per byte read (records carry metadata): an estimate that
+    /// sizes reads to the room left in the open batch.
+    pub expansion: f32,
     /// Files looked at and left alone, by inode: (size then, fingerprint).
     skipped: HashMap<Ino, (u64, Fingerprint)>,
     finished: Vec<Fingerprint>,
@@ -170,6 +181,7 @@ impl ContainerStream {
             needs_listing: true,
             start_at_end: false,
             in_batch: false,
+            expansion: INITIAL_EXPANSION,
             skipped: HashMap::new(),
             finished: Vec::new(),
         }
@@ -236,13 +248,9 @@ impl ContainerStream {
                 };
             }
             let s = env.settings;
-            let res = self.files[i].read_chunk(
-                env.readbuf,
-                s.chunk,
-                s.max_line,
-                &self.info,
-                &mut env.out,
-            );
+            let chunk = env.chunk;
+            let res =
+                self.files[i].read_chunk(env.readbuf, chunk, s.max_line, &self.info, &mut env.out);
             match res {
                 Ok(Progress::Data(n)) => {
                     let f = &mut self.files[i];
@@ -252,7 +260,7 @@ impl ContainerStream {
                     }
                     // A short read of a plain file reached its end: no need for another
                     // read to find out; a full one means there is likely more.
-                    let caught_up = n < s.chunk && !f.is_gz();
+                    let caught_up = n < chunk && !f.is_gz();
                     if caught_up {
                         self.at_eof(i, env);
                     }
