@@ -31,6 +31,10 @@ use crate::tail::{Control, Summary, Tailer};
 use crate::telemetry::Metrics;
 use crate::telemetry::server;
 
+/// When the executable's pages that only start-up used are given back
+/// ([`crate::memory`]) at the latest; at the first delivery when that is sooner.
+const RELEASE_STARTUP_CODE_AFTER: Duration = Duration::from_secs(10);
+
 /// Options of `kubeship run`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunOptions {
@@ -222,6 +226,21 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
         health: Arc::clone(&health),
     }
     .spawn();
+
+    // Start-up is over once a batch was delivered (config, clients, credentials,
+    // the pod list, the first request), or after a while in any case: let the
+    // kernel take back the code only it ran.
+    let acked = metrics.batches_acked.clone();
+    rt.spawn(async move {
+        let t0 = Instant::now();
+        while acked.get() == 0 && t0.elapsed() < RELEASE_STARTUP_CODE_AFTER {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        match crate::memory::release_startup_code() {
+            Ok(bytes) => tracing::debug!(bytes, "start-up code released"),
+            Err(e) => tracing::debug!(error = %e, "could not release start-up code"),
+        }
+    });
 
     rt.block_on(async {
         tokio::select! {

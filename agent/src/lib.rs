@@ -20,6 +20,7 @@ pub mod encode;
 pub mod enrich;
 pub mod kube;
 pub mod ledger;
+pub mod memory;
 pub mod persist;
 pub mod route;
 pub mod sink;
