@@ -112,6 +112,13 @@ fn read_size(chunk: usize, room: usize, expansion: f32) -> usize {
     ((room as f32 / expansion.max(0.25)) as usize).clamp(MIN_READ.min(chunk), chunk)
 }
 
+/// The tailer's estimate of batch bytes per byte read before any read told: high,
+/// so that the first reads do not overshoot the batch (a 20-byte line with pod
+/// metadata becomes a record 50 times larger; path metadata only, 2 to 3). A stream's
+/// first read then starts from what all streams' reads showed, since a stream reads
+/// only a dozen times in a drain of a few MB per container.
+const INITIAL_EXPANSION: f32 = 16.0;
+
 /// The smallest read: a batch that is nearly full still gets a useful read (and
 /// then overshoots its size by at most this much input's records).
 const MIN_READ: usize = 4096;
@@ -135,6 +142,8 @@ pub struct Tailer {
     start_at_end: bool,
     epoch: Instant,
     rr: usize,
+    /// Batch bytes per byte read over all streams' recent reads ([`read_size`]).
+    expansion: f32,
     summary: Summary,
 }
 
@@ -184,6 +193,7 @@ impl Tailer {
             epoch: Instant::now(),
             rr: 0,
             summary: Summary::default(),
+            expansion: INITIAL_EXPANSION,
         }
     }
 
@@ -340,7 +350,7 @@ impl Tailer {
             let chunk = read_size(
                 self.settings.chunk,
                 self.builder.room(),
-                self.streams[idx].expansion,
+                self.streams[idx].expansion.unwrap_or(self.expansion),
             );
             let (read_before, bytes_before) = (self.counters.bytes, self.builder.bytes());
             let mut env = Env {
@@ -372,7 +382,8 @@ impl Tailer {
             if read >= 4096 {
                 let written = self.builder.bytes().saturating_sub(bytes_before);
                 let seen = (written as f32 / read as f32).clamp(0.25, 64.0);
-                s.expansion = (s.expansion + seen) / 2.0;
+                s.expansion = Some(s.expansion.map_or(seen, |e| (e + seen) / 2.0));
+                self.expansion = (self.expansion + seen) / 2.0;
             }
             round.progressed |= p.progressed;
             round.busy |= p.busy;

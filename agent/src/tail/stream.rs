@@ -66,11 +66,6 @@ pub struct Env<'a> {
 /// Fingerprints of recently finished files, to recognise their gzip copies.
 const FINISHED_MEMORY: usize = 16;
 
-/// A new stream's estimate of batch bytes per byte read, before its first read
-/// tells: high, so that the first read does not overshoot the batch (a 20-byte line
-/// with pod metadata becomes a record 50 times larger; path metadata only, 2 to 3).
-const INITIAL_EXPANSION: f32 = 16.0;
-
 /// How often an idle file's live path is looked up for rotation.
 const LIVE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -148,8 +143,9 @@ pub struct ContainerStream {
     /// acknowledged (even when the files' safe offsets did not move).
     pub in_batch: bool,
     /// Batch bytes written per byte read (records carry metadata): an estimate that
-    /// sizes reads to the room left in the open batch.
-    pub expansion: f32,
+    /// sizes reads to the room left in the open batch; `None` before the first read
+    /// (the tailer's estimate over all streams applies).
+    pub expansion: Option<f32>,
     /// Files looked at and left alone, by inode: (size then, fingerprint).
     skipped: HashMap<Ino, (u64, Fingerprint)>,
     finished: Vec<Fingerprint>,
@@ -181,7 +177,7 @@ impl ContainerStream {
             needs_listing: true,
             start_at_end: false,
             in_batch: false,
-            expansion: INITIAL_EXPANSION,
+            expansion: None,
             skipped: HashMap::new(),
             finished: Vec::new(),
         }
