@@ -63,6 +63,9 @@ pub struct Env<'a> {
     pub metrics: &'a Metrics,
     /// The shared read buffer.
     pub readbuf: &'a mut Vec<u8>,
+    /// Bytes this poll may read (at most `settings.chunk`): what the open batch
+    /// has room for, so that a batch does not overshoot its size by a chunk's records.
+    pub chunk: usize,
     /// Where records go.
     pub out: Out<'a>,
     /// Files without a checkpoint start at their end (first start with `read_from: end`).
@@ -133,6 +136,10 @@ pub struct ContainerStream {
     /// for each of its files, so that no checkpoint passes the batch before it is
     /// acknowledged (even when the files' safe offsets did not move).
     pub in_batch: bool,
+    /// Batch bytes written per byte read (records carry metadata): an estimate that
+    /// sizes reads to the room left in the open batch; `None` before the first read
+    /// (the tailer's estimate over all streams applies).
+    pub expansion: Option<f32>,
     /// Files looked at and left alone, by inode: (size then, fingerprint).
     skipped: HashMap<FileId, (u64, Fingerprint)>,
     /// Files recently let go, the last [`FINISHED_MEMORY`].
@@ -177,6 +184,7 @@ impl ContainerStream {
             needs_listing: true,
             start_at_end: false,
             in_batch: false,
+            expansion: None,
             skipped: HashMap::new(),
             finished: Vec::new(),
         }
@@ -245,17 +253,13 @@ impl ContainerStream {
                 };
             }
             let s = env.settings;
-            let res = self.files[i].read_chunk(
-                env.readbuf,
-                s.chunk,
-                s.max_line,
-                &self.info,
-                &mut env.out,
-            );
+            let chunk = env.chunk;
+            let res =
+                self.files[i].read_chunk(env.readbuf, chunk, s.max_line, &self.info, &mut env.out);
             match res {
                 Ok(Progress::Data(n)) => {
                     let f = &mut self.files[i];
-                    if n == s.chunk {
+                    if n == chunk {
                         // Behind: how much is there is what a truncation would lose.
                         f.look_at_size();
                     }
@@ -265,7 +269,7 @@ impl ContainerStream {
                     }
                     // A short read of a plain file reached its end: no need for another
                     // read to find out; a full one means there is likely more.
-                    let caught_up = n < s.chunk && !f.is_gz();
+                    let caught_up = n < chunk && !f.is_gz();
                     if caught_up {
                         self.at_eof(i, env);
                     }
@@ -679,6 +683,7 @@ mod tests {
                 ledger: &self.ledger,
                 metrics: &self.metrics,
                 readbuf: &mut self.readbuf,
+                chunk: self.settings.chunk,
                 out: Out {
                     builder: &mut self.builder,
                     counters: &mut self.counters,
