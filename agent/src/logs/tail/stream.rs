@@ -10,7 +10,8 @@
 //! it, a copytruncate copy) and is not read twice; copytruncate is followed into the
 //! copy. The live file is never taken for a copy: two files may start alike.
 //!
-//! `listing` lists the directory and opens new files at their checkpoints; `loss`
+//! `listing` lists the directory (again when it changed meanwhile: nothing is read
+//! from a listing a rotation raced) and opens new files at their checkpoints; `loss`
 //! counts what will never be read (and links not followed).
 
 use std::collections::HashMap;
@@ -136,6 +137,21 @@ pub struct ContainerStream {
     skipped: HashMap<FileId, (u64, Fingerprint)>,
     /// Files recently let go, the last [`FINISHED_MEMORY`].
     finished: Vec<LetGo>,
+    /// Polls in a row whose listing did not settle (the directory kept changing).
+    unsettled: u32,
+    /// Tests: runs once inside a listing, at the point given (a rotation racing it).
+    #[cfg(test)]
+    race: Option<(RacePoint, Box<dyn FnOnce() + Send>)>,
+}
+
+/// Where in a listing a test's rotation happens.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RacePoint {
+    /// The directory was read; its files were not looked at (`stat`) yet.
+    AfterRead,
+    /// The files were looked at; none was opened yet.
+    BeforeOpen,
 }
 
 /// A file let go, remembered for a while: its checkpoint entry says so only once its
@@ -178,6 +194,9 @@ impl ContainerStream {
             in_batch: false,
             skipped: HashMap::new(),
             finished: Vec::new(),
+            unsettled: 0,
+            #[cfg(test)]
+            race: None,
         }
     }
 
@@ -211,6 +230,14 @@ impl ContainerStream {
         let mut progressed = false;
         if self.needs_listing {
             progressed |= self.reconcile(env);
+            if self.needs_listing {
+                // The directory changed while it was listed: nothing is read before a
+                // listing settles (a file it missed may be older than those open).
+                return Poll {
+                    progressed: true,
+                    busy: true,
+                };
+            }
         }
         // New files usually have data: come back at once.
         let busy = progressed;
@@ -494,6 +521,16 @@ impl ContainerStream {
     pub fn remove_finished(&mut self) {
         self.files.retain(|f| !f.finished);
     }
+
+    /// Tests: runs the race set for `at`, once.
+    #[cfg(test)]
+    fn race_at(&mut self, at: RacePoint) {
+        if self.race.as_ref().is_some_and(|(p, _)| *p == at)
+            && let Some((_, race)) = self.race.take()
+        {
+            race();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -731,6 +768,14 @@ mod tests {
             text.lines()
                 .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
                 .unwrap_or(0)
+        }
+
+        /// The records read so far, each as its first two words (`old 20`).
+        fn read_order(&self) -> Vec<String> {
+            self.records
+                .iter()
+                .map(|r| r.split(' ').take(2).collect::<Vec<_>>().join(" "))
+                .collect()
         }
 
         fn records_starting(&self, prefix: &str) -> usize {
@@ -974,6 +1019,102 @@ mod tests {
             h.entries_of(&old),
             vec![(gz_ino, copy_meta.len(), true)],
             "the gzip took the entry of the copy, gone from disk"
+        );
+    }
+
+    /// `<prefix> <i>` for each `i` in `seqs`: the order records must be read in.
+    fn names(prefix: &str, seqs: std::ops::Range<usize>) -> Vec<String> {
+        seqs.map(|i| format!("{prefix} {i}")).collect()
+    }
+
+    /// The kubelet rotates the live file while a restarted agent lists the
+    /// directory, after it looked at the files and before it opened them: the name
+    /// `0.log` it saw is the new live file by then, and the file it saw under that
+    /// name is `0.log.<timestamp>`, with lines the agent had not delivered. That
+    /// file is read first, then the new live file: a listing that opened the new file
+    /// as the one it had seen, and found the renamed one only at the next listing,
+    /// read the new lines before the old (the sigkill test's first deliveries out of
+    /// order).
+    #[test]
+    fn a_rotation_racing_a_listing_keeps_files_in_order() {
+        for at in [RacePoint::AfterRead, RacePoint::BeforeOpen] {
+            rotation_racing_a_listing(at);
+        }
+    }
+
+    fn rotation_racing_a_listing(at: RacePoint) {
+        let mut h = Harness::new(256 * 1024);
+        h.deliver = true;
+        h.append("0.log", &lines("old", 0..20, 100));
+        h.poll_idle();
+        // Written, then the agent is killed before it reads them.
+        h.append("0.log", &lines("old", 20..30, 100));
+        h.restart();
+        h.records.clear();
+        let (live, rotated) = (h.path("0.log"), h.path("0.log.20261123-100000"));
+        let new = lines("new", 0..5, 100);
+        let race = move || {
+            fs::rename(&live, &rotated).unwrap();
+            fs::write(&live, &new).unwrap();
+        };
+        h.stream.race = Some((at, Box::new(race)));
+        h.poll_idle();
+        // Whatever a listing missed, the next one (a rescan) finds.
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        assert_eq!(
+            h.read_order(),
+            [names("old", 20..30), names("new", 0..5)].concat(),
+            "race {at:?}"
+        );
+        assert_eq!(
+            h.metric("kubeship_log_file_errors_total{reason=\"open\"}"),
+            0,
+            "race {at:?}: a rotation is no open error"
+        );
+    }
+
+    /// The kubelet compresses a rotated file (writes the `.gz`, removes the plain
+    /// file) while a restarted agent lists the directory: the plain file it saw is
+    /// gone when it opens it, and the `.gz` was not there when it read the
+    /// directory. The `.gz` is read on from the plain file's checkpoint before the
+    /// live file, not found at a later listing after the live file was read.
+    #[test]
+    fn a_gzip_racing_a_listing_keeps_files_in_order() {
+        for at in [RacePoint::AfterRead, RacePoint::BeforeOpen] {
+            gzip_racing_a_listing(at);
+        }
+    }
+
+    fn gzip_racing_a_listing(at: RacePoint) {
+        let mut h = Harness::new(256 * 1024);
+        h.deliver = true;
+        h.append("0.log", &lines("old", 0..20, 100));
+        h.poll_idle();
+        h.append("0.log", &lines("old", 20..30, 100));
+        let rotated = h.path("0.log.20261123-100000");
+        fs::rename(h.path("0.log"), &rotated).unwrap();
+        h.append("0.log", &lines("new", 0..5, 100));
+        h.restart();
+        h.records.clear();
+        let race = move || {
+            let gz = rotated.with_file_name("0.log.20261123-100000.gz");
+            fs::write(&gz, gzip(&fs::read(&rotated).unwrap())).unwrap();
+            fs::remove_file(&rotated).unwrap();
+        };
+        h.stream.race = Some((at, Box::new(race)));
+        h.poll_idle();
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        assert_eq!(
+            h.read_order(),
+            [names("old", 20..30), names("new", 0..5)].concat(),
+            "race {at:?}"
+        );
+        assert_eq!(
+            h.metric("kubeship_log_file_errors_total{reason=\"open\"}"),
+            0,
+            "race {at:?}: a rotation is no open error"
         );
     }
 }
