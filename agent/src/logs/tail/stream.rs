@@ -160,6 +160,8 @@ enum RacePoint {
 struct LetGo {
     fp: Fingerprint,
     id: FileId,
+    /// Its ledger track: a file found again continues it.
+    track: u64,
     /// How far it was read.
     offset: u64,
     /// Read to its end, not given up: a rotated file starting like it is its copy.
@@ -415,6 +417,7 @@ impl ContainerStream {
         self.finished.push(LetGo {
             fp: f.fp,
             id: f.ino,
+            track: f.id,
             offset: f.offset,
             read,
         });
@@ -561,6 +564,9 @@ mod tests {
         /// Each poll's batch carries marks (as the tailer seals them) and is
         /// acknowledged at once: checkpoints advance.
         deliver: bool,
+        /// With `deliver`: batches are submitted but not acknowledged (a sink that
+        /// holds events back); their sequence numbers, oldest first.
+        held: Option<Vec<u64>>,
     }
 
     fn info() -> ContainerInfo {
@@ -632,6 +638,7 @@ mod tests {
                 start: now,
                 records: Vec::new(),
                 deliver: false,
+                held: None,
             }
         }
 
@@ -672,6 +679,7 @@ mod tests {
                 MetaState::Off,
             );
             self.builder = BatchBuilder::new(64 << 20, 1 << 20);
+            self.held = self.held.as_ref().map(|_| Vec::new());
         }
 
         /// The checkpoint entries of the stream whose fingerprint matches `head`:
@@ -735,7 +743,10 @@ mod tests {
             let mut batch = self.builder.seal(marks, self.now);
             if self.deliver {
                 self.ledger.submit(&mut batch);
-                self.ledger.ack(batch.seq);
+                match &mut self.held {
+                    Some(held) => held.push(batch.seq),
+                    None => self.ledger.ack(batch.seq),
+                }
             }
             self.records.extend(
                 batch
@@ -1116,5 +1127,63 @@ mod tests {
             0,
             "race {at:?}: a rotation is no open error"
         );
+    }
+
+    /// A live file let go while its container seemed gone, then found again and read
+    /// on, while its batches are still in flight (a sink holding events back): the
+    /// file it was read from so far.
+    fn let_go_and_found_again(h: &mut Harness) -> Vec<u8> {
+        h.deliver = true;
+        h.held = Some(Vec::new());
+        let head = lines("a", 0..10, 100);
+        h.append("0.log", &head);
+        h.poll_idle();
+        h.stream.closing_since = Some(h.now);
+        h.advance(Duration::from_secs(6));
+        h.poll_idle();
+        assert!(h.stream.files.is_empty(), "let go");
+        h.stream.closing_since = None;
+        h.append("0.log", &lines("a", 10..15, 100));
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        assert_eq!(h.records_starting("a "), 15);
+        head
+    }
+
+    /// The reopened file continues its checkpoint where acknowledgements left it:
+    /// nothing was acknowledged, so a crash right after a checkpoint write reads
+    /// every line again (its entry was raised to how far it had been read, and the
+    /// lines in flight were lost).
+    #[test]
+    fn a_file_found_again_keeps_its_checkpoint_until_acknowledged() {
+        let mut h = Harness::new(256 * 1024);
+        let head = let_go_and_found_again(&mut h);
+        let ino = fs::metadata(h.path("0.log")).unwrap().ino();
+        assert_eq!(
+            h.entries_of(&head),
+            vec![(ino, 0, false)],
+            "nothing acknowledged"
+        );
+        h.restart();
+        h.records.clear();
+        h.poll_idle();
+        assert_eq!(
+            h.read_order(),
+            names("a", 0..15),
+            "read again after the crash"
+        );
+    }
+
+    /// The batches read before the file was let go are acknowledged last: they
+    /// neither mark its entry done (it is being read) nor move it back.
+    #[test]
+    fn late_acknowledgements_of_a_file_found_again_do_not_finish_it() {
+        let mut h = Harness::new(256 * 1024);
+        let head = let_go_and_found_again(&mut h);
+        for seq in h.held.take().unwrap().into_iter().rev() {
+            h.ledger.ack(seq);
+        }
+        let m = fs::metadata(h.path("0.log")).unwrap();
+        assert_eq!(h.entries_of(&head), vec![(m.ino(), m.len(), false)]);
     }
 }

@@ -327,9 +327,20 @@ impl ContainerStream {
         tracing::debug!(path = %path.display(), offset, fp = fp.hash, fp_len = fp.len, "opening log file");
         let mut reader =
             FileReader::new(0, file, path, order, gz, head, offset, decoder, env.out.now)?;
-        reader.id = env
-            .ledger
-            .register_file(&self.key, fp, reader.ino, offset, takes_over);
+        reader.id = match let_go {
+            // Read on in the same track: a new one would put its entry at how far the
+            // file was read while its last batches may be in flight (a crash then
+            // loses them), and both would write that entry.
+            Some(g) if env.ledger.reopen(g.track) => {
+                if fp != g.fp {
+                    env.ledger.update_fingerprint(g.track, fp);
+                }
+                g.track
+            }
+            _ => env
+                .ledger
+                .register_file(&self.key, fp, reader.ino, offset, takes_over),
+        };
         Ok(Opened::Reader(Box::new(reader)))
     }
 
