@@ -467,18 +467,29 @@ impl ContainerStream {
     }
 
     /// The live file shrank under its reader: copytruncate. Continue in the copy
-    /// when there is one, and read the live file again from its start.
+    /// when there is one (a rotated plain file the stream does not know, starting
+    /// like it and at least as long as it was read), and read the live file again
+    /// from its start.
     fn truncated(&mut self, i: usize, env: &mut Env<'_>) {
         let now = env.out.now;
         let (fp, offset) = (self.files[i].fp, self.files[i].offset);
         tracing::debug!(path = %self.files[i].path.display(), offset, "log file truncated");
+        // The copy is a rotated plain file made when the file was truncated: not one
+        // the stream knows (open, let go, or with a checkpoint entry of its own),
+        // which only starts alike; the newest such (listed first).
+        let known = |id: FileId, head: &[u8]| {
+            self.files.iter().any(|f| f.ino == id)
+                || self.finished.iter().any(|g| g.id == id)
+                || env.ledger.with_store(|s| s.has_own(&self.key, head, id))
+        };
         let copy = self.siblings().0.into_iter().find_map(|(path, order, gz)| {
             if gz || order == Order::Live {
                 return None;
             }
             let (file, head) = read_head(&path, false).ok()?;
-            let len = file.metadata().ok()?.len();
-            (fp.len > 0 && fp.matches(&head) && len >= offset).then_some((file, path, order))
+            let m = file.metadata().ok()?;
+            let copy = fp.len > 0 && fp.matches(&head) && m.len() >= offset;
+            (copy && !known(FileId::of(&m), &head)).then_some((file, path, order))
         });
         match copy {
             Some((file, path, order)) => {
@@ -1185,5 +1196,54 @@ mod tests {
         }
         let m = fs::metadata(h.path("0.log")).unwrap();
         assert_eq!(h.entries_of(&head), vec![(m.ino(), m.len(), false)]);
+    }
+
+    /// A live file truncated in place without a copy, next to an older rotated file
+    /// that starts with the same bytes and is longer (read, still open or let go):
+    /// that file is not the copytruncate copy. The truncation is counted, the live
+    /// file read from its start, the older file not read again from the live file's
+    /// offset.
+    #[test]
+    fn an_older_file_starting_alike_is_not_taken_for_a_copytruncate_copy() {
+        for let_go in [false, true] {
+            let mut h = Harness::new(256 * 1024);
+            let banner = lines("BANNER", 0..1, 400);
+            let rotated = [banner.clone(), lines("rotated", 0..40, 100)].concat();
+            h.append("0.log.20261123-100000", &rotated);
+            h.append("0.log", &banner);
+            h.append("0.log", &lines("live", 0..10, 100));
+            h.poll_idle();
+            if let_go {
+                h.advance(Duration::from_secs(6));
+                h.poll_idle();
+                assert_eq!(h.stream.files.len(), 1, "the rotated file let go");
+            }
+            fs::File::create(h.path("0.log")).unwrap();
+            h.append("0.log", &banner);
+            h.append("0.log", &lines("new", 0..3, 100));
+            for _ in 0..3 {
+                h.advance(Duration::from_millis(1100));
+                h.poll_idle();
+            }
+            let rotations = |h: &Harness, reason: &str| {
+                h.metric(&format!(
+                    "kubeship_log_rotations_total{{reason=\"{reason}\"}}"
+                ))
+            };
+            assert_eq!(
+                (
+                    h.records_starting("rotated "),
+                    h.records_starting("live "),
+                    h.records_starting("new ")
+                ),
+                (40, 10, 3),
+                "let go: {let_go}"
+            );
+            assert_eq!(
+                (rotations(&h, "truncated"), rotations(&h, "copytruncate")),
+                (1, 0),
+                "let go: {let_go}"
+            );
+        }
     }
 }
