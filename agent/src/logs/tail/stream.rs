@@ -1140,6 +1140,38 @@ mod tests {
         );
     }
 
+    /// Between two listings the kubelet rotates twice and compresses the first
+    /// rotated file (the file being read as the live one, with lines not read yet):
+    /// the next listing finds that file under no name, only its `.gz` (a copy of it,
+    /// not read twice) and a newer rotated file. The reader still taken for the live
+    /// file stands where its copy's name says, before the newer file: it sorted after
+    /// every rotated file, and the newer lines were read before its own (the sigkill
+    /// test's first deliveries out of order, once a listing raced no more).
+    #[test]
+    fn a_file_rotated_and_compressed_between_listings_keeps_its_place() {
+        let mut h = Harness::new(256 * 1024);
+        h.append("0.log", &lines("a", 0..10, 100));
+        h.poll_idle();
+        h.append("0.log", &lines("a", 10..20, 100));
+        let first = h.path("0.log.20261123-100009");
+        fs::rename(h.path("0.log"), &first).unwrap();
+        h.append("0.log", &lines("b", 0..5, 100));
+        fs::rename(h.path("0.log"), h.path("0.log.20261123-100010")).unwrap();
+        h.append("0.log", &lines("c", 0..5, 100));
+        fs::write(
+            h.path("0.log.20261123-100009.gz"),
+            gzip(&fs::read(&first).unwrap()),
+        )
+        .unwrap();
+        fs::remove_file(&first).unwrap();
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        assert_eq!(
+            h.read_order(),
+            [names("a", 0..20), names("b", 0..5), names("c", 0..5)].concat()
+        );
+    }
+
     /// A live file let go while its container seemed gone, then found again and read
     /// on, while its batches are still in flight (a sink holding events back): the
     /// file it was read from so far.

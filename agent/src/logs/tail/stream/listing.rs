@@ -46,19 +46,23 @@ const UNSETTLED_POLLS: u32 = 3;
 /// has a new inode).
 type Snapshot = Vec<(std::ffi::OsString, u64)>;
 
+/// A regular file of the stream as listed: path, place in its history, gzip.
+type Sibling = (PathBuf, Order, bool);
+
 impl ContainerStream {
     /// The stream's regular files in its directory, (path, order, gzip): the live
     /// file first, then the newest rotated ones, plain before gzip (a file seen first
     /// is the one its copies are recognised by). Symlinks are never followed: they go
     /// to the second list, with the directory itself when it became a link (then
     /// nothing is listed).
-    pub(super) fn siblings(&self) -> (Vec<(PathBuf, Order, bool)>, Vec<PathBuf>) {
+    pub(super) fn siblings(&self) -> (Vec<Sibling>, Vec<PathBuf>) {
         let (files, links, _) = self.read_stream_dir();
         (files, links)
     }
 
-    /// [`siblings`](Self::siblings), with the [`Snapshot`] of the read.
-    fn read_stream_dir(&self) -> (Vec<(PathBuf, Order, bool)>, Vec<PathBuf>, Snapshot) {
+    /// [`siblings`](Self::siblings), with the [`Snapshot`] of the read (`None` when
+    /// the directory could not be read, or became a link).
+    fn read_stream_dir(&self) -> (Vec<Sibling>, Vec<PathBuf>, Option<Snapshot>) {
         let mut links = Vec::new();
         let mut snapshot = Vec::new();
         // The directory was found through its canonical path: a component of it
@@ -67,10 +71,10 @@ impl ContainerStream {
             if fs::symlink_metadata(&self.dir).is_ok() {
                 links.push(self.dir.clone());
             }
-            return (Vec::new(), links, snapshot);
+            return (Vec::new(), links, None);
         }
         let Ok(rd) = fs::read_dir(&self.dir) else {
-            return (Vec::new(), links, snapshot);
+            return (Vec::new(), links, None);
         };
         let mut files: Vec<_> = rd
             .filter_map(|e| {
@@ -87,7 +91,7 @@ impl ContainerStream {
             .collect();
         files.sort_by(|a, b| (&b.1, !b.2).cmp(&(&a.1, !a.2)));
         snapshot.sort();
-        (files, links, snapshot)
+        (files, links, Some(snapshot))
     }
 
     /// Lists the directory: follows renames, opens files not seen before. A listing
@@ -148,14 +152,19 @@ impl ContainerStream {
                 refused_link(env.metrics, env.limits, now, &link.display());
             }
         }
-        complete &= !links.contains(&self.dir);
+        complete &= before.is_some();
         #[cfg(test)]
         self.race_at(super::RacePoint::AfterRead);
         let files: Vec<_> = files
             .into_iter()
-            .filter_map(|(path, order, gz)| {
-                let meta = fs::symlink_metadata(&path).ok()?;
-                Some((path, order, gz, meta))
+            .filter_map(|(path, order, gz)| match fs::symlink_metadata(&path) {
+                Ok(meta) => Some((path, order, gz, meta)),
+                // Gone since the directory was read: the second read tells.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(_) => {
+                    complete = false;
+                    None
+                }
             })
             .collect();
         if self.read_stream_dir().2 != before {
@@ -166,6 +175,11 @@ impl ContainerStream {
         let on_disk: Vec<_> = files
             .iter()
             .map(|(path, _, gz, meta)| (FileId::of(meta), path.clone(), *gz))
+            .collect();
+        let rotated: Vec<_> = files
+            .iter()
+            .filter(|(_, order, _, _)| *order != Order::Live)
+            .map(|(path, order, gz, meta)| (FileId::of(meta), path.clone(), order.clone(), *gz))
             .collect();
         #[cfg(test)]
         self.race_at(super::RacePoint::BeforeOpen);
@@ -225,6 +239,9 @@ impl ContainerStream {
                 }
             }
         }
+        if settled && complete {
+            self.place_unlisted(&seen, &rotated, now);
+        }
         self.files.sort_by(|a, b| a.order.cmp(&b.order));
         if !settled {
             return (added, false);
@@ -237,6 +254,38 @@ impl ContainerStream {
                 .with_store(|s| s.prune_stream(&self.key, &present, stale_before));
         }
         (added, true)
+    }
+
+    /// Readers whose file a settled and complete listing found under no name
+    /// (`seen`: the files it listed) are not live: the kubelet renamed the file and
+    /// compressed it (made the `.gz`, removed the file) between two listings. Each
+    /// stands where the name of its copy among the `rotated` files listed says
+    /// (identity, path, order, gzip): a reader still taken for the live file sorted
+    /// after every rotated file, newer ones found with its copy too, and was read
+    /// after them.
+    fn place_unlisted(
+        &mut self,
+        seen: &[FileId],
+        rotated: &[(FileId, PathBuf, Order, bool)],
+        now: std::time::Instant,
+    ) {
+        for f in &mut self.files {
+            if f.finished || seen.contains(&f.ino) {
+                continue;
+            }
+            f.rotated_at.get_or_insert(now);
+            let copy = rotated.iter().find(|(id, path, _, gz)| {
+                f.fp.len > 0
+                    && read_head(path, *gz).is_ok_and(|(file, head)| {
+                        file.metadata().is_ok_and(|m| FileId::of(&m) == *id)
+                            && f.fp.matches(&head)
+                            && f.copied_to(&file, *gz)
+                    })
+            });
+            if let Some((_, _, order, _)) = copy {
+                f.order = order.clone();
+            }
+        }
     }
 
     /// Opens a file not seen before, at its checkpoint, unless it needs no reading.
