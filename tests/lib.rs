@@ -27,6 +27,8 @@
 //! Environment knobs: `KUBESHIP_BIN` (binary), `KUBESHIP_TEST_TIMEOUT_SCALE` (multiply every
 //! timeout, e.g. `3` on a slow machine), `KUBESHIP_KEEP_TMP=1` (keep a failed test's directory).
 
+#![forbid(unsafe_code)]
+
 pub mod bundle;
 pub mod cw;
 pub use cw::*;

@@ -18,6 +18,10 @@ use crate::telemetry::server::{self, Health};
 /// What a run did.
 pub type Report = logs::Report;
 
+/// When the executable's pages that only start-up used are given back
+/// ([`crate::memory`]) at the latest; at the first delivery when that is sooner.
+const RELEASE_STARTUP_CODE_AFTER: Duration = Duration::from_secs(10);
+
 /// Options of `kubeship run`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunOptions {
@@ -78,6 +82,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
     if let Some(pods) = pods {
         pods.start(rt.handle(), &metrics);
     }
+    release_startup_code(&rt, &metrics);
 
     // Until a signal, or the logs are read (exit_on_eof).
     rt.block_on(async {
@@ -95,6 +100,23 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
     let report = logs.shutdown(deadline)?;
     rt.shutdown_timeout(Duration::from_millis(100));
     Ok(report)
+}
+
+/// Start-up is over once a batch was delivered (config, clients, credentials, the
+/// pod list, the first request), or after a while in any case: lets the kernel take
+/// back the code only start-up ran ([`crate::memory`]).
+fn release_startup_code(rt: &tokio::runtime::Runtime, metrics: &Arc<Metrics>) {
+    let acked = metrics.logs.batches_acked.clone();
+    rt.spawn(async move {
+        let t0 = Instant::now();
+        while acked.get() == 0 && t0.elapsed() < RELEASE_STARTUP_CODE_AFTER {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        match crate::memory::release_startup_code() {
+            Ok(bytes) => tracing::debug!(bytes, "start-up code released"),
+            Err(e) => tracing::debug!(error = %e, "could not release start-up code"),
+        }
+    });
 }
 
 /// SIGTERM and SIGINT.
