@@ -4,14 +4,16 @@
 #   bench/logs.sh [--mode drain|steady|idle|all] [--sink local|cloudwatch|both] [--lines N]
 #                 [--files M] [--duration D] [--rate R] [--idle-secs S] [--kube] [--repeat K]
 #                 [--peer none|fluent-bit|vector|all] [--perf] [--callgrind]
-#                 [--cw-validate fast|full] [--extra YAML] [--no-build]
+#                 [--cw-validate fast|full] [--extra YAML] [--bin PATH] [--metas LIST] [--no-build]
 #
 # drain : prefill N lines (default 2,000,000) of ~200 bytes CRI over M files (default 100),
 #         run `kubeship run --exit-on-eof` under /usr/bin/time -v; report lines/s, MiB/s,
 #         CPU seconds (user+sys) per million lines, peak RSS.
 # steady: a rate-limited writer appends R lines/s (default 10,000) over M files for D seconds
 #         (default 30) while the agent runs; report the agent's CPU % of one core (from
-#         /proc/<pid>/stat utime+stime), CPU seconds per million lines and RSS (VmRSS, VmHWM).
+#         /proc/<pid>/stat utime+stime), CPU seconds per million lines and RSS: VmRSS sampled every
+#         0.5 s during the load (median and largest sample) and VmHWM (peak since start).
+#         Near idle, as a small node rests: --files 4 --rate 4 (one line/s per container).
 # idle  : the agent tails M files that do not change for S seconds (default 10); CPU % and RSS.
 # --sink: local (default) writes into the embedded local sink. cloudwatch ships with the real
 #         CloudWatch sink (AWS SDK: JSON encoding, SigV4, HTTP) to bench/cw_endpoint.py, a
@@ -52,6 +54,11 @@
 #         software (no SHA extensions), so its share is far larger than natively.
 # --extra: YAML merged into kubeship's config, map by map (experiments, e.g.
 #         --extra 'pipeline: {batch_timeout_ms: 2000}'); the summary notes them.
+# --bin: the kubeship binary to run (default: the release build, or $KUBESHIP_BIN_RELEASE); to
+#         compare two builds interleaved, copy one aside and alternate runs with --bin A / --bin B
+#         (with --no-build).
+# --metas: only these pod-metadata variants, comma-separated (path, pad, kube; e.g. --kube --metas
+#         kube runs the drain and steady loads with pod metadata on only).
 # --peer: run the same drain/steady load against Fluent Bit and/or Vector when installed
 #         (skipped with a note otherwise) for a side-by-side comparison (file outputs).
 #
@@ -64,7 +71,7 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kubeship-target}"
 
 MODE=all LINES=2000000 FILES=100 DURATION=30 RATE=10000 IDLE_SECS=10 PEER=none BUILD=1
-SINK=local PERF=0 CW_VALIDATE=full KUBE=0 REPEAT=1 CALLGRIND=0 EXTRA=""
+SINK=local PERF=0 CW_VALIDATE=full KUBE=0 REPEAT=1 CALLGRIND=0 EXTRA="" BIN_ARG="" METAS=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --mode) MODE=$2; shift 2 ;;
@@ -82,6 +89,8 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0; shift ;;
     --callgrind) CALLGRIND=1; shift ;;
     --extra) EXTRA=$2; shift 2 ;;
+    --bin) BIN_ARG=$2; shift 2 ;;
+    --metas) METAS=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -93,6 +102,16 @@ case $CW_VALIDATE in fast|full) ;; *) echo "bad --cw-validate $CW_VALIDATE" >&2;
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "bad --repeat $REPEAT" >&2; exit 2; }
 if [[ $KUBE == 1 ]]; then DRAIN_METAS=(path pad kube); STEADY_METAS=(path kube); else
   DRAIN_METAS=(path); STEADY_METAS=(path); fi
+if [[ -n $METAS ]]; then
+  IFS=, read -r -a want <<<"$METAS"
+  for m in "${want[@]}"; do
+    case $m in path|pad|kube) ;; *) echo "bad --metas entry $m" >&2; exit 2 ;; esac
+    [[ $m == path || $KUBE == 1 ]] || { echo "--metas $m needs --kube" >&2; exit 2; }
+  done
+  keep() { local m; for m in "$@"; do [[ ",$METAS," == *",$m,"* ]] && echo "$m"; done; return 0; }
+  mapfile -t DRAIN_METAS < <(keep "${DRAIN_METAS[@]}")
+  mapfile -t STEADY_METAS < <(keep "${STEADY_METAS[@]}")
+fi
 
 ensure_time() {
   [[ -x /usr/bin/time ]] && return 0
@@ -117,7 +136,7 @@ if [[ $BUILD == 1 ]]; then
   cargo build --release -p kubeship
   if [[ $KUBE == 1 ]]; then cargo build --release -p kubeship-tests --bin fake-kube-api; fi
 fi
-BIN="${KUBESHIP_BIN_RELEASE:-$CARGO_TARGET_DIR/release/kubeship}"
+BIN="${BIN_ARG:-${KUBESHIP_BIN_RELEASE:-$CARGO_TARGET_DIR/release/kubeship}}"
 [[ -x $BIN ]] || { echo "error: $BIN not found (build with cargo build --release -p kubeship)" >&2; exit 1; }
 "$BIN" --version
 FAKE_API="${KUBESHIP_FAKE_API_BIN:-$CARGO_TARGET_DIR/release/fake-kube-api}"
@@ -634,6 +653,11 @@ for sink in dict.fromkeys(s for s, _ in runs):
 EOF
 }
 
+# rss_sampler PID FILE: appends PID's VmRSS (KiB) to FILE every 0.5 s until killed
+rss_sampler() {
+  while kill -0 "$1" 2>/dev/null; do status_kb "$1" VmRSS >> "$2"; sleep 0.5; done
+}
+
 # measure_running PID SECONDS -> "cpu% rss_mib hwm_mib" over SECONDS (sleeping is the point here)
 measure_running() {
   local pid=$1 secs=$2 c0 c1 t0 t1
@@ -676,9 +700,11 @@ steady_load() {
     perf record -F "${PERF_FREQ:-999}" ${PERF_CALLGRAPH:--g} -p "$pid" -o "$node/perf.data" > "$node/perf.out" 2>&1 &
     ppid=$!
   fi
+  rss_sampler "$pid" "$node/rss.txt" & local sampler=$!
   read -r u0 s0 <<<"$(cpu_ticks2 "$pid")"; t0=$(now)
   info=$(python3 "$WRITER" steady --dir "$node" --files "$FILES" --rate "$RATE" --duration "$DURATION")
   read -r u1 s1 <<<"$(cpu_ticks2 "$pid")"; t1=$(now)
+  kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
   if [[ -n $ppid ]]; then
     kill -INT "$ppid" 2>/dev/null || true
     wait "$ppid" 2>/dev/null || true
@@ -689,7 +715,8 @@ steady_load() {
   written=$(sed -E 's/.*lines=([0-9]+).*/\1/' <<<"$info")
   cpu=$(calc "round(($u1 + $s1 - $u0 - $s0) / $CLK_TCK / ($t1 - $t0) * 100, 1)")
   local rss hwm lag=ok
-  rss=$(calc "round($(status_kb "$pid" VmRSS) / 1024, 1)")
+  rss=$(python3 -c 'import statistics, sys; xs = [int(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"median {statistics.median(xs) / 1024:.1f}, max {max(xs) / 1024:.1f}" if xs else "-")' "$node/rss.txt")
   hwm=$(calc "round($(status_kb "$pid" VmHWM) / 1024, 1)")
   if ! wait_until_count "$spec" $((base + written)) 60; then
     lag="only $(( $(delivered "$spec") - base )) of $written delivered 60s after the load"
@@ -709,7 +736,7 @@ steady_load() {
     meta_check "$meta" "$records" "$ip"
     check="  record $recb B, $CHECK"
   fi
-  add_row "$name" "$sink" steady "$(meta_label "$meta")" "$(printf '%6s%% CPU of one core  %5.2f CPU-s/Mlines (user %.2f, sys %.2f)  RSS %6s MiB (peak %s MiB)%s  %s lines at %s/s for %ss, delivery: %s%s%s' \
+  add_row "$name" "$sink" steady "$(meta_label "$meta")" "$(printf '%6s%% CPU of one core  %5.2f CPU-s/Mlines (user %.2f, sys %.2f)  RSS %s MiB (VmHWM %s MiB)%s  %s lines at %s/s for %ss, delivery: %s%s%s' \
     "$cpu" "$(calc "($u1 + $s1 - $u0 - $s0) / $CLK_TCK / max(1, $written) * 1e6")" \
     "$(calc "($u1 - $u0) / $CLK_TCK / max(1, $written) * 1e6")" "$(calc "($s1 - $s0) / $CLK_TCK / max(1, $written) * 1e6")" \
     "$rss" "$hwm" "$lat" "$written" "$RATE" "$DURATION" "$lag" "$check" "$valid")"
@@ -835,7 +862,7 @@ bench_peer() {
   fi
 }
 
-if [[ $KUBE == 1 ]]; then calibrate_pad; fi
+if [[ " ${DRAIN_METAS[*]} " == *" pad "* && ( $MODE == drain || $MODE == all ) ]]; then calibrate_pad; fi
 if [[ $MODE == drain || $MODE == all ]]; then prefill_drain; fi
 for sink in "${SINKS[@]}"; do
   if [[ $MODE == drain || $MODE == all ]]; then

@@ -61,8 +61,8 @@ pub struct AgentConfig {
     /// real API server even where the tests run inside a pod.
     pub kubernetes: Option<Vec<String>>,
     /// Raw YAML lines under `metrics:` (e.g. `scrape: {interval_secs: 1}`). `Some`: the
-    /// metrics pipeline is on and its scrapes write their samples to
-    /// [`Node::scraped_file`] (`KUBESHIP_TEST_METRICS_FILE`), read by [`Node::scraped`].
+    /// metrics pipeline is on; without a `remote_write` endpoint its local sink writes the
+    /// samples to [`Node::scraped_file`], read by [`Node::scraped`].
     pub metrics: Option<Vec<String>>,
 }
 
@@ -432,11 +432,6 @@ impl Agent {
         let env = cfg.env();
         let mut envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         envs.extend_from_slice(extra_env);
-        let scraped = node.scraped_file();
-        let scraped = scraped.to_str().expect("a UTF-8 node root");
-        if cfg.metrics.is_some() {
-            envs.push(("KUBESHIP_TEST_METRICS_FILE", scraped));
-        }
         Self::spawn_as(node.root(), &config_path, port, &args, &envs, user)
     }
 

@@ -14,6 +14,8 @@
 //!   the strict [`check_put_log_events`]); [`AgentConfig::cloudwatch`] selects that sink.
 //! * [`bundle`]: the generated files of the dashboards-and-alerts bundle (ConfigMaps,
 //!   PrometheusRule, AMP alert manager definition), written by the `bundle-gen` binary.
+//! * [`rw`]: remote write: real Prometheus as the receiver ([`Prometheus`]), a scripted
+//!   loopback receiver ([`RwServer`]), `kubeship push-samples` fed line by line ([`Pusher`]).
 //! * [`kubeapi`]: a fake Kubernetes API server ([`FakeApi`]: list/watch of one node's pods and
 //!   of namespaces, with faults) and the [`Pod`] builder.
 //! * Scrape targets ([`TargetServer`]: loopback HTTP or HTTPS answering as a test says) and the
@@ -28,11 +30,15 @@
 //! Environment knobs: `KUBESHIP_BIN` (binary), `KUBESHIP_TEST_TIMEOUT_SCALE` (multiply every
 //! timeout, e.g. `3` on a slow machine), `KUBESHIP_KEEP_TMP=1` (keep a failed test's directory).
 
+#![forbid(unsafe_code)]
+
 pub mod bundle;
 pub mod cw;
 pub use cw::*;
 pub mod kubeapi;
 pub use kubeapi::*;
+pub mod rw;
+pub use rw::*;
 
 mod process;
 pub use process::*;

@@ -49,10 +49,11 @@ impl Node {
     pub fn pods_dir(&self) -> PathBuf {
         self.root.join("logs/pods")
     }
-    /// Where the agent's scrapes write their samples (JSON lines) when
-    /// [`AgentConfig::metrics`] is set.
+    /// Where the metrics pipeline's local sink writes the samples (JSON lines) when
+    /// [`AgentConfig::metrics`] is set without a `remote_write` endpoint (its default
+    /// directory, `<state_dir>/metrics-sink`).
     pub fn scraped_file(&self) -> PathBuf {
-        self.root().join("scraped.jsonl")
+        self.state_dir().join("metrics-sink/samples.jsonl")
     }
 
     /// The samples the agent's scrapes wrote so far.

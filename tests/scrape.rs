@@ -1,7 +1,7 @@
 //! Scrape targets for the metrics pipeline's tests: [`TargetServer`], a loopback HTTP or
 //! HTTPS server (any 127.x.y.z address) answering each request as the test says, and
-//! [`Scraped`], the samples the agent's test destination wrote
-//! (`KUBESHIP_TEST_METRICS_FILE`, one JSON object per line).
+//! [`Scraped`], the samples the agent's metrics pipeline wrote to its local sink (one JSON
+//! object per line).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -71,7 +71,10 @@ pub struct TargetServer {
 
 impl TargetServer {
     /// Plain HTTP on `ip` (e.g. `127.0.1.2`), a port the system picks.
-    pub fn start(ip: &str, handler: impl Fn(&TargetRequest) -> Answer + Send + Sync + 'static) -> TargetServer {
+    pub fn start(
+        ip: &str,
+        handler: impl Fn(&TargetRequest) -> Answer + Send + Sync + 'static,
+    ) -> TargetServer {
         Self::spawn(ip, None, Arc::new(handler))
     }
 
@@ -112,7 +115,12 @@ impl TargetServer {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let _ = stream.set_nonblocking(false);
-                        let (h, s, st, tls) = (Arc::clone(&handler), Arc::clone(&s), Arc::clone(&st), tls.clone());
+                        let (h, s, st, tls) = (
+                            Arc::clone(&handler),
+                            Arc::clone(&s),
+                            Arc::clone(&st),
+                            tls.clone(),
+                        );
                         std::thread::spawn(move || serve(stream, tls, &*h, &s, &st));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -152,7 +160,13 @@ impl Drop for TargetServer {
     }
 }
 
-fn serve(stream: TcpStream, tls: Option<Tls>, handler: &Handler, seen: &TargetSeen, stop: &AtomicBool) {
+fn serve(
+    stream: TcpStream,
+    tls: Option<Tls>,
+    handler: &Handler,
+    seen: &TargetSeen,
+    stop: &AtomicBool,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     match tls {
         None => {
@@ -161,14 +175,26 @@ fn serve(stream: TcpStream, tls: Option<Tls>, handler: &Handler, seen: &TargetSe
         }
         Some(config) => {
             let conn = rustls::ServerConnection::new(config).expect("TLS connection");
-            serve_on(rustls::StreamOwned::new(conn, stream), None, handler, seen, stop);
+            serve_on(
+                rustls::StreamOwned::new(conn, stream),
+                None,
+                handler,
+                seen,
+                stop,
+            );
         }
     }
 }
 
 /// Answers requests on `io` until the client or an answer ends the connection; `raw`
 /// is the plain socket, for resets.
-fn serve_on<S: Read + Write>(io: S, raw: Option<TcpStream>, handler: &Handler, seen: &TargetSeen, stop: &AtomicBool) {
+fn serve_on<S: Read + Write>(
+    io: S,
+    raw: Option<TcpStream>,
+    handler: &Handler,
+    seen: &TargetSeen,
+    stop: &AtomicBool,
+) {
     let mut io = BufReader::new(io);
     loop {
         let mut head = TargetRequest::default();
@@ -187,7 +213,8 @@ fn serve_on<S: Read + Write>(io: S, raw: Option<TcpStream>, handler: &Handler, s
                 break;
             }
             if let Some((n, v)) = l.split_once(':') {
-                head.headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                head.headers
+                    .push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
             }
         }
         seen.requests.fetch_add(1, Ordering::SeqCst);
@@ -196,7 +223,8 @@ fn serve_on<S: Read + Write>(io: S, raw: Option<TcpStream>, handler: &Handler, s
         let ok = match handler(&head) {
             Answer::Text(body) => respond(w, "", body.as_bytes()),
             Answer::Gzip(body) => {
-                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
                 e.write_all(body.as_bytes()).expect("gzip");
                 let gz = e.finish().expect("gzip");
                 chunked(w, "Content-Encoding: gzip\r\n", &gz)
@@ -287,7 +315,10 @@ fn stream(w: &mut impl Write, n: usize, seen: &TargetSeen) -> bool {
 fn reset(stream: &TcpStream) {
     let Ok(s) = stream.try_clone() else { return };
     let _ = s.set_nonblocking(true);
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_io().build() else {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    else {
         return;
     };
     let _guard = rt.enter();
@@ -296,7 +327,7 @@ fn reset(stream: &TcpStream) {
     }
 }
 
-/// One sample the agent's test destination wrote.
+/// One sample the agent's local sink wrote.
 #[derive(Clone, Debug)]
 pub struct Scraped {
     /// Every label, `__name__` included.

@@ -1,7 +1,6 @@
 //! The agent's start-up script, in the order of DESIGN.md's data flow: the shared
 //! services (configuration, self-telemetry, the pod watch), then each pipeline
-//! (`logs::start`; the metrics pipeline's scrapes, only into a test destination until
-//! its sending side exists), then the wait for a signal (or, with `--exit-on-eof`, for
+//! (`logs::start`, `metrics::start`), then the wait for a signal (or, with `--exit-on-eof`, for
 //! the logs to be read), then shutdown in reverse, within `shutdown_timeout_secs`.
 
 use std::sync::Arc;
@@ -12,12 +11,16 @@ use anyhow::Context as _;
 use crate::config::Config;
 use crate::kube::Pods;
 use crate::logs;
-use crate::metrics::{scrape, testing};
+use crate::metrics::scrape;
 use crate::telemetry::Metrics;
 use crate::telemetry::server::{self, Health};
 
 /// What a run did.
 pub type Report = logs::Report;
+
+/// When the executable's pages that only start-up used are given back
+/// ([`crate::memory`]) at the latest; at the first delivery when that is sooner.
+const RELEASE_STARTUP_CODE_AFTER: Duration = Duration::from_secs(10);
 
 /// Options of `kubeship run`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -71,27 +74,18 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
 
     // The pipelines, then the pod watch they subscribed to.
     let mut logs = logs::start(&shared, pods.as_mut(), opts.exit_on_eof)?;
-    let scrapes = match (&cfg.metrics, testing::destination_from_env()?) {
-        (Some(_), Some(destination)) => scrape::start(
-            &scrape::Context {
-                cfg: &cfg,
-                metrics: &metrics,
-                rt: rt.handle(),
-            },
-            pods.as_mut(),
-            destination,
-        ),
-        (Some(_), None) => {
-            tracing::warn!(
-                "the metrics pipeline has no sending side yet: `metrics:` is accepted and scrapes nothing"
-            );
-            None
-        }
-        (None, _) => None,
-    };
+    let metrics_pipeline = crate::metrics::start(
+        &scrape::Context {
+            cfg: &cfg,
+            metrics: &metrics,
+            rt: rt.handle(),
+        },
+        pods.as_mut(),
+    )?;
     if let Some(pods) = pods {
         pods.start(rt.handle(), &metrics);
     }
+    release_startup_code(&rt, &metrics);
 
     // Until a signal, or the logs are read (exit_on_eof).
     rt.block_on(async {
@@ -106,12 +100,29 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
         .ready
         .store(false, std::sync::atomic::Ordering::SeqCst);
     let deadline = Instant::now() + cfg.shutdown_timeout;
-    if let Some(scrapes) = scrapes {
-        scrapes.shutdown(deadline);
+    if let Some(pipeline) = metrics_pipeline {
+        pipeline.shutdown(deadline);
     }
     let report = logs.shutdown(deadline)?;
     rt.shutdown_timeout(Duration::from_millis(100));
     Ok(report)
+}
+
+/// Start-up is over once a batch was delivered (config, clients, credentials, the
+/// pod list, the first request), or after a while in any case: lets the kernel take
+/// back the code only start-up ran ([`crate::memory`]).
+fn release_startup_code(rt: &tokio::runtime::Runtime, metrics: &Arc<Metrics>) {
+    let acked = metrics.logs.batches_acked.clone();
+    rt.spawn(async move {
+        let t0 = Instant::now();
+        while acked.get() == 0 && t0.elapsed() < RELEASE_STARTUP_CODE_AFTER {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        match crate::memory::release_startup_code() {
+            Ok(bytes) => tracing::debug!(bytes, "start-up code released"),
+            Err(e) => tracing::debug!(error = %e, "could not release start-up code"),
+        }
+    });
 }
 
 /// SIGTERM and SIGINT.

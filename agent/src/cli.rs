@@ -1,4 +1,5 @@
-//! The command line: `kubeship run`, `kubeship validate`, `kubeship --version`.
+//! The command line: `kubeship run`, `kubeship validate`, `kubeship push-samples`,
+//! `kubeship --version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,17 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Send samples, as JSON lines in the metrics local sink's format, to the
+    /// config's metrics destination (remote write, else the local sink), then exit.
+    /// A blank line ends one push. Exits 3 when a sample was not delivered.
+    PushSamples {
+        /// Configuration file (YAML) with a `metrics:` section.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Read the samples from this file instead of standard input.
+        #[arg(long)]
+        input: Option<PathBuf>,
+    },
 }
 
 /// Exit code for a configuration that does not load, or lacks a setting the
@@ -55,6 +67,7 @@ pub fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::PushSamples { config, input } => push_samples(&config, input.as_deref()),
         Command::Run {
             config,
             exit_on_eof,
@@ -89,6 +102,60 @@ pub fn main() -> ExitCode {
                 },
             }
         }
+    }
+}
+
+/// `kubeship push-samples`: prints what became of the samples.
+fn push_samples(config: &std::path::Path, input: Option<&std::path::Path>) -> ExitCode {
+    let cfg = match config::load_file(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    crate::telemetry::logging::init(cfg.telemetry.log_format, &cfg.telemetry.log_level);
+    let result = match input {
+        Some(path) => std::fs::File::open(path)
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))
+            .and_then(|f| crate::metrics::push::run(cfg, std::io::BufReader::new(f))),
+        None => crate::metrics::push::run(cfg, std::io::stdin().lock()),
+    };
+    match result {
+        Ok(report) => {
+            println!(
+                "kubeship: pushed {} samples ({} lines skipped)",
+                report.pushed, report.bad_lines
+            );
+            match &report.summary {
+                crate::metrics::sink::Summary::RemoteWrite(endpoints) => {
+                    for e in endpoints {
+                        println!(
+                            "  endpoint {}: sent {}, failed {}, dropped {}",
+                            e.endpoint, e.sent, e.failed, e.dropped
+                        );
+                    }
+                }
+                crate::metrics::sink::Summary::Local(dir) => {
+                    println!("  local sink: {}", dir.display());
+                }
+            }
+            if report.complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        }
+        Err(e) => match e.downcast_ref::<app::ConfigProblem>() {
+            Some(problem) => {
+                eprintln!("{}: {problem}", config.display());
+                ExitCode::from(EXIT_CONFIG)
+            }
+            None => {
+                eprintln!("kubeship: {e:#}");
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        },
     }
 }
 

@@ -18,6 +18,7 @@ pub mod cli;
 pub(crate) mod config;
 pub(crate) mod kube;
 pub(crate) mod logs;
+pub(crate) mod memory;
 pub(crate) mod metrics;
 pub(crate) mod net;
 pub(crate) mod telemetry;

@@ -29,6 +29,8 @@
 //! `node` to `NODE`, `ip` to one derived from the uid, `image_id` and `container_id` to
 //! ones derived from the image and the pod (as [`Pod::running_container`] does).
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;

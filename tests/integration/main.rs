@@ -3,6 +3,8 @@
 //! The binary must be built first (`cargo build -p kubeship`, same profile and target dir), or
 //! pointed at with `KUBESHIP_BIN`; `tests/run.sh` does that. See `tests/lib.rs` for the harness.
 
+#![forbid(unsafe_code)]
+
 mod bad_input;
 mod bundle;
 mod cli;
@@ -19,6 +21,8 @@ mod log_files;
 mod model;
 mod quickstart;
 mod regression;
+mod remote_write;
+mod remote_write_auth;
 mod sigkill;
 mod startup;
 mod telemetry;

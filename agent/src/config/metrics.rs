@@ -5,8 +5,12 @@
 //! static targets; intervals, limits, labels, relabeling) and where samples go
 //! (`remote_write` endpoints, else the embedded local sink).
 
+use std::path::Path;
+
 use serde::Deserialize;
 
+use super::raw::Spanned;
+use super::remote_write::{MetricsSinkConfig, RawMetricsLocal, RawRemoteWrite};
 use super::scrape::{self, RawScrape, ScrapeConfig};
 use super::validate::{Context, Problems};
 
@@ -16,6 +20,12 @@ pub(super) struct RawMetrics {
     /// `metrics.scrape` (config/scrape.rs).
     #[serde(default)]
     pub scrape: RawScrape,
+    /// Remote-write endpoints (`remote_write.rs`).
+    #[serde(default)]
+    pub remote_write: Vec<Spanned<RawRemoteWrite>>,
+    /// The local sink, the default without an endpoint.
+    #[serde(default)]
+    pub local: Option<RawMetricsLocal>,
 }
 
 /// `metrics:`: the metrics pipeline, on when the section is present.
@@ -23,17 +33,24 @@ pub(super) struct RawMetrics {
 pub struct MetricsConfig {
     /// `scrape`: targets, intervals, limits, labels, relabeling.
     pub scrape: ScrapeConfig,
+    /// Where samples go: `remote_write` endpoints, else the local sink.
+    pub sink: MetricsSinkConfig,
 }
 
 /// Checks and converts `metrics:`; `None` when the section is absent (the pipeline
 /// is off).
 pub(super) fn convert(
     raw: Option<RawMetrics>,
+    state_dir: &Path,
     context: &Context<'_>,
     problems: &mut Problems<'_>,
 ) -> Option<MetricsConfig> {
-    let RawMetrics { scrape } = raw?;
-    Some(MetricsConfig {
-        scrape: scrape::convert(scrape, context, problems),
-    })
+    let RawMetrics {
+        scrape,
+        remote_write,
+        local,
+    } = raw?;
+    let scrape = scrape::convert(scrape, context, problems);
+    let sink = super::remote_write::convert(remote_write, local, state_dir, context, problems);
+    Some(MetricsConfig { scrape, sink })
 }

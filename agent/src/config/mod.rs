@@ -30,6 +30,7 @@ mod kubernetes;
 mod logs;
 mod metrics;
 mod raw;
+mod remote_write;
 mod scrape;
 mod sections;
 mod tree;
@@ -46,6 +47,7 @@ use crate::logs::route;
 pub use cloudwatch::CloudWatchConfig;
 pub use kubernetes::{KubeSource, KubernetesConfig};
 pub use metrics::MetricsConfig;
+pub use remote_write::{Auth, MetricsSinkConfig, RemoteWriteConfig};
 pub use scrape::{ScrapeConfig, TargetAuth};
 
 /// The validated agent configuration.
@@ -181,7 +183,7 @@ pub struct PipelineConfig {
     pub batch_timeout: Duration,
     /// Default 8, 1..=1024.
     pub channel_batches: usize,
-    /// Default 64 MiB; at least `2 * batch_max_bytes`.
+    /// Default 16 MiB; at least `2 * batch_max_bytes`.
     pub max_inflight_bytes: usize,
     /// `checkpoint_interval_ms`, default 200, 10..=600000: the checkpoint file is
     /// written this long after an acknowledgement at most (writes are coalesced).
@@ -504,7 +506,7 @@ mod tests {
         assert_eq!(batch_max_records, 10_000);
         assert_eq!(batch_timeout, Duration::from_millis(1000));
         assert_eq!(channel_batches, 8);
-        assert_eq!(max_inflight_bytes, 67_108_864);
+        assert_eq!(max_inflight_bytes, 16_777_216);
         assert_eq!(checkpoint_interval, Duration::from_millis(200));
         assert_eq!(stuck_after, Duration::from_secs(120));
 

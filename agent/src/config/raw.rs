@@ -225,7 +225,7 @@ fn default_channel_batches() -> Spanned<u64> {
     unlocated(8)
 }
 fn default_max_inflight_bytes() -> Spanned<u64> {
-    unlocated(64 * 1024 * 1024)
+    unlocated(16 * 1024 * 1024)
 }
 fn default_checkpoint_interval_ms() -> Spanned<u64> {
     unlocated(200)

@@ -93,6 +93,8 @@ pub struct BufPool {
 #[derive(Debug, Default)]
 struct Free {
     bufs: Vec<(Vec<u8>, Vec<Event>)>,
+    /// The capacity buffers are taken with: a buffer that grew past it is not kept.
+    cap: usize,
     /// The fewest buffers kept since the last trim: that many were not needed.
     low: usize,
     last_trim: Option<Instant>,
@@ -112,6 +114,7 @@ impl BufPool {
     fn take(&self, bytes: usize, events: usize) -> (Vec<u8>, Vec<Event>) {
         let reused = {
             let mut f = self.lock();
+            f.cap = bytes;
             let b = f.bufs.pop();
             f.low = f.low.min(f.bufs.len());
             b
@@ -129,7 +132,7 @@ impl BufPool {
         buf.clear();
         events.clear();
         let mut f = self.lock();
-        if f.bufs.len() < Self::KEEP {
+        if f.bufs.len() < Self::KEEP && buf.capacity() <= f.cap {
             f.bufs.push((buf, events));
         }
     }
@@ -291,6 +294,21 @@ impl BatchBuilder {
         charge(&self.buf, &self.events)
     }
 
+    /// Bytes of the open batch's records.
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The size at which a batch is full.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Bytes the open batch may still take before it is full.
+    pub fn room(&self) -> usize {
+        self.max_bytes.saturating_sub(self.buf.len())
+    }
+
     /// Records added since the last seal.
     pub fn len(&self) -> usize {
         self.events.len()
@@ -427,6 +445,30 @@ mod tests {
         assert_eq!(fourth.record(&fourth.events[0]), &[b'x'; 1000][..]);
         drop((first, third, fourth));
         assert!(bb.pool.kept() <= BufPool::KEEP);
+    }
+
+    #[test]
+    fn a_buffer_that_grew_past_its_reserve_is_not_kept() {
+        let d = Arc::new(Destination {
+            group: "g".into(),
+            stream: "s".into(),
+        });
+        let t0 = Instant::now();
+        let mut bb = BatchBuilder::new(1 << 16, 100);
+        drop(bb.seal(Vec::new(), t0));
+        assert_eq!(bb.pool.kept(), 0, "the first buffer was empty");
+        bb.push(&d, 0, t0, |o| {
+            o.extend_from_slice(&[b'x'; 1 << 17]);
+            1 << 17
+        });
+        drop(bb.seal(Vec::new(), t0));
+        assert_eq!(bb.pool.kept(), 0, "twice the batch size: let go");
+        bb.push(&d, 0, t0, |o| {
+            o.extend_from_slice(b"x");
+            1
+        });
+        drop(bb.seal(Vec::new(), t0));
+        assert_eq!(bb.pool.kept(), 1, "a buffer within its reserve is kept");
     }
 
     #[test]

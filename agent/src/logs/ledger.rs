@@ -182,6 +182,32 @@ impl Ledger {
         id
     }
 
+    /// The file of track `id`, let go, is read on (a listing found it again before
+    /// its checkpoint said it was done): the track continues, so that its entry moves
+    /// only over acknowledged batches, those from before it was let go first, and its
+    /// mark of being let go no longer finishes it. False when there is no track to
+    /// continue: its last batch was acknowledged and persisted (its entry holds how
+    /// far it was read), or its entry went to another file or track (detached).
+    pub fn reopen(&self, id: u64) -> bool {
+        let g = &mut *self.lock();
+        let Some(t) = g.files.get_mut(&id) else {
+            return false;
+        };
+        if t.detached {
+            return false;
+        }
+        for p in &mut t.pending {
+            p.last = false;
+        }
+        if std::mem::take(&mut t.done) {
+            // Acknowledged to its end but not yet persisted: its entry says done.
+            let (stream, fp, file, committed) = (Arc::clone(&t.stream), t.fp, t.file, t.committed);
+            g.store
+                .advance(&stream, fp, file, committed, false, now_unix());
+        }
+        true
+    }
+
     /// The file's fingerprint grew (it was shorter than the fingerprint length).
     pub fn update_fingerprint(&self, id: u64, fp: Fingerprint) {
         let g = &mut *self.lock();
@@ -622,6 +648,58 @@ mod tests {
             assert_eq!(st.find_own("/p/0.log", &head, copy).unwrap().offset, 200);
             assert_eq!(st.len(), 1);
         });
+    }
+
+    /// A file let go and read on continues its track: its entry moves only over
+    /// acknowledged batches in order, those before the let-go too, the let-go mark no
+    /// longer finishes it, an entry acknowledged to its end (not yet persisted) is
+    /// done no more, and a track that ended cannot be continued.
+    #[test]
+    fn a_reopened_track_is_not_finished_by_its_let_go_mark() {
+        let l = Ledger::new(Store::default(), Arc::new(Metrics::new()));
+        let s: Arc<str> = Arc::from("/p/0.log");
+        let head = [b'x'; 300];
+        let f = l.register_file(&s, Fingerprint::of(&head), FILE, 0, None);
+        let entry = |l: &Ledger| {
+            l.with_store(|st| st.find_own("/p/0.log", &head, FILE))
+                .map(|e| (e.offset, e.done))
+        };
+        let mark = |offset, last| Mark {
+            file: f,
+            offset,
+            last,
+        };
+        let mut let_go = batch(vec![mark(100, true)]);
+        l.submit(&mut let_go);
+        assert!(l.reopen(f));
+        let mut more = batch(vec![mark(150, false)]);
+        l.submit(&mut more);
+        l.ack(more.seq);
+        assert_eq!(
+            entry(&l),
+            Some((0, false)),
+            "the batch before it is in flight"
+        );
+        l.ack(let_go.seq);
+        assert_eq!(entry(&l), Some((150, false)));
+
+        let mut again = batch(vec![mark(200, true)]);
+        l.submit(&mut again);
+        l.ack(again.seq);
+        assert_eq!(entry(&l), Some((200, true)), "let go and acknowledged");
+        assert!(l.reopen(f), "not yet persisted: still tracked");
+        assert_eq!(entry(&l), Some((200, false)));
+
+        let mut last = batch(vec![mark(200, true)]);
+        l.submit(&mut last);
+        l.ack(last.seq);
+        let snap = l.checkpoint_if_changed().expect("changed");
+        l.persisted(snap);
+        assert_eq!(l.committed(f), None, "tracking ended");
+        assert!(
+            !l.reopen(f),
+            "nothing to continue: its entry says how far it was read"
+        );
     }
 
     #[test]

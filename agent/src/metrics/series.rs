@@ -91,6 +91,7 @@ impl Series {
     }
 
     /// The value of label `name`.
+    #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<&str> {
         self.labels
             .binary_search_by(|l| (*l.name).cmp(name))
@@ -99,6 +100,7 @@ impl Series {
     }
 
     /// The metric name (`__name__`).
+    #[cfg(test)]
     pub fn name(&self) -> &str {
         self.get("__name__").unwrap_or("")
     }

@@ -1,4 +1,5 @@
-//! Keep-alive HTTP/1.1 connections for PutLogEvents, each driven by the call using it.
+//! Keep-alive HTTP/1.1 connections for the hot calls (PutLogEvents, remote write), each
+//! driven by the call using it.
 //!
 //! hyper-util's pooled client runs every connection as a task of its own and passes
 //! requests and answers to it through channels: per call a pool checkout, two
@@ -29,7 +30,8 @@ use tower_service::Service;
 
 /// Idle connections are closed after this long (the SDK's default).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Idle connections kept at most (`max_concurrent_requests` is at most 64).
+/// Idle connections kept at most (`max_concurrent_requests` and remote write's `shards`
+/// are at most 64).
 const MAX_IDLE: usize = 64;
 
 type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
@@ -187,7 +189,7 @@ impl Conn {
 /// An exchange's error, and whether its answer had begun.
 fn failed((began, e): (bool, Box<dyn std::error::Error + Send + Sync>)) -> ExchangeError {
     ExchangeError {
-        message: format!("sending PutLogEvents: {}", error_chain(&*e)),
+        message: format!("sending the request: {}", error_chain(&*e)),
         before_answer: !began,
     }
 }
@@ -424,7 +426,7 @@ mod tests {
         let s = Server::start(|_, _| Act::Drop);
         let c = conns();
         let e = call(&c, &s).await.unwrap_err();
-        assert!(e.contains("sending PutLogEvents"), "{e}");
+        assert!(e.contains("sending the request"), "{e}");
         assert_eq!(s.requests.load(Ordering::SeqCst), 1, "not retried");
         assert_eq!(idle(&c), 0);
     }

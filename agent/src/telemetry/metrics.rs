@@ -1,7 +1,8 @@
 //! The agent's own Prometheus metrics (`kubeship_*`): one registry, filled by each
 //! component with its own metrics (`register(&mut Registry)`, as linkerd2-proxy does):
 //! the log pipeline ([`crate::logs::metrics`]), its sinks, the pod watch, the metrics
-//! pipeline's scrapes ([`crate::metrics::scrape::metrics`]) and the telemetry endpoint.
+//! pipeline's scrapes ([`crate::metrics::scrape::metrics`]) and remote write, and the
+//! telemetry endpoint.
 //!
 //! Every name is part of the self-telemetry contract in DESIGN.md: the dashboards
 //! and alerts query them, and a test compares the table there with `/metrics`. No
@@ -21,6 +22,8 @@ use crate::kube::metrics::KubeMetrics;
 use crate::logs::metrics::LogMetrics;
 use crate::logs::sink::cloudwatch::metrics::CloudWatchMetrics;
 use crate::logs::sink::local::LocalSinkMetrics;
+use crate::metrics::local::MetricsLocalSinkMetrics;
+use crate::metrics::remote_write::metrics::RemoteWriteMetrics;
 use crate::metrics::scrape::metrics::ScrapeMetrics;
 use crate::telemetry::server::ServerMetrics;
 
@@ -121,6 +124,10 @@ pub struct Metrics {
     pub kube: KubeMetrics,
     /// The metrics pipeline's scrapes (registered even when the pipeline is off).
     pub scrape: ScrapeMetrics,
+    /// The metrics pipeline's remote write (per endpoint).
+    pub remote_write: RemoteWriteMetrics,
+    /// The metrics pipeline's local sink.
+    pub metrics_local_sink: MetricsLocalSinkMetrics,
     /// The telemetry endpoint itself.
     pub server: ServerMetrics,
 }
@@ -146,6 +153,8 @@ impl Metrics {
         let cloudwatch = CloudWatchMetrics::register(&mut registry);
         let scrape = ScrapeMetrics::register(&mut registry);
         let server = ServerMetrics::register(&mut registry);
+        let remote_write = RemoteWriteMetrics::register(&mut registry);
+        let metrics_local_sink = MetricsLocalSinkMetrics::register(&mut registry);
         Self {
             registry,
             logs,
@@ -153,6 +162,8 @@ impl Metrics {
             cloudwatch,
             kube,
             scrape,
+            remote_write,
+            metrics_local_sink,
             server,
         }
     }

@@ -14,13 +14,7 @@ use crate::contract::exposed_families;
 
 /// The agent's own metrics-pipeline names (DESIGN.md's shared map), not exposed yet: the
 /// sending side's (the scrape side's are exposed).
-const PENDING_METRICS_PIPELINE: &[&str] = &[
-    "kubeship_remote_write_samples_total",
-    "kubeship_remote_write_requests_total",
-    "kubeship_remote_write_request_duration_seconds",
-    "kubeship_remote_write_pending_samples",
-    "kubeship_remote_write_highest_sent_timestamp_seconds",
-];
+const PENDING_METRICS_PIPELINE: &[&str] = &[];
 
 /// The kubelet's and its cAdvisor's series, which the metrics pipeline will forward
 /// (`/metrics/cadvisor`; `kubelet_node_name` is on the kubelet's `/metrics`).
@@ -169,7 +163,7 @@ fn metric_names_are_exposed_by_the_agent_or_pending() {
         "an unknown kubelet name",
     );
     assert_found(
-        &with("agent", true, "kubeship_remote_write_pending_samples"),
+        &with("agent", true, "kubeship_scrape_samples_total"),
         "is not on the agent's /metrics",
         "a pending name where only exposed ones may be",
     );

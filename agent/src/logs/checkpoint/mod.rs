@@ -266,6 +266,16 @@ impl Store {
         Some(e.clone())
     }
 
+    /// True when the file `id` of `stream` whose first bytes are `head` has an entry
+    /// of its own (by its identity; unlike [`Store::find_own`], entries without one
+    /// are not adopted).
+    pub fn has_own(&self, stream: &str, head: &[u8], id: FileId) -> bool {
+        self.streams.get(stream).is_some_and(|list| {
+            list.iter()
+                .any(|e| e.file_id() == id && e.fingerprint_matches(head))
+        })
+    }
+
     /// An entry of `stream` of another file whose first bytes were `head` too, for a
     /// copy of that file (a gzip of a rotated file, a copytruncate copy), except the
     /// entries of `reading` (files being read, by identity and fingerprint: their

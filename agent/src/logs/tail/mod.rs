@@ -103,6 +103,26 @@ struct Unlogged {
     invalid_utf8: u64,
 }
 
+/// Bytes a stream may read now: what the open batch has room for at its
+/// `expansion` (batch bytes per byte read; records carry metadata, a 200-byte line
+/// with pod metadata becomes a 1.2 KB record), between [`MIN_READ`] and `chunk`.
+/// A full chunk's records could pass the batch size several times over, and the
+/// batch buffer would grow (and stay grown in the pool) to hold them.
+fn read_size(chunk: usize, room: usize, expansion: f32) -> usize {
+    ((room as f32 / expansion.max(0.25)) as usize).clamp(MIN_READ.min(chunk), chunk)
+}
+
+/// The tailer's estimate of batch bytes per byte read before any read told: high,
+/// so that the first reads do not overshoot the batch (a 20-byte line with pod
+/// metadata becomes a record 50 times larger; path metadata only, 2 to 3). A stream's
+/// first read then starts from what all streams' reads showed, since a stream reads
+/// only a dozen times in a drain of a few MB per container.
+const INITIAL_EXPANSION: f32 = 16.0;
+
+/// The smallest read: a batch that is nearly full still gets a useful read (and
+/// then overshoots its size by at most this much input's records).
+const MIN_READ: usize = 4096;
+
 /// The tailer thread's state.
 pub struct Tailer {
     cfg: Arc<Config>,
@@ -122,6 +142,8 @@ pub struct Tailer {
     start_at_end: bool,
     epoch: Instant,
     rr: usize,
+    /// Batch bytes per byte read over all streams' recent reads ([`read_size`]).
+    expansion: f32,
     summary: Summary,
 }
 
@@ -192,6 +214,7 @@ impl Tailer {
             epoch: Instant::now(),
             rr: 0,
             summary: Summary::default(),
+            expansion: INITIAL_EXPANSION,
         }
     }
 
@@ -332,13 +355,25 @@ impl Tailer {
         let mut round = Poll::default();
         for k in 0..n {
             let idx = (self.rr + k) % n;
+            // A batch nearly full is sent before the next read rather than topped
+            // up with a few KiB from each of the next streams.
+            if self.builder.room() < self.builder.max_bytes() / 4 && !self.seal_and_send() {
+                return Poll::default();
+            }
             let may_read = self.refresh_meta(idx);
             let (now, now_ms, wall_nanos) = self.clock();
+            let chunk = read_size(
+                self.settings.chunk,
+                self.builder.room(),
+                self.streams[idx].expansion.unwrap_or(self.expansion),
+            );
+            let (read_before, bytes_before) = (self.counters.bytes, self.builder.bytes());
             let mut env = Env {
                 settings: &self.settings,
                 ledger: &self.ledger,
                 metrics: &self.metrics,
                 readbuf: &mut self.readbuf,
+                chunk,
                 out: Out {
                     builder: &mut self.builder,
                     counters: &mut self.counters,
@@ -358,6 +393,13 @@ impl Tailer {
             };
             let s = &mut self.streams[idx];
             s.in_batch |= self.builder.len() != before;
+            let read = self.counters.bytes - read_before;
+            if read >= 4096 {
+                let written = self.builder.bytes().saturating_sub(bytes_before);
+                let seen = (written as f32 / read as f32).clamp(0.25, 64.0);
+                s.expansion = Some(s.expansion.map_or(seen, |e| (e + seen) / 2.0));
+                self.expansion = (self.expansion + seen) / 2.0;
+            }
             round.progressed |= p.progressed;
             round.busy |= p.busy;
             if self.builder.is_full() && !self.seal_and_send() {
@@ -642,6 +684,47 @@ mod tests {
         }
         h.join().unwrap();
         out
+    }
+
+    #[test]
+    fn reads_take_what_the_open_batch_has_room_for() {
+        let chunk = 256 * 1024;
+        assert_eq!(read_size(chunk, 1 << 20, 2.0), chunk, "at most a chunk");
+        assert_eq!(read_size(chunk, 1 << 20, 8.0), 128 * 1024);
+        assert_eq!(read_size(chunk, 1000, 8.0), MIN_READ, "at least MIN_READ");
+        assert_eq!(read_size(chunk, 0, 0.0), MIN_READ);
+    }
+
+    /// Records many times the size of their lines (short lines, long metadata) do not
+    /// overshoot a batch by a chunk's worth: each read takes what the batch has room
+    /// for, so no batch buffer grows past the size it was reserved with.
+    #[test]
+    fn batches_do_not_overshoot_by_a_chunk_of_records() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::create_dir_all(root.join("containers")).unwrap();
+        // ~50-byte lines, ~250-byte records: five times larger.
+        container(root, "ns", "short-0", "short", 40_000, 0);
+        let max = 64 * 1024;
+        let batches = drain_with(
+            root,
+            "",
+            &format!("pipeline: {{batch_max_bytes: {max}}}\n"),
+            None,
+            Arc::new(Metrics::new()),
+        );
+        assert_eq!(
+            batches.iter().map(|b| b.events.len()).sum::<usize>(),
+            40_000
+        );
+        for b in &batches {
+            // A whole chunk (256 KiB of lines) would be 1.2 MB of records.
+            assert!(
+                b.buf.len() <= max + max / 2,
+                "a batch of {} bytes (batch_max_bytes {max})",
+                b.buf.len()
+            );
+        }
     }
 
     /// A container with a large backlog cannot delay a quiet container's line by more than

@@ -10,7 +10,8 @@
 //! it, a copytruncate copy) and is not read twice; copytruncate is followed into the
 //! copy. The live file is never taken for a copy: two files may start alike.
 //!
-//! `listing` lists the directory and opens new files at their checkpoints; `loss`
+//! `listing` lists the directory (again when it changed meanwhile: nothing is read
+//! from a listing a rotation raced) and opens new files at their checkpoints; `loss`
 //! counts what will never be read (and links not followed).
 
 use std::collections::HashMap;
@@ -63,6 +64,9 @@ pub struct Env<'a> {
     pub metrics: &'a Metrics,
     /// The shared read buffer.
     pub readbuf: &'a mut Vec<u8>,
+    /// Bytes this poll may read (at most `settings.chunk`): what the open batch
+    /// has room for, so that a batch does not overshoot its size by a chunk's records.
+    pub chunk: usize,
     /// Where records go.
     pub out: Out<'a>,
     /// Files without a checkpoint start at their end (first start with `read_from: end`).
@@ -133,10 +137,29 @@ pub struct ContainerStream {
     /// for each of its files, so that no checkpoint passes the batch before it is
     /// acknowledged (even when the files' safe offsets did not move).
     pub in_batch: bool,
+    /// Batch bytes written per byte read (records carry metadata): an estimate that
+    /// sizes reads to the room left in the open batch; `None` before the first read
+    /// (the tailer's estimate over all streams applies).
+    pub expansion: Option<f32>,
     /// Files looked at and left alone, by inode: (size then, fingerprint).
     skipped: HashMap<FileId, (u64, Fingerprint)>,
     /// Files recently let go, the last [`FINISHED_MEMORY`].
     finished: Vec<LetGo>,
+    /// Polls in a row whose listing did not settle (the directory kept changing).
+    unsettled: u32,
+    /// Tests: runs once inside a listing, at the point given (a rotation racing it).
+    #[cfg(test)]
+    race: Option<(RacePoint, Box<dyn FnOnce() + Send>)>,
+}
+
+/// Where in a listing a test's rotation happens.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RacePoint {
+    /// The directory was read; its files were not looked at (`stat`) yet.
+    AfterRead,
+    /// The files were looked at; none was opened yet.
+    BeforeOpen,
 }
 
 /// A file let go, remembered for a while: its checkpoint entry says so only once its
@@ -145,6 +168,8 @@ pub struct ContainerStream {
 struct LetGo {
     fp: Fingerprint,
     id: FileId,
+    /// Its ledger track: a file found again continues it.
+    track: u64,
     /// How far it was read.
     offset: u64,
     /// Read to its end, not given up: a rotated file starting like it is its copy.
@@ -177,8 +202,12 @@ impl ContainerStream {
             needs_listing: true,
             start_at_end: false,
             in_batch: false,
+            expansion: None,
             skipped: HashMap::new(),
             finished: Vec::new(),
+            unsettled: 0,
+            #[cfg(test)]
+            race: None,
         }
     }
 
@@ -212,6 +241,14 @@ impl ContainerStream {
         let mut progressed = false;
         if self.needs_listing {
             progressed |= self.reconcile(env);
+            if self.needs_listing {
+                // The directory changed while it was listed: nothing is read before a
+                // listing settles (a file it missed may be older than those open).
+                return Poll {
+                    progressed: true,
+                    busy: true,
+                };
+            }
         }
         // New files usually have data: come back at once.
         let busy = progressed;
@@ -245,17 +282,13 @@ impl ContainerStream {
                 };
             }
             let s = env.settings;
-            let res = self.files[i].read_chunk(
-                env.readbuf,
-                s.chunk,
-                s.max_line,
-                &self.info,
-                &mut env.out,
-            );
+            let chunk = env.chunk;
+            let res =
+                self.files[i].read_chunk(env.readbuf, chunk, s.max_line, &self.info, &mut env.out);
             match res {
                 Ok(Progress::Data(n)) => {
                     let f = &mut self.files[i];
-                    if n == s.chunk {
+                    if n == chunk {
                         // Behind: how much is there is what a truncation would lose.
                         f.look_at_size();
                     }
@@ -265,7 +298,7 @@ impl ContainerStream {
                     }
                     // A short read of a plain file reached its end: no need for another
                     // read to find out; a full one means there is likely more.
-                    let caught_up = n < s.chunk && !f.is_gz();
+                    let caught_up = n < chunk && !f.is_gz();
                     if caught_up {
                         self.at_eof(i, env);
                     }
@@ -389,6 +422,7 @@ impl ContainerStream {
         self.finished.push(LetGo {
             fp: f.fp,
             id: f.ino,
+            track: f.id,
             offset: f.offset,
             read,
         });
@@ -438,18 +472,29 @@ impl ContainerStream {
     }
 
     /// The live file shrank under its reader: copytruncate. Continue in the copy
-    /// when there is one, and read the live file again from its start.
+    /// when there is one (a rotated plain file the stream does not know, starting
+    /// like it and at least as long as it was read), and read the live file again
+    /// from its start.
     fn truncated(&mut self, i: usize, env: &mut Env<'_>) {
         let now = env.out.now;
         let (fp, offset) = (self.files[i].fp, self.files[i].offset);
         tracing::debug!(path = %self.files[i].path.display(), offset, "log file truncated");
+        // The copy is a rotated plain file made when the file was truncated: not one
+        // the stream knows (open, let go, or with a checkpoint entry of its own),
+        // which only starts alike; the newest such (listed first).
+        let known = |id: FileId, head: &[u8]| {
+            self.files.iter().any(|f| f.ino == id)
+                || self.finished.iter().any(|g| g.id == id)
+                || env.ledger.with_store(|s| s.has_own(&self.key, head, id))
+        };
         let copy = self.siblings().0.into_iter().find_map(|(path, order, gz)| {
             if gz || order == Order::Live {
                 return None;
             }
             let (file, head) = read_head(&path, false).ok()?;
-            let len = file.metadata().ok()?.len();
-            (fp.len > 0 && fp.matches(&head) && len >= offset).then_some((file, path, order))
+            let m = file.metadata().ok()?;
+            let copy = fp.len > 0 && fp.matches(&head) && m.len() >= offset;
+            (copy && !known(FileId::of(&m), &head)).then_some((file, path, order))
         });
         match copy {
             Some((file, path, order)) => {
@@ -495,6 +540,16 @@ impl ContainerStream {
     pub fn remove_finished(&mut self) {
         self.files.retain(|f| !f.finished);
     }
+
+    /// Tests: runs the race set for `at`, once.
+    #[cfg(test)]
+    fn race_at(&mut self, at: RacePoint) {
+        if self.race.as_ref().is_some_and(|(p, _)| *p == at)
+            && let Some((_, race)) = self.race.take()
+        {
+            race();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -525,6 +580,9 @@ mod tests {
         /// Each poll's batch carries marks (as the tailer seals them) and is
         /// acknowledged at once: checkpoints advance.
         deliver: bool,
+        /// With `deliver`: batches are submitted but not acknowledged (a sink that
+        /// holds events back); their sequence numbers, oldest first.
+        held: Option<Vec<u64>>,
     }
 
     fn info() -> ContainerInfo {
@@ -596,6 +654,7 @@ mod tests {
                 start: now,
                 records: Vec::new(),
                 deliver: false,
+                held: None,
             }
         }
 
@@ -636,6 +695,7 @@ mod tests {
                 MetaState::Off,
             );
             self.builder = BatchBuilder::new(64 << 20, 1 << 20);
+            self.held = self.held.as_ref().map(|_| Vec::new());
         }
 
         /// The checkpoint entries of the stream whose fingerprint matches `head`:
@@ -679,6 +739,7 @@ mod tests {
                 ledger: &self.ledger,
                 metrics: &self.metrics,
                 readbuf: &mut self.readbuf,
+                chunk: self.settings.chunk,
                 out: Out {
                     builder: &mut self.builder,
                     counters: &mut self.counters,
@@ -699,7 +760,10 @@ mod tests {
             let mut batch = self.builder.seal(marks, self.now);
             if self.deliver {
                 self.ledger.submit(&mut batch);
-                self.ledger.ack(batch.seq);
+                match &mut self.held {
+                    Some(held) => held.push(batch.seq),
+                    None => self.ledger.ack(batch.seq),
+                }
             }
             self.records.extend(
                 batch
@@ -732,6 +796,14 @@ mod tests {
             text.lines()
                 .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
                 .unwrap_or(0)
+        }
+
+        /// The records read so far, each as its first two words (`old 20`).
+        fn read_order(&self) -> Vec<String> {
+            self.records
+                .iter()
+                .map(|r| r.split(' ').take(2).collect::<Vec<_>>().join(" "))
+                .collect()
         }
 
         fn records_starting(&self, prefix: &str) -> usize {
@@ -976,5 +1048,240 @@ mod tests {
             vec![(gz_ino, copy_meta.len(), true)],
             "the gzip took the entry of the copy, gone from disk"
         );
+    }
+
+    /// `<prefix> <i>` for each `i` in `seqs`: the order records must be read in.
+    fn names(prefix: &str, seqs: std::ops::Range<usize>) -> Vec<String> {
+        seqs.map(|i| format!("{prefix} {i}")).collect()
+    }
+
+    /// The kubelet rotates the live file while a restarted agent lists the
+    /// directory, after it looked at the files and before it opened them: the name
+    /// `0.log` it saw is the new live file by then, and the file it saw under that
+    /// name is `0.log.<timestamp>`, with lines the agent had not delivered. That
+    /// file is read first, then the new live file: a listing that opened the new file
+    /// as the one it had seen, and found the renamed one only at the next listing,
+    /// read the new lines before the old (the sigkill test's first deliveries out of
+    /// order).
+    #[test]
+    fn a_rotation_racing_a_listing_keeps_files_in_order() {
+        for at in [RacePoint::AfterRead, RacePoint::BeforeOpen] {
+            rotation_racing_a_listing(at);
+        }
+    }
+
+    fn rotation_racing_a_listing(at: RacePoint) {
+        let mut h = Harness::new(256 * 1024);
+        h.deliver = true;
+        h.append("0.log", &lines("old", 0..20, 100));
+        h.poll_idle();
+        // Written, then the agent is killed before it reads them.
+        h.append("0.log", &lines("old", 20..30, 100));
+        h.restart();
+        h.records.clear();
+        let (live, rotated) = (h.path("0.log"), h.path("0.log.20261123-100000"));
+        let new = lines("new", 0..5, 100);
+        let race = move || {
+            fs::rename(&live, &rotated).unwrap();
+            fs::write(&live, &new).unwrap();
+        };
+        h.stream.race = Some((at, Box::new(race)));
+        h.poll_idle();
+        // Whatever a listing missed, the next one (a rescan) finds.
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        assert_eq!(
+            h.read_order(),
+            [names("old", 20..30), names("new", 0..5)].concat(),
+            "race {at:?}"
+        );
+        assert_eq!(
+            h.metric("kubeship_log_file_errors_total{reason=\"open\"}"),
+            0,
+            "race {at:?}: a rotation is no open error"
+        );
+    }
+
+    /// The kubelet compresses a rotated file (writes the `.gz`, removes the plain
+    /// file) while a restarted agent lists the directory: the plain file it saw is
+    /// gone when it opens it, and the `.gz` was not there when it read the
+    /// directory. The `.gz` is read on from the plain file's checkpoint before the
+    /// live file, not found at a later listing after the live file was read.
+    #[test]
+    fn a_gzip_racing_a_listing_keeps_files_in_order() {
+        for at in [RacePoint::AfterRead, RacePoint::BeforeOpen] {
+            gzip_racing_a_listing(at);
+        }
+    }
+
+    fn gzip_racing_a_listing(at: RacePoint) {
+        let mut h = Harness::new(256 * 1024);
+        h.deliver = true;
+        h.append("0.log", &lines("old", 0..20, 100));
+        h.poll_idle();
+        h.append("0.log", &lines("old", 20..30, 100));
+        let rotated = h.path("0.log.20261123-100000");
+        fs::rename(h.path("0.log"), &rotated).unwrap();
+        h.append("0.log", &lines("new", 0..5, 100));
+        h.restart();
+        h.records.clear();
+        let race = move || {
+            let gz = rotated.with_file_name("0.log.20261123-100000.gz");
+            fs::write(&gz, gzip(&fs::read(&rotated).unwrap())).unwrap();
+            fs::remove_file(&rotated).unwrap();
+        };
+        h.stream.race = Some((at, Box::new(race)));
+        h.poll_idle();
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        assert_eq!(
+            h.read_order(),
+            [names("old", 20..30), names("new", 0..5)].concat(),
+            "race {at:?}"
+        );
+        assert_eq!(
+            h.metric("kubeship_log_file_errors_total{reason=\"open\"}"),
+            0,
+            "race {at:?}: a rotation is no open error"
+        );
+    }
+
+    /// Between two listings the kubelet rotates twice and compresses the first
+    /// rotated file (the file being read as the live one, with lines not read yet):
+    /// the next listing finds that file under no name, only its `.gz` (a copy of it,
+    /// not read twice) and a newer rotated file. The reader still taken for the live
+    /// file stands where its copy's name says, before the newer file: it sorted after
+    /// every rotated file, and the newer lines were read before its own (the sigkill
+    /// test's first deliveries out of order, once a listing raced no more).
+    #[test]
+    fn a_file_rotated_and_compressed_between_listings_keeps_its_place() {
+        let mut h = Harness::new(256 * 1024);
+        h.append("0.log", &lines("a", 0..10, 100));
+        h.poll_idle();
+        h.append("0.log", &lines("a", 10..20, 100));
+        let first = h.path("0.log.20261123-100009");
+        fs::rename(h.path("0.log"), &first).unwrap();
+        h.append("0.log", &lines("b", 0..5, 100));
+        fs::rename(h.path("0.log"), h.path("0.log.20261123-100010")).unwrap();
+        h.append("0.log", &lines("c", 0..5, 100));
+        fs::write(
+            h.path("0.log.20261123-100009.gz"),
+            gzip(&fs::read(&first).unwrap()),
+        )
+        .unwrap();
+        fs::remove_file(&first).unwrap();
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        assert_eq!(
+            h.read_order(),
+            [names("a", 0..20), names("b", 0..5), names("c", 0..5)].concat()
+        );
+    }
+
+    /// A live file let go while its container seemed gone, then found again and read
+    /// on, while its batches are still in flight (a sink holding events back): the
+    /// file it was read from so far.
+    fn let_go_and_found_again(h: &mut Harness) -> Vec<u8> {
+        h.deliver = true;
+        h.held = Some(Vec::new());
+        let head = lines("a", 0..10, 100);
+        h.append("0.log", &head);
+        h.poll_idle();
+        h.stream.closing_since = Some(h.now);
+        h.advance(Duration::from_secs(6));
+        h.poll_idle();
+        assert!(h.stream.files.is_empty(), "let go");
+        h.stream.closing_since = None;
+        h.append("0.log", &lines("a", 10..15, 100));
+        h.stream.needs_listing = true;
+        h.poll_idle();
+        assert_eq!(h.records_starting("a "), 15);
+        head
+    }
+
+    /// The reopened file continues its checkpoint where acknowledgements left it:
+    /// nothing was acknowledged, so a crash right after a checkpoint write reads
+    /// every line again (its entry was raised to how far it had been read, and the
+    /// lines in flight were lost).
+    #[test]
+    fn a_file_found_again_keeps_its_checkpoint_until_acknowledged() {
+        let mut h = Harness::new(256 * 1024);
+        let head = let_go_and_found_again(&mut h);
+        let ino = fs::metadata(h.path("0.log")).unwrap().ino();
+        assert_eq!(
+            h.entries_of(&head),
+            vec![(ino, 0, false)],
+            "nothing acknowledged"
+        );
+        h.restart();
+        h.records.clear();
+        h.poll_idle();
+        assert_eq!(
+            h.read_order(),
+            names("a", 0..15),
+            "read again after the crash"
+        );
+    }
+
+    /// The batches read before the file was let go are acknowledged last: they
+    /// neither mark its entry done (it is being read) nor move it back.
+    #[test]
+    fn late_acknowledgements_of_a_file_found_again_do_not_finish_it() {
+        let mut h = Harness::new(256 * 1024);
+        let head = let_go_and_found_again(&mut h);
+        for seq in h.held.take().unwrap().into_iter().rev() {
+            h.ledger.ack(seq);
+        }
+        let m = fs::metadata(h.path("0.log")).unwrap();
+        assert_eq!(h.entries_of(&head), vec![(m.ino(), m.len(), false)]);
+    }
+
+    /// A live file truncated in place without a copy, next to an older rotated file
+    /// that starts with the same bytes and is longer (read, still open or let go):
+    /// that file is not the copytruncate copy. The truncation is counted, the live
+    /// file read from its start, the older file not read again from the live file's
+    /// offset.
+    #[test]
+    fn an_older_file_starting_alike_is_not_taken_for_a_copytruncate_copy() {
+        for let_go in [false, true] {
+            let mut h = Harness::new(256 * 1024);
+            let banner = lines("BANNER", 0..1, 400);
+            let rotated = [banner.clone(), lines("rotated", 0..40, 100)].concat();
+            h.append("0.log.20261123-100000", &rotated);
+            h.append("0.log", &banner);
+            h.append("0.log", &lines("live", 0..10, 100));
+            h.poll_idle();
+            if let_go {
+                h.advance(Duration::from_secs(6));
+                h.poll_idle();
+                assert_eq!(h.stream.files.len(), 1, "the rotated file let go");
+            }
+            fs::File::create(h.path("0.log")).unwrap();
+            h.append("0.log", &banner);
+            h.append("0.log", &lines("new", 0..3, 100));
+            for _ in 0..3 {
+                h.advance(Duration::from_millis(1100));
+                h.poll_idle();
+            }
+            let rotations = |h: &Harness, reason: &str| {
+                h.metric(&format!(
+                    "kubeship_log_rotations_total{{reason=\"{reason}\"}}"
+                ))
+            };
+            assert_eq!(
+                (
+                    h.records_starting("rotated "),
+                    h.records_starting("live "),
+                    h.records_starting("new ")
+                ),
+                (40, 10, 3),
+                "let go: {let_go}"
+            );
+            assert_eq!(
+                (rotations(&h, "truncated"), rotations(&h, "copytruncate")),
+                (1, 0),
+                "let go: {let_go}"
+            );
+        }
     }
 }

@@ -31,7 +31,7 @@ pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use kubeship_parsers::prom::Limits;
@@ -60,6 +60,7 @@ pub struct Handle {
     shutdown: watch::Sender<bool>,
     manager: JoinHandle<Vec<JoinHandle<()>>>,
     rt: tokio::runtime::Handle,
+    #[cfg(test)]
     shared: Arc<Shared>,
 }
 
@@ -157,6 +158,7 @@ fn spawn(setup: Setup, rt: &tokio::runtime::Handle) -> Handle {
         shutdown,
         manager: rt.spawn(manager.run()),
         rt: rt.clone(),
+        #[cfg(test)]
         shared,
     }
 }
@@ -176,8 +178,11 @@ impl Handle {
     }
 
     /// Target loops running (those ending with their staleness markers included).
+    #[cfg(test)]
     pub fn loops(&self) -> usize {
-        self.shared.running.load(Ordering::SeqCst)
+        self.shared
+            .running
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// [`Handle::stop`], from outside the runtime.

@@ -122,6 +122,7 @@ pub struct SeriesCache {
 
 impl SeriesCache {
     /// Series cached (dropped ones included).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }

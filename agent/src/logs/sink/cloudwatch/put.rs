@@ -39,6 +39,7 @@ use super::client::{Fail, Rejected, fail_for_code};
 use crate::aws::creds::{CredentialCache, HeldCredentials};
 use crate::aws::sign::{Signable, Signer};
 use crate::net::conn::Conns;
+use crate::net::tls;
 
 /// The service name requests are signed for.
 const SIGNING_NAME: &str = "logs";
@@ -250,44 +251,7 @@ fn skewed(now: SystemTime, skew_ms: i64) -> SystemTime {
 /// The connector: TCP_NODELAY, then TLS (rustls with the aws-lc-rs provider and the
 /// system's roots, as the SDK's default client) or plain HTTP.
 fn https_connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
-    let mut tcp = HttpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_nodelay(true);
-    tcp.set_connect_timeout(Some(connect_timeout));
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    if !native.errors.is_empty() {
-        tracing::warn!(errors = ?native.errors, "some system root certificates could not be loaded");
-    }
-    let (valid, _) = roots.add_parsable_certificates(native.certs);
-    if valid == 0 {
-        tracing::warn!("no system root certificates: HTTPS endpoints will fail");
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    let tls = match tls {
-        Ok(tls) => tls,
-        Err(e) => {
-            // The default versions of the default provider: cannot fail in practice.
-            tracing::error!(error = %e, "TLS configuration; HTTPS endpoints will fail");
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map(|b| {
-                b.with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            })
-            .unwrap_or_else(|_| unreachable!("TLS 1.3 is in the default provider"))
-        }
-    };
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(tcp)
+    tls::connector(tls::system_client_config(), connect_timeout)
 }
 
 /// The endpoint URL and signing region, resolved as the SDK client would.

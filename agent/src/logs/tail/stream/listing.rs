@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::DirEntryExt;
 use std::path::PathBuf;
 
 use super::{ContainerStream, Env, refused_link};
@@ -28,7 +29,25 @@ enum Opened {
     Reader(Box<FileReader>),
     /// It needs no reading (done, a copy of another, empty); its fingerprint.
     Skip(Fingerprint),
+    /// The path names another file than the one looked at: the directory changed.
+    Changed,
 }
+
+/// Times a listing is taken again per poll when the directory changed meanwhile.
+const LISTING_ATTEMPTS: u32 = 4;
+
+/// Polls in a row whose listings did not settle after which the stream reads what
+/// it found anyway.
+const UNSETTLED_POLLS: u32 = 3;
+
+/// The stream's entries as one read of its directory shows them, (name, inode),
+/// sorted: two equal reads show that no file of the stream was created, renamed or
+/// removed in between (a rotation always makes a new name; the live file made again
+/// has a new inode).
+type Snapshot = Vec<(std::ffi::OsString, u64)>;
+
+/// A regular file of the stream as listed: path, place in its history, gzip.
+type Sibling = (PathBuf, Order, bool);
 
 impl ContainerStream {
     /// The stream's regular files in its directory, (path, order, gzip): the live
@@ -36,24 +55,33 @@ impl ContainerStream {
     /// is the one its copies are recognised by). Symlinks are never followed: they go
     /// to the second list, with the directory itself when it became a link (then
     /// nothing is listed).
-    pub(super) fn siblings(&self) -> (Vec<(PathBuf, Order, bool)>, Vec<PathBuf>) {
+    pub(super) fn siblings(&self) -> (Vec<Sibling>, Vec<PathBuf>) {
+        let (files, links, _) = self.read_stream_dir();
+        (files, links)
+    }
+
+    /// [`siblings`](Self::siblings), with the [`Snapshot`] of the read (`None` when
+    /// the directory could not be read, or became a link).
+    fn read_stream_dir(&self) -> (Vec<Sibling>, Vec<PathBuf>, Option<Snapshot>) {
         let mut links = Vec::new();
+        let mut snapshot = Vec::new();
         // The directory was found through its canonical path: a component of it
         // replaced by a link since would lead out of the pods directory.
         if !fs::canonicalize(&self.dir).is_ok_and(|d| d == self.dir) {
             if fs::symlink_metadata(&self.dir).is_ok() {
                 links.push(self.dir.clone());
             }
-            return (Vec::new(), links);
+            return (Vec::new(), links, None);
         }
         let Ok(rd) = fs::read_dir(&self.dir) else {
-            return (Vec::new(), links);
+            return (Vec::new(), links, None);
         };
         let mut files: Vec<_> = rd
             .filter_map(|e| {
                 let e = e.ok()?;
                 let name = e.file_name();
                 let (order, gz) = classify(&self.base, name.to_str()?)?;
+                snapshot.push((name, e.ino()));
                 let kind = e.file_type().ok()?;
                 if kind.is_symlink() {
                     links.push(e.path());
@@ -62,13 +90,53 @@ impl ContainerStream {
             })
             .collect();
         files.sort_by(|a, b| (&b.1, !b.2).cmp(&(&a.1, !a.2)));
-        (files, links)
+        snapshot.sort();
+        (files, links, Some(snapshot))
     }
 
-    /// Lists the directory: follows renames, opens files not seen before.
+    /// Lists the directory: follows renames, opens files not seen before. A listing
+    /// that finds the directory changed while it was taken (a rotation or a
+    /// compression under way) is taken again, up to [`LISTING_ATTEMPTS`] times;
+    /// when none settles, `needs_listing` stays set and the stream reads nothing
+    /// until one does (for at most [`UNSETTLED_POLLS`] polls in a row): a file
+    /// renamed meanwhile, which that listing did not see, may be older than the files
+    /// open, and files are read oldest first.
     pub(super) fn reconcile(&mut self, env: &mut Env<'_>) -> bool {
         self.needs_listing = false;
         env.start_at_end |= std::mem::take(&mut self.start_at_end);
+        let mut added = false;
+        for attempt in 0..LISTING_ATTEMPTS {
+            let (opened, settled) = self.list(attempt == 0, env);
+            added |= opened;
+            if settled {
+                self.unsettled = 0;
+                return added;
+            }
+        }
+        self.unsettled += 1;
+        if self.unsettled < UNSETTLED_POLLS {
+            self.needs_listing = true;
+        } else {
+            // A directory that never stops changing (or a filesystem whose reads of
+            // it never agree) must not stop the stream: read what was found.
+            self.unsettled = 0;
+            if let Some(n) = env.limits.allow("listing", env.out.now) {
+                tracing::warn!(stream = %self.key, suppressed = n,
+                    "a container's log directory kept changing while it was listed; \
+                     reading the files found so far");
+            }
+        }
+        added
+    }
+
+    /// One listing; (a file was opened, the listing settled). It is settled when the
+    /// directory read the same before and after the files were looked at (`stat`),
+    /// and each file opened was the one looked at: in between, a rename or removal
+    /// could hide a file (the live file renamed away after the directory was read:
+    /// `0.log` then names the new live file, and the old one is listed under no
+    /// name). What an unsettled listing opened is kept (each reader holds the file
+    /// it opened); the next one sees the rest.
+    fn list(&mut self, first: bool, env: &mut Env<'_>) -> (bool, bool) {
         let now = env.out.now;
         let mut added = false;
         let mut seen = Vec::new();
@@ -77,24 +145,45 @@ impl ContainerStream {
         // The live file's identity as listed now (it comes first): a reader that
         // thinks it reads the live file may not have noticed its rotation yet.
         let mut live_now = None;
-        let (files, links) = self.siblings();
-        for link in &links {
-            complete &= *link != self.dir;
-            refused_link(env.metrics, env.limits, now, &link.display());
+        let (files, links, before) = self.read_stream_dir();
+        if first {
+            // Counted once per listing, however often it is taken.
+            for link in &links {
+                refused_link(env.metrics, env.limits, now, &link.display());
+            }
         }
+        complete &= before.is_some();
+        #[cfg(test)]
+        self.race_at(super::RacePoint::AfterRead);
         let files: Vec<_> = files
             .into_iter()
-            .filter_map(|(path, order, gz)| {
-                let meta = fs::symlink_metadata(&path).ok()?;
-                Some((path, order, gz, meta))
+            .filter_map(|(path, order, gz)| match fs::symlink_metadata(&path) {
+                Ok(meta) => Some((path, order, gz, meta)),
+                // Gone since the directory was read: the second read tells.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(_) => {
+                    complete = false;
+                    None
+                }
             })
             .collect();
+        if self.read_stream_dir().2 != before {
+            return (false, false);
+        }
         // Every file listed, by identity: whether the file of an entry a copy resumes
         // from is still there.
         let on_disk: Vec<_> = files
             .iter()
             .map(|(path, _, gz, meta)| (FileId::of(meta), path.clone(), *gz))
             .collect();
+        let rotated: Vec<_> = files
+            .iter()
+            .filter(|(_, order, _, _)| *order != Order::Live)
+            .map(|(path, order, gz, meta)| (FileId::of(meta), path.clone(), order.clone(), *gz))
+            .collect();
+        #[cfg(test)]
+        self.race_at(super::RacePoint::BeforeOpen);
+        let mut settled = true;
         for (path, order, gz, meta) in files {
             let ino = FileId::of(&meta);
             seen.push(ino);
@@ -122,7 +211,7 @@ impl ContainerStream {
                 present.push(fp);
                 continue;
             }
-            match self.open(path, order, gz, meta.len(), live_now, &on_disk, env) {
+            match self.open(path, order, gz, ino, meta.len(), live_now, &on_disk, env) {
                 Ok(Opened::Reader(reader)) => {
                     present.push(reader.fp);
                     self.files.push(*reader);
@@ -131,6 +220,15 @@ impl ContainerStream {
                 Ok(Opened::Skip(fp)) => {
                     present.push(fp);
                     self.skipped.insert(ino, (meta.len(), fp));
+                }
+                Ok(Opened::Changed) => {
+                    settled = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Renamed or removed since it was looked at.
+                    settled = false;
+                    break;
                 }
                 Err(e) => {
                     complete = false;
@@ -141,26 +239,66 @@ impl ContainerStream {
                 }
             }
         }
-        self.skipped.retain(|ino, _| seen.contains(ino));
+        if settled && complete {
+            self.place_unlisted(&seen, &rotated, now);
+        }
         self.files.sort_by(|a, b| a.order.cmp(&b.order));
+        if !settled {
+            return (added, false);
+        }
+        self.skipped.retain(|ino, _| seen.contains(ino));
         if complete {
             present.extend(self.finished.iter().map(|g| g.fp));
             let stale_before = unix_now().saturating_sub(PRUNE_GRACE_SECS);
             env.ledger
                 .with_store(|s| s.prune_stream(&self.key, &present, stale_before));
         }
-        added
+        (added, true)
+    }
+
+    /// Readers whose file a settled and complete listing found under no name
+    /// (`seen`: the files it listed) are not live: the kubelet renamed the file and
+    /// compressed it (made the `.gz`, removed the file) between two listings. Each
+    /// stands where the name of its copy among the `rotated` files listed says
+    /// (identity, path, order, gzip): a reader still taken for the live file sorted
+    /// after every rotated file, newer ones found with its copy too, and was read
+    /// after them.
+    fn place_unlisted(
+        &mut self,
+        seen: &[FileId],
+        rotated: &[(FileId, PathBuf, Order, bool)],
+        now: std::time::Instant,
+    ) {
+        for f in &mut self.files {
+            if f.finished || seen.contains(&f.ino) {
+                continue;
+            }
+            f.rotated_at.get_or_insert(now);
+            let copy = rotated.iter().find(|(id, path, _, gz)| {
+                f.fp.len > 0
+                    && read_head(path, *gz).is_ok_and(|(file, head)| {
+                        file.metadata().is_ok_and(|m| FileId::of(&m) == *id)
+                            && f.fp.matches(&head)
+                            && f.copied_to(&file, *gz)
+                    })
+            });
+            if let Some((_, _, order, _)) = copy {
+                f.order = order.clone();
+            }
+        }
     }
 
     /// Opens a file not seen before, at its checkpoint, unless it needs no reading.
-    /// `live_now` is the live file as listed; `on_disk` every file listed (identity,
-    /// path, gzip).
+    /// `listed` is the identity the listing saw under `path` (another file there now
+    /// is [`Opened::Changed`]); `live_now` the live file as listed; `on_disk` every
+    /// file listed (identity, path, gzip).
     #[allow(clippy::too_many_arguments)]
     fn open(
         &mut self,
         path: PathBuf,
         order: Order,
         gz: bool,
+        listed: FileId,
         size: u64,
         live_now: Option<FileId>,
         on_disk: &[(FileId, PathBuf, bool)],
@@ -168,6 +306,9 @@ impl ContainerStream {
     ) -> io::Result<Opened> {
         let (file, head) = read_head(&path, gz)?;
         let id = FileId::of(&file.metadata()?);
+        if id != listed {
+            return Ok(Opened::Changed);
+        }
         let live = order == Order::Live;
         let fp = Fingerprint::of(&head);
         if head.is_empty() && !live {
@@ -235,9 +376,20 @@ impl ContainerStream {
         tracing::debug!(path = %path.display(), offset, fp = fp.hash, fp_len = fp.len, "opening log file");
         let mut reader =
             FileReader::new(0, file, path, order, gz, head, offset, decoder, env.out.now)?;
-        reader.id = env
-            .ledger
-            .register_file(&self.key, fp, reader.ino, offset, takes_over);
+        reader.id = match let_go {
+            // Read on in the same track: a new one would put its entry at how far the
+            // file was read while its last batches may be in flight (a crash then
+            // loses them), and both would write that entry.
+            Some(g) if env.ledger.reopen(g.track) => {
+                if fp != g.fp {
+                    env.ledger.update_fingerprint(g.track, fp);
+                }
+                g.track
+            }
+            _ => env
+                .ledger
+                .register_file(&self.key, fp, reader.ino, offset, takes_over),
+        };
         Ok(Opened::Reader(Box::new(reader)))
     }
 

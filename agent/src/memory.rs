@@ -1,0 +1,108 @@
+//! Memory the agent holds without needing it: the executable's pages that only
+//! start-up ran.
+//!
+//! The binary's code and read-only data are mapped from its file, and every page
+//! touched stays in the resident set until the kernel needs the memory back.
+//! Start-up touches most of them (config parsing, the AWS SDK's credential chain
+//! and clients, the Kubernetes client and its types, TLS roots): with pod metadata
+//! and the CloudWatch sink, 17 of the 21 MiB an agent holds at rest are these
+//! pages, its heap 3. [`release_startup_code`] asks the kernel to reclaim them
+//! (`MADV_PAGEOUT`); what runs afterwards faults its pages back in, about 4 MiB.
+//! It does not touch the heap, stacks or writable data, and it changes no
+//! behaviour: a page read again comes back from the file as it was.
+
+use std::io;
+
+/// Asks the kernel to reclaim the pages of this executable's read-only mappings
+/// (code, and the read-only data at the file's start) that are not shared with
+/// another process. Returns the bytes of the mappings advised.
+pub fn release_startup_code() -> io::Result<usize> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let exe = exe.to_string_lossy();
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut advised = 0;
+    for (start, len) in maps.lines().filter_map(|l| startup_mapping(l, &exe)) {
+        pageout(start, len)?;
+        advised += len;
+    }
+    Ok(advised)
+}
+
+/// `(start, length)` of a `/proc/self/maps` line that maps `exe` read-only and
+/// unmodified: executable, or at file offset 0 (headers, read-only data, unwind
+/// tables). The read-only mapping after the code is RELRO: written by the loader
+/// (relocations) and then protected, so its pages are private copies, not the
+/// file's, and they are left alone.
+fn startup_mapping(line: &str, exe: &str) -> Option<(usize, usize)> {
+    let mut f = line.split_ascii_whitespace();
+    let (range, perms, offset) = (f.next()?, f.next()?, f.next()?);
+    let path = f.nth(2)?;
+    if path != exe || perms.as_bytes().get(1) != Some(&b'-') {
+        return None;
+    }
+    let exec = perms.as_bytes().get(2) == Some(&b'x');
+    if !exec && u64::from_str_radix(offset, 16).ok()? != 0 {
+        return None;
+    }
+    let (a, b) = range.split_once('-')?;
+    let (a, b) = (
+        usize::from_str_radix(a, 16).ok()?,
+        usize::from_str_radix(b, 16).ok()?,
+    );
+    (b > a).then_some((a, b - a))
+}
+
+#[allow(unsafe_code)]
+fn pageout(start: usize, len: usize) -> io::Result<()> {
+    // SAFETY: madvise only passes the range to the kernel; no Rust object is read,
+    // written or referenced through it. MADV_PAGEOUT reclaims the range's pages
+    // that are not shared and leaves contents as they are: the range is a
+    // read-only, unmodified mapping of this process's own executable (see
+    // `startup_mapping`), so a page reclaimed is read back from the file, byte for
+    // byte, the next time it is used. The loader maps these once and nothing
+    // unmaps them; were the range not mapped, madvise would fail with ENOMEM and
+    // change nothing.
+    let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_PAGEOUT) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_executables_unmodified_read_only_mappings() {
+        let exe = "/usr/bin/kubeship";
+        let line = |range: &str, perms: &str, off: &str, path: &str| {
+            format!("{range} {perms} {off} fe:00 1234    {path}")
+        };
+        let m = |l: String| startup_mapping(&l, exe);
+        assert_eq!(
+            m(line("1000-3000", "r--p", "00000000", exe)),
+            Some((0x1000, 0x2000))
+        );
+        assert_eq!(
+            m(line("3000-9000", "r-xp", "00002000", exe)),
+            Some((0x3000, 0x6000))
+        );
+        assert_eq!(m(line("9000-a000", "r--p", "00008000", exe)), None, "RELRO");
+        assert_eq!(m(line("a000-b000", "rw-p", "00009000", exe)), None);
+        assert_eq!(
+            m(line("b000-c000", "r-xp", "00000000", "/lib/libc.so.6")),
+            None
+        );
+        assert_eq!(m("c000-d000 rw-p 00000000 00:00 0 ".to_string()), None);
+    }
+
+    #[test]
+    fn releasing_keeps_the_process_working() {
+        let advised = release_startup_code().expect("madvise");
+        assert!(advised > 0, "the test binary's code is mapped");
+        // Code paged out comes back when it runs.
+        assert_eq!(format!("{}", 6 * 7), "42");
+    }
+}
