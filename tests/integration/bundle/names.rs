@@ -1,9 +1,7 @@
-//! Every metric name the dashboards and the alert rules use exists: on the running agent's
-//! `/metrics` (the families of its `# TYPE` lines), or in the explicit lists below of names
-//! still pending the metrics pipeline. The agent dashboard and the agent's rule group use
-//! only names the agent exposes, apart from the kubelet's. When the metrics pipeline ships,
-//! its names leave [`PENDING_METRICS_PIPELINE`]: the test fails while a pending `kubeship_`
-//! name is exposed, so the list cannot go stale.
+//! Every metric name the dashboards and the alert rules use exists: every `kubeship_` name on
+//! the running agent's `/metrics` (the families of its `# TYPE` lines); any other name in the
+//! explicit lists below of series the metrics pipeline forwards (the kubelet's and cAdvisor's)
+//! or writes for every target (`up`).
 
 use std::collections::BTreeSet;
 
@@ -12,13 +10,9 @@ use regex::Regex;
 use super::{alert_rules, alerts, assert_found, assert_none, dashboards};
 use crate::contract::exposed_families;
 
-/// The agent's own metrics-pipeline names (DESIGN.md's shared map), not exposed yet: the
-/// sending side's (the scrape side's are exposed).
-const PENDING_METRICS_PIPELINE: &[&str] = &[];
-
-/// The kubelet's and its cAdvisor's series, which the metrics pipeline will forward
+/// The kubelet's and its cAdvisor's series, which the metrics pipeline forwards
 /// (`/metrics/cadvisor`; `kubelet_node_name` is on the kubelet's `/metrics`).
-const PENDING_KUBELET: &[&str] = &[
+const KUBELET: &[&str] = &[
     "container_cpu_usage_seconds_total",
     "container_cpu_cfs_periods_total",
     "container_cpu_cfs_throttled_periods_total",
@@ -73,13 +67,12 @@ pub(super) fn metric_names(expr: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Where each name is used: (source, is it held to the names the agent exposes today, expr).
-fn uses() -> Vec<(String, bool, String)> {
+/// Where each name is used: (source, expr).
+fn uses() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (stem, dash) in dashboards::load() {
-        let today = stem == "kubeship-agent";
         for (place, expr) in dashboards::queries(&stem, &dash) {
-            out.push((place, today, expr));
+            out.push((place, expr));
         }
     }
     for (group, rule) in alert_rules(&alerts::rules()) {
@@ -88,7 +81,7 @@ fn uses() -> Vec<(String, bool, String)> {
             "alert {} (group {group})",
             rule["alert"].as_str().unwrap_or_default()
         );
-        out.push((place, group == "kubeship-agent", expr));
+        out.push((place, expr));
     }
     out
 }
@@ -101,28 +94,20 @@ fn of_family(name: &str, family: &str) -> bool {
             .any(|s| name.strip_suffix(s) == Some(family))
 }
 
-fn name_problems(exposed: &BTreeSet<String>, uses: &[(String, bool, String)]) -> Vec<String> {
+fn name_problems(exposed: &BTreeSet<String>, uses: &[(String, String)]) -> Vec<String> {
     let known = |list: &[&str], name: &str| list.iter().any(|f| of_family(name, f));
     let mut problems = Vec::new();
-    for (place, today, expr) in uses {
+    for (place, expr) in uses {
         for name in metric_names(expr) {
             let on_agent = exposed.iter().any(|f| of_family(&name, f));
-            let pending = known(PENDING_METRICS_PIPELINE, &name);
-            let elsewhere = known(PENDING_KUBELET, &name) || known(SCRAPE_SERIES, &name);
-            if name.starts_with("kubeship_") && *today && !on_agent {
+            let forwarded = known(KUBELET, &name) || known(SCRAPE_SERIES, &name);
+            if name.starts_with("kubeship_") && !on_agent {
                 problems.push(format!("{place}: {name} is not on the agent's /metrics"));
-            } else if !(on_agent || pending || elsewhere) {
+            } else if !(on_agent || forwarded) {
                 problems.push(format!(
-                    "{place}: {name} is neither on the agent's /metrics nor pending the metrics pipeline"
+                    "{place}: {name} is neither on the agent's /metrics nor a forwarded series"
                 ));
             }
-        }
-    }
-    for name in PENDING_METRICS_PIPELINE {
-        if exposed.iter().any(|f| of_family(name, f)) {
-            problems.push(format!(
-                "{name} is exposed now: take it out of the pending list"
-            ));
         }
     }
     problems
@@ -141,38 +126,21 @@ fn metric_names_are_exposed_by_the_agent_or_pending() {
     assert!(uses.len() > 70, "too few queries and rules: {}", uses.len());
     assert_none(&name_problems(&exposed, &uses), "metric names");
 
-    // A name nobody exposes, a pending name in the agent dashboard, a pending name that is
-    // exposed: each fails.
-    let with = |place: &str, today: bool, expr: &str| {
+    // A kubeship_ name the agent does not expose, an unknown other name: each fails.
+    let with = |expr: &str| {
         let mut u = uses.clone();
-        u.push((place.into(), today, expr.into()));
+        u.push(("made up".into(), expr.into()));
         name_problems(&exposed, &u)
     };
     assert_found(
-        &with(
-            "made up",
-            false,
-            "rate(kubeship_log_lines_shipped_total[5m])",
-        ),
-        "kubeship_log_lines_shipped_total is neither",
+        &with("rate(kubeship_log_lines_shipped_total[5m])"),
+        "kubeship_log_lines_shipped_total is not on the agent's /metrics",
         "an unknown kubeship_ name",
     );
     assert_found(
-        &with("made up", false, "container_cpu_usage_seconds"),
+        &with("container_cpu_usage_seconds"),
         "container_cpu_usage_seconds is neither",
         "an unknown kubelet name",
-    );
-    assert_found(
-        &with("agent", true, "kubeship_scrape_samples_total"),
-        "is not on the agent's /metrics",
-        "a pending name where only exposed ones may be",
-    );
-    let mut more = exposed.clone();
-    more.insert("kubeship_remote_write_requests_total".into());
-    assert_found(
-        &name_problems(&more, &uses),
-        "take it out of the pending list",
-        "a pending name that is exposed",
     );
 }
 
