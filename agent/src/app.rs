@@ -16,7 +16,12 @@ use crate::telemetry::Metrics;
 use crate::telemetry::server::{self, Health};
 
 /// What a run did.
-pub type Report = logs::Report;
+pub struct Report {
+    /// The log pipeline.
+    pub logs: logs::Report,
+    /// The metrics pipeline, when it ran.
+    pub metrics: Option<crate::metrics::sink::Summary>,
+}
 
 /// When the executable's pages that only start-up used are given back
 /// ([`crate::memory`]) at the latest; at the first delivery when that is sooner.
@@ -25,7 +30,8 @@ const RELEASE_STARTUP_CODE_AFTER: Duration = Duration::from_secs(10);
 /// Options of `kubeship run`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunOptions {
-    /// Exit once every file was read to its end and delivered.
+    /// Exit once every file was read to its end and delivered, and every scrape target
+    /// found at start was scraped once.
     pub exit_on_eof: bool,
 }
 
@@ -87,11 +93,17 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
     }
     release_startup_code(&rt, &metrics);
 
-    // Until a signal, or the logs are read (exit_on_eof).
+    // Until a signal, or (exit_on_eof) the logs are read and every scrape target found
+    // at start was scraped once.
     rt.block_on(async {
         tokio::select! {
             why = signals.recv() => tracing::info!("{why}: shutting down"),
-            () = logs.finished() => {},
+            () = async {
+                logs.finished().await;
+                if let Some(pipeline) = &metrics_pipeline {
+                    pipeline.scraped_once().await;
+                }
+            } => {},
         }
     });
 
@@ -100,12 +112,13 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
         .ready
         .store(false, std::sync::atomic::Ordering::SeqCst);
     let deadline = Instant::now() + cfg.shutdown_timeout;
-    if let Some(pipeline) = metrics_pipeline {
-        pipeline.shutdown(deadline);
-    }
-    let report = logs.shutdown(deadline)?;
+    let metrics_summary = metrics_pipeline.map(|pipeline| pipeline.shutdown(deadline));
+    let logs = logs.shutdown(deadline)?;
     rt.shutdown_timeout(Duration::from_millis(100));
-    Ok(report)
+    Ok(Report {
+        logs,
+        metrics: metrics_summary,
+    })
 }
 
 /// Start-up is over once a batch was delivered (config, clients, credentials, the

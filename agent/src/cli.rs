@@ -127,19 +127,7 @@ fn push_samples(config: &std::path::Path, input: Option<&std::path::Path>) -> Ex
                 "kubeship: pushed {} samples ({} lines skipped)",
                 report.pushed, report.bad_lines
             );
-            match &report.summary {
-                crate::metrics::sink::Summary::RemoteWrite(endpoints) => {
-                    for e in endpoints {
-                        println!(
-                            "  endpoint {}: sent {}, failed {}, dropped {}",
-                            e.endpoint, e.sent, e.failed, e.dropped
-                        );
-                    }
-                }
-                crate::metrics::sink::Summary::Local(dir) => {
-                    println!("  local sink: {}", dir.display());
-                }
-            }
+            print_metrics_summary(&report.summary);
             if report.complete() {
                 ExitCode::SUCCESS
             } else {
@@ -159,7 +147,33 @@ fn push_samples(config: &std::path::Path, input: Option<&std::path::Path>) -> Ex
     }
 }
 
-fn print_report(report: &app::Report) {
+/// Where the metrics pipeline's samples went.
+fn print_metrics_summary(summary: &crate::metrics::sink::Summary) {
+    match summary {
+        crate::metrics::sink::Summary::RemoteWrite(endpoints) => {
+            for e in endpoints {
+                println!(
+                    "  endpoint {}: sent {}, failed {}, dropped {}",
+                    e.endpoint, e.sent, e.failed, e.dropped
+                );
+            }
+        }
+        crate::metrics::sink::Summary::Local(dir) => {
+            let file = dir.join(crate::metrics::local::FILE_NAME);
+            let lines = std::fs::read(&file)
+                .map(|b| memchr::memchr_iter(b'\n', &b).count())
+                .unwrap_or(0);
+            println!("  local sink: {} ({lines} samples)", file.display());
+        }
+    }
+}
+
+fn print_report(
+    app::Report {
+        logs: report,
+        metrics,
+    }: &app::Report,
+) {
     let s = report.summary;
     println!(
         "kubeship: shipped {} records from {} files",
@@ -176,6 +190,10 @@ fn print_report(report: &app::Report) {
                 .unwrap_or(0);
             println!("  {} ({lines} records)", f.display());
         }
+    }
+    if let Some(summary) = metrics {
+        println!("kubeship: metrics pipeline");
+        print_metrics_summary(summary);
     }
     if !report.drained {
         println!("warning: not everything in flight was delivered before the shutdown timeout");

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kubeship_tests::{
-    Kubernetes, Record, Sink, copy_tree, free_port, kubeship, repo_root, run_with_timeout, secs,
+    Kubernetes, Record, Scraped, Sink, copy_tree, free_port, kubeship, read_scraped, repo_root,
+    run_with_timeout, secs,
 };
 
 /// Copies `examples/quickstart.yaml` and `examples/logs/` into a fresh directory.
@@ -23,6 +24,7 @@ fn copy_examples() -> tempfile::TempDir {
     )
     .expect("copy quickstart.yaml");
     copy_tree(&src.join("logs"), &dir.path().join("logs")).expect("copy examples/logs");
+    copy_tree(&src.join("metrics"), &dir.path().join("metrics")).expect("copy examples/metrics");
     dir
 }
 
@@ -66,7 +68,7 @@ fn expected_kubernetes(root: &Path) -> HashMap<String, Kubernetes> {
     out
 }
 
-fn run_quickstart(root: &Path) {
+fn run_quickstart(root: &Path) -> String {
     let port = free_port().to_string();
     let addr = format!("127.0.0.1:{port}");
     let out = run_with_timeout(
@@ -82,6 +84,7 @@ fn run_quickstart(root: &Path) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn sink_file(root: &Path, stream: &str) -> PathBuf {
@@ -97,7 +100,11 @@ fn logs(recs: &[Record]) -> Vec<&str> {
 fn quickstart_delivers_the_sample_node() {
     let dir = copy_examples();
     let root = dir.path();
-    run_quickstart(root);
+    let stdout = run_quickstart(root);
+    assert!(
+        stdout.contains("local sink output:") && stdout.contains("metrics-sink/samples.jsonl ("),
+        "the run says where records and samples are: {stdout}"
+    );
 
     let mut sink = Sink::new(root.join("out/sink"));
     sink.poll();
@@ -245,6 +252,90 @@ fn quickstart_delivers_the_sample_node() {
         before,
         "a second run must not re-deliver checkpointed records"
     );
+}
+
+/// The metrics half: the sample exposition (a static `file` target) and the agent's own
+/// metrics, scraped once before `--exit-on-eof` exits, labelled, in the local sink.
+#[test]
+fn quickstart_scrapes_the_sample_exposition_and_the_agent() {
+    let dir = copy_examples();
+    let root = dir.path();
+    run_quickstart(root);
+    let samples = read_scraped(&root.join("out/metrics-sink/samples.jsonl"));
+    let find = |name: &str, labels: &[(&str, &str)]| -> Vec<&Scraped> {
+        samples
+            .iter()
+            .filter(|s| s.name() == name && s.has(labels))
+            .collect()
+    };
+    let target = [
+        ("job", "checkout"),
+        ("instance", "checkout.prom"),
+        ("namespace", "shop"),
+        ("node", "node-1"),
+    ];
+    let one = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        let all: Vec<(&str, &str)> = target
+            .iter()
+            .copied()
+            .chain(labels.iter().copied())
+            .collect();
+        let found = find(name, &all);
+        assert_eq!(found.len(), 1, "one scrape of {name}{labels:?}: {found:#?}");
+        assert_eq!(
+            found[0].labels.len(),
+            all.len() + 1,
+            "exactly the target's and the exposition's labels: {:?}",
+            found[0].labels
+        );
+        found[0]
+            .value()
+            .unwrap_or_else(|| panic!("{name}: {:?}", found[0].v))
+    };
+    assert_eq!(
+        one(
+            "http_requests_total",
+            &[("method", "POST"), ("code", "502")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        one("http_request_duration_seconds_bucket", &[("le", "0.25")]),
+        1301.0
+    );
+    assert_eq!(
+        one("http_request_duration_seconds_bucket", &[("le", "+Inf")]),
+        1342.0
+    );
+    assert_eq!(one("http_request_duration_seconds_count", &[]), 1342.0);
+    assert_eq!(one("payment_latency_seconds", &[("quantile", "0.99")]), 1.7);
+    assert_eq!(one("orders_in_flight", &[]), 3.0);
+    assert_eq!(one("up", &[]), 1.0);
+    assert_eq!(one("scrape_samples_scraped", &[]), 15.0);
+    let checkout = samples.iter().filter(|s| s.has(&target)).count();
+    assert_eq!(
+        checkout,
+        15 + 5,
+        "15 exposition samples and 5 report series"
+    );
+
+    // The agent itself, job "kubeship", read from its registry.
+    let own = find("up", &[("job", "kubeship")]);
+    assert_eq!(own.len(), 1, "the agent's own target: {own:#?}");
+    assert_eq!(own[0].value(), Some(1.0));
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.has(&[("job", "kubeship")]) && s.name().starts_with("kubeship_log_")),
+        "the agent's log-pipeline metrics forwarded"
+    );
+    // One timestamp per scrape: every sample of the checkout target shares it.
+    let times: std::collections::BTreeSet<i64> = samples
+        .iter()
+        .filter(|s| s.has(&target))
+        .map(|s| s.t)
+        .collect();
+    assert_eq!(times.len(), 1, "one scrape, one timestamp: {times:?}");
 }
 
 /// `examples/make-samples.sh` regenerates exactly the committed sample tree (including the

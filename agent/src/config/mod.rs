@@ -48,7 +48,7 @@ pub use cloudwatch::CloudWatchConfig;
 pub use kubernetes::{KubeSource, KubernetesConfig};
 pub use metrics::MetricsConfig;
 pub use remote_write::{Auth, MetricsSinkConfig, RemoteWriteConfig};
-pub use scrape::{ScrapeConfig, TargetAuth};
+pub use scrape::{ScrapeConfig, StaticSource, TargetAuth};
 
 /// The validated agent configuration.
 #[derive(Debug, Clone)]

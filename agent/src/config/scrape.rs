@@ -25,8 +25,8 @@ const RESERVED: [&str; 6] = ["job", "instance", "namespace", "pod", "container",
 pub(super) struct RawScrape {
     #[serde(default = "default_interval_secs")]
     pub interval_secs: Spanned<u64>,
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: Spanned<u64>,
+    /// Default: 10, or the interval when shorter.
+    pub timeout_secs: Option<Spanned<u64>>,
     #[serde(default = "default_body_limit_bytes")]
     pub body_limit_bytes: Spanned<u64>,
     /// 0: no limit.
@@ -95,6 +95,7 @@ impl Default for RawKubelet {
 #[derive(Debug, Deserialize)]
 pub(super) struct RawStaticTarget {
     pub url: Option<Spanned<String>>,
+    pub file: Option<Spanned<String>>,
     #[serde(default = "default_static_job")]
     pub job: Spanned<String>,
     #[serde(default)]
@@ -126,9 +127,9 @@ pub(super) struct RawRelabel {
 fn default_interval_secs() -> Spanned<u64> {
     unlocated(30)
 }
-fn default_timeout_secs() -> Spanned<u64> {
-    unlocated(10)
-}
+/// `timeout_secs` when not given (capped at the interval).
+const DEFAULT_TIMEOUT_SECS: u64 = 10;
+
 fn default_body_limit_bytes() -> Spanned<u64> {
     unlocated(16 * MIB)
 }
@@ -174,7 +175,8 @@ fn default_action() -> Spanned<String> {
 pub struct ScrapeConfig {
     /// `interval_secs`, default 30 (1..=3600): time between two scrapes of a target.
     pub interval: Duration,
-    /// `timeout_secs`, default 10 (1..=3600, at most the interval): one scrape's
+    /// `timeout_secs`, default 10 or the interval when shorter (1..=3600, at most
+    /// the interval): one scrape's
     /// deadline, connection and whole body included.
     pub timeout: Duration,
     /// `body_limit_bytes`, default 16 MiB (1 KiB..=1 GiB): the largest body, after
@@ -236,11 +238,21 @@ pub struct KubeletConfig {
     pub auth: TargetAuth,
 }
 
+/// Where a static target's body comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaticSource {
+    /// `url`: `http` or `https`, with a host; an empty path is `/metrics`.
+    Url(Uri),
+    /// `file`: a text exposition read from this file at every scrape (relative to the
+    /// config file), e.g. node_exporter's textfile output, or the quick start's sample.
+    File(PathBuf),
+}
+
 /// One `metrics.scrape.static_targets` entry.
 #[derive(Debug, Clone)]
 pub struct StaticTarget {
-    /// `url`: `http` or `https`, with a host; an empty path is `/metrics`.
-    pub url: Uri,
+    /// `url` or `file`: where the body comes from.
+    pub source: StaticSource,
     /// `job`, default `static`.
     pub job: String,
     /// `labels`, added to every sample (not `job`, `instance`, `node`, nor `__*`).
@@ -292,19 +304,25 @@ pub(super) fn convert(
         1..=3600,
         problems,
     );
-    let timeout = in_range(
-        &timeout_secs,
-        &format!("{p}.timeout_secs"),
-        1..=3600,
-        problems,
-    );
-    if timeout > interval {
-        problems.at(
-            timeout_secs.referenced,
-            &format!("{p}.timeout_secs"),
-            format!("must not exceed interval_secs ({interval}), got {timeout}"),
-        );
-    }
+    let timeout = match &timeout_secs {
+        None => DEFAULT_TIMEOUT_SECS.min(interval),
+        Some(timeout_secs) => {
+            let timeout = in_range(
+                timeout_secs,
+                &format!("{p}.timeout_secs"),
+                1..=3600,
+                problems,
+            );
+            if timeout > interval {
+                problems.at(
+                    timeout_secs.referenced,
+                    &format!("{p}.timeout_secs"),
+                    format!("must not exceed interval_secs ({interval}), got {timeout}"),
+                );
+            }
+            timeout
+        }
+    };
     ScrapeConfig {
         interval: Duration::from_secs(interval),
         timeout: Duration::from_secs(timeout),
@@ -447,6 +465,7 @@ fn convert_static(
     let p = format!("metrics.scrape.static_targets[{index}]");
     let RawStaticTarget {
         url,
+        file,
         job,
         labels,
         interval_secs,
@@ -456,18 +475,36 @@ fn convert_static(
         ca_file,
         insecure_skip_verify,
     } = entry.value;
-    let url = match url {
-        None => {
-            problems.at(entry.referenced, &format!("{p}.url"), "is required");
+    let source = match (url, file) {
+        (None, None) => {
+            problems.at(
+                entry.referenced,
+                &format!("{p}.url"),
+                "is required (or `file`)",
+            );
             None
         }
-        Some(u) => match target_url(&u.value) {
-            Ok(url) => Some(url),
+        (Some(_), Some(f)) => {
+            problems.at(
+                f.referenced,
+                &format!("{p}.file"),
+                "only one of `url` and `file`",
+            );
+            None
+        }
+        (Some(u), None) => match target_url(&u.value) {
+            Ok(url) => Some(StaticSource::Url(url)),
             Err(why) => {
                 problems.at(u.referenced, &format!("{p}.url"), why);
                 None
             }
         },
+        (None, Some(f)) => Some(StaticSource::File(path(
+            &f,
+            &format!("{p}.file"),
+            context,
+            problems,
+        ))),
     };
     let mut checked = Vec::new();
     for (name, value) in labels {
@@ -507,7 +544,7 @@ fn convert_static(
             context,
             problems,
         ),
-        url: url?,
+        source: source?,
     })
 }
 
@@ -766,14 +803,20 @@ mod tests {
         let [a, b] = &s.static_targets[..] else {
             panic!("two static targets: {:?}", s.static_targets)
         };
-        assert_eq!(a.url, "http://127.0.0.1:9100/metrics");
+        assert_eq!(
+            a.source,
+            StaticSource::Url(Uri::from_static("http://127.0.0.1:9100/metrics"))
+        );
         assert_eq!(
             (a.job.as_str(), a.interval),
             ("static", Some(Duration::from_secs(5)))
         );
         assert_eq!(a.labels, [("env".to_string(), "prod".to_string())]);
         assert_eq!(a.auth.bearer_token_file.as_deref(), Some(Path::new("/t")));
-        assert_eq!(b.url, "https://h/m?x=1");
+        assert_eq!(
+            b.source,
+            StaticSource::Url(Uri::from_static("https://h/m?x=1"))
+        );
         assert_eq!(b.job, "h");
         let actions: Vec<Action> = s.metric_relabel.iter().map(|r| r.action).collect();
         assert_eq!(actions, [Action::Drop, Action::Replace, Action::LabelDrop]);
@@ -781,6 +824,40 @@ mod tests {
         assert_eq!(s.metric_relabel[1].replacement, "$1!");
         assert!(s.metric_relabel[0].regex.is_match("go_gc"));
         assert!(!s.metric_relabel[0].regex.is_match("x_go_gc"), "anchored");
+    }
+
+    #[test]
+    fn a_file_target_and_the_timeout_default() {
+        let s = scrape(
+            "cluster: x\nmetrics:\n  scrape:\n    interval_secs: 2\n    static_targets:\n      \
+             - {file: ./m/app.prom, job: app}\n",
+            &[],
+        );
+        assert_eq!(
+            s.static_targets[0].source,
+            StaticSource::File("/etc/kubeship/m/app.prom".into()),
+            "relative to the config file"
+        );
+        assert_eq!(
+            s.timeout,
+            Duration::from_secs(2),
+            "the default capped at the interval"
+        );
+        assert_eq!(
+            scrape("cluster: x\nmetrics: {}\n", &[]).timeout,
+            Duration::from_secs(10)
+        );
+        let found = problems(
+            "cluster: x\nmetrics:\n  scrape:\n    static_targets:\n      \
+             - {url: 'http://h', file: ./f}\n      - {file: ''}\n",
+        );
+        assert_eq!(
+            found,
+            [
+                "5:33: metrics.scrape.static_targets[0].file: only one of `url` and `file`",
+                "6:16: metrics.scrape.static_targets[1].file: must not be empty",
+            ]
+        );
     }
 
     #[test]

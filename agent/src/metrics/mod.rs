@@ -47,6 +47,14 @@ pub fn start(cx: &scrape::Context<'_>, pods: Option<&mut Pods>) -> anyhow::Resul
 }
 
 impl Handle {
+    /// Returns once every target found at start has been scraped once (at once when
+    /// nothing is scraped).
+    pub async fn scraped_once(&self) {
+        if let Some(scrapes) = &self.scrapes {
+            scrapes.scraped_once().await;
+        }
+    }
+
     /// Stops scraping, then sends (or writes) what is held until `deadline`. Call
     /// outside the runtime.
     pub fn shutdown(self, deadline: Instant) -> sink::Summary {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use hyper::Uri;
 
 use super::target::{Source, Target};
-use crate::config::{PodRef, ScrapeConfig, TargetAuth};
+use crate::config::{PodRef, ScrapeConfig, StaticSource, TargetAuth};
 use crate::kube::PodMeta;
 
 /// Annotation: `"true"` asks for the pod to be scraped.
@@ -84,10 +84,21 @@ pub fn static_targets(cfg: &ScrapeConfig, node: &str) -> Vec<Target> {
     cfg.static_targets
         .iter()
         .map(|s| {
-            let instance = s
-                .url
-                .authority()
-                .map_or_else(String::new, |a| a.as_str().to_owned());
+            let (source, instance) = match &s.source {
+                StaticSource::Url(url) => (
+                    Source::Http {
+                        url: url.clone(),
+                        auth: s.auth.clone(),
+                    },
+                    url.authority()
+                        .map_or_else(String::new, |a| a.as_str().to_owned()),
+                ),
+                StaticSource::File(path) => (
+                    Source::File(path.clone()),
+                    path.file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                ),
+            };
             let mut labels = vec![
                 ("job".to_owned(), s.job.clone()),
                 ("instance".to_owned(), instance),
@@ -95,10 +106,7 @@ pub fn static_targets(cfg: &ScrapeConfig, node: &str) -> Vec<Target> {
             ];
             labels.extend(s.labels.iter().cloned());
             Target::new(
-                Source::Http {
-                    url: s.url.clone(),
-                    auth: s.auth.clone(),
-                },
+                source,
                 labels,
                 s.interval.unwrap_or(cfg.interval),
                 s.timeout.unwrap_or(cfg.timeout),
@@ -376,6 +384,7 @@ mod tests {
             .map(|t| match &t.source {
                 Source::Http { url, .. } => url.to_string(),
                 Source::Registry => "registry".into(),
+                Source::File(p) => format!("file:{}", p.display()),
             })
             .collect()
     }

@@ -60,7 +60,6 @@ pub struct Handle {
     shutdown: watch::Sender<bool>,
     manager: JoinHandle<Vec<JoinHandle<()>>>,
     rt: tokio::runtime::Handle,
-    #[cfg(test)]
     shared: Arc<Shared>,
 }
 
@@ -141,6 +140,8 @@ fn spawn(setup: Setup, rt: &tokio::runtime::Handle) -> Handle {
         limits: Limits::DEFAULT,
         wake_manager: Arc::clone(&wake),
         running: AtomicUsize::new(0),
+        unscraped: AtomicUsize::new(1),
+        progress: Notify::new(),
     });
     let (shutdown, stopping) = watch::channel(false);
     let manager = Manager {
@@ -158,7 +159,6 @@ fn spawn(setup: Setup, rt: &tokio::runtime::Handle) -> Handle {
         shutdown,
         manager: rt.spawn(manager.run()),
         rt: rt.clone(),
-        #[cfg(test)]
         shared,
     }
 }
@@ -174,6 +174,25 @@ impl Handle {
         };
         for l in loops {
             let _ = tokio::time::timeout_at(deadline, l).await;
+        }
+    }
+
+    /// Returns once every target found at start has been scraped once (successfully
+    /// or not): what `kubeship run --exit-on-eof` waits for besides the logs.
+    pub async fn scraped_once(&self) {
+        loop {
+            let progress = self.shared.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            if self
+                .shared
+                .unscraped
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 0
+            {
+                return;
+            }
+            progress.await;
         }
     }
 
@@ -216,12 +235,15 @@ struct Manager {
 
 impl Manager {
     async fn run(mut self) -> Vec<JoinHandle<()>> {
+        self.reconcile();
+        // The targets found at start are counted: the first discovery is done.
+        self.shared.scraped();
         loop {
-            self.reconcile();
             tokio::select! {
                 () = self.wake.notified() => {}
                 _ = self.stopping.changed() => break,
             }
+            self.reconcile();
         }
         self.loops.into_values().map(|r| r.task).collect()
     }
@@ -261,6 +283,9 @@ impl Manager {
                     }
                 }
                 _ => {
+                    self.shared
+                        .unscraped
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let t = Arc::new(t);
                     let (updates, rx) = watch::channel(Some(Arc::clone(&t)));
                     let task = tokio::spawn(runner::run(

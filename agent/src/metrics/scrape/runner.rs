@@ -47,6 +47,37 @@ pub struct Shared {
     pub wake_manager: Arc<Notify>,
     /// Loops running.
     pub running: AtomicUsize,
+    /// Loops that have not finished a first scrape, plus one until the manager's
+    /// first discovery ([`super::Handle::scraped_once`]).
+    pub unscraped: AtomicUsize,
+    /// Notified when `unscraped` goes down.
+    pub progress: Notify,
+}
+
+impl Shared {
+    /// One fewer loop (or the first discovery) to wait for.
+    pub fn scraped(&self) {
+        self.unscraped.fetch_sub(1, Ordering::SeqCst);
+        self.progress.notify_waiters();
+    }
+}
+
+/// Counted in [`Shared::unscraped`] (by the manager, before the loop is spawned)
+/// until its loop's first scrape ends, or the loop does.
+struct FirstScrape<'a>(Option<&'a Shared>);
+
+impl FirstScrape<'_> {
+    fn done(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.scraped();
+        }
+    }
+}
+
+impl Drop for FirstScrape<'_> {
+    fn drop(&mut self) {
+        self.done();
+    }
 }
 
 /// Counts a loop in [`Shared::running`] while it lives.
@@ -151,6 +182,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _alive = Alive::new(&shared.running);
+    let mut first = FirstScrape(Some(&shared));
     let mut t = target;
     let report = Report::new(&t.labels);
     let mut ticks = schedule(&t, shared.seed);
@@ -204,7 +236,7 @@ pub async fn run(
                 tokio::select! {
                     biased;
                     _ = shutdown.changed() => return,
-                    () = scrape(&t, &shared, &report, &mut st) => {}
+                    () = scrape(&t, &shared, &report, &mut st) => first.done(),
                 }
             }
         }
@@ -303,6 +335,10 @@ async fn fetch(
             buf.extend_from_slice(text.as_bytes());
             Ok(Format::OpenMetrics)
         }
+        Source::File(path) => read_file(path, t.body_limit, buf)
+            .await
+            .map(|()| Format::Text)
+            .map_err(|(outcome, message)| failure(outcome, message)),
         Source::Http { url, auth } => {
             let fetched = tokio::time::timeout(
                 t.timeout,
@@ -326,6 +362,29 @@ async fn fetch(
             Err(r)
         }
     }
+}
+
+/// A file target's body into `buf`: at most `limit` bytes are read, one more fails
+/// the scrape (`body_too_large`), as over HTTP.
+async fn read_file(
+    path: &std::path::Path,
+    limit: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), (Outcome, String)> {
+    use tokio::io::AsyncReadExt as _;
+    let failed = |e: std::io::Error| (Outcome::Error, format!("{}: {e}", path.display()));
+    let file = tokio::fs::File::open(path).await.map_err(failed)?;
+    buf.clear();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(cap).read_to_end(buf).await.map_err(failed)?;
+    if buf.len() > limit {
+        buf.clear();
+        return Err((
+            Outcome::BodyTooLarge,
+            format!("{} passes body_limit_bytes ({limit})", path.display()),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses and labels a body on the blocking pool; gives back the cache and buffer.
@@ -362,5 +421,31 @@ async fn process(
                 message: format!("processing the body: {e}"),
             }),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_target_is_read_up_to_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.prom");
+        std::fs::write(&path, "a 1\n".repeat(500)).unwrap();
+        let mut buf = vec![b'x'; 10];
+        read_file(&path, 2000, &mut buf).await.unwrap();
+        assert_eq!(buf.len(), 2000, "the whole file, nothing left of before");
+        assert!(buf.starts_with(b"a 1\n"));
+
+        let err = read_file(&path, 1999, &mut buf).await.unwrap_err();
+        assert_eq!(err.0, Outcome::BodyTooLarge);
+        assert!(buf.is_empty(), "nothing of a body past its limit is kept");
+
+        let err = read_file(&dir.path().join("gone"), 2000, &mut buf)
+            .await
+            .unwrap_err();
+        assert_eq!(err.0, Outcome::Error);
+        assert!(err.1.contains("gone"), "{}", err.1);
     }
 }

@@ -19,6 +19,8 @@ pub enum Source {
     },
     /// The agent's own metrics registry, read in process (`self_metrics`).
     Registry,
+    /// A text exposition in a file, read at every scrape (a static `file` target).
+    File(std::path::PathBuf),
 }
 
 /// One scrape target.
@@ -85,6 +87,7 @@ impl Target {
         match &self.source {
             Source::Http { url, .. } => h.write(url.to_string().as_bytes()),
             Source::Registry => h.write(b"registry"),
+            Source::File(path) => h.write(path.as_os_str().as_encoded_bytes()),
         }
         h.0
     }
@@ -106,6 +109,7 @@ impl Target {
         match &self.source {
             Source::Http { url, .. } => format!("{job}/{instance}{}", url.path()),
             Source::Registry => format!("{job}/{instance} (registry)"),
+            Source::File(path) => format!("{job}/{}", path.display()),
         }
     }
 }
