@@ -269,6 +269,7 @@ fn quickstart_scrapes_the_sample_exposition_and_the_agent() {
             .collect()
     };
     let target = [
+        ("cluster", "demo"),
         ("job", "checkout"),
         ("instance", "checkout.prom"),
         ("namespace", "shop"),

@@ -5,6 +5,7 @@
 //! static targets; intervals, limits, labels, relabeling) and where samples go
 //! (`remote_write` endpoints, else the embedded local sink).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -26,6 +27,10 @@ pub(super) struct RawMetrics {
     /// The local sink, the default without an endpoint.
     #[serde(default)]
     pub local: Option<RawMetricsLocal>,
+    /// Labels every sample gets (when its target lacks them); default
+    /// `cluster: <cluster>`.
+    #[serde(default)]
+    pub external_labels: Option<BTreeMap<String, Spanned<String>>>,
 }
 
 /// `metrics:`: the metrics pipeline, on when the section is present.
@@ -41,6 +46,7 @@ pub struct MetricsConfig {
 /// is off).
 pub(super) fn convert(
     raw: Option<RawMetrics>,
+    cluster: &str,
     state_dir: &Path,
     context: &Context<'_>,
     problems: &mut Problems<'_>,
@@ -49,8 +55,10 @@ pub(super) fn convert(
         scrape,
         remote_write,
         local,
+        external_labels,
     } = raw?;
-    let scrape = scrape::convert(scrape, context, problems);
+    let mut scrape = scrape::convert(scrape, context, problems);
+    scrape.external_labels = scrape::convert_external_labels(external_labels, cluster, problems);
     let sink = super::remote_write::convert(remote_write, local, state_dir, context, problems);
     Some(MetricsConfig { scrape, sink })
 }

@@ -196,6 +196,9 @@ pub struct ScrapeConfig {
     pub static_targets: Vec<StaticTarget>,
     /// `metric_relabel_configs`: rules every scraped series goes through.
     pub metric_relabel: Vec<Rule>,
+    /// `metrics.external_labels` (config/metrics.rs), default `cluster: <cluster>`:
+    /// added to every target's labels that lacks them; sorted, values not empty.
+    pub external_labels: Vec<(String, String)>,
 }
 
 /// How a target is authenticated and its TLS server checked.
@@ -346,7 +349,40 @@ pub(super) fn convert(
             .enumerate()
             .filter_map(|(i, r)| convert_relabel(i, r, problems))
             .collect(),
+        external_labels: Vec::new(),
     }
+}
+
+/// `metrics.external_labels`: label names checked (not `__*`, not `job`, `instance`
+/// or `node`, which every target has); an empty value drops the label.
+pub(super) fn convert_external_labels(
+    raw: Option<BTreeMap<String, Spanned<String>>>,
+    cluster: &str,
+    problems: &mut Problems<'_>,
+) -> Vec<(String, String)> {
+    let Some(raw) = raw else {
+        return vec![("cluster".to_owned(), cluster.to_owned())];
+    };
+    let mut out = Vec::new();
+    for (name, value) in raw {
+        let at = format!("metrics.external_labels.{name}");
+        if !valid_label_name(&name) || name.starts_with("__") {
+            problems.at(
+                value.referenced,
+                &at,
+                format!("`{name}` is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not __*)"),
+            );
+        } else if ["job", "instance", "node"].contains(&name.as_str()) {
+            problems.at(
+                value.referenced,
+                &at,
+                format!("`{name}` is set by the agent on every target"),
+            );
+        } else if !value.value.is_empty() {
+            out.push((name, value.value));
+        }
+    }
+    out
 }
 
 fn auth(
@@ -729,7 +765,9 @@ mod tests {
             self_metrics,
             static_targets,
             metric_relabel,
+            external_labels,
         } = scrape("cluster: x\nmetrics: {}\n", &[]);
+        assert_eq!(external_labels, [("cluster".to_string(), "x".to_string())]);
         assert_eq!(interval, Duration::from_secs(30));
         assert_eq!(timeout, Duration::from_secs(10));
         assert_eq!(body_limit_bytes, 16 << 20);
@@ -824,6 +862,27 @@ mod tests {
         assert_eq!(s.metric_relabel[1].replacement, "$1!");
         assert!(s.metric_relabel[0].regex.is_match("go_gc"));
         assert!(!s.metric_relabel[0].regex.is_match("x_go_gc"), "anchored");
+    }
+
+    #[test]
+    fn external_labels_replace_the_cluster_default() {
+        let s = scrape(
+            "cluster: x\nmetrics:\n  external_labels: {region: eu, cluster: ''}\n",
+            &[],
+        );
+        assert_eq!(
+            s.external_labels,
+            [("region".to_string(), "eu".to_string())],
+            "an empty value drops the label"
+        );
+        let found = problems("cluster: x\nmetrics:\n  external_labels: {job: a, __x: b}\n");
+        assert_eq!(
+            found,
+            [
+                "3:26: metrics.external_labels.job: `job` is set by the agent on every target",
+                "3:34: metrics.external_labels.__x: `__x` is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not __*)",
+            ]
+        );
     }
 
     #[test]

@@ -273,7 +273,7 @@ fn convert(raw: RawConfig, context: &Context<'_>, problems: &mut Problems<'_>) -
     let output = convert_output(output.unwrap_or_default(), &state_dir, context, problems);
     let telemetry = convert_telemetry(telemetry.unwrap_or_default(), problems);
     let kubernetes = super::kubernetes::convert(kubernetes.unwrap_or_default(), context, problems);
-    let metrics = super::metrics::convert(metrics, &state_dir, context, problems);
+    let metrics = super::metrics::convert(metrics, &cluster, &state_dir, context, problems);
     Some(Config {
         cluster,
         node_name,

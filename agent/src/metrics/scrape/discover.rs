@@ -67,6 +67,18 @@ pub fn all(
             targets.extend(pod_targets(pod, cfg, node, &mut report));
         }
     }
+    for t in &mut targets {
+        let missing: Vec<(String, String)> = cfg
+            .external_labels
+            .iter()
+            .filter(|(name, _)| t.label(name).is_none())
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            t.labels.extend(missing);
+            t.labels.sort();
+        }
+    }
     targets
 }
 
@@ -387,6 +399,32 @@ mod tests {
                 Source::File(p) => format!("file:{}", p.display()),
             })
             .collect()
+    }
+
+    #[test]
+    fn external_labels_go_to_targets_that_lack_them() {
+        let c = cfg("    kubelet: {enabled: false}\n    static_targets:\n      \
+             - {url: 'http://127.0.0.1:9100', labels: {cluster: other}}\n      \
+             - {url: 'http://127.0.0.1:9101'}\n");
+        let t = all(&c, "node-1", None, &[], &mut Vec::new());
+        let clusters: Vec<(Option<&str>, Option<&str>)> = t
+            .iter()
+            .map(|t| (t.label("instance"), t.label("cluster")))
+            .collect();
+        assert_eq!(
+            clusters,
+            [
+                (Some("127.0.0.1:9100"), Some("other")),
+                (Some("127.0.0.1:9101"), Some("c")),
+                (Some("node-1"), Some("c")),
+            ],
+            "the target's own label wins; the agent's own target gets it too"
+        );
+        assert!(
+            t.iter()
+                .all(|t| t.labels.windows(2).all(|w| w[0].0 < w[1].0)),
+            "labels stay sorted and unique"
+        );
     }
 
     #[test]

@@ -462,6 +462,7 @@ mod tests {
             .collect();
         let want: Vec<(String, String)> = [
             ("__name__", "m"),
+            ("cluster", "c"),
             ("code", "200"),
             ("container", "app"),
             ("instance", &format!("127.0.0.1:{}", s.addr.port())),

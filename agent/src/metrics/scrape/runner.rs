@@ -308,10 +308,11 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
         }
     };
     m.scraped(outcome);
-    report.push(&mut samples, start_ms, values);
-    shared.destination.push(samples);
+    // The target's state is counted before its samples can be seen.
     st.last = if values.up { Health::Up } else { Health::Down };
     st.health.set(Some(st.last));
+    report.push(&mut samples, start_ms, values);
+    shared.destination.push(samples);
 }
 
 /// The body of one scrape into `buf`, within the target's timeout and limit.
