@@ -23,6 +23,7 @@ mod quickstart;
 mod regression;
 mod remote_write;
 mod remote_write_auth;
+mod scrape;
 mod sigkill;
 mod startup;
 mod telemetry;
