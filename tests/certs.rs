@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::{run_with_timeout, secs};
 
@@ -18,10 +19,17 @@ pub struct TestCerts {
 }
 
 /// Makes, in `dir`, a new CA and a server certificate it signed for the IP address `ip`
-/// (subjectAltName `IP:<ip>`), valid for a day. Each call makes a CA of its own, so a
-/// second call (in another directory) gives a CA the first one's clients do not know.
+/// (subjectAltName `IP:<ip>`), valid for a day. Each call makes a CA of its own, named
+/// apart from the others, so a second call (in another directory) gives a CA the first
+/// one's clients do not know (its certificates fail with `UnknownIssuer`).
 pub fn make_certificates(dir: &Path, ip: &str) -> TestCerts {
+    static CAS: AtomicU32 = AtomicU32::new(0);
     let p = |name: &str| dir.join(name);
+    let subject = format!(
+        "/CN=kubeship test CA {}-{}",
+        std::process::id(),
+        CAS.fetch_add(1, Ordering::Relaxed)
+    );
     std::fs::write(
         p("server.ext"),
         format!("basicConstraints=CA:FALSE\nsubjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n"),
@@ -29,19 +37,8 @@ pub fn make_certificates(dir: &Path, ip: &str) -> TestCerts {
     .expect("write server.ext");
     let steps: [&[&str]; 3] = [
         &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=kubeship test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", &subject,
+            "-keyout", "ca.key", "-out", "ca.pem",
         ],
         &[
             "req",

@@ -35,10 +35,10 @@ fn setup() -> (Node, FakeApi) {
     (node, api)
 }
 
-/// `metrics:` lines scraping every second (1 s timeout), without the kubelet nor the
-/// agent's own metrics, `scrape` more lines under `scrape:`; `before` lines come first
-/// (e.g. `remote_write:`).
-fn metrics_lines(before: &[String], scrape: &[&str]) -> Vec<String> {
+/// `metrics:` lines scraping every second (1 s timeout), without the agent's own metrics
+/// and, unless `scrape` has a `kubelet:` line, without the kubelet; `scrape`: more lines
+/// under `scrape:`; `before` lines come first (e.g. `remote_write:`).
+fn metrics_lines(before: &[String], scrape: &[String]) -> Vec<String> {
     let mut lines = before.to_vec();
     lines.extend(
         [
@@ -46,12 +46,19 @@ fn metrics_lines(before: &[String], scrape: &[&str]) -> Vec<String> {
             "  interval_secs: 1",
             "  timeout_secs: 1",
             "  self_metrics: false",
-            "  kubelet: {enabled: false}",
         ]
         .map(String::from),
     );
+    if !scrape.iter().any(|l| l.starts_with("kubelet:")) {
+        lines.push("  kubelet: {enabled: false}".into());
+    }
     lines.extend(scrape.iter().map(|l| format!("  {l}")));
     lines
+}
+
+/// Lines as owned strings.
+fn owned(lines: &[&str]) -> Vec<String> {
+    lines.iter().map(|l| l.to_string()).collect()
 }
 
 /// The config with pod metadata from the fake API server and these `metrics:` lines.
@@ -80,11 +87,15 @@ fn pod(name: &str, ip: &str) -> Pod {
         .running_container("app", "shop/app:1")
 }
 
-/// `pod` annotated to be scraped on `port`.
+/// `pod` annotated to be scraped on `port`, which its container declares.
 fn scraped_pod(name: &str, ip: &str, port: u16) -> Pod {
     pod(name, ip)
         .annotation(SCRAPE, "true")
         .annotation(PORT, &port.to_string())
+        .field(
+            "/spec/containers/0/ports",
+            json!([{"name": "http", "containerPort": port}]),
+        )
 }
 
 /// Labels as a map, for exact comparisons.
@@ -194,11 +205,11 @@ fn annotated_running_pods_of_the_node_are_scraped_with_their_labels_and_report_s
 
     let cfg = kube_config(metrics_lines(
         &[],
-        &[
+        &owned(&[
             "pods: {labels: [app.kubernetes.io/name, team]}",
             "metric_relabel_configs:",
             "  - {source_labels: [__name__], regex: 'go_.*', action: drop}",
-        ],
+        ]),
     ));
     let mut agent = start(&node, &cfg, &api);
     let web_sel = [("pod", "web-1")];
@@ -463,6 +474,423 @@ fn a_series_a_pod_or_an_annotation_that_goes_gets_exactly_one_staleness_marker()
             );
         }
     }
+    agent.stop(secs(30));
+    api.assert_no_unexpected();
+}
+
+/// The kubelet stand-in's token.
+const KUBELET_TOKEN: &str = "kubelet-token-7f3a";
+
+/// cAdvisor's answer; the working set carries an exposition timestamp (`stamp`), as
+/// cAdvisor's samples do.
+fn cadvisor_body(stamp: i64) -> String {
+    format!(
+        "# HELP container_cpu_usage_seconds_total Cumulative cpu time consumed in seconds.\n\
+         # TYPE container_cpu_usage_seconds_total counter\n\
+         container_cpu_usage_seconds_total{{container=\"app\",cpu=\"total\",id=\"/kubepods/pod-1/c1\",\
+         image=\"shop/web:1\",name=\"c1\",namespace=\"shop\",pod=\"web-1\"}} 12.5\n\
+         # TYPE container_memory_working_set_bytes gauge\n\
+         container_memory_working_set_bytes{{container=\"app\",namespace=\"shop\",pod=\"web-1\"}} \
+         1.048576e+07 {stamp}\n"
+    )
+}
+
+const RESOURCE_BODY: &str = "# TYPE node_cpu_usage_seconds_total counter\n\
+node_cpu_usage_seconds_total 345.6\n";
+
+/// A kubelet on 127.0.1.30 (HTTPS with `certs`): 401 to a request without
+/// `Authorization: Bearer KUBELET_TOKEN`, else its two metrics paths.
+fn kubelet(certs: &TestCerts, stamp: i64) -> TargetServer {
+    TargetServer::start_tls("127.0.1.30", &certs.cert, &certs.key, move |r| {
+        if r.header("authorization") != Some(&*format!("Bearer {KUBELET_TOKEN}")) {
+            return Answer::Status(401);
+        }
+        match r.path.as_str() {
+            "/metrics/cadvisor" => Answer::Text(cadvisor_body(stamp)),
+            "/metrics/resource" => Answer::Text(RESOURCE_BODY.into()),
+            _ => Answer::Status(404),
+        }
+    })
+}
+
+/// An agent (no pod metadata) scraping `server` as its kubelet with these TLS settings
+/// (YAML flow entries), and `more` lines under `scrape:`.
+fn start_with_kubelet(node: &Node, server: &TargetServer, tls: &str, more: &[String]) -> Agent {
+    std::fs::write(
+        node.root().join("kubelet-token"),
+        format!("{KUBELET_TOKEN}\n"),
+    )
+    .unwrap();
+    let mut scrape = vec![format!(
+        "kubelet: {{address: 127.0.1.30, port: {}, token_file: ./kubelet-token, {tls}}}",
+        server.port()
+    )];
+    scrape.extend_from_slice(more);
+    let cfg = AgentConfig {
+        metrics: Some(metrics_lines(&[], &scrape)),
+        ..AgentConfig::default()
+    };
+    let mut agent = Agent::start(node, &cfg);
+    agent.wait_ready(secs(30));
+    agent
+}
+
+#[test]
+fn the_kubelets_endpoints_are_scraped_over_https_with_the_token_and_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trusted, unknown) = (dir.path().join("trusted"), dir.path().join("unknown"));
+    std::fs::create_dir_all(&trusted).unwrap();
+    std::fs::create_dir_all(&unknown).unwrap();
+    let certs = make_certificates(&trusted, "127.0.1.30");
+    let other_ca = make_certificates(&unknown, "127.0.1.30").ca;
+    let path = |p: &std::path::Path| format!("{:?}", p.display().to_string());
+    let stamp = now_ms() - 5_000;
+    // Three agents at once, each with a kubelet of its own: the cluster's CA; no
+    // verification (and a CA that would refuse it); a CA that does not know it.
+    let (verified, skipped, refused) = (
+        kubelet(&certs, stamp),
+        kubelet(&certs, stamp),
+        kubelet(&certs, stamp),
+    );
+    let nodes = [Node::new(), Node::new(), Node::new()];
+    let no_token = format!(
+        "  - {{url: 'https://127.0.1.30:{}/metrics/cadvisor', job: no-token, ca_file: {}}}",
+        verified.port(),
+        path(&certs.ca)
+    );
+    let mut a = start_with_kubelet(
+        &nodes[0],
+        &verified,
+        &format!("ca_file: {}", path(&certs.ca)),
+        &["static_targets:".into(), no_token],
+    );
+    let mut b = start_with_kubelet(
+        &nodes[1],
+        &skipped,
+        &format!("ca_file: {}, insecure_skip_verify: true", path(&other_ca)),
+        &[],
+    );
+    let mut c = start_with_kubelet(
+        &nodes[2],
+        &refused,
+        &format!("ca_file: {}", path(&other_ca)),
+        &[],
+    );
+    let cadvisor = [("job", "kubelet"), ("metrics_path", "/metrics/cadvisor")];
+    let resource = [("job", "kubelet"), ("metrics_path", "/metrics/resource")];
+    let both_scraped = |s: &[Scraped]| {
+        !select(s, "up", &cadvisor).is_empty() && !select(s, "up", &resource).is_empty()
+    };
+
+    let got = wait_scraped(
+        &nodes[0],
+        &mut a,
+        secs(30),
+        "the kubelet with its CA",
+        |s| both_scraped(s) && !select(s, "up", &[("job", "no-token")]).is_empty(),
+    );
+    let instance = format!("127.0.1.30:{}", verified.port());
+    let target = |path: &str| {
+        labels(&[
+            ("job", "kubelet"),
+            ("instance", &instance),
+            ("node", NODE),
+            ("metrics_path", path),
+        ])
+    };
+    for sel in [&cadvisor, &resource] {
+        let ups = select(&got, "up", sel);
+        assert!(ups.iter().all(|u| u.value() == Some(1.0)), "{ups:?}");
+    }
+    let cpu = select(&got, "container_cpu_usage_seconds_total", &[]);
+    assert_eq!(
+        cpu[0].labels,
+        with(
+            &target("/metrics/cadvisor"),
+            &[
+                ("__name__", "container_cpu_usage_seconds_total"),
+                ("container", "app"),
+                ("cpu", "total"),
+                ("id", "/kubepods/pod-1/c1"),
+                ("image", "shop/web:1"),
+                ("name", "c1"),
+                ("namespace", "shop"),
+                ("pod", "web-1"),
+            ]
+        )
+    );
+    assert_eq!(cpu[0].value(), Some(12.5));
+    let memory = select(&got, "container_memory_working_set_bytes", &[])[0];
+    assert_eq!(
+        (memory.t, memory.value()),
+        (stamp, Some(10_485_760.0)),
+        "the exposition's timestamp kept"
+    );
+    let node_cpu = select(&got, "node_cpu_usage_seconds_total", &[])[0];
+    assert_eq!(
+        node_cpu.labels,
+        with(
+            &target("/metrics/resource"),
+            &[("__name__", "node_cpu_usage_seconds_total")]
+        )
+    );
+    // The kubelet stand-in refuses a request without the token: the static target without
+    // one is down, and every request that had one had the right one.
+    let no_token_ups = select(&got, "up", &[("job", "no-token")]);
+    assert!(
+        no_token_ups.iter().all(|u| u.value() == Some(0.0)),
+        "{no_token_ups:?}"
+    );
+    let heads = verified.heads();
+    let authorized = heads
+        .iter()
+        .filter(|h| h.header("authorization").is_some())
+        .collect::<Vec<_>>();
+    assert!(authorized.len() >= 2, "{heads:?}");
+    assert!(
+        authorized
+            .iter()
+            .all(|h| h.header("authorization") == Some(&*format!("Bearer {KUBELET_TOKEN}"))),
+        "{heads:?}"
+    );
+    assert!(
+        authorized.len() < heads.len(),
+        "no request without a token: {heads:?}"
+    );
+
+    let got = wait_scraped(
+        &nodes[1],
+        &mut b,
+        secs(30),
+        "the kubelet unverified",
+        both_scraped,
+    );
+    for sel in [&cadvisor, &resource] {
+        let ups = select(&got, "up", sel);
+        assert!(ups.iter().all(|u| u.value() == Some(1.0)), "{ups:?}");
+    }
+    assert!(!select(&got, "container_cpu_usage_seconds_total", &[]).is_empty());
+
+    let got = wait_scraped(
+        &nodes[2],
+        &mut c,
+        secs(30),
+        "the kubelet refused",
+        both_scraped,
+    );
+    for sel in [&cadvisor, &resource] {
+        let ups = select(&got, "up", sel);
+        assert!(ups.iter().all(|u| u.value() == Some(0.0)), "{ups:?}");
+    }
+    assert!(select(&got, "container_cpu_usage_seconds_total", &[]).is_empty());
+    assert_eq!(
+        refused.requests(),
+        0,
+        "no request over an unverified connection"
+    );
+    assert!(c.metric_or_zero("kubeship_scrapes_total", &[("outcome", "error")]) >= 2.0);
+    assert!(
+        c.stderr().contains("UnknownIssuer"),
+        "{}",
+        c.stderr_tail(20)
+    );
+    for agent in [&mut a, &mut b, &mut c] {
+        agent.stop(secs(30));
+    }
+}
+
+#[test]
+fn the_agents_own_metrics_are_forwarded_as_job_kubeship() {
+    let node = Node::new();
+    // self_metrics is on by default.
+    let cfg = AgentConfig {
+        metrics: Some(owned(&[
+            "scrape:",
+            "  interval_secs: 1",
+            "  timeout_secs: 1",
+            "  kubelet: {enabled: false}",
+        ])),
+        ..AgentConfig::default()
+    };
+    let mut agent = Agent::start_in_pod(&node, &cfg, "kube-system", "kubeship-x1");
+    agent.wait_ready(secs(30));
+    let own = [("job", "kubeship")];
+    let got = wait_scraped(
+        &node,
+        &mut agent,
+        secs(30),
+        "three scrapes of itself",
+        |s| select(s, "up", &own).len() >= 3,
+    );
+    let target = labels(&[
+        ("job", "kubeship"),
+        ("instance", NODE),
+        ("node", NODE),
+        ("namespace", "kube-system"),
+        ("pod", "kubeship-x1"),
+    ]);
+    let ups = select(&got, "up", &own);
+    assert!(ups.iter().all(|u| u.value() == Some(1.0)), "{ups:?}");
+    assert_eq!(ups[0].labels, with(&target, &[("__name__", "up")]));
+    let text = agent.metrics().expect("/metrics");
+    let version = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("kubeship_build_info{version=\"")?
+                .split('"')
+                .next()
+        })
+        .unwrap_or_else(|| panic!("no kubeship_build_info in\n{text}"));
+    let info = select(&got, "kubeship_build_info", &own);
+    assert_eq!(
+        info[0].labels,
+        with(
+            &target,
+            &[("__name__", "kubeship_build_info"), ("version", version)]
+        )
+    );
+    assert_eq!(info[0].value(), Some(1.0));
+    // Live values: its own target is the only one, so each scrape of it counts one more
+    // successful scrape than the one before.
+    let ok: Vec<f64> = select(&got, "kubeship_scrapes_total", &[("outcome", "ok")])
+        .iter()
+        .filter_map(|s| s.value())
+        .collect();
+    assert!(ok.len() >= 3, "{ok:?}");
+    assert!(ok.windows(2).all(|w| w[1] == w[0] + 1.0), "{ok:?}");
+    assert!(
+        got.iter().all(|s| s.label("job") == Some("kubeship")),
+        "only the agent itself is scraped"
+    );
+    agent.stop(secs(30));
+}
+
+const SHOP_BODY: &str = "# HELP orders_total Orders placed.\n\
+# TYPE orders_total counter\n\
+orders_total{method=\"card\"} 1027\n\
+# HELP request_seconds Request latency.\n\
+# TYPE request_seconds histogram\n\
+request_seconds_bucket{le=\"0.1\"} 5\n\
+request_seconds_bucket{le=\"1\"} 9\n\
+request_seconds_bucket{le=\"+Inf\"} 10\n\
+request_seconds_sum 4.25\n\
+request_seconds_count 10\n\
+# HELP rpc_seconds RPC latency.\n\
+# TYPE rpc_seconds summary\n\
+rpc_seconds{quantile=\"0.5\"} 0.012\n\
+rpc_seconds{quantile=\"0.99\"} 0.25\n\
+rpc_seconds_sum 7.5\n\
+rpc_seconds_count 300\n";
+
+/// An instant query's result as `labels` (sorted `name=value`, joined by `,`) → value.
+fn instant(prom: &Prometheus, expr: &str) -> BTreeMap<String, String> {
+    prom.query(expr, now_ms() as f64 / 1000.0)
+        .iter()
+        .map(|r| {
+            let mut pairs: Vec<String> = r["metric"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            pairs.sort();
+            (
+                pairs.join(","),
+                r["value"][1].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_gets_the_scraped_series_exactly_and_a_deleted_pods_go_stale_at_once() {
+    let prom = Prometheus::start();
+    let (node, api) = setup();
+    let shop = TargetServer::start("127.0.1.50", |_| Answer::Text(SHOP_BODY.into()));
+    let broken = TargetServer::start("127.0.1.51", |_| Answer::Status(500));
+    api.upsert_pod(&scraped_pod("checkout-1", "127.0.1.50", shop.port()));
+    api.upsert_pod(&scraped_pod("broken-1", "127.0.1.51", broken.port()));
+    let rw = owned(&[
+        "remote_write:",
+        &format!(
+            "  - {{url: {:?}, name: prom, batch_send_deadline_secs: 1}}",
+            prom.write_url()
+        ),
+    ]);
+    let mut agent = start(&node, &kube_config(metrics_lines(&rw, &[])), &api);
+
+    let selector = r#"{pod="checkout-1",__name__=~"orders_total|request_seconds.*|rpc_seconds.*"}"#;
+    let mut got = BTreeMap::new();
+    let arrived = wait_until(
+        || {
+            agent.assert_running("while waiting for Prometheus");
+            got = instant(&prom, selector);
+            got.len() >= 10
+        },
+        secs(30),
+    );
+    assert!(
+        arrived,
+        "Prometheus has {got:#?}; agent stderr:\n{}\nprometheus log:\n{}",
+        agent.stderr_tail(20),
+        prom.log()
+    );
+    let target = format!(
+        "container=app,instance=127.0.1.50:{},job=kubernetes-pods,namespace=shop,node={NODE},\
+         pod=checkout-1",
+        shop.port()
+    );
+    let series = |name: &str, extra: &str, v: &str| {
+        let mut pairs: Vec<String> = format!("__name__={name},{target}")
+            .split(',')
+            .chain(extra.split(',').filter(|e| !e.is_empty()))
+            .map(String::from)
+            .collect();
+        pairs.sort();
+        (pairs.join(","), v.to_owned())
+    };
+    let want: BTreeMap<String, String> = [
+        series("orders_total", "method=card", "1027"),
+        series("request_seconds_bucket", "le=0.1", "5"),
+        series("request_seconds_bucket", "le=1.0", "9"),
+        series("request_seconds_bucket", "le=+Inf", "10"),
+        series("request_seconds_sum", "", "4.25"),
+        series("request_seconds_count", "", "10"),
+        series("rpc_seconds", "quantile=0.5", "0.012"),
+        series("rpc_seconds", "quantile=0.99", "0.25"),
+        series("rpc_seconds_sum", "", "7.5"),
+        series("rpc_seconds_count", "", "300"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, want);
+    let up = |pod: &str| instant(&prom, &format!("up{{pod={pod:?}}}"));
+    assert_eq!(
+        up("checkout-1").into_values().collect::<Vec<_>>(),
+        ["1"],
+        "{:?}",
+        up("checkout-1")
+    );
+    let broken_up = up("broken-1");
+    assert_eq!(
+        broken_up.values().collect::<Vec<_>>(),
+        ["0"],
+        "{broken_up:?}"
+    );
+    assert!(
+        broken_up.keys().all(|k| k.contains(",container=app,")),
+        "{broken_up:?}"
+    );
+
+    // The pod goes: its series leave instant queries at once (staleness markers), not
+    // after the five minutes of lookback.
+    api.delete_pod("shop", "checkout-1");
+    let everything = r#"{pod="checkout-1"}"#;
+    let gone = wait_until(|| instant(&prom, everything).is_empty(), secs(20));
+    assert!(gone, "still there: {:#?}", instant(&prom, everything));
+    assert_eq!(up("broken-1").values().collect::<Vec<_>>(), ["0"]);
     agent.stop(secs(30));
     api.assert_no_unexpected();
 }
