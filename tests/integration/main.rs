@@ -24,6 +24,7 @@ mod regression;
 mod remote_write;
 mod remote_write_auth;
 mod scrape;
+mod scrape_faults;
 mod sigkill;
 mod startup;
 mod telemetry;

@@ -282,7 +282,7 @@ fn annotated_running_pods_of_the_node_are_scraped_with_their_labels_and_report_s
     for w in ups.windows(2) {
         let gap = w[1].t - w[0].t;
         assert!(
-            (800..=1200).contains(&gap),
+            (gap - 1000).abs() <= scaled_ms(200),
             "scrapes {gap} ms apart: {ups:?}"
         );
     }
