@@ -384,10 +384,20 @@ fn a_series_a_pod_or_an_annotation_that_goes_gets_exactly_one_staleness_marker()
             "kept 1\ngoes_away 2\n".into()
         })
     });
+    let fail = Arc::new(AtomicBool::new(false));
+    let f = Arc::clone(&fail);
+    let failing = TargetServer::start("127.0.1.23", move |_| {
+        if f.load(Ordering::SeqCst) {
+            Answer::Status(500)
+        } else {
+            Answer::Text("failing_metric 1\n".into())
+        }
+    });
     let gone = TargetServer::start("127.0.1.21", |_| Answer::Text("gone_metric 1\n".into()));
     let quiet = TargetServer::start("127.0.1.22", |_| Answer::Text("quiet_metric 1\n".into()));
     api.upsert_pod(&scraped_pod("web-1", "127.0.1.20", web.port()));
     api.upsert_pod(&scraped_pod("gone-1", "127.0.1.21", gone.port()));
+    api.upsert_pod(&scraped_pod("failing-1", "127.0.1.23", failing.port()));
     let quiet_pod = pod("quiet-1", "127.0.1.22").annotation(PORT, &quiet.port().to_string());
     api.upsert_pod(&quiet_pod.clone().annotation(SCRAPE, "true"));
     let mut agent = start(&node, &kube_config(metrics_lines(&[], &[])), &api);
@@ -395,13 +405,19 @@ fn a_series_a_pod_or_an_annotation_that_goes_gets_exactly_one_staleness_marker()
         !select(s, "goes_away", &[]).is_empty()
             && !select(s, "gone_metric", &[]).is_empty()
             && !select(s, "quiet_metric", &[]).is_empty()
+            && !select(s, "failing_metric", &[]).is_empty()
     });
 
-    // A series the target stops exposing: one marker, in the scrape that missed it.
+    // A series the target stops exposing: one marker, in the scrape that missed it. A
+    // target whose scrapes start failing: one marker for each of its series.
     let shrunk = now_ms();
     shrink.store(true, Ordering::SeqCst);
+    fail.store(true, Ordering::SeqCst);
     let got = wait_scraped(&node, &mut agent, secs(30), "goes_away marked stale", |s| {
         select(s, "goes_away", &[]).iter().any(|x| x.is_stale())
+            && select(s, "failing_metric", &[])
+                .iter()
+                .any(|x| x.is_stale())
     });
     let marker = select(&got, "goes_away", &[])
         .into_iter()
@@ -412,6 +428,15 @@ fn a_series_a_pod_or_an_annotation_that_goes_gets_exactly_one_staleness_marker()
         at(&got, "kept", &[], marker.t).value(),
         Some(1.0),
         "marked at the scrape without it"
+    );
+    let failed = select(&got, "failing_metric", &[])
+        .into_iter()
+        .find(|x| x.is_stale())
+        .expect("marker");
+    assert_eq!(
+        at(&got, "up", &[("pod", "failing-1")], failed.t).value(),
+        Some(0.0),
+        "marked at the first failed scrape"
     );
 
     // A deleted pod and a pod that lost its annotation: each of their series once.
@@ -446,11 +471,18 @@ fn a_series_a_pod_or_an_annotation_that_goes_gets_exactly_one_staleness_marker()
         asked,
         "scraped after they went"
     );
-    let goes_away = select(&got, "goes_away", &[]);
-    assert_eq!(goes_away.iter().filter(|x| x.is_stale()).count(), 1);
+    for name in ["goes_away", "failing_metric"] {
+        let series = select(&got, name, &[]);
+        assert_eq!(series.iter().filter(|x| x.is_stale()).count(), 1, "{name}");
+        assert!(series.last().is_some_and(|x| x.is_stale()), "{series:?}");
+    }
+    // The failing target stays: up 0 at every scrape, never marked stale.
+    let failing_ups = select(&got, "up", &[("pod", "failing-1")]);
+    let after: Vec<&&Scraped> = failing_ups.iter().filter(|x| x.t >= failed.t).collect();
+    assert!(after.len() >= 3, "{failing_ups:?}");
     assert!(
-        goes_away.last().is_some_and(|x| x.is_stale()),
-        "{goes_away:?}"
+        after.iter().all(|x| x.value() == Some(0.0)),
+        "{failing_ups:?}"
     );
     assert!(
         select(&got, "kept", &[])
@@ -701,9 +733,10 @@ fn the_kubelets_endpoints_are_scraped_over_https_with_the_token_and_its_ca() {
 
 #[test]
 fn the_agents_own_metrics_are_forwarded_as_job_kubeship() {
-    let node = Node::new();
+    let (node, api) = setup();
     // self_metrics is on by default.
     let cfg = AgentConfig {
+        kubernetes: Some(vec!["kubeconfig: ./kubeconfig".into()]),
         metrics: Some(owned(&[
             "scrape:",
             "  interval_secs: 1",
@@ -712,15 +745,33 @@ fn the_agents_own_metrics_are_forwarded_as_job_kubeship() {
         ])),
         ..AgentConfig::default()
     };
+    let watches = api.requests().pods_watch;
     let mut agent = Agent::start_in_pod(&node, &cfg, "kube-system", "kubeship-x1");
+    api.wait_for_requests(|r| r.pods_watch > watches, secs(30), "the pod watch");
     agent.wait_ready(secs(30));
+    // Its own pod, annotated to be scraped on its telemetry port: forwarded from its
+    // registry, not scraped over HTTP besides.
+    api.upsert_pod(
+        &Pod::new("kube-system", "kubeship-x1")
+            .node(NODE)
+            .ip("127.0.0.1")
+            .annotation(SCRAPE, "true")
+            .annotation(PORT, &agent.port().to_string())
+            .running_container("kubeship", "kubeship:dev"),
+    );
+    let cached = wait_until(
+        || agent.metric("kubeship_kube_pods_cached") == Some(1.0),
+        secs(30),
+    );
+    assert!(cached, "the agent's pod never reached its cache");
+    let known = now_ms();
     let own = [("job", "kubeship")];
     let got = wait_scraped(
         &node,
         &mut agent,
         secs(30),
-        "three scrapes of itself",
-        |s| select(s, "up", &own).len() >= 3,
+        "three scrapes of itself since its pod is known",
+        |s| select(s, "up", &own).iter().filter(|u| u.t > known).count() >= 3,
     );
     let target = labels(&[
         ("job", "kubeship"),
@@ -752,17 +803,22 @@ fn the_agents_own_metrics_are_forwarded_as_job_kubeship() {
     assert_eq!(info[0].value(), Some(1.0));
     // Live values: its own target is the only one, so each scrape of it counts one more
     // successful scrape than the one before.
-    let ok: Vec<f64> = select(&got, "kubeship_scrapes_total", &[("outcome", "ok")])
-        .iter()
-        .filter_map(|s| s.value())
-        .collect();
+    let ok: Vec<f64> = select(
+        &got,
+        "kubeship_scrapes_total",
+        &[("job", "kubeship"), ("outcome", "ok")],
+    )
+    .iter()
+    .filter_map(|s| s.value())
+    .collect();
     assert!(ok.len() >= 3, "{ok:?}");
     assert!(ok.windows(2).all(|w| w[1] == w[0] + 1.0), "{ok:?}");
     assert!(
         got.iter().all(|s| s.label("job") == Some("kubeship")),
-        "only the agent itself is scraped"
+        "only the agent itself is scraped, from its registry"
     );
     agent.stop(secs(30));
+    api.assert_no_unexpected();
 }
 
 const SHOP_BODY: &str = "# HELP orders_total Orders placed.\n\
