@@ -19,13 +19,14 @@
 //! * [`kubeapi`]: a fake Kubernetes API server ([`FakeApi`]: list/watch of one node's pods and
 //!   of namespaces, with faults) and the [`Pod`] builder.
 //! * Scrape targets ([`TargetServer`]: loopback HTTP or HTTPS answering as a test says) and the
-//!   samples the agent's scrapes wrote ([`Scraped`], [`AgentConfig::metrics`]).
+//!   samples the agent's scrapes wrote ([`Scraped`], [`AgentConfig::metrics`], [`wait_scraped`]).
+//! * Test certificates ([`make_certificates`]: a CA and a server certificate for an IP, openssl).
 //!
 //! The harness's own parts, one file each: `process` (the binary, timeouts, waiting),
 //! `rng`, `framing` (CRI and docker lines, RFC 3339 times), `node` (the node layout and
 //! its containers), `agent` (config and the agent process, `/metrics`), `sink` (the local
 //! sink's files), `delivery` (loss, order and duplicate tracking), `scrape` (scrape targets,
-//! scraped samples).
+//! scraped samples), `certs` (test certificates).
 //!
 //! Environment knobs: `KUBESHIP_BIN` (binary), `KUBESHIP_TEST_TIMEOUT_SCALE` (multiply every
 //! timeout, e.g. `3` on a slow machine), `KUBESHIP_KEEP_TMP=1` (keep a failed test's directory).
@@ -56,6 +57,8 @@ mod delivery;
 pub use delivery::*;
 mod scrape;
 pub use scrape::*;
+mod certs;
+pub use certs::*;
 
 #[cfg(test)]
 mod tests {

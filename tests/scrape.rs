@@ -1,7 +1,7 @@
 //! Scrape targets for the metrics pipeline's tests: [`TargetServer`], a loopback HTTP or
 //! HTTPS server (any 127.x.y.z address) answering each request as the test says, and
 //! [`Scraped`], the samples the agent's metrics pipeline wrote to its local sink (one JSON
-//! object per line).
+//! object per line), [`select`]ed by name and labels, awaited with [`wait_scraped`].
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -385,4 +385,50 @@ pub fn read_scraped(path: &Path) -> Vec<Scraped> {
             })
         })
         .collect()
+}
+
+/// The samples of `samples` named `name` that have every `(label, value)` of `labels`, in
+/// the order they were written.
+pub fn select<'a>(samples: &'a [Scraped], name: &str, labels: &[(&str, &str)]) -> Vec<&'a Scraped> {
+    samples
+        .iter()
+        .filter(|s| s.name() == name && s.has(labels))
+        .collect()
+}
+
+/// Waits until the samples in `node`'s metrics sink ([`Node::scraped`]) satisfy `cond`;
+/// returns them. Panics after `timeout`, or as soon as the agent exits, with what the sink
+/// holds of `name` and the agent's log.
+#[track_caller]
+pub fn wait_scraped(
+    node: &crate::Node,
+    agent: &mut crate::Agent,
+    timeout: Duration,
+    what: &str,
+    mut cond: impl FnMut(&[Scraped]) -> bool,
+) -> Vec<Scraped> {
+    let mut got = Vec::new();
+    let mut exited = false;
+    let ok = crate::wait_until(
+        || {
+            got = node.scraped();
+            exited = !agent.is_running();
+            cond(&got) || exited
+        },
+        timeout,
+    );
+    agent.assert_running(&format!("while waiting for {what}"));
+    if !ok {
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        for s in &got {
+            *names.entry(s.name().to_owned()).or_default() += 1;
+        }
+        panic!(
+            "timed out after {timeout:?} waiting for {what}; the sink holds {} samples ({names:?}); \
+             agent stderr tail:\n{}",
+            got.len(),
+            agent.stderr_tail(30)
+        );
+    }
+    got
 }

@@ -23,6 +23,8 @@ mod quickstart;
 mod regression;
 mod remote_write;
 mod remote_write_auth;
+mod scrape;
+mod scrape_faults;
 mod sigkill;
 mod startup;
 mod telemetry;

@@ -3,7 +3,7 @@
 //! botocore signs, a missing region found at start, TLS settings, and the local sink
 //! when no endpoint is configured.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use kubeship_tests::*;
@@ -238,76 +238,6 @@ print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
 
-/// A test CA and a server certificate it signed for 127.0.0.1 (openssl): the CA's
-/// certificate, the server's certificate and its key.
-fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let p = |name: &str| dir.join(name);
-    let ext = p("server.ext");
-    std::fs::write(
-        &ext,
-        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let steps: [Vec<&str>; 3] = [
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=kubeship test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-        vec![
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=kubeship test receiver",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.pem",
-        ],
-    ];
-    for args in steps {
-        let out = run_with_timeout(
-            Command::new("openssl").args(&args).current_dir(dir),
-            secs(60),
-        );
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    (p("ca.pem"), p("server.pem"), p("server.key"))
-}
-
 /// A child process killed when dropped.
 struct Killed(std::process::Child);
 
@@ -322,7 +252,7 @@ impl Drop for Killed {
 fn tls_trusts_a_ca_file_or_skips_verification_and_refuses_an_unknown_certificate() {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = make_certificates(dir.path());
+    let TestCerts { ca, cert, key } = make_certificates(dir.path(), "127.0.0.1");
     let mut child = Command::new(python())
         .arg("-c")
         .arg(HTTPS_RECEIVER)

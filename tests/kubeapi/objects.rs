@@ -240,8 +240,9 @@ impl Pod {
         self
     }
 
-    /// Sets the field at JSON pointer `pointer` (e.g. `/spec/priorityClassName`) of the
-    /// rendered pod, creating missing objects on the way.
+    /// Sets the field at JSON pointer `pointer` (e.g. `/spec/priorityClassName`,
+    /// `/spec/containers/0/ports`) of the rendered pod, creating missing objects on the way
+    /// (a number indexes an existing array element).
     pub fn field(mut self, pointer: &str, value: Value) -> Pod {
         self.fields.push((pointer.to_string(), Some(value)));
         self
@@ -570,14 +571,22 @@ fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
     };
     let mut cur = root;
     for t in parents {
-        if !cur.is_object() {
-            *cur = json!({});
-        }
-        cur = cur
-            .as_object_mut()
-            .expect("object")
-            .entry(t.clone())
-            .or_insert_with(|| json!({}));
+        cur = match array_index(cur, t) {
+            Some(i) => &mut cur[i],
+            None => {
+                if !cur.is_object() {
+                    *cur = json!({});
+                }
+                cur.as_object_mut()
+                    .expect("object")
+                    .entry(t.clone())
+                    .or_insert_with(|| json!({}))
+            }
+        };
+    }
+    if let Some(i) = array_index(cur, last) {
+        cur[i] = value;
+        return;
     }
     if !cur.is_object() {
         *cur = json!({});
@@ -585,6 +594,12 @@ fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
     cur.as_object_mut()
         .expect("object")
         .insert(last.clone(), value);
+}
+
+/// `token` as the index of an element `cur` (an array) has.
+fn array_index(cur: &Value, token: &str) -> Option<usize> {
+    let i: usize = token.parse().ok()?;
+    (i < cur.as_array()?.len()).then_some(i)
 }
 
 fn remove_pointer(root: &mut Value, pointer: &str) {
@@ -666,10 +681,20 @@ mod tests {
         let p = Pod::new("ns", "p")
             .field("/spec/priorityClassName", json!("high"))
             .field("/metadata/labels/a~1b", json!("c"))
-            .without("/spec/tolerations");
+            .without("/spec/tolerations")
+            .running_container("app", "app:1")
+            .running_container("sidecar", "proxy:1")
+            .field("/spec/containers/1/ports", json!([{"containerPort": 9090}]))
+            .field("/spec/volumes/0", json!({"name": "v"}));
         let v = p.to_json();
         assert_eq!(v["spec"]["priorityClassName"], "high");
         assert_eq!(v["metadata"]["labels"]["a/b"], "c");
         assert!(v["spec"].get("tolerations").is_none());
+        let containers = v["spec"]["containers"].as_array().expect("still an array");
+        assert_eq!(containers.len(), 2);
+        assert_eq!(containers[1]["name"], "sidecar");
+        assert_eq!(containers[1]["ports"][0]["containerPort"], 9090);
+        assert!(containers[0].get("ports").is_none());
+        assert_eq!(v["spec"]["volumes"], json!([{"name": "v"}]));
     }
 }
