@@ -14,6 +14,8 @@ use kubeship_tests::*;
 use serde_json::json;
 
 const NODE: &str = "node-1";
+/// The cluster of the agents' config (`AgentConfig::cluster`), every sample's `cluster` label.
+const CLUSTER: &str = "test";
 const SCRAPE: &str = "prometheus.io/scrape";
 const PORT: &str = "prometheus.io/port";
 const PATH: &str = "prometheus.io/path";
@@ -236,6 +238,7 @@ fn annotated_running_pods_of_the_node_are_scraped_with_their_labels_and_report_s
         ("pod", "web-1"),
         ("container", "app"),
         ("node", NODE),
+        ("cluster", CLUSTER),
         ("app_kubernetes_io_name", "web"),
     ]);
     let ups = select(&got, "up", &web_sel);
@@ -314,6 +317,8 @@ fn annotated_running_pods_of_the_node_are_scraped_with_their_labels_and_report_s
             ("pod", "api-1"),
             ("container", "exporter"),
             ("node", NODE),
+            ("cluster", CLUSTER),
+            ("cluster", CLUSTER),
         ])
     );
     assert_eq!(exporter.heads()[0].path, "/metrics");
@@ -627,6 +632,8 @@ fn the_kubelets_endpoints_are_scraped_over_https_with_the_token_and_its_ca() {
             ("job", "kubelet"),
             ("instance", &instance),
             ("node", NODE),
+            ("cluster", CLUSTER),
+            ("cluster", CLUSTER),
             ("metrics_path", path),
         ])
     };
@@ -777,6 +784,7 @@ fn the_agents_own_metrics_are_forwarded_as_job_kubeship() {
         ("job", "kubeship"),
         ("instance", NODE),
         ("node", NODE),
+        ("cluster", CLUSTER),
         ("namespace", "kube-system"),
         ("pod", "kubeship-x1"),
     ]);
@@ -894,7 +902,7 @@ fn prometheus_gets_the_scraped_series_exactly_and_a_deleted_pods_go_stale_at_onc
         prom.log()
     );
     let target = format!(
-        "container=app,instance=127.0.1.50:{},job=kubernetes-pods,namespace=shop,node={NODE},\
+        "cluster={CLUSTER},container=app,instance=127.0.1.50:{},job=kubernetes-pods,namespace=shop,node={NODE},\
          pod=checkout-1",
         shop.port()
     );
