@@ -30,9 +30,11 @@ mod kubernetes;
 mod logs;
 mod metrics;
 mod raw;
+mod relabel;
 mod remote_write;
 mod scrape;
 mod sections;
+mod static_targets;
 mod tree;
 mod validate;
 

@@ -9,10 +9,9 @@ use std::time::Duration;
 use hyper::Uri;
 use serde::Deserialize;
 
-use super::logs::regex_reason;
 use super::raw::{Spanned, all_defaults, unlocated};
 use super::validate::{Context, KIB, MIB, Problems, in_range, non_empty, path, size};
-use crate::metrics::relabel::{self, Action, Rule, valid_label_name};
+use crate::metrics::relabel::{Rule, valid_label_name};
 
 /// The service account's files in a pod (the kubelet's defaults).
 const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -342,12 +341,12 @@ pub(super) fn convert(
         static_targets: static_targets
             .into_iter()
             .enumerate()
-            .filter_map(|(i, t)| convert_static(i, t, context, problems))
+            .filter_map(|(i, t)| super::static_targets::convert_static(i, t, context, problems))
             .collect(),
         metric_relabel: metric_relabel_configs
             .into_iter()
             .enumerate()
-            .filter_map(|(i, r)| convert_relabel(i, r, problems))
+            .filter_map(|(i, r)| super::relabel::convert_relabel(i, r, problems))
             .collect(),
         external_labels: Vec::new(),
     }
@@ -385,7 +384,7 @@ pub(super) fn convert_external_labels(
     out
 }
 
-fn auth(
+pub(super) fn auth(
     token: Option<Spanned<String>>,
     ca: Option<Spanned<String>>,
     skip: &Spanned<bool>,
@@ -492,240 +491,13 @@ fn convert_kubelet(
     }
 }
 
-fn convert_static(
-    index: usize,
-    entry: Spanned<RawStaticTarget>,
-    context: &Context<'_>,
-    problems: &mut Problems<'_>,
-) -> Option<StaticTarget> {
-    let p = format!("metrics.scrape.static_targets[{index}]");
-    let RawStaticTarget {
-        url,
-        file,
-        job,
-        labels,
-        interval_secs,
-        timeout_secs,
-        sample_limit,
-        bearer_token_file,
-        ca_file,
-        insecure_skip_verify,
-    } = entry.value;
-    let source = match (url, file) {
-        (None, None) => {
-            problems.at(
-                entry.referenced,
-                &format!("{p}.url"),
-                "is required (or `file`)",
-            );
-            None
-        }
-        (Some(_), Some(f)) => {
-            problems.at(
-                f.referenced,
-                &format!("{p}.file"),
-                "only one of `url` and `file`",
-            );
-            None
-        }
-        (Some(u), None) => match target_url(&u.value) {
-            Ok(url) => Some(StaticSource::Url(url)),
-            Err(why) => {
-                problems.at(u.referenced, &format!("{p}.url"), why);
-                None
-            }
-        },
-        (None, Some(f)) => Some(StaticSource::File(path(
-            &f,
-            &format!("{p}.file"),
-            context,
-            problems,
-        ))),
-    };
-    let mut checked = Vec::new();
-    for (name, value) in labels {
-        let at = format!("{p}.labels.{name}");
-        if !valid_label_name(&name) || name.starts_with("__") {
-            problems.at(
-                value.referenced,
-                &at,
-                format!("`{name}` is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not __*)"),
-            );
-        } else if ["job", "instance", "node"].contains(&name.as_str()) {
-            problems.at(
-                value.referenced,
-                &at,
-                format!("`{name}` is set by the agent (use `job:` for the job)"),
-            );
-        } else {
-            checked.push((name, value.value));
-        }
-    }
-    let secs = |v: Option<Spanned<u64>>, key: &str, problems: &mut Problems<'_>| {
-        v.map(|v| Duration::from_secs(in_range(&v, &format!("{p}.{key}"), 1..=3600, problems)))
-    };
-    let interval = secs(interval_secs, "interval_secs", problems);
-    let timeout = secs(timeout_secs, "timeout_secs", problems);
-    Some(StaticTarget {
-        job: non_empty(&job, &format!("{p}.job"), problems),
-        labels: checked,
-        interval,
-        timeout,
-        sample_limit: sample_limit.map(|s| usize::try_from(s.value).unwrap_or(usize::MAX)),
-        auth: auth(
-            bearer_token_file,
-            ca_file,
-            &insecure_skip_verify,
-            &p,
-            context,
-            problems,
-        ),
-        source: source?,
-    })
-}
-
-/// A static target's URL: `http` or `https`, with a host; an empty path is `/metrics`.
-fn target_url(text: &str) -> Result<Uri, String> {
-    let uri: Uri = text
-        .parse()
-        .map_err(|e| format!("`{text}` is not a URL: {e}"))?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(format!("`{text}` must start with http:// or https://"));
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("`{text}` has no host"));
-    }
-    let mut parts = uri.into_parts();
-    if parts
-        .path_and_query
-        .as_ref()
-        .is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/")
-    {
-        parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/metrics"));
-    }
-    Uri::from_parts(parts).map_err(|e| format!("`{text}`: {e}"))
-}
-
-fn convert_relabel(
-    index: usize,
-    entry: Spanned<RawRelabel>,
-    problems: &mut Problems<'_>,
-) -> Option<Rule> {
-    let p = format!("metrics.scrape.metric_relabel_configs[{index}]");
-    let RawRelabel {
-        source_labels,
-        separator,
-        regex,
-        target_label,
-        replacement,
-        action,
-    } = entry.value;
-    let mut ok = true;
-    let action_name = action.value.clone();
-    let action = match Action::parse(&action.value) {
-        Some(a) => Some(a),
-        None => {
-            let names: Vec<&str> = Action::NAMES.iter().map(|(n, _)| *n).collect();
-            problems.at(
-                action.referenced,
-                &format!("{p}.action"),
-                format!(
-                    "must be one of {}, got `{}`",
-                    names.join(", "),
-                    action.value
-                ),
-            );
-            None
-        }
-    };
-    for (i, s) in source_labels.iter().enumerate() {
-        if !valid_label_name(&s.value) {
-            problems.at(
-                s.referenced,
-                &format!("{p}.source_labels[{i}]"),
-                format!("`{}` is not a label name", s.value),
-            );
-            ok = false;
-        }
-    }
-    let compiled = match relabel::anchored(&regex.value) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            problems.at(
-                regex.referenced,
-                &format!("{p}.regex"),
-                format!("invalid regex `{}`: {}", regex.value, regex_reason(&e)),
-            );
-            None
-        }
-    };
-    let by_name = matches!(action, Some(Action::LabelDrop | Action::LabelKeep));
-    let target = match (action, target_label) {
-        (Some(Action::Replace), None) => {
-            problems.at(
-                entry.referenced,
-                &format!("{p}.target_label"),
-                "is required for `replace`",
-            );
-            ok = false;
-            String::new()
-        }
-        (Some(Action::Replace), Some(t)) => {
-            // It may hold `$1`-style references, expanded per series.
-            if t.value.is_empty() || (!t.value.contains('$') && !valid_label_name(&t.value)) {
-                problems.at(
-                    t.referenced,
-                    &format!("{p}.target_label"),
-                    format!("`{}` is not a label name", t.value),
-                );
-                ok = false;
-            }
-            t.value
-        }
-        (_, Some(t)) => {
-            problems.at(
-                t.referenced,
-                &format!("{p}.target_label"),
-                format!("is only for `replace`, not `{action_name}`"),
-            );
-            ok = false;
-            String::new()
-        }
-        (_, None) => String::new(),
-    };
-    if by_name && !source_labels.is_empty() {
-        problems.at(
-            entry.referenced,
-            &format!("{p}.source_labels"),
-            format!("`{action_name}` matches label names: it takes no source_labels"),
-        );
-        ok = false;
-    }
-    if !by_name && action.is_some() && source_labels.is_empty() && action != Some(Action::Replace) {
-        problems.at(
-            entry.referenced,
-            &format!("{p}.source_labels"),
-            format!("`{action_name}` needs source_labels"),
-        );
-        ok = false;
-    }
-    let rule = Rule {
-        source_labels: source_labels.into_iter().map(|s| s.value).collect(),
-        separator: separator.value,
-        regex: compiled?,
-        target_label: target,
-        replacement: replacement.value,
-        action: action?,
-    };
-    ok.then_some(rule)
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
     use crate::config::{Config, ConfigError, load_with};
+    use crate::metrics::relabel::Action;
 
     fn load(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let env = |name: &str| {

@@ -96,7 +96,7 @@ pub(super) struct Tree<'t> {
 
 /// What [`Tree::node_at`] found.
 #[derive(Debug)]
-pub(super) struct Found {
+pub(super) struct KeyAt {
     pub path: String,
     /// A short description of the value, e.g. "`abc`" or "a list".
     pub written: String,
@@ -135,7 +135,7 @@ impl<'t> Tree<'t> {
 
     /// The innermost value starting exactly at `line:column`, or else the last
     /// value starting before it.
-    pub fn node_at(&self, line: u64, column: u64) -> Option<Found> {
+    pub fn node_at(&self, line: u64, column: u64) -> Option<KeyAt> {
         let mut best: Option<(Location, Vec<Segment>, &Node)> = None;
         let mut path = Vec::new();
         visit(&self.root, &mut path, &mut |location, path, node| {
@@ -151,7 +151,7 @@ impl<'t> Tree<'t> {
                 best = Some((location, path.to_vec(), node));
             }
         });
-        best.map(|(location, segments, node)| Found {
+        best.map(|(location, segments, node)| KeyAt {
             path: render_path(&segments),
             written: self.describe(location, node),
         })

@@ -56,17 +56,17 @@ pub struct ContainerInfo {
 
 /// A container's pod as the cache had it: its metadata and its namespace's labels.
 #[derive(Debug, Clone)]
-pub struct Found {
+pub struct CachedPod {
     /// The pod.
     pub pod: Arc<PodMeta>,
     /// Its namespace's labels, when namespaces are watched and it is known.
     pub namespace_labels: Option<Labels>,
 }
 
-impl Found {
+impl CachedPod {
     /// Whether this is the same metadata as `other` (the cache replaces an entry
     /// only when it changed, so identity is enough).
-    pub fn same_as(&self, other: &Found) -> bool {
+    pub fn same_as(&self, other: &CachedPod) -> bool {
         Arc::ptr_eq(&self.pod, &other.pod)
             && match (&self.namespace_labels, &other.namespace_labels) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -105,7 +105,7 @@ impl Enricher {
     }
 
     /// The container's pod in the cache.
-    pub fn lookup(&self, path: &PathMeta) -> Option<Found> {
+    pub fn lookup(&self, path: &PathMeta) -> Option<CachedPod> {
         let cache = self.cache.as_ref()?;
         let pod = if path.pod_id.is_empty() {
             cache.pod_by_name(&path.namespace_name, &path.pod_name)?
@@ -117,7 +117,7 @@ impl Enricher {
         } else {
             None
         };
-        Some(Found {
+        Some(CachedPod {
             pod,
             namespace_labels,
         })
@@ -128,7 +128,7 @@ impl Enricher {
     pub fn info(
         &self,
         path: &PathMeta,
-        found: Option<&Found>,
+        found: Option<&CachedPod>,
         problems: &mut Vec<AnnotationProblem>,
     ) -> ContainerInfo {
         let cfg = &self.cfg;
@@ -215,7 +215,7 @@ impl Enricher {
     fn fragment(
         &self,
         path: &PathMeta,
-        found: Option<&Found>,
+        found: Option<&CachedPod>,
         container: Option<&crate::kube::ContainerMeta>,
         maps: bool,
     ) -> Vec<u8> {
@@ -393,7 +393,7 @@ mod tests {
     fn full_fragment_has_every_field_in_order() {
         let cfg = config("kubernetes: {annotations: [\"keep.io/*\"]}\n");
         let e = Enricher::new(Arc::clone(&cfg), None, RecordForm::Json);
-        let found = Found {
+        let found = CachedPod {
             pod: Arc::new(pod()),
             namespace_labels: Some(Arc::new(BTreeMap::from([("env".into(), "prod".into())]))),
         };
@@ -455,7 +455,7 @@ mod tests {
         let mut p = pod();
         p.controls.parser.insert(None, "regex:kv".into());
         p.controls.multiline.insert(Some("app".into()), "ts".into());
-        let found = Found {
+        let found = CachedPod {
             pod: Arc::new(p),
             namespace_labels: None,
         };
@@ -473,7 +473,7 @@ mod tests {
         p.controls.parser.insert(None, "yaml".into());
         p.controls.multiline.insert(None, "nope".into());
         p.controls.exclude_containers = vec!["app".into()];
-        let found = Found {
+        let found = CachedPod {
             pod: Arc::new(p),
             namespace_labels: None,
         };
@@ -490,7 +490,7 @@ mod tests {
             "output: {local: {dir: ./o}, group: \"/eks/{label:app}\", stream: \"{annotation:route.io/r}-{container}\"}\n",
         );
         let e = Enricher::new(cfg, None, RecordForm::Json);
-        let found = Found {
+        let found = CachedPod {
             pod: Arc::new(pod()),
             namespace_labels: None,
         };

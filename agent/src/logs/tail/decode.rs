@@ -73,7 +73,7 @@ impl ParseFailures {
 }
 
 /// Where decoded records go, and the clock of this round.
-pub struct Out<'a> {
+pub struct BatchTarget<'a> {
     /// The open batch.
     pub builder: &'a mut BatchBuilder,
     /// Counters of this round.
@@ -88,7 +88,7 @@ pub struct Out<'a> {
     pub max_processed: usize,
 }
 
-impl Out<'_> {
+impl BatchTarget<'_> {
     fn emit(&mut self, info: &ContainerInfo, rec: Record<'_>) {
         let mut e = crate::logs::encode::Encoded::default();
         let form = self.builder.form();
@@ -140,7 +140,7 @@ fn group(
     groupers: &mut Option<Box<[Grouper; 2]>>,
     rec: Record<'_>,
     info: &ContainerInfo,
-    out: &mut Out<'_>,
+    out: &mut BatchTarget<'_>,
 ) {
     match groupers {
         Some(g) => {
@@ -175,7 +175,7 @@ impl Decoder {
     }
 
     /// Decodes one line (without its newline) that starts at file offset `tag`.
-    pub fn line(&mut self, line: &[u8], tag: u64, info: &ContainerInfo, out: &mut Out<'_>) {
+    pub fn line(&mut self, line: &[u8], tag: u64, info: &ContainerInfo, out: &mut BatchTarget<'_>) {
         if line.is_empty() {
             return;
         }
@@ -208,7 +208,7 @@ impl Decoder {
     }
 
     /// Emits multiline groups whose flush timeout passed.
-    pub fn flush_expired(&mut self, info: &ContainerInfo, out: &mut Out<'_>) {
+    pub fn flush_expired(&mut self, info: &ContainerInfo, out: &mut BatchTarget<'_>) {
         if let Some(g) = &mut self.groupers {
             let now_ms = out.now_ms;
             for gr in g.iter_mut() {
@@ -218,7 +218,7 @@ impl Decoder {
     }
 
     /// Emits pending partial records (a writer that never finished its line).
-    pub fn flush_partials(&mut self, info: &ContainerInfo, out: &mut Out<'_>) {
+    pub fn flush_partials(&mut self, info: &ContainerInfo, out: &mut BatchTarget<'_>) {
         if self.merger.has_pending() {
             let Self {
                 merger, groupers, ..
@@ -228,7 +228,7 @@ impl Decoder {
     }
 
     /// Emits everything held: pending partials, then pending groups.
-    pub fn flush_all(&mut self, info: &ContainerInfo, out: &mut Out<'_>) {
+    pub fn flush_all(&mut self, info: &ContainerInfo, out: &mut BatchTarget<'_>) {
         self.flush_partials(info, out);
         if let Some(g) = &mut self.groupers {
             for gr in g.iter_mut() {

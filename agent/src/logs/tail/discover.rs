@@ -19,7 +19,7 @@ use super::names::{LinkName, parse_link_name, parse_pod_dir};
 
 /// A container log found in the containers directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Found {
+pub struct ContainerLog {
     /// The live file the link resolves to.
     pub target: PathBuf,
     /// What the names tell about the container.
@@ -42,7 +42,7 @@ pub enum Skip {
 }
 
 /// Lists the containers directory.
-pub fn scan(cfg: &LogsConfig, host: &str) -> io::Result<Vec<Result<Found, (String, Skip)>>> {
+pub fn scan(cfg: &LogsConfig, host: &str) -> io::Result<Vec<Result<ContainerLog, (String, Skip)>>> {
     // Resolved at each scan: the pods directory may itself be a link (to a larger disk).
     let root = fs::canonicalize(&cfg.pods_dir).map_err(|e| {
         io::Error::new(
@@ -66,7 +66,7 @@ fn examine(
     host: &str,
     name: &str,
     path: &Path,
-) -> Result<Found, (String, Skip)> {
+) -> Result<ContainerLog, (String, Skip)> {
     let skip = |why| Err((name.to_string(), why));
     if !cfg.include.is_match(name) || cfg.exclude.is_match(name) {
         return skip(Skip::Filtered);
@@ -99,7 +99,7 @@ fn examine(
         .and_then(parse_pod_dir)
         .map(|(_, _, uid)| uid.to_string())
         .unwrap_or_default();
-    Ok(Found {
+    Ok(ContainerLog {
         meta: PathMeta {
             pod_name: link.pod,
             namespace_name: link.namespace,

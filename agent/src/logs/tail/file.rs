@@ -16,7 +16,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::decode::{ContainerInfo, Decoder, Out};
+use super::decode::{BatchTarget, ContainerInfo, Decoder};
 use super::names::Order;
 use crate::logs::checkpoint::{FINGERPRINT_BYTES, FileId, Fingerprint};
 
@@ -344,7 +344,7 @@ impl FileReader {
         chunk: usize,
         max_line: usize,
         info: &ContainerInfo,
-        out: &mut Out<'_>,
+        out: &mut BatchTarget<'_>,
     ) -> io::Result<Progress> {
         if self.failing.is_some() {
             self.restart_gz()?;
@@ -386,7 +386,7 @@ impl FileReader {
         base: u64,
         max_line: usize,
         info: &ContainerInfo,
-        out: &mut Out<'_>,
+        out: &mut BatchTarget<'_>,
     ) {
         let mut pos = 0;
         if self.skip_from.is_some() {
@@ -429,7 +429,7 @@ impl FileReader {
         &mut self,
         eof_flush: std::time::Duration,
         info: &ContainerInfo,
-        out: &mut Out<'_>,
+        out: &mut BatchTarget<'_>,
     ) {
         if out.now.duration_since(self.last_growth) < eof_flush {
             return;
@@ -438,7 +438,7 @@ impl FileReader {
         self.decoder.flush_partials(info, out);
     }
 
-    fn emit_carry(&mut self, info: &ContainerInfo, out: &mut Out<'_>) {
+    fn emit_carry(&mut self, info: &ContainerInfo, out: &mut BatchTarget<'_>) {
         if !self.carry.is_empty() {
             let carry = std::mem::take(&mut self.carry);
             let tag = self.offset - carry.len() as u64;
@@ -450,12 +450,12 @@ impl FileReader {
     }
 
     /// Emits multiline groups whose timeout passed.
-    pub fn flush_expired(&mut self, info: &ContainerInfo, out: &mut Out<'_>) {
+    pub fn flush_expired(&mut self, info: &ContainerInfo, out: &mut BatchTarget<'_>) {
         self.decoder.flush_expired(info, out);
     }
 
     /// Lets the file go: everything held is emitted; the next batch marks it done.
-    pub fn finish(&mut self, info: &ContainerInfo, out: &mut Out<'_>) {
+    pub fn finish(&mut self, info: &ContainerInfo, out: &mut BatchTarget<'_>) {
         self.emit_carry(info, out);
         self.skip_from = None;
         self.decoder.flush_all(info, out);

@@ -21,12 +21,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::decode::{ContainerInfo, Decoder, Out};
+use super::decode::{BatchTarget, ContainerInfo, Decoder};
 use super::file::{FileReader, Progress, read_head};
 use super::names::Order;
 use crate::logs::checkpoint::{FileId, Fingerprint};
 use crate::logs::encode::PathMeta;
-use crate::logs::enrich::Found;
+use crate::logs::enrich::CachedPod;
 use crate::logs::ledger::Ledger;
 use crate::logs::metrics::{FileError, Rotation};
 use crate::telemetry::{LogLimits, Metrics};
@@ -55,7 +55,7 @@ pub struct Settings {
 }
 
 /// Everything a stream needs from the tailer for one poll.
-pub struct Env<'a> {
+pub struct PollContext<'a> {
     /// Settings.
     pub settings: &'a Settings,
     /// The ledger (file registration, checkpoint lookups).
@@ -68,7 +68,7 @@ pub struct Env<'a> {
     /// has room for, so that a batch does not overshoot its size by a chunk's records.
     pub chunk: usize,
     /// Where records go.
-    pub out: Out<'a>,
+    pub out: BatchTarget<'a>,
     /// Files without a checkpoint start at their end (first start with `read_from: end`).
     pub start_at_end: bool,
     /// Rate limits of warnings.
@@ -107,7 +107,7 @@ pub enum MetaState {
         /// Cache generation looked at.
         generation: u64,
         /// The pod found.
-        found: Option<Found>,
+        found: Option<CachedPod>,
     },
 }
 
@@ -214,7 +214,7 @@ impl ContainerStream {
     /// Opens the container's files without reading them (while it waits for its
     /// pod): an open file survives its deletion, so a pod that is gone before its
     /// metadata arrived loses no lines.
-    pub fn open_only(&mut self, env: &mut Env<'_>) -> Poll {
+    pub fn open_only(&mut self, env: &mut PollContext<'_>) -> Poll {
         let progressed = self.needs_listing && self.reconcile(env);
         Poll {
             progressed,
@@ -237,7 +237,7 @@ impl ContainerStream {
     }
 
     /// Reads at most one chunk; returns true when it read or found anything new.
-    pub fn poll(&mut self, env: &mut Env<'_>) -> Poll {
+    pub fn poll(&mut self, env: &mut PollContext<'_>) -> Poll {
         let mut progressed = false;
         if self.needs_listing {
             progressed |= self.reconcile(env);
@@ -337,7 +337,7 @@ impl ContainerStream {
     /// the live file, which is read again every
     /// [`READ_RETRY_MAX`](super::file::READ_RETRY_MAX) for as long as it is. True
     /// when the file set changed (the live file was truncated).
-    fn read_failed(&mut self, i: usize, e: &io::Error, env: &mut Env<'_>) -> bool {
+    fn read_failed(&mut self, i: usize, e: &io::Error, env: &mut PollContext<'_>) -> bool {
         let now = env.out.now;
         env.metrics.logs.file_error(FileError::Read);
         let f = &self.files[i];
@@ -375,7 +375,7 @@ impl ContainerStream {
     }
 
     /// File `i` has nothing new: check for rotation, flush what waited, let it go.
-    fn at_eof(&mut self, i: usize, env: &mut Env<'_>) -> bool {
+    fn at_eof(&mut self, i: usize, env: &mut PollContext<'_>) -> bool {
         let now = env.out.now;
         let mut progressed = false;
         let newest = i + 1 == self.files.len();
@@ -443,7 +443,7 @@ impl ContainerStream {
     }
 
     /// The live file is at its end: has it been renamed, deleted or truncated?
-    fn check_live(&mut self, i: usize, env: &mut Env<'_>) -> bool {
+    fn check_live(&mut self, i: usize, env: &mut PollContext<'_>) -> bool {
         let now = env.out.now;
         let f = &self.files[i];
         match fs::symlink_metadata(&self.live_path) {
@@ -475,7 +475,7 @@ impl ContainerStream {
     /// when there is one (a rotated plain file the stream does not know, starting
     /// like it and at least as long as it was read), and read the live file again
     /// from its start.
-    fn truncated(&mut self, i: usize, env: &mut Env<'_>) {
+    fn truncated(&mut self, i: usize, env: &mut PollContext<'_>) {
         let now = env.out.now;
         let (fp, offset) = (self.files[i].fp, self.files[i].offset);
         tracing::debug!(path = %self.files[i].path.display(), offset, "log file truncated");
@@ -734,13 +734,13 @@ mod tests {
         }
 
         fn poll(&mut self) -> Poll {
-            let mut env = Env {
+            let mut env = PollContext {
                 settings: &self.settings,
                 ledger: &self.ledger,
                 metrics: &self.metrics,
                 readbuf: &mut self.readbuf,
                 chunk: self.settings.chunk,
-                out: Out {
+                out: BatchTarget {
                     builder: &mut self.builder,
                     counters: &mut self.counters,
                     now: self.now,

@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::fs::DirEntryExt;
 use std::path::PathBuf;
 
-use super::{ContainerStream, Env, refused_link};
+use super::{ContainerStream, PollContext, refused_link};
 use crate::logs::checkpoint::{Entry, FileId, Fingerprint};
 use crate::logs::metrics::FileError;
 use crate::logs::tail::decode::Decoder;
@@ -101,7 +101,7 @@ impl ContainerStream {
     /// until one does (for at most [`UNSETTLED_POLLS`] polls in a row): a file
     /// renamed meanwhile, which that listing did not see, may be older than the files
     /// open, and files are read oldest first.
-    pub(super) fn reconcile(&mut self, env: &mut Env<'_>) -> bool {
+    pub(super) fn reconcile(&mut self, env: &mut PollContext<'_>) -> bool {
         self.needs_listing = false;
         env.start_at_end |= std::mem::take(&mut self.start_at_end);
         let mut added = false;
@@ -136,7 +136,7 @@ impl ContainerStream {
     /// `0.log` then names the new live file, and the old one is listed under no
     /// name). What an unsettled listing opened is kept (each reader holds the file
     /// it opened); the next one sees the rest.
-    fn list(&mut self, first: bool, env: &mut Env<'_>) -> (bool, bool) {
+    fn list(&mut self, first: bool, env: &mut PollContext<'_>) -> (bool, bool) {
         let now = env.out.now;
         let mut added = false;
         let mut seen = Vec::new();
@@ -302,7 +302,7 @@ impl ContainerStream {
         size: u64,
         live_now: Option<FileId>,
         on_disk: &[(FileId, PathBuf, bool)],
-        env: &mut Env<'_>,
+        env: &mut PollContext<'_>,
     ) -> io::Result<Opened> {
         let (file, head) = read_head(&path, gz)?;
         let id = FileId::of(&file.metadata()?);

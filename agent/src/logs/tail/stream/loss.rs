@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::Env;
+use super::PollContext;
 use crate::logs::metrics::{FileError, LossReason};
 use crate::telemetry::{LogLimits, Metrics};
 
@@ -33,7 +33,7 @@ impl Lost {
 /// Counts bytes of `path` that will never be read in
 /// `kubeship_log_bytes_lost_total{reason}` and says so (rate-limited per reason):
 /// every such loss goes through here.
-pub(super) fn lost(env: &mut Env<'_>, why: Lost, bytes: u64, path: &Path, message: &str) {
+pub(super) fn lost(env: &mut PollContext<'_>, why: Lost, bytes: u64, path: &Path, message: &str) {
     let reason = why.reason();
     env.metrics.logs.lost(reason, bytes);
     let reason = reason.as_str();
