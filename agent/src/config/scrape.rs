@@ -352,19 +352,18 @@ pub(super) fn convert(
     }
 }
 
-/// `metrics.external_labels`: label names checked (not `__*`, not `job`, `instance`
-/// or `node`, which every target has); an empty value drops the label.
-pub(super) fn convert_external_labels(
-    raw: Option<BTreeMap<String, Spanned<String>>>,
-    cluster: &str,
+/// Labels to add to every sample of a target, checked: a label name, not `__*`, not
+/// `job`, `instance` or `node` (the agent sets those; `why` says how); empty values
+/// are left out.
+pub(super) fn checked_labels(
+    raw: BTreeMap<String, Spanned<String>>,
+    key: &str,
+    why: &str,
     problems: &mut Problems<'_>,
 ) -> Vec<(String, String)> {
-    let Some(raw) = raw else {
-        return vec![("cluster".to_owned(), cluster.to_owned())];
-    };
     let mut out = Vec::new();
     for (name, value) in raw {
-        let at = format!("metrics.external_labels.{name}");
+        let at = format!("{key}.{name}");
         if !valid_label_name(&name) || name.starts_with("__") {
             problems.at(
                 value.referenced,
@@ -375,13 +374,26 @@ pub(super) fn convert_external_labels(
             problems.at(
                 value.referenced,
                 &at,
-                format!("`{name}` is set by the agent on every target"),
+                format!("`{name}` is set by the agent {why}"),
             );
         } else if !value.value.is_empty() {
             out.push((name, value.value));
         }
     }
     out
+}
+
+/// `metrics.external_labels`: label names checked (not `__*`, not `job`, `instance`
+/// or `node`, which every target has); an empty value drops the label.
+pub(super) fn convert_external_labels(
+    raw: Option<BTreeMap<String, Spanned<String>>>,
+    cluster: &str,
+    problems: &mut Problems<'_>,
+) -> Vec<(String, String)> {
+    let Some(raw) = raw else {
+        return vec![("cluster".to_owned(), cluster.to_owned())];
+    };
+    checked_labels(raw, "metrics.external_labels", "on every target", problems)
 }
 
 pub(super) fn auth(

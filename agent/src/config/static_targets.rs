@@ -5,9 +5,8 @@ use std::time::Duration;
 use hyper::Uri;
 
 use super::raw::Spanned;
-use super::scrape::{RawStaticTarget, StaticSource, StaticTarget, auth};
+use super::scrape::{RawStaticTarget, StaticSource, StaticTarget, auth, checked_labels};
 use super::validate::{Context, Problems, in_range, non_empty, path};
-use crate::metrics::relabel::valid_label_name;
 
 pub(super) fn convert_static(
     index: usize,
@@ -59,25 +58,12 @@ pub(super) fn convert_static(
             problems,
         ))),
     };
-    let mut checked = Vec::new();
-    for (name, value) in labels {
-        let at = format!("{p}.labels.{name}");
-        if !valid_label_name(&name) || name.starts_with("__") {
-            problems.at(
-                value.referenced,
-                &at,
-                format!("`{name}` is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not __*)"),
-            );
-        } else if ["job", "instance", "node"].contains(&name.as_str()) {
-            problems.at(
-                value.referenced,
-                &at,
-                format!("`{name}` is set by the agent (use `job:` for the job)"),
-            );
-        } else {
-            checked.push((name, value.value));
-        }
-    }
+    let checked = checked_labels(
+        labels,
+        &format!("{p}.labels"),
+        "(use `job:` for the job)",
+        problems,
+    );
     let secs = |v: Option<Spanned<u64>>, key: &str, problems: &mut Problems<'_>| {
         v.map(|v| Duration::from_secs(in_range(&v, &format!("{p}.{key}"), 1..=3600, problems)))
     };

@@ -1,12 +1,13 @@
 //! TLS for the agent's HTTPS clients: rustls with the AWS SDK's crypto provider
 //! (aws-lc-rs) and the system's root certificates, as the SDK's default client has
-//! it; optionally more trusted certificates from a PEM file, or no verification at
-//! all (`insecure_skip_verify`, for test setups). [`connector`] wraps a TLS
+//! it; optionally more trusted certificates from a PEM file, only those (a scrape
+//! target's `ca_file`), or no verification at all (`insecure_skip_verify`, for test
+//! setups and self-signed kubelet certificates). [`connector`] wraps a TLS
 //! configuration into the connector [`super::conn::Conns`] takes (TCP_NODELAY, a
 //! connect timeout; plain HTTP for `http://` URLs).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
@@ -32,33 +33,54 @@ pub fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Str
     Ok(certs)
 }
 
-/// A client configuration trusting the system's roots and `extra_roots`; with
-/// `insecure_skip_verify`, any certificate (signatures are still checked).
-pub fn client_config(
-    extra_roots: Vec<CertificateDer<'static>>,
-    insecure_skip_verify: bool,
-) -> Result<ClientConfig, String> {
+/// Which server certificates a client accepts.
+pub enum Trust {
+    /// Those the system's roots or these certificates vouch for.
+    System(Vec<CertificateDer<'static>>),
+    /// Those these certificates alone vouch for (a scrape target's `ca_file`, as
+    /// Prometheus has it).
+    Only(Vec<CertificateDer<'static>>),
+    /// Any (`insecure_skip_verify`): the handshake's signatures are still checked.
+    Any,
+}
+
+/// The system's root certificates, loaded at first use.
+fn system_roots() -> RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots = RootCertStore::empty();
+            let native = rustls_native_certs::load_native_certs();
+            if !native.errors.is_empty() {
+                tracing::warn!(errors = ?native.errors, "some system root certificates could not be loaded");
+            }
+            roots.add_parsable_certificates(native.certs);
+            roots
+        })
+        .clone()
+}
+
+/// A client configuration accepting the server certificates `trust` says.
+pub fn client_config(trust: Trust) -> Result<ClientConfig, String> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS configuration: {e}"))?;
-    if insecure_skip_verify {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
-            .with_no_client_auth());
-    }
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    if !native.errors.is_empty() {
-        tracing::warn!(errors = ?native.errors, "some system root certificates could not be loaded");
-    }
-    let (valid, _) = roots.add_parsable_certificates(native.certs);
-    let (extra, invalid) = roots.add_parsable_certificates(extra_roots);
+    let (mut roots, extra) = match trust {
+        Trust::Any => {
+            return Ok(builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+                .with_no_client_auth());
+        }
+        Trust::System(extra) => (system_roots(), extra),
+        Trust::Only(certs) => (RootCertStore::empty(), certs),
+    };
+    let (_, invalid) = roots.add_parsable_certificates(extra);
     if invalid > 0 {
         return Err(format!("{invalid} CA certificate(s) could not be used"));
     }
-    if valid + extra == 0 {
-        tracing::warn!("no system root certificates: HTTPS endpoints will fail");
+    if roots.is_empty() {
+        tracing::warn!("no trusted root certificates: HTTPS connections will fail");
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
@@ -66,7 +88,7 @@ pub fn client_config(
 /// The system roots' configuration, or (should that fail, which the default provider's
 /// default versions cannot) one that trusts nothing.
 pub fn system_client_config() -> ClientConfig {
-    client_config(Vec::new(), false).unwrap_or_else(|e| {
+    client_config(Trust::System(Vec::new())).unwrap_or_else(|e| {
         tracing::error!(error = %e, "TLS configuration; HTTPS endpoints will fail");
         ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -162,7 +184,8 @@ mod tests {
         )
         .unwrap();
         let certs = pem_certificates(&bad).unwrap();
-        assert!(client_config(certs, false).is_err());
-        assert!(client_config(Vec::new(), true).is_ok());
+        assert!(client_config(Trust::System(certs.clone())).is_err());
+        assert!(client_config(Trust::Only(certs)).is_err());
+        assert!(client_config(Trust::Any).is_ok());
     }
 }

@@ -187,7 +187,11 @@ impl Client {
             Some(f) => tls::pem_certificates(f)?,
             None => Vec::new(),
         };
-        let tls = tls::client_config(extra_roots, cfg.tls.insecure_skip_verify)?;
+        let tls = tls::client_config(if cfg.tls.insecure_skip_verify {
+            tls::Trust::Any
+        } else {
+            tls::Trust::System(extra_roots)
+        })?;
         let connect_timeout = CONNECT_TIMEOUT.min(cfg.request_timeout);
         Ok(Self {
             conns: Conns::new(tls::connector(tls, connect_timeout)),

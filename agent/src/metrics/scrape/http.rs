@@ -25,15 +25,14 @@ use hyper::client::conn::http1;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
 use hyper_rustls::MaybeHttpsStream;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use kubeship_parsers::prom::Format;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use super::tls;
 use crate::config::TargetAuth;
 use crate::net::conn::error_chain;
+use crate::net::tls;
 
 /// What the agent accepts, best first (Prometheus's header for these two formats).
 pub const ACCEPT: &str =
@@ -149,27 +148,29 @@ fn clone_request(req: &Request<Empty<Bytes>>) -> Request<Empty<Bytes>> {
     r
 }
 
+/// The longest a connection may take (the largest `timeout_secs` is longer: the
+/// target's timeout still bounds the whole scrape).
+const MAX_CONNECT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A new connection to `url`'s host: TCP (no delay), then TLS for `https`.
 async fn connect(url: &Uri, auth: &TargetAuth) -> Result<Conn, FetchError> {
     let failed = |e: String| FetchError::Failed(format!("connecting to {url}: {e}"));
-    let mut tcp = HttpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_nodelay(true);
-    let tls = if url.scheme_str() == Some("https") {
-        tls::client_config(auth).map_err(failed)?
+    // For plain HTTP the TLS configuration is not used: any will do.
+    let trust = if auth.insecure_skip_verify || url.scheme_str() != Some("https") {
+        tls::Trust::Any
     } else {
-        // Not used for plain HTTP; any configuration will do.
-        tls::client_config(&TargetAuth {
-            insecure_skip_verify: true,
-            ..TargetAuth::default()
-        })
-        .map_err(failed)?
+        match &auth.ca_file {
+            // Read at every new connection: a rotated CA is picked up.
+            Some(file) => tls::Trust::Only(
+                tls::pem_certificates(file).map_err(|e| failed(format!("ca_file: {e}")))?,
+            ),
+            None => tls::Trust::System(Vec::new()),
+        }
     };
-    let mut connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(tcp);
+    let tls = tls::client_config(trust).map_err(failed)?;
+    // The scrape's timeout bounds the connection too; this only ends a connect
+    // that would outlast any scrape.
+    let mut connector = tls::connector(tls, MAX_CONNECT);
     std::future::poll_fn(|cx| connector.poll_ready(cx))
         .await
         .map_err(|e| failed(error_chain(&*e)))?;

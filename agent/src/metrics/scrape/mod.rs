@@ -27,7 +27,6 @@ pub mod runner;
 pub mod target;
 #[cfg(test)]
 mod testserver;
-pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
