@@ -10,6 +10,7 @@ import copy
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KUSTOMIZE = DEPLOY / "kustomize"
 CHART = DEPLOY / "helm" / "kubeship"
-OVERLAYS = ("eks-irsa", "eks-pod-identity", "local")
+OVERLAYS = ("eks-irsa", "eks-pod-identity", "local", "amp")
 HELM_CASES = tuple(sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml")))
 # Work files of this run; removed at exit unless KUBESHIP_KEEP_TMP is set.
 TMP = Path(tempfile.mkdtemp(prefix="kubeship-deploy-"))
@@ -161,6 +162,32 @@ def agent_config(objects):
     expect(len(cms) == 1, f"ConfigMap {name} (the DaemonSet's config volume) is rendered")
     text = cms[0]["data"]["kubeship.yaml"]
     return yaml.safe_load(text), text
+
+
+def pod_env(objects):
+    """The agent container's environment as the kubelet would set it (downward API faked)."""
+    fields = {"spec.nodeName": "node-1", "status.hostIP": "10.0.1.7", "metadata.name": "kubeship-x7k2p",
+              "metadata.namespace": "kubeship"}
+    env = {}
+    for e in one(objects, "DaemonSet")["spec"]["template"]["spec"]["containers"][0].get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            env[e["name"]] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    return env
+
+
+def expand(text, env):
+    """The agent's `${NAME}` / `${NAME:-default}` expansion (full-line comments kept as they are)."""
+    def one_ref(m):
+        name, default = m.group(1), m.group(3)
+        if env.get(name):
+            return env[name]
+        expect(default is not None or name in env, f"${{{name}}} is not in the pod's environment")
+        return default or ""
+    return "\n".join(line if line.lstrip().startswith("#") else
+                     re.sub(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}", one_ref, line)
+                     for line in text.split("\n"))
 
 
 def cargo_version():

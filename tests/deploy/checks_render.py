@@ -10,7 +10,7 @@ import yaml
 
 from bundle import (CHART, HELM_CASES, KUSTOMIZE, OVERLAYS, TMP, Failed, agent_config,
                     all_renders, chart_copy, expect, helm, helm_renders, helm_values, kinds,
-                    kustomize_renders, load_all, merge, one, run, say)
+                    kustomize_renders, load_all, merge, one, pod_env, run, say)
 
 CHECKS = []
 
@@ -46,6 +46,13 @@ def kustomize_renders_base_and_overlays():
         for gen in k.get("configMapGenerator", []):
             expect(gen.get("behavior") in ("replace", "merge"), f"overlay {o} adds ConfigMap {gen['name']}")
     say(f"overlays {', '.join(OVERLAYS)}: only ../../base, patches and replaced generators")
+    base = yaml.safe_load((KUSTOMIZE / "base" / "kubeship.yaml").read_text())
+    for o, differs in (("local", "output"), ("amp", "metrics")):
+        config = yaml.safe_load((KUSTOMIZE / "overlays" / o / "kubeship.yaml").read_text())
+        same = {k: v for k, v in config.items() if k != differs}
+        expect(same == {k: v for k, v in base.items() if k != differs} and config.get(differs) != base.get(differs),
+               f"overlay {o}'s config differs from the base's in more than `{differs}`")
+    say("the configs of overlays local and amp are the base's but for output / metrics")
 
 
 @check
@@ -80,6 +87,11 @@ BAD_VALUES = [
     ({"config": {"telemetry": {"listen_addr": "off"}}}, "/config"),
     ({"logLevel": "debug"}, "logLevel"),
     ({"terminationGracePeriodSeconds": 25}, "must be above shutdownTimeoutSecs"),
+    ({"metrics": {"enabled": True, "scrape": {"intervalSecs": 0}}}, "/metrics/scrape/intervalSecs"),
+    ({"metrics": {"enabled": True, "remoteWrite": {"url": "ftp://x/w"}}}, "/metrics/remoteWrite/url"),
+    ({"metrics": {"enabled": True, "remoteWrite": {"region": "eu-west"}}}, "/metrics/remoteWrite/region"),
+    ({"metrics": {"scrape": {"kubelet": {"insecure_skip_verify": True}}}}, "/metrics/scrape/kubelet"),
+    ({"config": {"metrics": {"scrape": {"sample_limit": 10}}}}, "config.metrics needs metrics.enabled"),
 ]
 
 
@@ -213,12 +225,10 @@ def kubernetes_schemas():
 @check
 def agent_validates_configs():
     """Every rendered agent config passes the real `kubeship validate` with the DaemonSet's environment"""
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/kubeship-target")  # run.sh's
-    binary = os.environ.get("KUBESHIP_BIN") or os.path.join(target, "debug", "kubeship")
-    expect(os.access(binary, os.X_OK), f"KUBESHIP_BIN={binary} is not an executable (cargo build -p kubeship)")
+    binary = kubeship_bin()
     for name, objects in all_renders().items():
         _, text = agent_config(objects)
-        env = pod_env(one(objects, "DaemonSet"))
+        env = pod_env(objects)
         path = TMP / "configs" / name.replace("/", "_") / "kubeship.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -232,13 +242,64 @@ def agent_validates_configs():
     say(f"an unknown key is refused: {proc.stdout.strip() or proc.stderr.strip()}")
 
 
-def pod_env(ds):
-    """The agent container's environment as the kubelet would set it (downward API faked)."""
-    fields = {"spec.nodeName": "node-1", "metadata.name": "kubeship-x7k2p", "metadata.namespace": "kubeship"}
-    env = {}
-    for e in ds["spec"]["template"]["spec"]["containers"][0].get("env", []):
-        if "value" in e:
-            env[e["name"]] = e["value"]
-        else:
-            env[e["name"]] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
-    return env
+def kubeship_bin():
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/kubeship-target")  # run.sh's
+    binary = os.environ.get("KUBESHIP_BIN") or os.path.join(target, "debug", "kubeship")
+    expect(os.access(binary, os.X_OK), f"KUBESHIP_BIN={binary} is not an executable (cargo build -p kubeship)")
+    return binary
+
+
+# The chart's metrics values (over ci/amp-values.yaml), and the agent's metrics section each must render.
+URL = "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write"
+METRICS_CASES = [
+    ("kind: metrics to the local sink, kubelet unverified",
+     {"clusterName": "local", "output": {"sink": "local"}, "serviceMonitor": {"enabled": False},
+      "metrics": {"enabled": True, "remoteWrite": {"url": ""}, "scrape": {"kubelet": {"insecureSkipVerify": True}}}},
+     {"scrape": {"interval_secs": 30, "pods": {"enabled": True}, "kubelet": {"enabled": True, "insecure_skip_verify": True},
+                 "self_metrics": True, "metric_relabel_configs": [{"target_label": "cluster", "replacement": "${CLUSTER_NAME}"}]}}),
+    ("AMP in another region, every toggle off, config.metrics merged",
+     {"region": "us-east-1", "metrics": {"enabled": True, "clusterLabel": False,
+                                         "remoteWrite": {"url": URL, "region": "eu-west-1"},
+                                         "scrape": {"intervalSecs": 15, "pods": {"enabled": False},
+                                                    "kubelet": {"enabled": False}}},
+      "config": {"metrics": {"scrape": {"sample_limit": 50000}, "remote_write": [{"url": URL, "shards": 8,
+                                                                                "sigv4": {"region": "eu-west-1"}}]}}},
+     {"scrape": {"interval_secs": 15, "pods": {"enabled": False}, "kubelet": {"enabled": False, "insecure_skip_verify": False},
+                 "self_metrics": True, "sample_limit": 50000},
+      "remote_write": [{"url": URL, "shards": 8, "sigv4": {"region": "eu-west-1"}}]}),
+    ("a receiver without SigV4, no region anywhere",
+     {"region": "", "metrics": {"enabled": True, "remoteWrite": {"url": "http://prometheus.monitoring:9090/api/v1/write",
+                                                                 "sigv4": False}}},
+     {"remote_write": [{"url": "http://prometheus.monitoring:9090/api/v1/write"}]}),
+    ("SigV4 with the region from the AWS chain",
+     {"region": "", "metrics": {"enabled": True}},
+     {"remote_write": [{"url": None, "sigv4": {}}]}),
+]
+
+
+@check
+def helm_metrics_values():
+    """The chart's metrics values render the agent's metrics section, which `kubeship validate` accepts"""
+    binary = kubeship_bin()
+    amp = helm_values("amp")
+    results = helm([{"op": "render", "chart": CHART, "values": merge(amp, values)} for _, values, _ in METRICS_CASES])
+    for (what, values, want), result in zip(METRICS_CASES, results):
+        expect(result["ok"], f"{what}: Helm's render failed: {result['error']}")
+        objects = load_all(result["manifest"])
+        config, text = agent_config(objects)
+        metrics = config.get("metrics", {})
+        for key, value in want.items():
+            if key == "remote_write" and value[0]["url"] is None:
+                value = [dict(value[0], url=amp["metrics"]["remoteWrite"]["url"])]
+            expect(metrics.get(key) == value, f"{what}: metrics.{key} is {metrics.get(key)}, want {value}")
+        if "remote_write" not in want:
+            expect("remote_write" not in metrics, f"{what}: remote_write {metrics.get('remote_write')}")
+        path = TMP / "configs" / "metrics" / "kubeship.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        proc = run([binary, "validate", "--config", path], env={"PATH": os.environ["PATH"], **pod_env(objects)})
+        expect(proc.returncode == 0 and "config ok" in proc.stdout, f"{what}: kubeship validate:\n{proc.stdout}{proc.stderr}")
+        say(f"{what}: {', '.join(sorted(want))} as set; config ok")
+    off, _ = agent_config(helm_renders()["helm/default"])
+    expect("metrics" not in off, "the chart's defaults turn the metrics pipeline on")
+    say("defaults: no metrics section (the pipeline is off, as in the kustomize base)")

@@ -1252,6 +1252,70 @@ logs:
     }
 
     #[test]
+    fn example_metrics_section_is_the_defaults_and_one_endpoint() {
+        let text = include_str!("../../../examples/kubeship.yaml");
+        let origin = Path::new("/etc/kubeship/kubeship.yaml");
+        let start = text
+            .find("\n# metrics:\n")
+            .expect("the commented metrics section")
+            + 1;
+        let mut uncommented = text[..start].to_owned();
+        for line in text[start..].lines() {
+            uncommented.push_str(line.strip_prefix("# ").unwrap_or(line));
+            uncommented.push('\n');
+        }
+        let config = load_str(&uncommented, origin, &no_env)
+            .unwrap_or_else(|err| panic!("examples/kubeship.yaml's metrics section:\n{err}"));
+        let metrics = config.metrics.expect("the section is on once uncommented");
+        let load = |text: &str| {
+            load_str(text, origin, &no_env)
+                .unwrap()
+                .metrics
+                .expect("metrics")
+        };
+        let defaults = load("cluster: my-cluster\nmetrics: {}\n");
+        assert_eq!(
+            format!("{:?}", metrics.scrape),
+            format!("{:?}", defaults.scrape),
+            "metrics.scrape in the example is not the defaults"
+        );
+        let (MetricsSinkConfig::RemoteWrite(example), MetricsSinkConfig::RemoteWrite(plain)) = (
+            metrics.sink,
+            load("cluster: x\nmetrics:\n  remote_write: [{url: 'https://h/w'}]\n").sink,
+        ) else {
+            panic!("expected remote write in both")
+        };
+        let ([example], [plain]) = (&example[..], &plain[..]) else {
+            panic!("one endpoint each")
+        };
+        assert_eq!(
+            example.auth,
+            Auth::SigV4 {
+                region: Some("eu-west-1".into())
+            }
+        );
+        assert_eq!(example.name, "amp");
+        let settings = |e: &RemoteWriteConfig| {
+            format!(
+                "{:?}",
+                (
+                    &e.tls,
+                    e.max_samples_per_send,
+                    e.batch_send_deadline,
+                    e.max_pending_samples,
+                    e.shards,
+                    e.request_timeout
+                )
+            )
+        };
+        assert_eq!(
+            settings(example),
+            settings(plain),
+            "the example's remote-write settings are not the defaults"
+        );
+    }
+
+    #[test]
     fn load_file_reads_and_resolves() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("kubeship.yaml");

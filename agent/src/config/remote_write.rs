@@ -94,8 +94,8 @@ fn default_request_timeout_secs() -> Spanned<u64> {
     unlocated(30)
 }
 
-/// The default `max_pending_samples` per endpoint (see DESIGN.md, "Metrics pipeline:
-/// remote write", for how it was sized).
+/// The default `max_pending_samples` per endpoint (see DESIGN.md, "Data flow
+/// (metrics)", bounded pending, for what it holds).
 pub const DEFAULT_MAX_PENDING_SAMPLES: usize = 500_000;
 
 /// Where samples go: exactly one of the two.

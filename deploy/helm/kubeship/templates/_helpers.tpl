@@ -60,6 +60,36 @@ what the values set, then .Values.config merged over it. */}}
 {{- end }}
 {{- $telemetry := dict "listen_addr" (printf "0.0.0.0:%d" (int .Values.telemetry.port)) "log_format" .Values.telemetry.logFormat "log_level" .Values.telemetry.logLevel }}
 {{- $config := dict "cluster" "${CLUSTER_NAME}" "state_dir" "/var/lib/kubeship" "shutdown_timeout_secs" .Values.shutdownTimeoutSecs "output" $output "telemetry" $telemetry }}
+{{- with (include "kubeship.metricsConfig" . | fromYaml) }}
+{{- $_ := set $config "metrics" . }}
+{{- end }}
 {{- $config = mergeOverwrite $config (deepCopy .Values.config) }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* The agent's `metrics` section from .Values.metrics (nothing when it is off): the
+scrape settings, cluster=<CLUSTER_NAME> on every scraped series, and one remote-write
+endpoint (SigV4 for AMP), else the local sink. The kustomize overlay amp writes the same. */}}
+{{- define "kubeship.metricsConfig" -}}
+{{- $m := .Values.metrics }}
+{{- if and (hasKey .Values.config "metrics") (not $m.enabled) }}
+{{- fail "config.metrics needs metrics.enabled: true (the section turns the metrics pipeline on)" }}
+{{- end }}
+{{- if $m.enabled }}
+{{- $kubelet := dict "enabled" $m.scrape.kubelet.enabled "insecure_skip_verify" $m.scrape.kubelet.insecureSkipVerify }}
+{{- $scrape := dict "interval_secs" (int $m.scrape.intervalSecs) "pods" (dict "enabled" $m.scrape.pods.enabled) "kubelet" $kubelet "self_metrics" true }}
+{{- if $m.clusterLabel }}
+{{- $_ := set $scrape "metric_relabel_configs" (list (dict "target_label" "cluster" "replacement" "${CLUSTER_NAME}")) }}
+{{- end }}
+{{- $metrics := dict "scrape" $scrape }}
+{{- with $m.remoteWrite.url }}
+{{- $endpoint := dict "url" . }}
+{{- if $m.remoteWrite.sigv4 }}
+{{- $region := default $.Values.region $m.remoteWrite.region }}
+{{- $_ := set $endpoint "sigv4" (ternary (dict "region" $region) (dict) (ne $region "")) }}
+{{- end }}
+{{- $_ := set $metrics "remote_write" (list $endpoint) }}
+{{- end }}
+{{- toYaml $metrics }}
+{{- end }}
 {{- end }}

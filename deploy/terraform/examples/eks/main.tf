@@ -1,6 +1,7 @@
 # kubeship's AWS side for an existing EKS cluster, then the agent from
 # deploy/kustomize/overlays/eks-irsa (or the Helm chart with aws.irsaRoleArn = the
-# role_arn output).
+# role_arn output); with -var create_amp_workspace=true also an AMP workspace for
+# overlay amp (or Helm metrics.remoteWrite.url = the amp_remote_write_url output).
 #
 #   terraform init && terraform apply -var cluster_name=prod -var region=eu-west-1
 
@@ -32,9 +33,10 @@ data "aws_iam_openid_connect_provider" "this" {
 module "kubeship" {
   source = "../.."
 
-  cluster_name      = data.aws_eks_cluster.this.name
-  oidc_provider_arn = data.aws_iam_openid_connect_provider.this.arn
-  pod_identity      = var.pod_identity
-  alert_emails      = var.alert_emails
-  tags              = var.tags
+  cluster_name         = data.aws_eks_cluster.this.name
+  oidc_provider_arn    = data.aws_iam_openid_connect_provider.this.arn
+  pod_identity         = var.pod_identity
+  create_amp_workspace = var.create_amp_workspace
+  alert_emails         = var.alert_emails
+  tags                 = var.tags
 }

@@ -12,3 +12,8 @@ output "alerts_topic_arn" {
   description = "SNS topic of the error-rate alarm."
   value       = module.kubeship.alerts_topic_arn
 }
+
+output "amp_remote_write_url" {
+  description = "The AMP workspace's remote-write URL (null without create_amp_workspace): AMP_REMOTE_WRITE_URL of overlay amp, Helm metrics.remoteWrite.url."
+  value       = module.kubeship.amp_remote_write_url
+}

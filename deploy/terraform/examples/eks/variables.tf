@@ -14,6 +14,12 @@ variable "pod_identity" {
   default     = false
 }
 
+variable "create_amp_workspace" {
+  description = "Create an AMP workspace for the metrics pipeline and allow the agent's role aps:RemoteWrite on it."
+  type        = bool
+  default     = false
+}
+
 variable "alert_emails" {
   description = "E-mail addresses for the error-rate alarm."
   type        = list(string)
