@@ -256,7 +256,7 @@ METRICS_CASES = [
      {"clusterName": "local", "output": {"sink": "local"}, "serviceMonitor": {"enabled": False},
       "metrics": {"enabled": True, "remoteWrite": {"url": ""}, "scrape": {"kubelet": {"insecureSkipVerify": True}}}},
      {"scrape": {"interval_secs": 30, "pods": {"enabled": True}, "kubelet": {"enabled": True, "insecure_skip_verify": True},
-                 "self_metrics": True, "metric_relabel_configs": [{"target_label": "cluster", "replacement": "${CLUSTER_NAME}"}]}}),
+                 "self_metrics": True}}),
     ("AMP in another region, every toggle off, config.metrics merged",
      {"region": "us-east-1", "metrics": {"enabled": True, "clusterLabel": False,
                                          "remoteWrite": {"url": URL, "region": "eu-west-1"},
@@ -266,7 +266,8 @@ METRICS_CASES = [
                                                                                 "sigv4": {"region": "eu-west-1"}}]}}},
      {"scrape": {"interval_secs": 15, "pods": {"enabled": False}, "kubelet": {"enabled": False, "insecure_skip_verify": False},
                  "self_metrics": True, "sample_limit": 50000},
-      "remote_write": [{"url": URL, "shards": 8, "sigv4": {"region": "eu-west-1"}}]}),
+      "remote_write": [{"url": URL, "shards": 8, "sigv4": {"region": "eu-west-1"}}],
+      "external_labels": {}}),
     ("a receiver without SigV4, no region anywhere",
      {"region": "", "metrics": {"enabled": True, "remoteWrite": {"url": "http://prometheus.monitoring:9090/api/v1/write",
                                                                  "sigv4": False}}},
@@ -292,6 +293,9 @@ def helm_metrics_values():
             if key == "remote_write" and value[0]["url"] is None:
                 value = [dict(value[0], url=amp["metrics"]["remoteWrite"]["url"])]
             expect(metrics.get(key) == value, f"{what}: metrics.{key} is {metrics.get(key)}, want {value}")
+        # clusterLabel (default true) leaves the agent's default external label, cluster.
+        if "external_labels" not in want:
+            expect("external_labels" not in metrics, f"{what}: external_labels {metrics.get('external_labels')}")
         if "remote_write" not in want:
             expect("remote_write" not in metrics, f"{what}: remote_write {metrics.get('remote_write')}")
         path = TMP / "configs" / "metrics" / "kubeship.yaml"

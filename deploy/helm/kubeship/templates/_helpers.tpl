@@ -68,7 +68,8 @@ what the values set, then .Values.config merged over it. */}}
 {{- end }}
 
 {{/* The agent's `metrics` section from .Values.metrics (nothing when it is off): the
-scrape settings, cluster=<CLUSTER_NAME> on every scraped series, and one remote-write
+scrape settings, cluster=<CLUSTER_NAME> on every forwarded series (external_labels'
+default; clusterLabel false turns it off), and one remote-write
 endpoint (SigV4 for AMP), else the local sink. The kustomize overlay amp writes the same. */}}
 {{- define "kubeship.metricsConfig" -}}
 {{- $m := .Values.metrics }}
@@ -78,10 +79,10 @@ endpoint (SigV4 for AMP), else the local sink. The kustomize overlay amp writes 
 {{- if $m.enabled }}
 {{- $kubelet := dict "enabled" $m.scrape.kubelet.enabled "insecure_skip_verify" $m.scrape.kubelet.insecureSkipVerify }}
 {{- $scrape := dict "interval_secs" (int $m.scrape.intervalSecs) "pods" (dict "enabled" $m.scrape.pods.enabled) "kubelet" $kubelet "self_metrics" true }}
-{{- if $m.clusterLabel }}
-{{- $_ := set $scrape "metric_relabel_configs" (list (dict "target_label" "cluster" "replacement" "${CLUSTER_NAME}")) }}
-{{- end }}
 {{- $metrics := dict "scrape" $scrape }}
+{{- if not $m.clusterLabel }}
+{{- $_ := set $metrics "external_labels" (dict) }}
+{{- end }}
 {{- with $m.remoteWrite.url }}
 {{- $endpoint := dict "url" . }}
 {{- if $m.remoteWrite.sigv4 }}
