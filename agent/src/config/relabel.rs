@@ -1,4 +1,5 @@
-//! `metrics.scrape.metric_relabel_configs`: relabeling rules as written, checked into
+//! `metric_relabel_configs` (of `metrics.scrape`, and of its pods, kubelet and each
+//! static target): relabeling rules as written, checked into
 //! [`Rule`]s with Prometheus's semantics.
 
 use super::logs::regex_reason;
@@ -7,12 +8,24 @@ use super::scrape::RawRelabel;
 use super::validate::Problems;
 use crate::metrics::relabel::{self, Action, Rule, valid_label_name};
 
-pub(super) fn convert_relabel(
-    index: usize,
+/// The rules of the list at `key` (e.g. `metrics.scrape.metric_relabel_configs`); a
+/// bad one is reported and left out.
+pub(super) fn convert_rules(
+    key: &str,
+    raw: Vec<Spanned<RawRelabel>>,
+    problems: &mut Problems<'_>,
+) -> Vec<Rule> {
+    raw.into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| convert_relabel(&format!("{key}[{i}]"), r, problems))
+        .collect()
+}
+
+fn convert_relabel(
+    p: &str,
     entry: Spanned<RawRelabel>,
     problems: &mut Problems<'_>,
 ) -> Option<Rule> {
-    let p = format!("metrics.scrape.metric_relabel_configs[{index}]");
     let RawRelabel {
         source_labels,
         separator,

@@ -10,6 +10,7 @@ use hyper::Uri;
 use serde::Deserialize;
 
 use super::raw::{Spanned, all_defaults, unlocated};
+use super::relabel::convert_rules;
 use super::validate::{Context, KIB, MIB, Problems, in_range, non_empty, path, size};
 use crate::metrics::relabel::{Rule, valid_label_name};
 
@@ -61,6 +62,9 @@ pub(super) struct RawPods {
     pub ca_file: Option<Spanned<String>>,
     #[serde(default = "default_off")]
     pub insecure_skip_verify: Spanned<bool>,
+    /// Rules for this group's series, after `metrics.scrape.metric_relabel_configs`.
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<Spanned<RawRelabel>>,
 }
 
 impl Default for RawPods {
@@ -83,6 +87,9 @@ pub(super) struct RawKubelet {
     pub token_file: Spanned<String>,
     #[serde(default = "default_off")]
     pub insecure_skip_verify: Spanned<bool>,
+    /// Rules for this group's series, after `metrics.scrape.metric_relabel_configs`.
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<Spanned<RawRelabel>>,
 }
 
 impl Default for RawKubelet {
@@ -106,6 +113,9 @@ pub(super) struct RawStaticTarget {
     pub ca_file: Option<Spanned<String>>,
     #[serde(default = "default_off")]
     pub insecure_skip_verify: Spanned<bool>,
+    /// Rules for this group's series, after `metrics.scrape.metric_relabel_configs`.
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<Spanned<RawRelabel>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,6 +205,10 @@ pub struct ScrapeConfig {
     pub static_targets: Vec<StaticTarget>,
     /// `metric_relabel_configs`: rules every scraped series goes through.
     pub metric_relabel: Vec<Rule>,
+    /// `pods.metric_relabel_configs`: then these, for pod targets' series.
+    pub pods_relabel: Vec<Rule>,
+    /// `kubelet.metric_relabel_configs`: then these, for the kubelet's series.
+    pub kubelet_relabel: Vec<Rule>,
     /// `metrics.external_labels` (config/metrics.rs), default `cluster: <cluster>`:
     /// added to every target's labels that lacks them; sorted, values not empty.
     pub external_labels: Vec<(String, String)>,
@@ -267,6 +281,8 @@ pub struct StaticTarget {
     pub sample_limit: Option<usize>,
     /// `bearer_token_file`, `ca_file`, `insecure_skip_verify`.
     pub auth: TargetAuth,
+    /// `metric_relabel_configs`: rules for its series, after the agent-wide ones.
+    pub metric_relabel: Vec<Rule>,
 }
 
 /// A pod label key as a label name: characters outside `[a-zA-Z0-9_]` become `_`,
@@ -300,6 +316,8 @@ pub(super) fn convert(
         metric_relabel_configs,
     } = raw;
     let p = "metrics.scrape";
+    let (pods, pods_relabel) = convert_pods(pods, context, problems);
+    let (kubelet, kubelet_relabel) = convert_kubelet(kubelet, context, problems);
     let interval = in_range(
         &interval_secs,
         &format!("{p}.interval_secs"),
@@ -335,19 +353,21 @@ pub(super) fn convert(
             problems,
         ),
         sample_limit: usize::try_from(sample_limit.value).unwrap_or(usize::MAX),
-        pods: convert_pods(pods, context, problems),
-        kubelet: convert_kubelet(kubelet, context, problems),
+        pods,
+        kubelet,
         self_metrics: self_metrics.value,
         static_targets: static_targets
             .into_iter()
             .enumerate()
             .filter_map(|(i, t)| super::static_targets::convert_static(i, t, context, problems))
             .collect(),
-        metric_relabel: metric_relabel_configs
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, r)| super::relabel::convert_relabel(i, r, problems))
-            .collect(),
+        metric_relabel: convert_rules(
+            "metrics.scrape.metric_relabel_configs",
+            metric_relabel_configs,
+            problems,
+        ),
+        pods_relabel,
+        kubelet_relabel,
         external_labels: Vec::new(),
     }
 }
@@ -418,7 +438,11 @@ pub(super) fn auth(
     }
 }
 
-fn convert_pods(raw: RawPods, context: &Context<'_>, problems: &mut Problems<'_>) -> PodsConfig {
+fn convert_pods(
+    raw: RawPods,
+    context: &Context<'_>,
+    problems: &mut Problems<'_>,
+) -> (PodsConfig, Vec<Rule>) {
     let RawPods {
         enabled,
         job,
@@ -426,6 +450,7 @@ fn convert_pods(raw: RawPods, context: &Context<'_>, problems: &mut Problems<'_>
         bearer_token_file,
         ca_file,
         insecure_skip_verify,
+        metric_relabel_configs,
     } = raw;
     let p = "metrics.scrape.pods";
     let mut named: Vec<(String, String)> = Vec::new();
@@ -452,7 +477,7 @@ fn convert_pods(raw: RawPods, context: &Context<'_>, problems: &mut Problems<'_>
             None => named.push((key.value.trim().to_owned(), name)),
         }
     }
-    PodsConfig {
+    let pods = PodsConfig {
         enabled: enabled.value,
         job: non_empty(&job, &format!("{p}.job"), problems),
         labels: named,
@@ -464,14 +489,20 @@ fn convert_pods(raw: RawPods, context: &Context<'_>, problems: &mut Problems<'_>
             context,
             problems,
         ),
-    }
+    };
+    let rules = convert_rules(
+        &format!("{p}.metric_relabel_configs"),
+        metric_relabel_configs,
+        problems,
+    );
+    (pods, rules)
 }
 
 fn convert_kubelet(
     raw: RawKubelet,
     context: &Context<'_>,
     problems: &mut Problems<'_>,
-) -> KubeletConfig {
+) -> (KubeletConfig, Vec<Rule>) {
     let RawKubelet {
         enabled,
         address,
@@ -479,6 +510,7 @@ fn convert_kubelet(
         ca_file,
         token_file,
         insecure_skip_verify,
+        metric_relabel_configs,
     } = raw;
     let p = "metrics.scrape.kubelet";
     let address = match address {
@@ -486,7 +518,12 @@ fn convert_kubelet(
         None => context.env_non_empty("NODE_IP"),
     };
     let port = in_range(&port, &format!("{p}.port"), 1..=65535, problems);
-    KubeletConfig {
+    let rules = convert_rules(
+        &format!("{p}.metric_relabel_configs"),
+        metric_relabel_configs,
+        problems,
+    );
+    let kubelet = KubeletConfig {
         enabled: enabled.value,
         address,
         port: u16::try_from(port).unwrap_or(10250),
@@ -500,7 +537,8 @@ fn convert_kubelet(
             ca_file: Some(path(&ca_file, &format!("{p}.ca_file"), context, problems)),
             insecure_skip_verify: insecure_skip_verify.value,
         },
-    }
+    };
+    (kubelet, rules)
 }
 
 #[cfg(test)]
@@ -549,8 +587,11 @@ mod tests {
             self_metrics,
             static_targets,
             metric_relabel,
+            pods_relabel,
+            kubelet_relabel,
             external_labels,
         } = scrape("cluster: x\nmetrics: {}\n", &[]);
+        assert!(pods_relabel.is_empty() && kubelet_relabel.is_empty());
         assert_eq!(external_labels, [("cluster".to_string(), "x".to_string())]);
         assert_eq!(interval, Duration::from_secs(30));
         assert_eq!(timeout, Duration::from_secs(10));
@@ -665,6 +706,36 @@ mod tests {
             [
                 "3:26: metrics.external_labels.job: `job` is set by the agent on every target",
                 "3:34: metrics.external_labels.__x: `__x` is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not __*)",
+            ]
+        );
+    }
+
+    #[test]
+    fn each_group_has_its_relabeling_rules_checked_at_their_place() {
+        let s = scrape(
+            "cluster: x\nmetrics:\n  scrape:\n    pods:\n      metric_relabel_configs: \
+             [{action: labeldrop, regex: pod_template_hash}]\n    kubelet:\n      \
+             metric_relabel_configs: [{source_labels: [__name__], regex: 'container_(fs|network)_.*', \
+             action: drop}, {action: keep, source_labels: [__name__], regex: '.*'}]\n",
+            &[],
+        );
+        assert_eq!(s.pods_relabel.len(), 1);
+        assert_eq!(s.kubelet_relabel.len(), 2);
+        assert!(s.metric_relabel.is_empty());
+        let found = problems(
+            "cluster: x\nmetrics:\n  scrape:\n    kubelet:\n      metric_relabel_configs: \
+             [{action: nope}]\n    static_targets:\n      - url: http://h\n        \
+             metric_relabel_configs: [{regex: '(', source_labels: [a]}]\n",
+        );
+        assert_eq!(
+            found,
+            [
+                "5:41: metrics.scrape.kubelet.metric_relabel_configs[0].action: must be one of \
+                 replace, keep, drop, labeldrop, labelkeep, got `nope`",
+                "8:34: metrics.scrape.static_targets[0].metric_relabel_configs[0].target_label: \
+                 is required for `replace`",
+                "8:42: metrics.scrape.static_targets[0].metric_relabel_configs[0].regex: invalid \
+                 regex `(`: unclosed group",
             ]
         );
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use hyper::Uri;
 
 use super::raw::Spanned;
+use super::relabel::convert_rules;
 use super::scrape::{RawStaticTarget, StaticSource, StaticTarget, auth, checked_labels};
 use super::validate::{Context, Problems, in_range, non_empty, path};
 
@@ -26,6 +27,7 @@ pub(super) fn convert_static(
         bearer_token_file,
         ca_file,
         insecure_skip_verify,
+        metric_relabel_configs,
     } = entry.value;
     let source = match (url, file) {
         (None, None) => {
@@ -81,6 +83,11 @@ pub(super) fn convert_static(
             &insecure_skip_verify,
             &p,
             context,
+            problems,
+        ),
+        metric_relabel: convert_rules(
+            &format!("{p}.metric_relabel_configs"),
+            metric_relabel_configs,
             problems,
         ),
         source: source?,

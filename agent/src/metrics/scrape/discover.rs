@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use hyper::Uri;
 
-use super::target::{Source, Target};
+use super::target::{Rules, Source, Target};
 use crate::config::{PodRef, ScrapeConfig, StaticSource, TargetAuth};
 use crate::kube::PodMeta;
 
@@ -95,7 +95,8 @@ fn host_port(host: &str, port: u16) -> String {
 pub fn static_targets(cfg: &ScrapeConfig, node: &str) -> Vec<Target> {
     cfg.static_targets
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let (source, instance) = match &s.source {
                 StaticSource::Url(url) => (
                     Source::Http {
@@ -125,6 +126,7 @@ pub fn static_targets(cfg: &ScrapeConfig, node: &str) -> Vec<Target> {
                 cfg.body_limit_bytes,
                 s.sample_limit.unwrap_or(cfg.sample_limit),
             )
+            .with_rules(Rules::Static(i))
         })
         .collect()
 }
@@ -141,22 +143,25 @@ pub fn kubelet_targets(cfg: &ScrapeConfig, node: &str) -> Vec<Target> {
         .into_iter()
         .filter_map(|path| {
             let url: Uri = format!("https://{instance}{path}").parse().ok()?;
-            Some(Target::new(
-                Source::Http {
-                    url,
-                    auth: k.auth.clone(),
-                },
-                vec![
-                    ("job".to_owned(), "kubelet".to_owned()),
-                    ("instance".to_owned(), instance.clone()),
-                    ("node".to_owned(), node.to_owned()),
-                    ("metrics_path".to_owned(), path.to_owned()),
-                ],
-                cfg.interval,
-                cfg.timeout,
-                cfg.body_limit_bytes,
-                cfg.sample_limit,
-            ))
+            Some(
+                Target::new(
+                    Source::Http {
+                        url,
+                        auth: k.auth.clone(),
+                    },
+                    vec![
+                        ("job".to_owned(), "kubelet".to_owned()),
+                        ("instance".to_owned(), instance.clone()),
+                        ("node".to_owned(), node.to_owned()),
+                        ("metrics_path".to_owned(), path.to_owned()),
+                    ],
+                    cfg.interval,
+                    cfg.timeout,
+                    cfg.body_limit_bytes,
+                    cfg.sample_limit,
+                )
+                .with_rules(Rules::Kubelet),
+            )
         })
         .collect()
 }
@@ -287,17 +292,20 @@ pub fn pod_targets(
                 labels.push((name.clone(), v.clone()));
             }
         }
-        targets.push(Target::new(
-            Source::Http {
-                url,
-                auth: auth.clone(),
-            },
-            labels,
-            interval,
-            cfg.timeout,
-            cfg.body_limit_bytes,
-            sample_limit,
-        ));
+        targets.push(
+            Target::new(
+                Source::Http {
+                    url,
+                    auth: auth.clone(),
+                },
+                labels,
+                interval,
+                cfg.timeout,
+                cfg.body_limit_bytes,
+                sample_limit,
+            )
+            .with_rules(Rules::Pods),
+        );
     }
     targets
 }

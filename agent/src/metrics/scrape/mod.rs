@@ -134,7 +134,7 @@ fn spawn(setup: Setup, rt: &tokio::runtime::Handle) -> Handle {
     let shared = Arc::new(Shared {
         metrics,
         destination,
-        relabel: scrape.metric_relabel.clone().into(),
+        relabel: runner::RuleSets::new(&scrape),
         seed: target::fnv1a(node.as_bytes()),
         limits: Limits::DEFAULT,
         wake_manager: Arc::clone(&wake),
@@ -571,6 +571,45 @@ mod tests {
             "{}",
             r.metrics.encode()
         );
+        r.handle.stop(std::time::Instant::now() + WAIT).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_static_targets_relabeling_follows_the_agent_wide_rules_for_it_alone() {
+        let s = TestServer::start(LOCAL, |_| Reply::text("keep_me 1\ngo_gc 2\nsecret 3\n")).await;
+        let a = s.addr;
+        let mut cfg = config(&format!(
+            "    metric_relabel_configs:\n      \
+             - {{source_labels: [__name__], regex: 'go_.*', action: drop}}\n    \
+             static_targets:\n      \
+             - {{url: 'http://{a}/a', job: a, metric_relabel_configs: \
+             [{{source_labels: [__name__], regex: secret, action: drop}}]}}\n      \
+             - {{url: 'http://{a}/b', job: b}}\n"
+        ));
+        for t in &mut cfg.static_targets {
+            t.interval = Some(Duration::from_millis(200));
+        }
+        let r = run(cfg);
+        let pushes = r
+            .dest
+            .wait_for(WAIT, |p| {
+                ["a", "b"].iter().all(|j| !of(p, "up", "job", j).is_empty())
+            })
+            .await;
+        let names = |job: &str| -> Vec<String> {
+            let mut n: Vec<String> = pushes
+                .iter()
+                .flatten()
+                .filter(|s| s.series.get("job") == Some(job))
+                .map(|s| s.series.name().to_owned())
+                .filter(|n| !n.starts_with("scrape_") && n != "up")
+                .collect();
+            n.sort();
+            n.dedup();
+            n
+        };
+        assert_eq!(names("a"), ["keep_me"], "agent-wide, then its own rules");
+        assert_eq!(names("b"), ["keep_me", "secret"], "agent-wide rules only");
         r.handle.stop(std::time::Instant::now() + WAIT).await;
     }
 

@@ -21,7 +21,7 @@ use tokio::time::MissedTickBehavior;
 use super::http::{Client, FetchError};
 use super::metrics::{Health, Outcome, ScrapeMetrics};
 use super::process::{Input, Processed, Report, ReportValues, SeriesCache};
-use super::target::{Source, Target};
+use super::target::{Rules, Source, Target};
 use crate::metrics::relabel::Rule;
 use crate::metrics::series::Destination;
 use crate::telemetry::{LogLimits, Metrics};
@@ -37,8 +37,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Where samples go.
     pub destination: Arc<dyn Destination>,
-    /// Metric relabeling.
-    pub relabel: Arc<[Rule]>,
+    /// Metric relabeling, by the targets' [`Rules`].
+    pub relabel: RuleSets,
     /// The node's offset seed.
     pub seed: u64,
     /// Per-line limits of the parser.
@@ -52,6 +52,45 @@ pub struct Shared {
     pub unscraped: AtomicUsize,
     /// Notified when `unscraped` goes down.
     pub progress: Notify,
+}
+
+/// The relabeling rules of each [`Rules`]: the agent-wide ones followed by the
+/// group's, chained once at start.
+#[derive(Default)]
+pub struct RuleSets {
+    agent_wide: Arc<[Rule]>,
+    pods: Arc<[Rule]>,
+    kubelet: Arc<[Rule]>,
+    statics: Vec<Arc<[Rule]>>,
+}
+
+impl RuleSets {
+    /// The rule sets of `cfg`.
+    pub fn new(cfg: &crate::config::ScrapeConfig) -> RuleSets {
+        let chain = |group: &[Rule]| -> Arc<[Rule]> {
+            cfg.metric_relabel.iter().chain(group).cloned().collect()
+        };
+        RuleSets {
+            agent_wide: chain(&[]),
+            pods: chain(&cfg.pods_relabel),
+            kubelet: chain(&cfg.kubelet_relabel),
+            statics: cfg
+                .static_targets
+                .iter()
+                .map(|s| chain(&s.metric_relabel))
+                .collect(),
+        }
+    }
+
+    /// The rules of `rules`.
+    pub fn of(&self, rules: Rules) -> Arc<[Rule]> {
+        Arc::clone(match rules {
+            Rules::AgentWide => &self.agent_wide,
+            Rules::Pods => &self.pods,
+            Rules::Kubelet => &self.kubelet,
+            Rules::Static(i) => self.statics.get(i).unwrap_or(&self.agent_wide),
+        })
+    }
 }
 
 impl Shared {
@@ -398,7 +437,7 @@ async fn process(
     start_ms: i64,
 ) -> (SeriesCache, Vec<u8>, Result<Processed, Failure>) {
     let target = Arc::clone(t);
-    let relabel = Arc::clone(&shared.relabel);
+    let relabel = shared.relabel.of(t.rules);
     let limits = shared.limits;
     let work = tokio::task::spawn_blocking(move || {
         let input = Input {

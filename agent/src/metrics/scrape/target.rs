@@ -23,6 +23,21 @@ pub enum Source {
     File(std::path::PathBuf),
 }
 
+/// Which metric relabeling rules a target's series go through: the agent-wide ones
+/// (`metrics.scrape.metric_relabel_configs`), then its group's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rules {
+    /// The agent-wide ones only (the agent's own target).
+    #[default]
+    AgentWide,
+    /// Then `pods.metric_relabel_configs`.
+    Pods,
+    /// Then `kubelet.metric_relabel_configs`.
+    Kubelet,
+    /// Then those of `static_targets[i]`.
+    Static(usize),
+}
+
 /// One scrape target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -40,6 +55,8 @@ pub struct Target {
     pub body_limit: usize,
     /// Most samples after metric relabeling; 0 for no limit.
     pub sample_limit: usize,
+    /// Its metric relabeling rules.
+    pub rules: Rules,
 }
 
 impl Target {
@@ -62,7 +79,13 @@ impl Target {
             timeout: timeout.min(interval),
             body_limit,
             sample_limit,
+            rules: Rules::AgentWide,
         }
+    }
+
+    /// The same target with its group's relabeling rules.
+    pub fn with_rules(self, rules: Rules) -> Target {
+        Target { rules, ..self }
     }
 
     /// The value of target label `name`.
