@@ -16,6 +16,8 @@
 //!   PrometheusRule, AMP alert manager definition), written by the `bundle-gen` binary.
 //! * [`rw`]: remote write: real Prometheus as the receiver ([`Prometheus`]), a scripted
 //!   loopback receiver ([`RwServer`]), `kubeship push-samples` fed line by line ([`Pusher`]).
+//! * Alerting ([`Alertmanager`]: real Alertmanager on loopback; [`SnsInbox`]: an SNS topic in
+//!   moto read back through a subscribed SQS queue).
 //! * [`kubeapi`]: a fake Kubernetes API server ([`FakeApi`]: list/watch of one node's pods and
 //!   of namespaces, with faults) and the [`Pod`] builder.
 //! * Scrape targets ([`TargetServer`]: loopback HTTP or HTTPS answering as a test says) and the
@@ -38,6 +40,8 @@ pub mod cw;
 pub use cw::*;
 pub mod kubeapi;
 pub use kubeapi::*;
+mod alerting;
+pub use alerting::*;
 pub mod rw;
 pub use rw::*;
 

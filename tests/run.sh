@@ -105,8 +105,10 @@ ensure_moto() {
 
 # promtool and amtool, for the dashboards-and-alerts bundle (tests/integration/bundle/: the alert
 # rules and their unit tests, every dashboard query, both Alertmanager configurations), and
-# Prometheus itself, the remote-write receiver of tests/integration/remote_write.rs (each test
-# starts its own on loopback with a temporary data directory). Only the packages themselves:
+# Prometheus and Alertmanager themselves: the remote-write receiver of
+# tests/integration/remote_write.rs, and the rule evaluator and notifier of
+# tests/integration/alerts_e2e.rs (each test starts its own on loopback with a temporary data
+# directory). Only the packages themselves:
 # their recommends (node exporter, IPMI tools) are not needed.
 ensure_prometheus_tools() {
   if ! type -P promtool >/dev/null 2>&1 || ! type -P prometheus >/dev/null 2>&1; then

@@ -1,6 +1,8 @@
 //! moto's server as the CloudWatch Logs peer, and ways to read back what it holds.
 //!
-//! * [`Moto`] runs `python3 -m moto.server -H 127.0.0.1 -p <free port>` (killed on drop).
+//! * [`Moto`] runs `python3 -m moto.server -H 127.0.0.1 -p <free port>` (killed on drop);
+//!   [`Moto::stop`] takes it down (its port refuses connections), [`Moto::restart`] brings it
+//!   back on the same port, empty.
 //! * [`CwApi`] calls the CloudWatch Logs JSON API directly (std HTTP, no SDK): fast enough to
 //!   poll in wait loops.
 //! * [`Moto::dump`] runs `tests/cw_dump.py` (boto3) for the whole state: an independent reader,
@@ -42,73 +44,125 @@ pub struct Moto {
     /// Holds moto's output; None only while starting.
     dir: Option<tempfile::TempDir>,
     startup: Duration,
+    /// Extra environment of the server ([`Moto::start_with_env`]).
+    env: Vec<(String, String)>,
+    /// Processes started so far (each logs to its own file).
+    runs: usize,
 }
 
 impl Moto {
     /// Starts moto on a free port and waits until it answers HTTP; panics after
     /// `secs(30)` or if it exits (a port taken meanwhile is retried on another one).
     pub fn start() -> Moto {
-        let mut dir = tempfile::Builder::new()
-            .prefix("kubeship-moto-")
-            .tempdir()
-            .expect("temp dir for moto");
+        Self::start_with_env(&[])
+    }
+
+    /// Like [`Moto::start`], with more environment variables for the server (e.g.
+    /// `MOTO_ACCOUNT_ID`, the account every request acts in).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
+        let mut dir = Some(
+            tempfile::Builder::new()
+                .prefix("kubeship-moto-")
+                .tempdir()
+                .expect("temp dir for moto"),
+        );
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut last_log = String::new();
         for attempt in 0..3 {
-            let port = free_port();
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let log_path = dir.path().join(format!("moto-{attempt}.log"));
-            let log = File::create(&log_path).expect("create moto log");
-            let mut cmd = Command::new(python());
-            scrub_env(&mut cmd);
-            cmd.args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .env("PYTHONUNBUFFERED", "1")
-            .envs(aws_test_env(TEST_AWS_REGION))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log);
-            let started = Instant::now();
-            let child = cmd
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}\n{INSTALL_HINT}"));
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let mut moto = Moto {
-                child: Some(child),
+                child: None,
                 addr,
-                log_path,
-                dir: Some(dir),
+                log_path: PathBuf::new(),
+                dir: dir.take(),
                 startup: Duration::ZERO,
+                env: env.clone(),
+                runs: attempt,
             };
-            let mut exited = false;
-            let up = wait_until(
-                || {
-                    if let Some(c) = moto.child.as_mut()
-                        && c.try_wait().ok().flatten().is_some()
-                    {
-                        exited = true;
-                        return true;
-                    }
-                    matches!(http_get(addr, "/moto-api/"), Ok((200, _)))
-                },
-                secs(30),
-            );
-            if up && !exited {
-                moto.startup = started.elapsed();
+            if moto.spawn_and_wait() {
                 return moto;
             }
             last_log = moto.log();
-            dir = moto.dir.take().expect("moto dir");
+            dir = moto.dir.take();
             drop(moto);
             if !last_log.contains("Address already in use") {
                 break;
             }
         }
         panic!("moto's server did not start; its output:\n{last_log}\n{INSTALL_HINT}");
+    }
+
+    /// Runs the server on `self.addr` (its output to a new log file) and waits until it
+    /// answers; false if it exited or did not answer within `secs(30)`.
+    fn spawn_and_wait(&mut self) -> bool {
+        let dir = self.dir.as_ref().expect("moto dir");
+        self.log_path = dir.path().join(format!("moto-{}.log", self.runs));
+        self.runs += 1;
+        let log = File::create(&self.log_path).expect("create moto log");
+        let mut cmd = Command::new(python());
+        scrub_env(&mut cmd);
+        cmd.args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &self.addr.port().to_string(),
+        ])
+        .env("PYTHONUNBUFFERED", "1")
+        .envs(aws_test_env(TEST_AWS_REGION))
+        .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log);
+        let started = Instant::now();
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}\n{INSTALL_HINT}"));
+        self.child = Some(child);
+        let addr = self.addr;
+        let mut exited = false;
+        let up = wait_until(
+            || {
+                if let Some(c) = self.child.as_mut()
+                    && c.try_wait().ok().flatten().is_some()
+                {
+                    exited = true;
+                    return true;
+                }
+                matches!(http_get(addr, "/moto-api/"), Ok((200, _)))
+            },
+            secs(30),
+        );
+        if up && !exited {
+            self.startup = started.elapsed();
+            return true;
+        }
+        false
+    }
+
+    /// Stops the server (killed): its port refuses connections until [`Moto::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, with an empty state (a stopped one is
+    /// stopped first); panics if it does not answer within `secs(30)` (e.g. the port was
+    /// taken meanwhile).
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(
+            self.spawn_and_wait(),
+            "moto did not start again on {}; its output:\n{}\n{INSTALL_HINT}",
+            self.addr,
+            self.log()
+        );
     }
 
     /// `http://127.0.0.1:<port>`.

@@ -3,7 +3,8 @@
 //! metrics and the log, retried until they work), a request refused as invalid
 //! (`InvalidParameterException`: split in halves until the one offending event is alone, which
 //! is dropped and counted), and events rejected inside a successful answer
-//! (`rejectedLogEventsInfo`: counted by reason and acknowledged). Plus a self-test of those
+//! (`rejectedLogEventsInfo`: counted by reason and acknowledged), and a log group deleted under
+//! it (created again by the first request that finds it missing). Plus a self-test of those
 //! proxy faults (no agent).
 //!
 //! Helpers (moto + proxy + node, config, metrics) are shared with `cloudwatch.rs`.
@@ -246,6 +247,75 @@ fn access_denied_is_surfaced_and_recovers() {
         0,
         "denied requests never reached moto: nothing is sent twice"
     );
+    env.assert_requests_valid();
+}
+
+/// A log group deleted while the agent ships to it (or an endpoint that lost its state) is
+/// created again, with its stream, by the first request that finds it missing: no failed
+/// call, although this agent created that group moments before.
+#[test]
+fn a_deleted_log_group_is_created_again_at_once() {
+    let env = env();
+    let mut c = env.container("shop", "cart-6d5f8-k2m9x", "cart", Format::Cri);
+    let mut agent = env.start(&config(&env));
+    c.write_lines(20);
+    let mut d = CwDelivery::new(&env.moto);
+    d.wait_all(&mut agent, &[("cart", 20)], secs(20));
+    let group = d.records[0].group.clone();
+    let created = |agent: &Agent, what: &str| {
+        metric(
+            agent,
+            &format!("kubeship_cloudwatch_{what}_created_total"),
+            &[],
+        )
+    };
+    assert_eq!(
+        (created(&agent, "groups"), created(&agent, "streams")),
+        (1.0, 1.0)
+    );
+
+    env.moto
+        .api()
+        .call("DeleteLogGroup", &json!({ "logGroupName": group }))
+        .expect("DeleteLogGroup");
+    c.write_lines(20);
+    let api = env.moto.api();
+    let mut seqs = BTreeSet::new();
+    let arrived = wait_until(
+        || {
+            agent.assert_running("after the group was deleted");
+            seqs = api
+                .snapshot(None)
+                .map(|s| {
+                    s.events()
+                        .filter_map(|(_, _, e)| seq_of(&e.message))
+                        .map(|(_, seq)| seq)
+                        .collect()
+                })
+                .unwrap_or_default();
+            (20..40).all(|s| seqs.contains(&s))
+        },
+        secs(15),
+    );
+    assert!(
+        arrived,
+        "the lines written after the deletion did not arrive within 15 s: {seqs:?}; \
+         agent stderr:\n{}",
+        agent.stderr_tail(10)
+    );
+    assert_eq!(
+        (created(&agent, "groups"), created(&agent, "streams")),
+        (2.0, 2.0)
+    );
+    for outcome in ["error", "no_group"] {
+        assert_eq!(
+            metric(&agent, REQUESTS, &[("outcome", outcome)]),
+            0.0,
+            "outcome {outcome}: {}",
+            env.proxy.summary()
+        );
+    }
+    agent.stop(secs(20));
     env.assert_requests_valid();
 }
 

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod alerts_e2e;
 mod bad_input;
 mod bundle;
 mod cli;

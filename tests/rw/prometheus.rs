@@ -22,9 +22,19 @@ const HINT: &str = "Prometheus is needed: run tests/run.sh (it installs Debian's
 impl Prometheus {
     /// Starts it and waits until it is ready.
     pub fn start() -> Prometheus {
+        Self::start_with_config("global: {}\n", &[])
+    }
+
+    /// Starts it with this `prometheus.yml` and these further files beside it (name,
+    /// content: rule files the config names, relative to it) and waits until it is ready.
+    pub fn start_with_config(config_text: &str, files: &[(&str, &str)]) -> Prometheus {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global: {}\n").expect("write prometheus.yml");
+        std::fs::write(&config, config_text).expect("write prometheus.yml");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text)
+                .unwrap_or_else(|e| panic!("write {name}: {e}"));
+        }
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
@@ -57,6 +67,11 @@ impl Prometheus {
         p
     }
 
+    /// Its address (HTTP API).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Its remote-write receiver.
     pub fn write_url(&self) -> String {
         format!("http://{}/api/v1/write", self.addr)
@@ -83,6 +98,34 @@ impl Prometheus {
             .unwrap_or_else(|e| panic!("prometheus answered {status} {body}: {e}"));
         assert_eq!(v["status"], "success", "{expr}: {body}");
         v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `GET /api/v1/alerts`: the alerts of its rules, pending and firing (`data.alerts`).
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        self.get_data("/api/v1/alerts")["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The label sets of the series `selector` selects between `start_s` and `end_s`
+    /// (`GET /api/v1/series`), each as a JSON object.
+    pub fn series(&self, selector: &str, start_s: f64, end_s: f64) -> Vec<serde_json::Value> {
+        let path = format!(
+            "/api/v1/series?match[]={}&start={start_s:.3}&end={end_s:.3}",
+            percent_encode(selector)
+        );
+        self.get_data(&path).as_array().cloned().unwrap_or_default()
+    }
+
+    /// `GET path` of its API: `data` of a successful answer.
+    fn get_data(&self, path: &str) -> serde_json::Value {
+        let (status, body) =
+            http_get(self.addr, path).unwrap_or_else(|e| panic!("GET {path} from prometheus: {e}"));
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("prometheus answered {status} {body}: {e}"));
+        assert_eq!(v["status"], "success", "GET {path}: {body}");
+        v["data"].clone()
     }
 
     /// The raw samples of every series `selector` selects over the `range_s` seconds up

@@ -307,6 +307,11 @@ impl Ledger {
         g.inflight -= b.charge;
         self.metrics.logs.inflight_bytes.set(g.inflight as i64);
         self.metrics.logs.batches_acked.inc();
+        // Whichever sink acknowledged it (local files, CloudWatch).
+        self.metrics
+            .logs
+            .batch_ack_seconds
+            .observe(b.sealed_at.elapsed().as_secs_f64());
         for id in b.files {
             let Some(t) = g.files.get_mut(&id) else {
                 continue;
@@ -544,6 +549,19 @@ mod tests {
         l.ack(b2.seq);
         assert_eq!(l.committed(f), Some(300));
         assert_eq!(l.batches_in_flight(), 0);
+        let acks = |l: &Ledger| {
+            let text = l.metrics.encode();
+            text.lines()
+                .find_map(|line| line.strip_prefix("kubeship_batch_ack_seconds_count "))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            acks(&l).as_deref(),
+            Some("3"),
+            "seal to ack, each batch once"
+        );
+        l.ack(b2.seq);
+        assert_eq!(acks(&l).as_deref(), Some("3"), "not an unknown batch");
         l.note_size(f, 350);
         assert_eq!(l.lag(), 350, "nothing persisted yet");
         let snap = l.checkpoint_if_changed().expect("changed");

@@ -20,7 +20,7 @@ use super::{
 const TESTS: &str = "alerts/kubeship-rules.test.yaml";
 const RUNBOOKS: &str = "alerts/runbooks.md";
 
-pub(super) fn rules() -> Value {
+pub(crate) fn rules() -> Value {
     yaml(&read(bundle::RULES), bundle::RULES)
 }
 

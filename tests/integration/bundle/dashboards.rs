@@ -15,7 +15,7 @@ use kubeship_tests::{bundle, repo_root};
 use super::{assert_fails, assert_found, assert_none, assert_ok, json, promtool, run};
 
 /// The dashboards as (file stem, parsed JSON).
-pub(super) fn load() -> Vec<(String, Value)> {
+pub(crate) fn load() -> Vec<(String, Value)> {
     let all = bundle::dashboards(&repo_root()).expect("read dashboards/");
     assert!(
         all.len() >= 3,
@@ -31,7 +31,7 @@ pub(super) fn load() -> Vec<(String, Value)> {
 }
 
 /// Every panel, the panels inside collapsed rows included.
-fn panels(dash: &Value) -> Vec<&Value> {
+pub(crate) fn panels(dash: &Value) -> Vec<&Value> {
     fn walk<'a>(list: &'a Value, out: &mut Vec<&'a Value>) {
         for p in list.as_array().into_iter().flatten() {
             out.push(p);
@@ -43,7 +43,8 @@ fn panels(dash: &Value) -> Vec<&Value> {
     out
 }
 
-fn variables(dash: &Value) -> Vec<&Value> {
+/// The dashboard's template variables.
+pub(crate) fn variables(dash: &Value) -> Vec<&Value> {
     dash["templating"]["list"]
         .as_array()
         .into_iter()
@@ -51,7 +52,8 @@ fn variables(dash: &Value) -> Vec<&Value> {
         .collect()
 }
 
-fn title(p: &Value) -> &str {
+/// A panel's title.
+pub(crate) fn title(p: &Value) -> &str {
     p["title"].as_str().unwrap_or("<untitled>")
 }
 

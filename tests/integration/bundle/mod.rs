@@ -12,8 +12,9 @@
 //! them; the metric-name test also needs the agent binary).
 
 mod alertmanager;
-mod alerts;
-mod dashboards;
+// The end-to-end test (`alerts_e2e.rs`) loads the rules and the dashboards as these do.
+pub(crate) mod alerts;
+pub(crate) mod dashboards;
 mod names;
 mod sync;
 
@@ -28,13 +29,13 @@ use kubeship_tests::{repo_root, run_with_timeout, secs};
 const RUNBOOK_BASE: &str = "https://github.com/kubeship/kubeship/blob/main/alerts/runbooks.md";
 
 /// The file `rel` of the repository as text.
-fn read(rel: &str) -> String {
+pub(crate) fn read(rel: &str) -> String {
     let path = repo_root().join(rel);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// YAML text as a JSON value (the bundle's YAML is plain data: maps, lists, strings, numbers).
-fn yaml(text: &str, what: &str) -> Value {
+pub(crate) fn yaml(text: &str, what: &str) -> Value {
     serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{what}: not YAML: {e}"))
 }
 
@@ -140,7 +141,7 @@ fn duration_secs(s: &str) -> Option<u64> {
 }
 
 /// Every alerting rule of a rules file (`groups[].rules[]` with an `alert`), with its group.
-fn alert_rules(rules: &Value) -> Vec<(String, Value)> {
+pub(crate) fn alert_rules(rules: &Value) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for group in rules["groups"].as_array().into_iter().flatten() {
         let name = group["name"].as_str().unwrap_or_default().to_string();

@@ -142,10 +142,6 @@ impl LocalSink {
                 .local_sink
                 .local_sink_records_written
                 .inc_by(batch.events.len() as u64);
-            self.metrics
-                .logs
-                .batch_ack_seconds
-                .observe(batch.sealed_at.elapsed().as_secs_f64());
             self.ledger.ack(batch.seq);
         }
     }

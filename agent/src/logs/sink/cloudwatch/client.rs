@@ -6,7 +6,7 @@
 //! way for both. The SDK's own retries are off: the dispatcher retries, so every
 //! attempt is counted and backs off the same way.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,7 +77,7 @@ pub struct Api {
     puts: PutClient,
     cfg: CloudWatchConfig,
     groups_created: tokio::sync::Mutex<HashMap<String, Instant>>,
-    created_streams: Mutex<HashSet<StreamKey>>,
+    created_streams: Mutex<HashMap<StreamKey, Instant>>,
     creating: Mutex<HashMap<StreamKey, Arc<tokio::sync::Mutex<()>>>>,
     create_pacer: tokio::sync::Mutex<Instant>,
 }
@@ -152,7 +152,7 @@ impl Api {
             puts,
             cfg: cfg.clone(),
             groups_created: tokio::sync::Mutex::new(HashMap::new()),
-            created_streams: Mutex::new(HashSet::new()),
+            created_streams: Mutex::new(HashMap::new()),
             creating: Mutex::new(HashMap::new()),
             create_pacer: tokio::sync::Mutex::new(Instant::now()),
         })
@@ -167,24 +167,28 @@ impl Api {
         events: &[QueuedEvent],
     ) -> (Result<Rejected, Fail>, Created) {
         let mut created = Created::default();
+        let sent = Instant::now();
         match self.put_once(group, stream, events).await {
             Err(PutFail::NotFound) => {}
             Err(PutFail::Other(f)) => return (Err(f), created),
             Ok(r) => return (Ok(r), created),
         }
         // One creation per stream at a time: requests that found it missing together
-        // wait for the first one's creation instead of each creating it.
+        // wait for the first one's creation instead of each creating it. One created
+        // before this request was sent and missing now is gone again: created anew.
         let key = (group.to_string(), stream.to_string());
         let gate = {
             let mut c = self.creating.lock().unwrap_or_else(|p| p.into_inner());
             Arc::clone(c.entry(key.clone()).or_default())
         };
         let guard = gate.lock().await;
-        let made_by_other = self.recently_created(&key, false);
-        if !made_by_other && let Err(f) = self.create_stream(group, stream, &mut created).await {
-            return (Err(f), created);
+        let made_by_other = self.created_since(&key, sent);
+        if !made_by_other {
+            if let Err(f) = self.create_stream(group, stream, &mut created).await {
+                return (Err(f), created);
+            }
+            self.note_created(key.clone());
         }
-        self.recently_created(&key, true);
         drop(guard);
         self.creating
             .lock()
@@ -202,22 +206,26 @@ impl Api {
         (r, created)
     }
 
-    /// Whether the stream was created lately by this agent; with `insert`, notes
-    /// that it was. The memory is a cache: it is cleared when it grows large.
-    fn recently_created(&self, key: &StreamKey, insert: bool) -> bool {
+    /// Whether this agent created the stream at or after `t`.
+    fn created_since(&self, key: &StreamKey, t: Instant) -> bool {
+        self.created_streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .is_some_and(|at| *at >= t)
+    }
+
+    /// Notes that the stream was created now. The memory is a cache: it is cleared
+    /// when it grows large.
+    fn note_created(&self, key: StreamKey) {
         let mut s = self
             .created_streams
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if insert {
-            if s.len() >= CREATED_MEMORY {
-                s.clear();
-            }
-            s.insert(key.clone());
-            true
-        } else {
-            s.contains(key)
+        if s.len() >= CREATED_MEMORY {
+            s.clear();
         }
+        s.insert(key, Instant::now());
     }
 
     fn forget_created(&self, key: &StreamKey) {
@@ -258,6 +266,7 @@ impl Api {
         created: &mut Created,
     ) -> Result<(), Fail> {
         self.pace().await;
+        let asked = Instant::now();
         let r = self
             .client
             .create_log_stream()
@@ -277,7 +286,7 @@ impl Api {
                         "log group {group} does not exist and output.cloudwatch.create_group is false"
                     )));
                 }
-                self.create_group(group, created).await?;
+                self.create_group(group, asked, created).await?;
                 self.pace().await;
                 match self
                     .client
@@ -299,14 +308,18 @@ impl Api {
         }
     }
 
-    /// Creates the group (with retention, class, key, tags) unless this agent did
-    /// so in the last minute; concurrent callers wait for one creation.
-    async fn create_group(&self, group: &str, created: &mut Created) -> Result<(), Fail> {
+    /// Creates the group (with retention, class, key, tags), found missing by a call
+    /// sent at `missing_at`, unless this agent created it since: concurrent callers
+    /// that found it missing together wait for one creation. A group created earlier
+    /// and gone since (deleted, or the endpoint's state lost) is created again at once.
+    async fn create_group(
+        &self,
+        group: &str,
+        missing_at: Instant,
+        created: &mut Created,
+    ) -> Result<(), Fail> {
         let mut recent = self.groups_created.lock().await;
-        if recent
-            .get(group)
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
-        {
+        if recent.get(group).is_some_and(|t| *t >= missing_at) {
             return Ok(());
         }
         self.pace().await;
