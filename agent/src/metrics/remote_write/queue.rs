@@ -66,8 +66,9 @@ impl Queue {
             shards: (0..shards)
                 .map(|_| Shard {
                     state: Mutex::new(ShardState {
-                        // Allocated at once: no doubling past the bound while it fills.
-                        queue: VecDeque::with_capacity(cap),
+                        // Two requests' worth: it grows while an endpoint is behind
+                        // (to about `cap`) and gives the room back once it caught up.
+                        queue: VecDeque::with_capacity(2 * per_send),
                         ..ShardState::default()
                     }),
                     wake: Notify::new(),
@@ -155,6 +156,10 @@ impl Queue {
                     st.in_flight += n;
                     if st.queue.is_empty() {
                         st.oldest_at = None;
+                    }
+                    let keep = (2 * self.per_send).max(2 * st.queue.len());
+                    if st.queue.capacity() > 2 * keep {
+                        st.queue.shrink_to(keep);
                     }
                     return true;
                 }

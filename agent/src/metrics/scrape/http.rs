@@ -152,6 +152,10 @@ fn clone_request(req: &Request<Empty<Bytes>>) -> Request<Empty<Bytes>> {
 /// target's timeout still bounds the whole scrape).
 const MAX_CONNECT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The most a connection buffers of what it reads (hyper's default is ~400 KiB).
+/// Response heads must fit: a target's are small.
+const READ_BUFFER_BYTES: usize = 32 * 1024;
+
 /// A new connection to `url`'s host: TCP (no delay), then TLS for `https`.
 async fn connect(url: &Uri, auth: &TargetAuth) -> Result<Conn, FetchError> {
     let failed = |e: String| FetchError::Failed(format!("connecting to {url}: {e}"));
@@ -178,7 +182,11 @@ async fn connect(url: &Uri, auth: &TargetAuth) -> Result<Conn, FetchError> {
         .call(url.clone())
         .await
         .map_err(|e| failed(error_chain(&*e)))?;
-    let (send, driver) = http1::handshake(io)
+    // A small read buffer: a node has hundreds of idle keep-alive connections to its
+    // targets, and a body streams through it into the scrape's own buffer anyway.
+    let (send, driver) = http1::Builder::new()
+        .max_buf_size(READ_BUFFER_BYTES)
+        .handshake(io)
         .await
         .map_err(|e| failed(error_chain(&e)))?;
     Ok(Conn { send, driver })

@@ -26,8 +26,12 @@ use crate::metrics::relabel::Rule;
 use crate::metrics::series::Destination;
 use crate::telemetry::{LogLimits, Metrics};
 
-/// A buffer larger than this is let go after its scrape rather than kept for the next.
+/// A target's body buffer is kept for its next scrape only up to this size, and only
+/// when that comes within [`KEEP_BUFFER_FOR`]: hundreds of targets scraped every 15 to
+/// 60 s should not each hold their last body between scrapes.
 const KEEP_BUFFER_BYTES: usize = 4 << 20;
+/// See [`KEEP_BUFFER_BYTES`].
+const KEEP_BUFFER_FOR: Duration = Duration::from_secs(5);
 /// A target logs a failure or bad lines at most once per reason this often.
 const LOG_EVERY: Duration = Duration::from_secs(300);
 
@@ -303,7 +307,7 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
         Err(failure) => (cache, buf, Err(failure)),
     };
     st.cache = cache;
-    if buf.capacity() <= KEEP_BUFFER_BYTES {
+    if buf.capacity() <= KEEP_BUFFER_BYTES && t.interval <= KEEP_BUFFER_FOR {
         st.buf = buf;
     }
     let mut values = ReportValues {
