@@ -24,13 +24,45 @@ pub fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-/// One label of a series.
+/// One label of a series. Shared text: a target's series share their label names,
+/// the target's label values and every repeated value ([`Interner`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Label {
     /// Name (`__name__` for the metric name).
-    pub name: Box<str>,
+    pub name: Arc<str>,
     /// Value, never empty.
-    pub value: Box<str>,
+    pub value: Arc<str>,
+}
+
+/// One copy of each label name and value a target's series use, so that its hundreds
+/// of series hold one allocation of their own (their label list) instead of one per
+/// name and value. [`Interner::prune`] lets go of what no series holds any more.
+#[derive(Debug, Default)]
+pub struct Interner {
+    strings: std::collections::HashSet<Arc<str>>,
+}
+
+impl Interner {
+    /// The shared copy of `s`.
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.strings.insert(Arc::clone(&a));
+        a
+    }
+
+    /// Forgets the strings only the interner holds.
+    pub fn prune(&mut self) {
+        self.strings.retain(|a| Arc::strong_count(a) > 1);
+    }
+
+    /// Strings held.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
 }
 
 /// Why labels cannot make a series.
@@ -56,7 +88,7 @@ pub struct Series {
 
 impl Series {
     /// The series of these labels (any order; empty values are dropped).
-    pub fn new<N: Into<Box<str>>, V: Into<Box<str>>>(
+    pub fn new<N: Into<Arc<str>>, V: Into<Arc<str>>>(
         labels: impl IntoIterator<Item = (N, V)>,
     ) -> Result<Series, SeriesError> {
         let mut v: Vec<Label> = labels

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use kubeship_parsers::prom::{self, ErrorKind, Format, Limits, MetricType, Parser};
 
 use crate::metrics::relabel::{self, Rule};
-use crate::metrics::series::{Sample, Series, stale_nan};
+use crate::metrics::series::{Interner, Sample, Series, stale_nan};
 
 /// What one scrape's processing needs besides the body.
 pub struct Input<'a> {
@@ -118,6 +118,10 @@ pub struct SeriesCache {
     /// Series of the last successful scrape (without exposition timestamps).
     prev: HashSet<Key>,
     iteration: u64,
+    /// The label text of its series.
+    strings: Interner,
+    /// Series went at the last scrape: prune `strings` at the next.
+    prune_next: bool,
 }
 
 impl SeriesCache {
@@ -130,6 +134,9 @@ impl SeriesCache {
     /// Turns a body into samples; see the module doc.
     pub fn process(&mut self, body: &[u8], input: &Input<'_>) -> Processed {
         self.iteration += 1;
+        if std::mem::take(&mut self.prune_next) {
+            self.strings.prune();
+        }
         let mut out = Processed {
             samples: Vec::with_capacity(self.prev.len() + 8),
             ..Processed::default()
@@ -154,7 +161,7 @@ impl SeriesCache {
                     entry.series.clone()
                 }
                 None => {
-                    let series = build(&s, input.target_labels, input.relabel);
+                    let series = build(&s, input.target_labels, input.relabel, &mut self.strings);
                     out.added += usize::from(series.is_some());
                     self.entries.insert(
                         s.series.into(),
@@ -192,7 +199,12 @@ impl SeriesCache {
         }
         self.prev = cur;
         let iteration = self.iteration;
+        let before = self.entries.len();
         self.entries.retain(|_, e| e.seen == iteration);
+        // Series went: their text is let go at the next scrape, once their markers,
+        // made now, have normally left (what a sample still holds stays until a later
+        // prune: bounded by the series that went).
+        self.prune_next |= self.entries.len() < before;
         out
     }
 
@@ -215,7 +227,12 @@ fn stale(series: &Arc<Series>, timestamp_ms: i64) -> Sample {
 /// The series of sample `s` of a target: its labels (normalised), the target's with
 /// clashing scraped ones renamed `exported_*`, then relabeled. `None` when relabeling
 /// dropped it or the result has no name.
-fn build(s: &prom::Sample<'_>, target: &[(String, String)], rules: &[Rule]) -> Option<Arc<Series>> {
+fn build(
+    s: &prom::Sample<'_>,
+    target: &[(String, String)],
+    rules: &[Rule],
+    strings: &mut Interner,
+) -> Option<Arc<Series>> {
     let mut labels: Vec<(String, String)> = Vec::with_capacity(s.labels.len() + target.len() + 1);
     labels.push(("__name__".to_owned(), s.name.to_owned()));
     for l in s.labels.iter().filter(|l| !l.value.is_empty()) {
@@ -238,6 +255,11 @@ fn build(s: &prom::Sample<'_>, target: &[(String, String)], rules: &[Rule]) -> O
     if !relabel::apply(rules, &mut labels) {
         return None;
     }
+    let labels: Vec<(Arc<str>, Arc<str>)> = labels
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(n, v)| (strings.get(n), strings.get(v)))
+        .collect();
     Series::new(labels).ok().map(Arc::new)
 }
 
@@ -400,6 +422,54 @@ mod tests {
                 limits: Limits::DEFAULT,
             },
         )
+    }
+
+    #[test]
+    fn a_targets_series_share_their_label_text_and_let_it_go_with_them() {
+        let mut cache = SeriesCache::default();
+        let p = run(
+            &mut cache,
+            "a{method=\"GET\"} 1\na{method=\"PUT\"} 2\nb{id=\"only-here\"} 3\n",
+            1000,
+        );
+        let value = |i: usize, name: &str| -> Arc<str> {
+            let l = p.samples[i].series.labels();
+            Arc::clone(&l.iter().find(|l| &*l.name == name).unwrap().value)
+        };
+        assert!(
+            Arc::ptr_eq(&value(0, "job"), &value(2, "job")),
+            "one `pods`"
+        );
+        assert!(
+            Arc::ptr_eq(&value(0, "__name__"), &value(1, "__name__")),
+            "one `a`"
+        );
+        // __name__, method, instance, job, pod, id; a, GET, PUT, b, the three target
+        // values, only-here.
+        assert_eq!(cache.strings.len(), 6 + 8);
+        drop(p);
+        let p = run(
+            &mut cache,
+            "a{method=\"GET\"} 1\na{method=\"PUT\"} 2\n",
+            2000,
+        );
+        assert_eq!(text(&p.samples).len(), 3, "two samples and b's marker");
+        drop(p);
+        assert_eq!(
+            cache.strings.len(),
+            6 + 8,
+            "kept while its marker may be on its way"
+        );
+        run(
+            &mut cache,
+            "a{method=\"GET\"} 1\na{method=\"PUT\"} 2\n",
+            3000,
+        );
+        assert_eq!(
+            cache.strings.len(),
+            6 + 8 - 3,
+            "b, id and only-here went with b's series"
+        );
     }
 
     /// Samples as `name{labels} value@ts`, `stale` for markers, in order.
