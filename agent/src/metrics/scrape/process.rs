@@ -114,7 +114,8 @@ struct Entry {
 /// A target's series across scrapes: the cache and what the last scrape had.
 #[derive(Debug, Default)]
 pub struct SeriesCache {
-    entries: HashMap<Box<str>, Entry>,
+    /// Keyed by [`text_key`] of the series as written.
+    entries: HashMap<u128, Entry>,
     /// Series of the last successful scrape (without exposition timestamps).
     prev: HashSet<Key>,
     iteration: u64,
@@ -155,7 +156,8 @@ impl SeriesCache {
                 // Counted only, so that scrape_samples_scraped tells the whole body.
                 continue;
             }
-            let series = match self.entries.get_mut(s.series) {
+            let key = text_key(s.series);
+            let series = match self.entries.get_mut(&key) {
                 Some(entry) => {
                     entry.seen = self.iteration;
                     entry.series.clone()
@@ -164,7 +166,7 @@ impl SeriesCache {
                     let series = build(&s, input.target_labels, input.relabel, &mut self.strings);
                     out.added += usize::from(series.is_some());
                     self.entries.insert(
-                        s.series.into(),
+                        key,
                         Entry {
                             series: series.clone(),
                             seen: self.iteration,
@@ -214,6 +216,23 @@ impl SeriesCache {
     pub fn fail(&mut self, timestamp_ms: i64, out: &mut Vec<Sample>) {
         out.extend(self.prev.drain().map(|k| stale(&k.0, timestamp_ms)));
     }
+}
+
+/// A series as written (`name{labels}` of the body) as a cache key: two independent
+/// randomly keyed SipHash-1-3 hashes, 128 bits, instead of the ~100 bytes of text a
+/// series would keep (a collision, which would take two series of one target for one,
+/// is about as likely as guessing a 128-bit key; the keys are new at every start).
+fn text_key(text: &str) -> u128 {
+    use std::hash::BuildHasher as _;
+    static KEYS: std::sync::OnceLock<[std::collections::hash_map::RandomState; 2]> =
+        std::sync::OnceLock::new();
+    let [a, b] = KEYS.get_or_init(|| {
+        [
+            std::collections::hash_map::RandomState::new(),
+            std::collections::hash_map::RandomState::new(),
+        ]
+    });
+    (u128::from(a.hash_one(text)) << 64) | u128::from(b.hash_one(text))
 }
 
 fn stale(series: &Arc<Series>, timestamp_ms: i64) -> Sample {
@@ -422,6 +441,16 @@ mod tests {
                 limits: Limits::DEFAULT,
             },
         )
+    }
+
+    #[test]
+    fn series_text_keys_are_stable_and_tell_series_apart() {
+        assert_eq!(text_key("a{b=\"c\"}"), text_key("a{b=\"c\"}"));
+        let keys: HashSet<u128> = (0..10_000)
+            .map(|i| text_key(&format!("m{{i=\"{i}\"}}")))
+            .collect();
+        assert_eq!(keys.len(), 10_000);
+        assert_ne!(text_key(""), text_key(" "));
     }
 
     #[test]
