@@ -1,6 +1,6 @@
 //! One scrape's body into samples, as Prometheus's scrape loop does it: parse, give
 //! each series its final labels once and keep it across scrapes (the series cache,
-//! keyed by the series as written), check the sample limit, and emit a staleness
+//! keyed by a 128-bit hash of the series as written; label text interned per target), check the sample limit, and emit a staleness
 //! marker for each series the previous scrape had and this one has not.
 //!
 //! Labels: the scraped ones (`le` of histograms and `quantile` of summaries written
