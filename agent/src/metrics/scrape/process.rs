@@ -1,7 +1,8 @@
 //! One scrape's body into samples, as Prometheus's scrape loop does it: parse, give
 //! each series its final labels once and keep it across scrapes (the series cache,
-//! keyed by a 128-bit hash of the series as written; label text interned per target), check the sample limit, and emit a staleness
-//! marker for each series the previous scrape had and this one has not.
+//! keyed by a 128-bit hash of the series as written; label text interned per
+//! target), check the sample limit, and emit a staleness marker for each series the
+//! previous scrape had and this one has not.
 //!
 //! Labels: the scraped ones (`le` of histograms and `quantile` of summaries written
 //! as Prometheus normalises them: `1` → `1.0`), then the target's, with
