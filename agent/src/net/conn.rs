@@ -36,10 +36,53 @@ const MAX_IDLE: usize = 64;
 
 type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 
-/// One connection: the request side and the connection future that moves its bytes.
-struct Conn {
-    send: http1::SendRequest<Full<Bytes>>,
-    driver: http1::Connection<Io, Full<Bytes>>,
+/// One HTTP/1.1 connection with request bodies of type `B`: the request side and the
+/// connection future that moves its bytes, polled by whoever uses it (no task).
+pub struct Conn<B: hyper::body::Body + 'static = Full<Bytes>> {
+    /// The request side.
+    pub send: http1::SendRequest<B>,
+    /// The connection future.
+    pub driver: http1::Connection<Io, B>,
+}
+
+impl<B> Conn<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// Connects with `connector` to `uri`'s host (TCP, TLS for `https`) and speaks
+    /// HTTP/1.1 over it, buffering at most `max_read_buffer` bytes of what it reads
+    /// (`None`: hyper's default, ~400 KiB). Errors name the URI and their causes.
+    pub async fn open(
+        connector: &mut HttpsConnector<HttpConnector>,
+        uri: &Uri,
+        max_read_buffer: Option<usize>,
+    ) -> Result<Conn<B>, String> {
+        let failed = |e: String| format!("connecting to {uri}: {e}");
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(|e| failed(error_chain(&*e)))?;
+        let io = connector
+            .call(uri.clone())
+            .await
+            .map_err(|e| failed(error_chain(&*e)))?;
+        let mut builder = http1::Builder::new();
+        if let Some(max) = max_read_buffer {
+            builder.max_buf_size(max);
+        }
+        let (send, driver) = builder
+            .handshake(io)
+            .await
+            .map_err(|e| failed(error_chain(&e)))?;
+        Ok(Conn { send, driver })
+    }
+
+    /// True unless the connection has ended (polled once: an idle connection the
+    /// server closed ends at once).
+    pub fn is_open(&mut self) -> bool {
+        !self.send.is_closed() && (&mut self.driver).now_or_never().is_none()
+    }
 }
 
 /// Connections to one endpoint.
@@ -124,28 +167,11 @@ impl Conns {
     }
 
     async fn connect(&self, uri: &Uri) -> Result<Conn, String> {
-        let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx))
-            .await
-            .map_err(|e| format!("connecting to {uri}: {}", error_chain(&*e)))?;
-        let io = connector
-            .call(uri.clone())
-            .await
-            .map_err(|e| format!("connecting to {uri}: {}", error_chain(&*e)))?;
-        let (send, driver) = http1::handshake(io)
-            .await
-            .map_err(|e| format!("connecting to {uri}: {}", error_chain(&e)))?;
-        Ok(Conn { send, driver })
+        Conn::open(&mut self.connector.clone(), uri, None).await
     }
 }
 
 impl Conn {
-    /// True unless the connection has ended (polled once: an idle connection the
-    /// server closed ends at once).
-    fn is_open(&mut self) -> bool {
-        !self.send.is_closed() && (&mut self.driver).now_or_never().is_none()
-    }
-
     /// One request and its whole answer, the connection polled meanwhile.
     async fn exchange(
         &mut self,

@@ -18,17 +18,11 @@ use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::FutureExt;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
-use hyper_rustls::MaybeHttpsStream;
-use hyper_util::rt::TokioIo;
 use kubeship_parsers::prom::Format;
-use tokio::net::TcpStream;
-use tower_service::Service;
 
 use crate::config::TargetAuth;
 use crate::net::conn::error_chain;
@@ -37,8 +31,6 @@ use crate::net::tls;
 /// What the agent accepts, best first (Prometheus's header for these two formats).
 pub const ACCEPT: &str =
     "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
-
-type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 
 /// Why a fetch failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,10 +47,8 @@ pub struct Client {
     conn: Option<Conn>,
 }
 
-struct Conn {
-    send: http1::SendRequest<Empty<Bytes>>,
-    driver: http1::Connection<Io, Empty<Bytes>>,
-}
+/// A scrape's connection: requests without a body.
+type Conn = crate::net::conn::Conn<Empty<Bytes>>;
 
 /// An exchange's failure, and whether its answer had begun.
 struct ExchangeError {
@@ -175,30 +165,14 @@ async fn connect(url: &Uri, auth: &TargetAuth) -> Result<Conn, FetchError> {
     // The scrape's timeout bounds the connection too; this only ends a connect
     // that would outlast any scrape.
     let mut connector = tls::connector(tls, MAX_CONNECT);
-    std::future::poll_fn(|cx| connector.poll_ready(cx))
-        .await
-        .map_err(|e| failed(error_chain(&*e)))?;
-    let io = connector
-        .call(url.clone())
-        .await
-        .map_err(|e| failed(error_chain(&*e)))?;
     // A small read buffer: a node has hundreds of idle keep-alive connections to its
     // targets, and a body streams through it into the scrape's own buffer anyway.
-    let (send, driver) = http1::Builder::new()
-        .max_buf_size(READ_BUFFER_BYTES)
-        .handshake(io)
+    Conn::open(&mut connector, url, Some(READ_BUFFER_BYTES))
         .await
-        .map_err(|e| failed(error_chain(&e)))?;
-    Ok(Conn { send, driver })
+        .map_err(FetchError::Failed)
 }
 
 impl Conn {
-    /// True unless the connection has ended (an idle connection the server closed
-    /// ends when polled once).
-    fn is_open(&mut self) -> bool {
-        !self.send.is_closed() && (&mut self.driver).now_or_never().is_none()
-    }
-
     /// One request and its whole body, the connection polled meanwhile.
     async fn exchange(
         &mut self,
