@@ -146,17 +146,9 @@ if [[ $KUBE == 1 && ! -x $FAKE_API ]]; then
 fi
 
 WRITER="$ROOT/bench/writer.py"
-WORK="$(mktemp -d -t kubeship-bench.XXXXXX)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do
-    [[ -n $p ]] && kill "$p" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CLK_TCK=$(getconf CLK_TCK)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_workdir kubeship-bench
 CHECK=""
 SUMMARY=()
 NOTES=()
@@ -169,7 +161,6 @@ RESULTS="$WORK/drain-results.txt" CG_RESULTS="$WORK/callgrind-results.txt"
 : > "$CG_RESULTS"
 meta_label() { case $1 in path) echo path ;; pad) echo path+pad ;; kube) echo kube ;; *) echo "$1" ;; esac; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # write_config NODE [SINK [ENDPOINT_URL [META]]] -> NODE/kubeship.yaml (relative paths), telemetry
 # on a free port (TELEMETRY_PORT). META: path (pod metadata off), pad (off, node name
@@ -205,23 +196,6 @@ EOF
   [[ -z $EXTRA ]] || merge_yaml "$node/kubeship.yaml" "$EXTRA"
 }
 
-# merge_yaml FILE YAML: YAML's maps merged into FILE's (keys of YAML win; PyYAML, which moto
-# brings along)
-merge_yaml() {
-  python3 - "$1" "$2" <<'PY'
-import sys, yaml
-path, extra = sys.argv[1], yaml.safe_load(sys.argv[2])
-cfg = yaml.safe_load(open(path))
-def merge(a, b):
-    for k, v in b.items():
-        if isinstance(v, dict) and isinstance(a.get(k), dict):
-            merge(a[k], v)
-        else:
-            a[k] = v
-merge(cfg, extra)
-yaml.safe_dump(cfg, open(path, "w"), sort_keys=False)
-PY
-}
 
 count_out() { # DIR -> number of output lines
   local n
@@ -251,11 +225,6 @@ meta_check() {
   fi
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-cpu_ticks2() { awk '{print $14, $15}' "/proc/$1/stat" 2>/dev/null || echo 0 0; } # user sys
-status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-now() { date +%s.%N; }
-calc() { python3 -c "print($1)"; }
 
 # --- the CloudWatch endpoint (bench/cw_endpoint.py) ------------------------------------------
 
@@ -297,7 +266,6 @@ EOF
 }
 
 # jget FILE EXPR -> EXPR evaluated with s = the JSON document in FILE
-jget() { python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 
 cw_events() { http GET "$1/stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)["events"])' 2>/dev/null || echo 0; }
 
@@ -654,9 +622,6 @@ EOF
 }
 
 # rss_sampler PID FILE: appends PID's VmRSS (KiB) to FILE every 0.5 s until killed
-rss_sampler() {
-  while kill -0 "$1" 2>/dev/null; do status_kb "$1" VmRSS >> "$2"; sleep 0.5; done
-}
 
 # measure_running PID SECONDS -> "cpu% rss_mib hwm_mib" over SECONDS (sleeping is the point here)
 measure_running() {
@@ -681,10 +646,6 @@ start_kubeship() { # NODE [SINK [META]] -> sets AGENT_PID (cloudwatch: to the ru
   PIDS+=("$AGENT_PID")
 }
 
-stop_pid() {
-  kill -TERM "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 
 # steady_load NAME SINK PID NODE SPEC [META]: writer for DURATION s while sampling PID; SPEC
 # (local:DIR or cw:URL) is where delivered records are counted. cw: the endpoint's counters are

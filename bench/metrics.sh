@@ -143,17 +143,9 @@ if [[ -n $VMAGENT ]]; then
   echo "vmagent: $VMAGENT ($VMAGENT_VERSION)"
 fi
 
-WORK="$(mktemp -d -t kubeship-metrics-bench.XXXXXX)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do
-    [[ -n $p ]] && kill "$p" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CLK_TCK=$(getconf CLK_TCK)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_workdir kubeship-metrics-bench
 SUMMARY=()
 NOTES=()
 RESULTS="$WORK/results.txt" # agent cpu_per_msample samples_per_s peak_mib median_mib
@@ -161,12 +153,6 @@ RESULTS="$WORK/results.txt" # agent cpu_per_msample samples_per_s peak_mib media
 ROW_FMT='%-9s %s'
 add_row() { SUMMARY+=("$(printf "$ROW_FMT" "$1" "$2")"); }
 
-cpu_ticks2() { awk '{print $14, $15}' "/proc/$1/stat" 2>/dev/null || echo 0 0; } # user sys
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-now() { date +%s.%N; }
-calc() { python3 -c "from math import *; print($1)"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # get URL FILE: the body of GET URL into FILE (no proxies from the environment)
 get() {
@@ -177,7 +163,6 @@ open(sys.argv[2], "w").write(op.open(sys.argv[1], timeout=10).read().decode())
 EOF
 }
 # jget FILE EXPR -> EXPR evaluated with s = the JSON document in FILE
-jget() { python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 
 # metric FILE NAME [LABEL_SUBSTRING] -> sum of the samples of NAME (lines containing the substring)
 metric() {
@@ -192,14 +177,7 @@ perf_report() {
   perf report -i "$1" --stdio --no-children --sort comm,dso,sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -30 || true
 }
 
-rss_sampler() { # PID FILE: VmRSS (KiB) every 0.5 s until killed
-  while kill -0 "$1" 2>/dev/null; do status_kb "$1" VmRSS >> "$2"; sleep 0.5; done
-}
 
-stop_pid() {
-  kill -TERM "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 
 # --- targets and receiver ------------------------------------------------------------------
 
@@ -232,22 +210,6 @@ tgt_stats() { get "$TGT_CONTROL/stats" "$1"; }
 
 # --- agents ------------------------------------------------------------------------------------
 
-# merge_yaml FILE YAML: YAML's maps merged into FILE's (keys of YAML win)
-merge_yaml() {
-  python3 - "$1" "$2" <<'PY'
-import sys, yaml
-path, extra = sys.argv[1], yaml.safe_load(sys.argv[2])
-cfg = yaml.safe_load(open(path))
-def merge(a, b):
-    for k, v in b.items():
-        if isinstance(v, dict) and isinstance(a.get(k), dict):
-            merge(a[k], v)
-        else:
-            a[k] = v
-merge(cfg, extra)
-yaml.safe_dump(cfg, open(path, "w"), sort_keys=False)
-PY
-}
 
 TELEMETRY_URL="" AGENT_CMD=""
 kubeship_cmd() { # DIR -> AGENT_CMD, the command line (after writing DIR/kubeship.yaml), TELEMETRY_URL
