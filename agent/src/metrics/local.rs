@@ -261,14 +261,14 @@ impl Writer {
 /// Appends `s` as one JSON line.
 pub fn write_line(s: &Sample, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"labels\":{");
-    for (i, l) in s.series.labels().iter().enumerate() {
+    for (i, (name, value)) in s.series.labels().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &*l.name);
+        let _ = serde_json::to_writer(&mut *out, name);
         out.push(b':');
-        let _ = serde_json::to_writer(&mut *out, &*l.value);
+        let _ = serde_json::to_writer(&mut *out, value);
     }
     out.extend_from_slice(b"},\"t\":");
     out.extend_from_slice(s.timestamp_ms.to_string().as_bytes());

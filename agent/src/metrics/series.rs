@@ -7,9 +7,18 @@
 //! labels are what remote write requires: sorted by name, names unique, no empty
 //! value (an empty value means "no such label", as in Prometheus). Its hash picks the
 //! queue shard, so one series' samples stay in order.
+//!
+//! A series keeps its labels already encoded as remote write's protobuf `Label`
+//! messages, in two sorted runs merged by name when read: the labels every series of
+//! its target carries (one copy per target, shared), and its own. A node's agent
+//! holds a series for each of the ~100,000 series its targets expose, so this is most
+//! of its memory: about 100 bytes a series instead of a pair of shared strings per
+//! label, and a request copies each label message as it is.
 
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use prost::encoding::{WireType, decode_varint, encode_key, encode_varint, encoded_len_varint};
 
 /// The bits of Prometheus's staleness marker: a NaN no exposition produces.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -22,47 +31,6 @@ pub fn stale_nan() -> f64 {
 /// True for the staleness marker (not for other NaNs).
 pub fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
-}
-
-/// One label of a series. Shared text: a target's series share their label names,
-/// the target's label values and every repeated value ([`Interner`]).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Label {
-    /// Name (`__name__` for the metric name).
-    pub name: Arc<str>,
-    /// Value, never empty.
-    pub value: Arc<str>,
-}
-
-/// One copy of each label name and value a target's series use, so that its hundreds
-/// of series hold one allocation of their own (their label list) instead of one per
-/// name and value. [`Interner::prune`] lets go of what no series holds any more.
-#[derive(Debug, Default)]
-pub struct Interner {
-    strings: std::collections::HashSet<Arc<str>>,
-}
-
-impl Interner {
-    /// The shared copy of `s`.
-    pub fn get(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.strings.get(s) {
-            return Arc::clone(a);
-        }
-        let a: Arc<str> = Arc::from(s);
-        self.strings.insert(Arc::clone(&a));
-        a
-    }
-
-    /// Forgets the strings only the interner holds.
-    pub fn prune(&mut self) {
-        self.strings.retain(|a| Arc::strong_count(a) > 1);
-    }
-
-    /// Strings held.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.strings.len()
-    }
 }
 
 /// Why labels cannot make a series.
@@ -79,56 +47,248 @@ pub enum SeriesError {
     EmptyName,
 }
 
+/// Labels sorted by name, encoded as a run of `TimeSeries.labels` fields: each label
+/// is `0x0a len 0x0a name-len name 0x12 value-len value` (names and values never
+/// empty). Shared by every series of a target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedLabels(Arc<Box<[u8]>>);
+
+impl Default for SharedLabels {
+    fn default() -> SharedLabels {
+        SharedLabels::empty()
+    }
+}
+
+impl SharedLabels {
+    /// No labels.
+    pub fn empty() -> SharedLabels {
+        static EMPTY: OnceLock<Arc<Box<[u8]>>> = OnceLock::new();
+        SharedLabels(Arc::clone(EMPTY.get_or_init(Arc::default)))
+    }
+
+    /// `labels` (sorted by name, names unique, values not empty) encoded.
+    pub fn new<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> SharedLabels {
+        let mut out = Vec::new();
+        for (n, v) in labels {
+            encode_label(n, v, &mut out);
+        }
+        SharedLabels(Arc::new(out.into_boxed_slice()))
+    }
+}
+
+/// Appends one `TimeSeries.labels` field.
+fn encode_label(name: &str, value: &str, out: &mut Vec<u8>) {
+    let field = |s: &str| 1 + encoded_len_varint(s.len() as u64) + s.len();
+    encode_key(1, WireType::LengthDelimited, out);
+    encode_varint((field(name) + field(value)) as u64, out);
+    for (tag, s) in [(1, name), (2, value)] {
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(s.len() as u64, out);
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// One label of an encoded run: its name, value, and the whole field as encoded.
+#[derive(Clone, Copy)]
+struct RawLabel<'a> {
+    name: &'a [u8],
+    value: &'a [u8],
+    field: &'a [u8],
+}
+
+/// Reads the first label of `run` and moves `run` past it. `None` at the end (or on
+/// bytes [`encode_label`] does not write, which no run holds).
+fn next_label<'a>(run: &mut &'a [u8]) -> Option<RawLabel<'a>> {
+    let whole: &'a [u8] = run;
+    let mut rest: &'a [u8] = run;
+    let part = |tag: u8, rest: &mut &'a [u8]| -> Option<&'a [u8]> {
+        let (&t, after) = rest.split_first()?;
+        if t != tag {
+            return None;
+        }
+        *rest = after;
+        let len = usize::try_from(decode_varint(rest).ok()?).ok()?;
+        let (s, after) = (rest.get(..len)?, rest.get(len..)?);
+        *rest = after;
+        Some(s)
+    };
+    let body = part(0x0a, &mut rest)?;
+    let field = &whole[..whole.len() - rest.len()];
+    *run = rest;
+    let mut body = body;
+    let name = part(0x0a, &mut body)?;
+    let value = part(0x12, &mut body)?;
+    Some(RawLabel { name, value, field })
+}
+
+/// The labels of two sorted runs with distinct names, merged by name.
+#[derive(Clone)]
+struct Merged<'a> {
+    a: Run<'a>,
+    b: Run<'a>,
+}
+
+/// A run being read: its next label, decoded once, and the rest.
+#[derive(Clone)]
+struct Run<'a> {
+    head: Option<RawLabel<'a>>,
+    rest: &'a [u8],
+}
+
+impl<'a> Run<'a> {
+    fn new(mut rest: &'a [u8]) -> Run<'a> {
+        Run {
+            head: next_label(&mut rest),
+            rest,
+        }
+    }
+
+    fn pop(&mut self) -> Option<RawLabel<'a>> {
+        let head = self.head.take();
+        self.head = next_label(&mut self.rest);
+        head
+    }
+}
+
+impl<'a> Merged<'a> {
+    fn new(a: &'a [u8], b: &'a [u8]) -> Merged<'a> {
+        Merged {
+            a: Run::new(a),
+            b: Run::new(b),
+        }
+    }
+}
+
+impl<'a> Iterator for Merged<'a> {
+    type Item = RawLabel<'a>;
+
+    fn next(&mut self) -> Option<RawLabel<'a>> {
+        match (&self.a.head, &self.b.head) {
+            (Some(x), Some(y)) if x.name <= y.name => self.a.pop(),
+            (_, Some(_)) => self.b.pop(),
+            (Some(_), None) => self.a.pop(),
+            (None, None) => None,
+        }
+    }
+}
+
+/// A series' labels, sorted by name: `(name, value)`.
+#[derive(Clone)]
+pub struct Labels<'a>(Merged<'a>);
+
+impl<'a> Iterator for Labels<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        // Runs are only ever encoded from `&str`.
+        let text = |b: &'a [u8]| std::str::from_utf8(b).unwrap_or_default();
+        self.0.next().map(|l| (text(l.name), text(l.value)))
+    }
+}
+
+impl std::fmt::Debug for Labels<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.clone()).finish()
+    }
+}
+
 /// A series: its labels, sorted by name, and their hash.
-#[derive(Debug, PartialEq, Eq)]
 pub struct Series {
-    labels: Box<[Label]>,
+    /// Labels every series of its target has (possibly none).
+    shared: SharedLabels,
+    /// Its other labels: a run as in [`SharedLabels`], no name in both.
+    own: Box<[u8]>,
     hash: u64,
 }
 
 impl Series {
     /// The series of these labels (any order; empty values are dropped).
-    pub fn new<N: Into<Arc<str>>, V: Into<Arc<str>>>(
+    pub fn new<N: AsRef<str>, V: AsRef<str>>(
         labels: impl IntoIterator<Item = (N, V)>,
     ) -> Result<Series, SeriesError> {
-        let mut v: Vec<Label> = labels
-            .into_iter()
-            .map(|(n, v)| Label {
-                name: n.into(),
-                value: v.into(),
-            })
-            .filter(|l| !l.value.is_empty())
-            .collect();
-        v.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        if let Some(w) = v.windows(2).find(|w| w[0].name == w[1].name) {
-            return Err(SeriesError::Duplicate(w[0].name.to_string()));
+        let labels: Vec<(N, V)> = labels.into_iter().collect();
+        let refs = labels.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
+        Series::with_shared(refs, &SharedLabels::empty(), &[])
+    }
+
+    /// The series of `labels` (any order; empty values dropped) of a target whose
+    /// series all carry `target` (sorted by name, names unique), whose labels with a
+    /// value are encoded in `shared`: when `labels` hold every one of them, only the
+    /// others are the series' own.
+    pub fn with_shared<'a>(
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+        shared: &SharedLabels,
+        target: &[(String, String)],
+    ) -> Result<Series, SeriesError> {
+        let mut v: Vec<(&str, &str)> = labels.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if let Some(w) = v.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(SeriesError::Duplicate(w[0].0.to_string()));
         }
-        if v.iter().any(|l| l.name.is_empty()) {
+        if v.iter().any(|(n, _)| n.is_empty()) {
             return Err(SeriesError::EmptyName);
         }
-        if !v.iter().any(|l| &*l.name == "__name__") {
+        if !v.iter().any(|(n, _)| *n == "__name__") {
             return Err(SeriesError::NoName);
         }
+        // Target labels with an empty value are no labels (and not in `shared`).
+        let has_all = !shared.0.is_empty()
+            && target
+                .iter()
+                .filter(|(_, tv)| !tv.is_empty())
+                .all(|(tn, tv)| {
+                    v.binary_search_by(|(n, _)| (*n).cmp(tn.as_str()))
+                        .is_ok_and(|i| v[i].1 == tv)
+                });
+        let mut own = Vec::new();
+        for &(n, val) in &v {
+            let in_shared = has_all
+                && target
+                    .binary_search_by(|(tn, _)| tn.as_str().cmp(n))
+                    .is_ok_and(|i| target[i].1 == val);
+            if !in_shared {
+                encode_label(n, val, &mut own);
+            }
+        }
+        let shared = if has_all {
+            shared.clone()
+        } else {
+            SharedLabels::empty()
+        };
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        v.hash(&mut h);
+        for (n, val) in &v {
+            n.hash(&mut h);
+            val.hash(&mut h);
+        }
         Ok(Series {
-            labels: v.into_boxed_slice(),
+            shared,
+            own: own.into_boxed_slice(),
             hash: h.finish(),
         })
     }
 
+    fn merged(&self) -> Merged<'_> {
+        Merged::new(&self.shared.0, &self.own)
+    }
+
     /// The labels, sorted by name.
-    pub fn labels(&self) -> &[Label] {
-        &self.labels
+    pub fn labels(&self) -> Labels<'_> {
+        Labels(self.merged())
+    }
+
+    /// The labels as `TimeSeries.labels` fields, in order: their encoded length, and
+    /// each field's bytes.
+    pub fn encoded_labels(&self) -> (usize, impl Iterator<Item = &[u8]>) {
+        (
+            self.shared.0.len() + self.own.len(),
+            self.merged().map(|l| l.field),
+        )
     }
 
     /// The value of label `name`.
     #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.labels
-            .binary_search_by(|l| (*l.name).cmp(name))
-            .ok()
-            .map(|i| &*self.labels[i].value)
+        self.labels().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// The metric name (`__name__`).
@@ -140,6 +300,31 @@ impl Series {
     /// A hash of the labels (the queue shard of the series).
     pub fn hash(&self) -> u64 {
         self.hash
+    }
+
+    /// Bytes of labels the series holds of its own (not shared with its target).
+    #[cfg(test)]
+    pub fn own_bytes(&self) -> usize {
+        self.own.len()
+    }
+}
+
+impl PartialEq for Series {
+    fn eq(&self, o: &Self) -> bool {
+        self.hash == o.hash
+            && ((self.shared == o.shared && self.own == o.own)
+                || self
+                    .merged()
+                    .map(|l| (l.name, l.value))
+                    .eq(o.merged().map(|l| (l.name, l.value))))
+    }
+}
+
+impl Eq for Series {}
+
+impl std::fmt::Debug for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.labels().fmt(f)
     }
 }
 
@@ -168,13 +353,13 @@ mod tests {
     #[test]
     fn labels_are_sorted_unique_and_named() {
         let s = Series::new([("job", "a"), ("__name__", "up"), ("instance", "x:1")]).unwrap();
-        let names: Vec<&str> = s.labels().iter().map(|l| &*l.name).collect();
+        let names: Vec<&str> = s.labels().map(|(n, _)| n).collect();
         assert_eq!(names, ["__name__", "instance", "job"]);
         assert_eq!(s.name(), "up");
         assert_eq!(s.get("job"), Some("a"));
         assert_eq!(s.get("nope"), None);
         let empty_dropped = Series::new([("__name__", "up"), ("env", "")]).unwrap();
-        assert_eq!(empty_dropped.labels().len(), 1);
+        assert_eq!(empty_dropped.labels().count(), 1);
         assert_eq!(
             Series::new([("__name__", "a"), ("x", "1"), ("x", "2")]),
             Err(SeriesError::Duplicate("x".into()))
@@ -193,6 +378,135 @@ mod tests {
         let c = Series::new([("b", "3"), ("a", "1"), ("__name__", "m")]).unwrap();
         assert_eq!(a.hash(), b.hash());
         assert_ne!(a.hash(), c.hash());
+    }
+
+    fn target() -> (Vec<(String, String)>, SharedLabels) {
+        let t: Vec<(String, String)> = [
+            ("instance", "10.0.0.1:80"),
+            ("job", "pods"),
+            ("pod", "web-1"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        let shared = SharedLabels::new(t.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        (t, shared)
+    }
+
+    #[test]
+    fn a_series_with_all_its_target_labels_shares_them_and_equals_one_that_does_not() {
+        let (t, shared) = target();
+        let labels = [
+            ("__name__", "http_requests_total"),
+            ("code", "200"),
+            ("job", "pods"),
+            ("instance", "10.0.0.1:80"),
+            ("zone", "a"),
+            ("pod", "web-1"),
+        ];
+        let split = Series::with_shared(labels, &shared, &t).unwrap();
+        let whole = Series::new(labels).unwrap();
+        assert!(split.own_bytes() < whole.own_bytes());
+        assert_eq!(split.hash(), whole.hash());
+        assert_eq!(split, whole);
+        let names: Vec<&str> = split.labels().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            ["__name__", "code", "instance", "job", "pod", "zone"]
+        );
+        assert_eq!(split.get("zone"), Some("a"));
+        assert_eq!(split.get("instance"), Some("10.0.0.1:80"));
+        // A target label changed (by relabeling): nothing is shared.
+        let mut changed = labels;
+        changed[2] = ("job", "other");
+        let s = Series::with_shared(changed, &shared, &t).unwrap();
+        assert_eq!(s.own_bytes(), Series::new(changed).unwrap().own_bytes());
+        assert_eq!(s.get("job"), Some("other"));
+        assert_ne!(s, whole);
+    }
+
+    #[test]
+    fn encoded_labels_are_what_prost_writes_for_them() {
+        use crate::metrics::remote_write::proto::{Label, TimeSeries};
+        use prost::Message as _;
+        let (t, shared) = target();
+        let long = "v".repeat(300);
+        let labels = [
+            ("__name__", "m"),
+            ("instance", "10.0.0.1:80"),
+            ("job", "pods"),
+            ("pod", "web-1"),
+            ("a", long.as_str()),
+            ("ünï", "cödé"),
+        ];
+        let s = Series::with_shared(labels, &shared, &t).unwrap();
+        let (len, fields) = s.encoded_labels();
+        let bytes: Vec<u8> = fields.flatten().copied().collect();
+        assert_eq!(bytes.len(), len);
+        let decoded = TimeSeries::decode(&bytes[..]).unwrap();
+        let mut want: Vec<Label> = labels
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect();
+        want.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(decoded.labels, want);
+        assert_eq!(
+            TimeSeries {
+                labels: want,
+                samples: vec![]
+            }
+            .encode_to_vec(),
+            bytes
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_split_series_reads_as_the_whole(
+            labels in proptest::collection::btree_map("[a-e_]{1,3}", "[a-c\u{e9}]{0,3}", 0..8),
+            picks in proptest::collection::vec(proptest::prelude::any::<bool>(), 8),
+            other in proptest::prelude::any::<bool>(),
+        ) {
+            use crate::metrics::remote_write::proto::TimeSeries;
+            use prost::Message as _;
+            let mut all: Vec<(String, String)> = labels.into_iter().collect();
+            all.retain(|(n, _)| n != "__name__");
+            all.push(("__name__".into(), "m".into()));
+            // The target: some of the labels (a value changed when `other`).
+            let mut t: Vec<(String, String)> = all
+                .iter()
+                .zip(&picks)
+                .filter(|(_, p)| **p)
+                .map(|(l, _)| l.clone())
+                .filter(|(n, _)| n != "__name__")
+                .collect();
+            if other && let Some(l) = t.first_mut() {
+                l.1.push('x');
+            }
+            t.sort();
+            let shared = SharedLabels::new(
+                t.iter().filter(|(_, v)| !v.is_empty()).map(|(n, v)| (n.as_str(), v.as_str())),
+            );
+            let refs = all.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+            let split = Series::with_shared(refs.clone(), &shared, &t).unwrap();
+            let whole = Series::new(refs).unwrap();
+            proptest::prop_assert_eq!(&split, &whole);
+            proptest::prop_assert_eq!(split.hash(), whole.hash());
+            let read: Vec<(&str, &str)> = split.labels().collect();
+            let want: Vec<(&str, &str)> = whole.labels().collect();
+            proptest::prop_assert_eq!(&read, &want);
+            proptest::prop_assert!(read.windows(2).all(|w| w[0].0 < w[1].0));
+            let (len, fields) = split.encoded_labels();
+            let bytes: Vec<u8> = fields.flatten().copied().collect();
+            proptest::prop_assert_eq!(bytes.len(), len);
+            let decoded = TimeSeries::decode(&bytes[..]).unwrap();
+            let pairs: Vec<(&str, &str)> =
+                decoded.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+            proptest::prop_assert_eq!(pairs, want);
+        }
     }
 
     #[test]

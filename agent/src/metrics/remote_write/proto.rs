@@ -74,7 +74,7 @@ impl Hash for Key<'_> {
 }
 impl PartialEq for Key<'_> {
     fn eq(&self, o: &Self) -> bool {
-        std::ptr::eq(self.0, o.0) || self.0.labels() == o.0.labels()
+        std::ptr::eq(self.0, o.0) || self.0 == o.0
     }
 }
 impl Eq for Key<'_> {}
@@ -108,27 +108,6 @@ fn sample_len(s: &Sample) -> usize {
     v + t
 }
 
-/// The length of one `Label` message's content.
-fn label_len(name: &str, value: &str) -> usize {
-    // Names and values are never empty (`Series`); prost would leave an empty one out.
-    let part = |s: &str| {
-        if s.is_empty() {
-            0
-        } else {
-            field_len(1, s.len())
-        }
-    };
-    part(name) + part(value)
-}
-
-fn put_string(tag: u32, s: &str, out: &mut Vec<u8>) {
-    if !s.is_empty() {
-        encode_key(tag, WireType::LengthDelimited, out);
-        encode_varint(s.len() as u64, out);
-        out.extend_from_slice(s.as_bytes());
-    }
-}
-
 /// Writes the `WriteRequest` of `batch` into `out` (cleared first): the bytes prost's
 /// `WriteRequest::encode` writes for the same request.
 pub fn encode(batch: &[Sample], scratch: &mut Scratch, out: &mut Vec<u8>) {
@@ -147,22 +126,15 @@ pub fn encode(batch: &[Sample], scratch: &mut Scratch, out: &mut Vec<u8>) {
             members.sort_by_key(|&i| batch[i as usize].timestamp_ms);
         }
         let series = &batch[members[0] as usize].series;
-        let labels: usize = series
-            .labels()
-            .iter()
-            .map(|l| field_len(1, label_len(&l.name, &l.value)))
-            .sum();
+        let (labels, fields) = series.encoded_labels();
         let samples: usize = members
             .iter()
             .map(|&i| field_len(2, sample_len(&batch[i as usize])))
             .sum();
         encode_key(1, WireType::LengthDelimited, out);
         encode_varint((labels + samples) as u64, out);
-        for l in series.labels() {
-            encode_key(1, WireType::LengthDelimited, out);
-            encode_varint(label_len(&l.name, &l.value) as u64, out);
-            put_string(1, &l.name, out);
-            put_string(2, &l.value, out);
+        for field in fields {
+            out.extend_from_slice(field);
         }
         for &i in members.iter() {
             let s = &batch[i as usize];
@@ -266,8 +238,7 @@ mod tests {
             let labels: Vec<(String, String)> = s
                 .series
                 .labels()
-                .iter()
-                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect();
             let at = match keys.iter().position(|k| *k == labels) {
                 Some(i) => i,

@@ -144,7 +144,7 @@ const MAX_CONNECT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The most a connection buffers of what it reads (hyper's default is ~400 KiB).
 /// Response heads must fit: a target's are small.
-const READ_BUFFER_BYTES: usize = 32 * 1024;
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// A new connection to `url`'s host: TCP (no delay), then TLS for `https`.
 async fn connect(url: &Uri, auth: &TargetAuth) -> Result<Conn, FetchError> {

@@ -456,8 +456,7 @@ mod tests {
         let labels: Vec<(String, String)> = m
             .series
             .labels()
-            .iter()
-            .map(|l| (l.name.to_string(), l.value.to_string()))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
         let want: Vec<(String, String)> = [
             ("__name__", "m"),

@@ -1,7 +1,7 @@
 //! One scrape's body into samples, as Prometheus's scrape loop does it: parse, give
 //! each series its final labels once and keep it across scrapes (the series cache,
-//! keyed by a 128-bit hash of the series as written; label text interned per
-//! target), check the sample limit, and emit a staleness marker for each series the
+//! keyed by a 128-bit hash of the series as written; the target's labels encoded
+//! once and shared by its series), check the sample limit, and emit a staleness marker for each series the
 //! previous scrape had and this one has not.
 //!
 //! Labels: the scraped ones (`le` of histograms and `quantile` of summaries written
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use kubeship_parsers::prom::{self, ErrorKind, Format, Limits, MetricType, Parser};
 
 use crate::metrics::relabel::{self, Rule};
-use crate::metrics::series::{Interner, Sample, Series, stale_nan};
+use crate::metrics::series::{Sample, Series, SharedLabels, stale_nan};
 
 /// What one scrape's processing needs besides the body.
 pub struct Input<'a> {
@@ -92,7 +92,7 @@ struct Key(Arc<Series>);
 
 impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0.labels() == other.0.labels()
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
     }
 }
 
@@ -120,10 +120,8 @@ pub struct SeriesCache {
     /// Series of the last successful scrape (without exposition timestamps).
     prev: HashSet<Key>,
     iteration: u64,
-    /// The label text of its series.
-    strings: Interner,
-    /// Series went at the last scrape: prune `strings` at the next.
-    prune_next: bool,
+    /// The target's labels, sorted by name, and their encoding its series share.
+    target: (Vec<(String, String)>, SharedLabels),
 }
 
 impl SeriesCache {
@@ -136,9 +134,18 @@ impl SeriesCache {
     /// Turns a body into samples; see the module doc.
     pub fn process(&mut self, body: &[u8], input: &Input<'_>) -> Processed {
         self.iteration += 1;
-        if std::mem::take(&mut self.prune_next) {
-            self.strings.prune();
+        if !same_labels(&self.target.0, input.target_labels) {
+            let mut labels = input.target_labels.to_vec();
+            labels.sort_unstable();
+            let shared = SharedLabels::new(
+                labels
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(n, v)| (n.as_str(), v.as_str())),
+            );
+            self.target = (labels, shared);
         }
+        let target = (self.target.0.as_slice(), &self.target.1);
         let mut out = Processed {
             samples: Vec::with_capacity(self.prev.len() + 8),
             ..Processed::default()
@@ -164,7 +171,7 @@ impl SeriesCache {
                     entry.series.clone()
                 }
                 None => {
-                    let series = build(&s, input.target_labels, input.relabel, &mut self.strings);
+                    let series = build(&s, target, input.relabel);
                     out.added += usize::from(series.is_some());
                     self.entries.insert(
                         key,
@@ -202,12 +209,7 @@ impl SeriesCache {
         }
         self.prev = cur;
         let iteration = self.iteration;
-        let before = self.entries.len();
         self.entries.retain(|_, e| e.seen == iteration);
-        // Series went: their text is let go at the next scrape, once their markers,
-        // made now, have normally left (what a sample still holds stays until a later
-        // prune: bounded by the series that went).
-        self.prune_next |= self.entries.len() < before;
         out
     }
 
@@ -244,14 +246,24 @@ fn stale(series: &Arc<Series>, timestamp_ms: i64) -> Sample {
     }
 }
 
-/// The series of sample `s` of a target: its labels (normalised), the target's with
-/// clashing scraped ones renamed `exported_*`, then relabeled. `None` when relabeling
-/// dropped it or the result has no name.
+/// Whether `sorted` (sorted by name) holds the same labels as `labels` (any order).
+fn same_labels(sorted: &[(String, String)], labels: &[(String, String)]) -> bool {
+    sorted.len() == labels.len()
+        && labels.iter().all(|(n, v)| {
+            sorted
+                .binary_search_by(|(sn, _)| sn.cmp(n))
+                .is_ok_and(|i| sorted[i].1 == *v)
+        })
+}
+
+/// The series of sample `s` of a target (its labels sorted by name, and their
+/// shared encoding): the sample's labels (normalised), the target's with clashing
+/// scraped ones renamed `exported_*`, then relabeled. `None` when relabeling dropped
+/// it or the result has no name.
 fn build(
     s: &prom::Sample<'_>,
-    target: &[(String, String)],
+    (target, shared): (&[(String, String)], &SharedLabels),
     rules: &[Rule],
-    strings: &mut Interner,
 ) -> Option<Arc<Series>> {
     let mut labels: Vec<(String, String)> = Vec::with_capacity(s.labels.len() + target.len() + 1);
     labels.push(("__name__".to_owned(), s.name.to_owned()));
@@ -275,12 +287,10 @@ fn build(
     if !relabel::apply(rules, &mut labels) {
         return None;
     }
-    let labels: Vec<(Arc<str>, Arc<str>)> = labels
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(n, v)| (strings.get(n), strings.get(v)))
-        .collect();
-    Series::new(labels).ok().map(Arc::new)
+    let labels = labels.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+    Series::with_shared(labels, shared, target)
+        .ok()
+        .map(Arc::new)
 }
 
 /// `le` of a histogram and `quantile` of a summary as Prometheus writes them (its
@@ -455,51 +465,32 @@ mod tests {
     }
 
     #[test]
-    fn a_targets_series_share_their_label_text_and_let_it_go_with_them() {
+    fn a_targets_series_share_its_labels_unless_relabeling_changed_them() {
         let mut cache = SeriesCache::default();
-        let p = run(
-            &mut cache,
-            "a{method=\"GET\"} 1\na{method=\"PUT\"} 2\nb{id=\"only-here\"} 3\n",
-            1000,
+        let p = run(&mut cache, "a{method=\"GET\"} 1\nb{id=\"x\"} 3\n", 1000);
+        for s in &p.samples {
+            let alone = Series::new(s.series.labels()).unwrap();
+            assert_eq!(*s.series, alone);
+            assert!(s.series.own_bytes() < alone.own_bytes(), "{:?}", s.series);
+        }
+        // New target labels (a pod relabeled): the next scrape's new series share them.
+        let mut other = target();
+        other[1].1 = "pods-2".into();
+        let rules = [];
+        let p = cache.process(
+            b"c 1\n",
+            &Input {
+                format: Format::Text,
+                timestamp_ms: 2000,
+                target_labels: &other,
+                relabel: &rules,
+                sample_limit: 0,
+                limits: Limits::DEFAULT,
+            },
         );
-        let value = |i: usize, name: &str| -> Arc<str> {
-            let l = p.samples[i].series.labels();
-            Arc::clone(&l.iter().find(|l| &*l.name == name).unwrap().value)
-        };
-        assert!(
-            Arc::ptr_eq(&value(0, "job"), &value(2, "job")),
-            "one `pods`"
-        );
-        assert!(
-            Arc::ptr_eq(&value(0, "__name__"), &value(1, "__name__")),
-            "one `a`"
-        );
-        // __name__, method, instance, job, pod, id; a, GET, PUT, b, the three target
-        // values, only-here.
-        assert_eq!(cache.strings.len(), 6 + 8);
-        drop(p);
-        let p = run(
-            &mut cache,
-            "a{method=\"GET\"} 1\na{method=\"PUT\"} 2\n",
-            2000,
-        );
-        assert_eq!(text(&p.samples).len(), 3, "two samples and b's marker");
-        drop(p);
-        assert_eq!(
-            cache.strings.len(),
-            6 + 8,
-            "kept while its marker may be on its way"
-        );
-        run(
-            &mut cache,
-            "a{method=\"GET\"} 1\na{method=\"PUT\"} 2\n",
-            3000,
-        );
-        assert_eq!(
-            cache.strings.len(),
-            6 + 8 - 3,
-            "b, id and only-here went with b's series"
-        );
+        let c = &p.samples[0].series;
+        assert_eq!(c.get("job"), Some("pods-2"));
+        assert!(c.own_bytes() < Series::new(c.labels()).unwrap().own_bytes());
     }
 
     /// Samples as `name{labels} value@ts`, `stale` for markers, in order.
@@ -510,9 +501,8 @@ mod tests {
                 let labels: Vec<String> = s
                     .series
                     .labels()
-                    .iter()
-                    .filter(|l| !matches!(&*l.name, "__name__" | "instance" | "job" | "pod"))
-                    .map(|l| format!("{}={}", l.name, l.value))
+                    .filter(|(n, _)| !matches!(*n, "__name__" | "instance" | "job" | "pod"))
+                    .map(|(n, v)| format!("{n}={v}"))
                     .collect();
                 let v = if is_stale(s.value) {
                     "stale".to_string()
@@ -540,8 +530,7 @@ mod tests {
         let labels: Vec<(String, String)> = p.samples[0]
             .series
             .labels()
-            .iter()
-            .map(|l| (l.name.to_string(), l.value.to_string()))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
         let want: Vec<(String, String)> = [
             ("__name__", "m"),
