@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::logs::encode::RecordForm;
+use crate::logs::encode::{Fragment, RecordForm};
 
 /// Where a record goes: the CloudWatch log group and stream it belongs to.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -30,10 +30,18 @@ pub struct Event {
     pub end: u32,
     /// Index into [`Batch::dests`].
     pub dest: u32,
-    /// The record's length as JSON (what CloudWatch counts): `end - start` in
-    /// [`RecordForm::Json`], less than that when the buffer holds it escaped.
+    /// The record's length as JSON (what CloudWatch counts), its end included:
+    /// `end - start` in [`RecordForm::Json`] without an end apart, less than that
+    /// when the buffer holds it escaped.
     pub json_len: u32,
+    /// The record's end, when it is not in the buffer: an index into
+    /// [`Batch::ends`] (the container's `kubernetes` object, then `}`); [`NO_END`]
+    /// for none.
+    pub end_apart: u32,
 }
+
+/// [`Event::end_apart`] of a record written whole.
+pub const NO_END: u32 = u32::MAX;
 
 /// A file position the batch covers: once the batch is acknowledged, every record
 /// of `file` before `offset` has been delivered.
@@ -61,6 +69,9 @@ pub struct Batch {
     pub events: Vec<Event>,
     /// Destinations referenced by `Event::dest`.
     pub dests: Vec<Arc<Destination>>,
+    /// Records' ends referenced by `Event::end_apart`: the `kubernetes` objects of
+    /// their containers, one shared copy each.
+    pub ends: Vec<Arc<Fragment>>,
     /// Checkpoint positions this batch completes.
     pub marks: Vec<Mark>,
     /// When the batch was sealed.
@@ -170,15 +181,29 @@ impl Batch {
         charge(&self.buf, &self.events)
     }
 
+    /// One event's record, in the batch's [`RecordForm`], in its parts: the bytes in
+    /// the buffer, then (when apart) its `kubernetes` object and the closing `}`.
+    pub fn record_parts(&self, e: &Event) -> [&[u8]; 3] {
+        let head = &self.buf[e.start as usize..e.end as usize];
+        match self.ends.get(e.end_apart as usize) {
+            Some(end) => [head, &end.bytes, b"}"],
+            None => [head, b"", b""],
+        }
+    }
+
     /// One event's record, in the batch's [`RecordForm`].
     #[cfg(test)]
-    pub fn record(&self, e: &Event) -> &[u8] {
-        &self.buf[e.start as usize..e.end as usize]
+    pub fn record(&self, e: &Event) -> Vec<u8> {
+        self.record_parts(e).concat()
     }
 
     /// The JSON lines of each destination: runs of consecutive records (each
     /// followed by its newline), per index of [`Batch::dests`].
     pub fn lines_by_dest(&self) -> Vec<Vec<&[u8]>> {
+        debug_assert!(
+            self.ends.is_empty(),
+            "only the JSON string form keeps ends apart"
+        );
         let mut out: Vec<Vec<&[u8]>> = vec![Vec::new(); self.dests.len()];
         let mut run: Option<(u32, usize, usize)> = None;
         for e in &self.events {
@@ -206,6 +231,9 @@ pub struct BatchBuilder {
     dests: Vec<Arc<Destination>>,
     /// Address of the last destination used (compared for identity only) and its index.
     last_dest: Option<(usize, u32)>,
+    ends: Vec<Arc<Fragment>>,
+    /// The same for `ends`.
+    last_end: Option<(usize, u32)>,
     first_at: Option<Instant>,
     max_bytes: usize,
     max_records: usize,
@@ -221,6 +249,8 @@ impl BatchBuilder {
             events: Vec::new(),
             dests: Vec::new(),
             last_dest: None,
+            ends: Vec::new(),
+            last_end: None,
             first_at: None,
             max_bytes,
             max_records,
@@ -251,9 +281,27 @@ impl BatchBuilder {
         now: Instant,
         write: impl FnOnce(&mut Vec<u8>) -> usize,
     ) {
-        let dest = self.dest_index(dest);
+        self.push_with_end(dest, time_nanos, now, None, |buf| (write(buf), false));
+    }
+
+    /// [`BatchBuilder::push`] for a record whose end (`end`: the container's
+    /// `kubernetes` object, then `}`) `write` may leave out, saying so: the batch then
+    /// holds `end` once for all the records that leave it out.
+    pub fn push_with_end(
+        &mut self,
+        dest: &Arc<Destination>,
+        time_nanos: i64,
+        now: Instant,
+        end: Option<&Arc<Fragment>>,
+        write: impl FnOnce(&mut Vec<u8>) -> (usize, bool),
+    ) {
+        let dest = index_of(&mut self.dests, &mut self.last_dest, dest);
         let start = self.buf.len();
-        let json_len = write(&mut self.buf);
+        let (json_len, apart) = write(&mut self.buf);
+        let end_apart = match end {
+            Some(end) if apart => index_of(&mut self.ends, &mut self.last_end, end),
+            _ => NO_END,
+        };
         let end = self.buf.len();
         self.buf.push(b'\n');
         self.events.push(Event {
@@ -262,26 +310,9 @@ impl BatchBuilder {
             end: end as u32,
             dest,
             json_len: json_len as u32,
+            end_apart,
         });
         self.first_at.get_or_insert(now);
-    }
-
-    fn dest_index(&mut self, dest: &Arc<Destination>) -> u32 {
-        let ptr = Arc::as_ptr(dest).addr();
-        if let Some((p, i)) = self.last_dest
-            && p == ptr
-        {
-            return i;
-        }
-        let i = match self.dests.iter().position(|d| Arc::as_ptr(d).addr() == ptr) {
-            Some(i) => i as u32,
-            None => {
-                self.dests.push(Arc::clone(dest));
-                (self.dests.len() - 1) as u32
-            }
-        };
-        self.last_dest = Some((ptr, i));
-        i
     }
 
     /// True when the next record could overflow the limits.
@@ -336,6 +367,7 @@ impl BatchBuilder {
         let cap = self.max_bytes + self.max_bytes / 4;
         let (buf, events) = self.pool.take(cap, self.events.len());
         self.last_dest = None;
+        self.last_end = None;
         self.first_at = None;
         Batch {
             seq: 0,
@@ -343,6 +375,7 @@ impl BatchBuilder {
             form: self.form,
             events: std::mem::replace(&mut self.events, events),
             dests: std::mem::take(&mut self.dests),
+            ends: std::mem::take(&mut self.ends),
             marks,
             sealed_at: now,
             pool: Arc::clone(&self.pool),
@@ -350,9 +383,77 @@ impl BatchBuilder {
     }
 }
 
+/// The index of `item` (compared by address) in `items`, added when new; `last` is
+/// the last one asked for and its index.
+fn index_of<T>(items: &mut Vec<Arc<T>>, last: &mut Option<(usize, u32)>, item: &Arc<T>) -> u32 {
+    let ptr = Arc::as_ptr(item).addr();
+    if let Some((p, i)) = *last
+        && p == ptr
+    {
+        return i;
+    }
+    let i = match items.iter().position(|d| Arc::as_ptr(d).addr() == ptr) {
+        Some(i) => i as u32,
+        None => {
+            items.push(Arc::clone(item));
+            (items.len() - 1) as u32
+        }
+    };
+    *last = Some((ptr, i));
+    i
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_whose_end_is_apart_share_one_copy_of_it() {
+        let d = Arc::new(Destination {
+            group: "g".into(),
+            stream: "s".into(),
+        });
+        let (k1, k2) = (
+            Arc::new(Fragment::new(
+                br#"{"pod":"a"}"#.to_vec(),
+                RecordForm::JsonString,
+            )),
+            Arc::new(Fragment::new(
+                br#"{"pod":"b"}"#.to_vec(),
+                RecordForm::JsonString,
+            )),
+        );
+        let mut bb = BatchBuilder::new(1 << 20, 100).with_form(RecordForm::JsonString);
+        let now = Instant::now();
+        for (end, apart, head) in [
+            (&k1, true, "{x:"),
+            (&k2, true, "{y:"),
+            (&k1, true, "{z:"),
+            (&k1, false, "{whole}"),
+        ] {
+            bb.push_with_end(&d, 0, now, Some(end), |o| {
+                o.extend_from_slice(head.as_bytes());
+                (head.len() + end.json_len + usize::from(apart), apart)
+            });
+        }
+        let batch = bb.seal(Vec::new(), now);
+        assert_eq!(batch.ends.len(), 2, "one copy per container");
+        let records: Vec<String> = batch
+            .events
+            .iter()
+            .map(|e| String::from_utf8(batch.record(e)).unwrap())
+            .collect();
+        assert_eq!(
+            records,
+            [
+                r#"{x:{\"pod\":\"a\"}}"#,
+                r#"{y:{\"pod\":\"b\"}}"#,
+                r#"{z:{\"pod\":\"a\"}}"#,
+                "{whole}"
+            ]
+        );
+        assert_eq!(batch.events[3].end_apart, NO_END);
+    }
 
     #[test]
     fn events_index_their_destination_and_bytes() {
@@ -389,7 +490,7 @@ mod tests {
             now,
         );
         assert_eq!(batch.dests.len(), 2);
-        let got: Vec<(&[u8], &str)> = batch
+        let got: Vec<(Vec<u8>, &str)> = batch
             .events
             .iter()
             .map(|e| {
@@ -401,7 +502,11 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![(&b"one"[..], "a"), (&b"two"[..], "b"), (&b"three"[..], "a")]
+            vec![
+                (b"one".to_vec(), "a"),
+                (b"two".to_vec(), "b"),
+                (b"three".to_vec(), "a")
+            ]
         );
         let lines = batch.lines_by_dest();
         assert_eq!(lines[0], vec![&b"one\n"[..], &b"three\n"[..]]);

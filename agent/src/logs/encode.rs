@@ -119,6 +119,9 @@ pub struct Encoded {
     pub log_cut: bool,
     /// The record's length as JSON (what CloudWatch counts), whatever its form.
     pub json_len: usize,
+    /// The record was written without its end: the `kubernetes` object and the
+    /// closing `}` ([`RecordRef::kubernetes_apart`]).
+    pub kubernetes_apart: bool,
 }
 
 /// One record to encode.
@@ -137,6 +140,11 @@ pub struct RecordRef<'a> {
     pub max_processed: usize,
     /// The `kubernetes` object lacks its labels and annotations (too large).
     pub kubernetes_reduced: bool,
+    /// Leave the record's end out (the `kubernetes` object and the closing `}`): the
+    /// batch holds the container's shared object once instead of a copy per record,
+    /// and the sink writes it after the record's bytes. A reduced record is written
+    /// whole ([`Encoded::kubernetes_apart`] says which).
+    pub kubernetes_apart: bool,
 }
 
 /// Writes a record's parts in one form, counting its JSON length.
@@ -266,9 +274,14 @@ fn encode_full(rec: &RecordRef<'_>, form: RecordForm, out: &mut Vec<u8>) -> Enco
         ),
     }
     w.lit(br#","kubernetes":"#, br#",\"kubernetes\":"#);
-    w.out.extend_from_slice(&rec.kubernetes.bytes);
     w.json_len += rec.kubernetes.json_len;
-    w.lit(b"}", b"}");
+    if rec.kubernetes_apart {
+        w.json_len += 1;
+        e.kubernetes_apart = true;
+    } else {
+        w.out.extend_from_slice(&rec.kubernetes.bytes);
+        w.lit(b"}", b"}");
+    }
     e.json_len = w.json_len;
     e
 }
@@ -350,6 +363,7 @@ fn encode_reduced(
     json.push(b'}');
     debug_assert!(json.len() <= MAX_EVENT_BYTES, "{}", json.len());
     e.json_len = json.len();
+    e.kubernetes_apart = false;
     match form {
         RecordForm::Json => out.extend_from_slice(&json),
         RecordForm::JsonString => escape_json_text_into(&json, out),
@@ -503,6 +517,7 @@ mod tests {
                 parser: None,
                 max_processed: 1 << 20,
                 kubernetes_reduced: false,
+                kubernetes_apart: false,
             },
             frag,
         );
@@ -581,6 +596,7 @@ mod tests {
                 parser: Some(parser),
                 max_processed: 1 << 20,
                 kubernetes_reduced: false,
+                kubernetes_apart: false,
             },
             b"{}",
         );
@@ -636,6 +652,7 @@ mod tests {
                 parser,
                 max_processed,
                 kubernetes_reduced: false,
+                kubernetes_apart: false,
             },
             frag,
         );

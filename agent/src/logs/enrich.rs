@@ -37,7 +37,7 @@ pub struct ContainerInfo {
     /// Destination group and stream.
     pub dest: Arc<Destination>,
     /// Precomputed `kubernetes` JSON object, in the form the batches take.
-    pub kubernetes: Fragment,
+    pub kubernetes: Arc<Fragment>,
     /// The pod's labels and annotations were left out of `kubernetes`: together
     /// larger than [`crate::logs::enrich::MAX_KUBERNETES_BYTES`].
     pub kubernetes_reduced: bool,
@@ -199,7 +199,7 @@ impl Enricher {
         }
         ContainerInfo {
             dest,
-            kubernetes: Fragment::new(kubernetes, self.form),
+            kubernetes: Arc::new(Fragment::new(kubernetes, self.form)),
             kubernetes_reduced,
             multiline,
             parser,

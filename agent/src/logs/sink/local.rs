@@ -329,7 +329,7 @@ mod tests {
                     for (i, dest) in b.dests.iter().enumerate() {
                         let file = want.entry(output_path(dir.path(), dest)).or_default();
                         for e in b.events.iter().filter(|e| e.dest as usize == i) {
-                            file.extend_from_slice(b.record(e));
+                            file.extend_from_slice(&b.record(e));
                             file.push(b'\n');
                         }
                     }

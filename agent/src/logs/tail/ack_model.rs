@@ -206,7 +206,7 @@ fn start(root: &Path, ckpt: &Path, exit_on_eof: bool) -> Run {
 /// The id at the start of each record of an acknowledged batch.
 fn ack(run: &Run, b: Batch, acked: &mut BTreeSet<String>) {
     for e in &b.events {
-        let v: serde_json::Value = serde_json::from_slice(b.record(e)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&b.record(e)).unwrap();
         let log = v["log"].as_str().unwrap();
         acked.insert(log.split(' ').next().unwrap().to_string());
     }

@@ -658,7 +658,7 @@ mod tests {
             .flat_map(|b| {
                 b.events
                     .iter()
-                    .map(move |e| serde_json::from_slice(b.record(e)).unwrap())
+                    .map(move |e| serde_json::from_slice(&b.record(e)).unwrap())
             })
             .collect()
     }

@@ -591,7 +591,7 @@ mod tests {
                 group: "g".into(),
                 stream: "s".into(),
             }),
-            kubernetes: Fragment::new(b"{}".to_vec(), RecordForm::Json),
+            kubernetes: std::sync::Arc::new(Fragment::new(b"{}".to_vec(), RecordForm::Json)),
             kubernetes_reduced: false,
             multiline: None,
             parser: None,
@@ -769,7 +769,7 @@ mod tests {
                 batch
                     .events
                     .iter()
-                    .map(|e| String::from_utf8_lossy(batch.record(e)).into_owned()),
+                    .map(|e| String::from_utf8_lossy(&batch.record(e)).into_owned()),
             );
             self.stream.remove_finished();
             p

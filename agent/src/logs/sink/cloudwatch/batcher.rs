@@ -19,8 +19,9 @@ use crate::logs::encode::RecordForm;
 /// An event's message: a slice of its pipeline batch, or text of its own.
 #[derive(Clone, Debug)]
 pub enum Message {
-    /// `batch.buf[start..end]`, in the batch's [`RecordForm`].
-    InBatch(Arc<Batch>, u32, u32),
+    /// `batch.buf[start..end]`, in the batch's [`RecordForm`], and the record's end
+    /// when it is apart (an index into `batch.ends`, [`NO_END`] for none).
+    InBatch(Arc<Batch>, u32, u32, u32),
     /// A record's JSON text held on its own (tests build events so).
     #[cfg(test)]
     Owned(Arc<str>),
@@ -40,13 +41,27 @@ pub struct QueuedEvent {
 }
 
 impl QueuedEvent {
-    /// The record's bytes as held: JSON, or escaped when [`QueuedEvent::escaped`].
-    pub fn bytes(&self) -> &[u8] {
+    /// The record's bytes as held, in parts written one after the other (see
+    /// [`Batch::record_parts`]): JSON, or escaped when [`QueuedEvent::escaped`].
+    pub fn parts(&self) -> [&[u8]; 3] {
         match &self.msg {
-            Message::InBatch(b, s, e) => &b.buf[*s as usize..*e as usize],
+            Message::InBatch(b, start, end, end_apart) => b.record_parts(&Event {
+                time_nanos: 0,
+                start: *start,
+                end: *end,
+                dest: 0,
+                json_len: 0,
+                end_apart: *end_apart,
+            }),
             #[cfg(test)]
-            Message::Owned(s) => s.as_bytes(),
+            Message::Owned(s) => [s.as_bytes(), b"", b""],
         }
+    }
+
+    /// The record's bytes as held, in one piece (tests).
+    #[cfg(test)]
+    pub fn bytes(&self) -> Vec<u8> {
+        self.parts().concat()
     }
 
     /// True when [`QueuedEvent::bytes`] are already escaped as a JSON string's content (the
@@ -62,7 +77,7 @@ pub fn event_of(batch: &Arc<Batch>, e: &Event) -> QueuedEvent {
         ts_ms: e.time_nanos.div_euclid(1_000_000),
         seq: batch.seq,
         json_len: e.json_len,
-        msg: Message::InBatch(Arc::clone(batch), e.start, e.end),
+        msg: Message::InBatch(Arc::clone(batch), e.start, e.end, e.end_apart),
     }
 }
 
@@ -274,7 +289,7 @@ mod tests {
         assert_eq!((a.ts_ms, b.ts_ms), (1, 1));
         assert!(!a.escaped() && b.escaped());
         let mut esc = Vec::new();
-        crate::logs::encode::escape_json_text_into(a.bytes(), &mut esc);
+        crate::logs::encode::escape_json_text_into(&a.bytes(), &mut esc);
         assert_eq!(b.bytes(), &esc[..]);
     }
 

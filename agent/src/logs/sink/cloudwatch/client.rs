@@ -362,7 +362,7 @@ pub fn request_body(group: &str, stream: &str, events: &[QueuedEvent]) -> Vec<u8
     let size: usize = events
         .iter()
         .map(|e| {
-            let len = e.bytes().len();
+            let len: usize = e.parts().iter().map(|p| p.len()).sum();
             48 + if e.escaped() { len } else { len * 9 / 8 }
         })
         .sum();
@@ -379,10 +379,13 @@ pub fn request_body(group: &str, stream: &str, events: &[QueuedEvent]) -> Vec<u8
         out.extend_from_slice(b"{\"timestamp\":");
         push_decimal(ev.ts_ms, &mut out);
         out.extend_from_slice(b",\"message\":\"");
-        if ev.escaped() {
-            out.extend_from_slice(ev.bytes());
-        } else {
-            escape_json_text_into(ev.bytes(), &mut out);
+        let escaped = ev.escaped();
+        for part in ev.parts() {
+            if escaped {
+                out.extend_from_slice(part);
+            } else {
+                escape_json_text_into(part, &mut out);
+            }
         }
         out.extend_from_slice(b"\"}");
     }
