@@ -177,7 +177,7 @@ pub use kubeship_parsers::Rule as MultilineRule;
 /// `pipeline:` — batching and back-pressure.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
-    /// Default 1 MiB, 4096..=8 MiB.
+    /// Default 512 KiB, 4096..=8 MiB.
     pub batch_max_bytes: usize,
     /// Default 10000, 1..=10000.
     pub batch_max_records: usize,
@@ -185,7 +185,7 @@ pub struct PipelineConfig {
     pub batch_timeout: Duration,
     /// Default 8, 1..=1024.
     pub channel_batches: usize,
-    /// Default 16 MiB; at least `2 * batch_max_bytes`.
+    /// Default 8 MiB; at least `2 * batch_max_bytes`.
     pub max_inflight_bytes: usize,
     /// `checkpoint_interval_ms`, default 200, 10..=600000: the checkpoint file is
     /// written this long after an acknowledgement at most (writes are coalesced).
@@ -504,11 +504,11 @@ mod tests {
             checkpoint_interval,
             stuck_after,
         } = pipeline;
-        assert_eq!(batch_max_bytes, 1_048_576);
+        assert_eq!(batch_max_bytes, 524_288);
         assert_eq!(batch_max_records, 10_000);
         assert_eq!(batch_timeout, Duration::from_millis(1000));
         assert_eq!(channel_batches, 8);
-        assert_eq!(max_inflight_bytes, 16_777_216);
+        assert_eq!(max_inflight_bytes, 8_388_608);
         assert_eq!(checkpoint_interval, Duration::from_millis(200));
         assert_eq!(stuck_after, Duration::from_secs(120));
 

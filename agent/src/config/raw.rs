@@ -213,7 +213,7 @@ impl Default for RawPipeline {
 }
 
 fn default_batch_max_bytes() -> Spanned<u64> {
-    unlocated(1_048_576)
+    unlocated(512 * 1024)
 }
 fn default_batch_max_records() -> Spanned<u64> {
     unlocated(10_000)
@@ -225,7 +225,7 @@ fn default_channel_batches() -> Spanned<u64> {
     unlocated(8)
 }
 fn default_max_inflight_bytes() -> Spanned<u64> {
-    unlocated(16 * 1024 * 1024)
+    unlocated(8 * 1024 * 1024)
 }
 fn default_checkpoint_interval_ms() -> Spanned<u64> {
     unlocated(200)
