@@ -185,7 +185,7 @@ pub struct PipelineConfig {
     pub batch_timeout: Duration,
     /// Default 8, 1..=1024.
     pub channel_batches: usize,
-    /// Default 8 MiB; at least `2 * batch_max_bytes`.
+    /// Default 8 MiB, or `2 * batch_max_bytes` when larger; at least that.
     pub max_inflight_bytes: usize,
     /// `checkpoint_interval_ms`, default 200, 10..=600000: the checkpoint file is
     /// written this long after an acknowledgement at most (writes are coalesced).
@@ -763,8 +763,11 @@ logs:
             &text(8191),
             "4:23: pipeline.max_inflight_bytes: must be at least twice pipeline.batch_max_bytes (8192), got 8191",
         );
-        // With the default inflight budget, the largest batch is fine.
-        ok("cluster: x\npipeline:\n  batch_max_bytes: 8388608\n");
+        // Unset, the budget is the default or two of the batches set, if larger.
+        let c = ok("cluster: x\npipeline:\n  batch_max_bytes: 8388608\n");
+        assert_eq!(c.pipeline.max_inflight_bytes, 16 * 1024 * 1024);
+        let c = ok("cluster: x\npipeline:\n  batch_max_bytes: 65536\n");
+        assert_eq!(c.pipeline.max_inflight_bytes, 8 * 1024 * 1024);
     }
 
     #[test]

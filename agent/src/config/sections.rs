@@ -9,6 +9,7 @@ use super::raw::{RawLocalSink, RawOutput, RawPipeline, RawTelemetry, Spanned};
 use super::validate::{Context, KIB, MIB, Problems, in_range, path, size};
 use super::{EventFormat, LogFormat, OutputConfig, PipelineConfig, SinkConfig, TelemetryConfig};
 use crate::logs::route::Template;
+use serde_saphyr::Location;
 
 pub(super) fn convert_pipeline(raw: RawPipeline, problems: &mut Problems<'_>) -> PipelineConfig {
     let RawPipeline {
@@ -21,6 +22,11 @@ pub(super) fn convert_pipeline(raw: RawPipeline, problems: &mut Problems<'_>) ->
         stuck_after_secs,
     } = raw;
     let batch_range = 4 * KIB..=8 * MIB;
+    let mut max_inflight_bytes = max_inflight_bytes;
+    if max_inflight_bytes.referenced == Location::UNKNOWN {
+        // Not set: the default, or two batches when they are larger.
+        max_inflight_bytes.value = max_inflight_bytes.value.max(2 * batch_max_bytes.value);
+    }
     if batch_range.contains(&batch_max_bytes.value)
         && max_inflight_bytes.value < 2 * batch_max_bytes.value
     {
