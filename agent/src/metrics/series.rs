@@ -88,6 +88,17 @@ fn encode_label(name: &str, value: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// The length of the first field of a run (all of it, were it malformed: it is not).
+fn field_len(run: &[u8]) -> usize {
+    let mut rest = run.get(1..).unwrap_or_default();
+    match decode_varint(&mut rest) {
+        Ok(len) => (run.len() - rest.len())
+            .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+            .min(run.len()),
+        Err(_) => run.len(),
+    }
+}
+
 /// One label of an encoded run: its name, value, and the whole field as encoded.
 #[derive(Clone, Copy)]
 struct RawLabel<'a> {
@@ -198,7 +209,64 @@ pub struct Series {
     shared: SharedLabels,
     /// Its other labels: a run as in [`SharedLabels`], no name in both.
     own: Box<[u8]>,
+    /// Where each label comes from, in name order: bit `i` set when the `i`-th is
+    /// shared; [`MERGE_BY_NAME`] when there are too many labels for the bits.
+    order: u64,
     hash: u64,
+}
+
+/// [`Series::order`] of a series with more than 64 labels and some shared: merged by
+/// name when written (never a valid order: `__name__` is never shared).
+const MERGE_BY_NAME: u64 = u64::MAX;
+
+/// The process's key for label hashes: random, so that no one outside can choose
+/// series whose hashes collide (hash tables keyed by them take the hash as it is).
+fn label_hasher() -> std::collections::hash_map::DefaultHasher {
+    use std::hash::BuildHasher as _;
+    static KEY: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    KEY.get_or_init(std::collections::hash_map::RandomState::new)
+        .build_hasher()
+}
+
+/// For hash tables whose keys are a good hash already (randomly keyed): the key's
+/// value is the hash, with no second pass (a `u128` key folded to 64 bits).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PreHashed;
+
+/// The [`PreHashed`] hasher.
+#[derive(Default)]
+pub struct PreHashedHasher(u64);
+
+impl std::hash::BuildHasher for PreHashed {
+    type Hasher = PreHashedHasher;
+
+    fn build_hasher(&self) -> PreHashedHasher {
+        PreHashedHasher(0)
+    }
+}
+
+impl Hasher for PreHashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by the keys it is meant for; still a hash, should one come.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= (v as u64) ^ ((v >> 64) as u64);
+    }
 }
 
 impl Series {
@@ -241,13 +309,18 @@ impl Series {
                         .is_ok_and(|i| v[i].1 == tv)
                 });
         let mut own = Vec::new();
-        for &(n, val) in &v {
+        let mut order = 0u64;
+        for (i, &(n, val)) in v.iter().enumerate() {
             let in_shared = has_all
                 && target
                     .binary_search_by(|(tn, _)| tn.as_str().cmp(n))
                     .is_ok_and(|i| target[i].1 == val);
             if !in_shared {
                 encode_label(n, val, &mut own);
+            } else if i < 64 {
+                order |= 1 << i;
+            } else {
+                order = MERGE_BY_NAME;
             }
         }
         let shared = if has_all {
@@ -255,7 +328,7 @@ impl Series {
         } else {
             SharedLabels::empty()
         };
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = label_hasher();
         for (n, val) in &v {
             n.hash(&mut h);
             val.hash(&mut h);
@@ -263,6 +336,7 @@ impl Series {
         Ok(Series {
             shared,
             own: own.into_boxed_slice(),
+            order,
             hash: h.finish(),
         })
     }
@@ -276,13 +350,38 @@ impl Series {
         Labels(self.merged())
     }
 
-    /// The labels as `TimeSeries.labels` fields, in order: their encoded length, and
-    /// each field's bytes.
-    pub fn encoded_labels(&self) -> (usize, impl Iterator<Item = &[u8]>) {
-        (
-            self.shared.0.len() + self.own.len(),
-            self.merged().map(|l| l.field),
-        )
+    /// The encoded length of the labels as `TimeSeries.labels` fields.
+    pub fn encoded_len(&self) -> usize {
+        self.shared.0.len() + self.own.len()
+    }
+
+    /// Appends the labels as `TimeSeries.labels` fields, in name order
+    /// ([`Series::encoded_len`] bytes): each field copied as it is, in the order
+    /// [`Series::order`] tells (no name is read).
+    pub fn write_labels(&self, out: &mut Vec<u8>) {
+        let (mut shared, mut own) = (&self.shared.0[..], &self.own[..]);
+        if shared.is_empty() {
+            out.extend_from_slice(own);
+            return;
+        }
+        if self.order == MERGE_BY_NAME {
+            for l in self.merged() {
+                out.extend_from_slice(l.field);
+            }
+            return;
+        }
+        let mut order = self.order;
+        while !shared.is_empty() || !own.is_empty() {
+            let from = if (order & 1 == 1 && !shared.is_empty()) || own.is_empty() {
+                &mut shared
+            } else {
+                &mut own
+            };
+            order >>= 1;
+            let n = field_len(from);
+            out.extend_from_slice(&from[..n]);
+            *from = &from[n..];
+        }
     }
 
     /// The value of label `name`.
@@ -426,6 +525,33 @@ mod tests {
     }
 
     #[test]
+    fn a_series_of_more_than_64_labels_is_written_in_name_order() {
+        use crate::metrics::remote_write::proto::TimeSeries;
+        use prost::Message as _;
+        let mut labels: Vec<(String, String)> = (0..70)
+            .map(|i| (format!("l{i:02}"), format!("v{i}")))
+            .collect();
+        let target: Vec<(String, String)> = labels.iter().skip(1).step_by(3).cloned().collect();
+        let shared = SharedLabels::new(target.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        labels.push(("__name__".into(), "m".into()));
+        let refs = labels.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        let s = Series::with_shared(refs.clone(), &shared, &target).unwrap();
+        assert_eq!(s.order, MERGE_BY_NAME);
+        let mut bytes = Vec::new();
+        s.write_labels(&mut bytes);
+        let names: Vec<String> = TimeSeries::decode(&bytes[..])
+            .unwrap()
+            .labels
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        let mut want: Vec<String> = labels.iter().map(|(n, _)| n.clone()).collect();
+        want.sort();
+        assert_eq!(names, want);
+        assert_eq!(s, Series::new(refs).unwrap());
+    }
+
+    #[test]
     fn encoded_labels_are_what_prost_writes_for_them() {
         use crate::metrics::remote_write::proto::{Label, TimeSeries};
         use prost::Message as _;
@@ -440,9 +566,9 @@ mod tests {
             ("ünï", "cödé"),
         ];
         let s = Series::with_shared(labels, &shared, &t).unwrap();
-        let (len, fields) = s.encoded_labels();
-        let bytes: Vec<u8> = fields.flatten().copied().collect();
-        assert_eq!(bytes.len(), len);
+        let mut bytes = Vec::new();
+        s.write_labels(&mut bytes);
+        assert_eq!(bytes.len(), s.encoded_len());
         let decoded = TimeSeries::decode(&bytes[..]).unwrap();
         let mut want: Vec<Label> = labels
             .iter()
@@ -499,9 +625,9 @@ mod tests {
             let want: Vec<(&str, &str)> = whole.labels().collect();
             proptest::prop_assert_eq!(&read, &want);
             proptest::prop_assert!(read.windows(2).all(|w| w[0].0 < w[1].0));
-            let (len, fields) = split.encoded_labels();
-            let bytes: Vec<u8> = fields.flatten().copied().collect();
-            proptest::prop_assert_eq!(bytes.len(), len);
+            let mut bytes = Vec::new();
+            split.write_labels(&mut bytes);
+            proptest::prop_assert_eq!(bytes.len(), split.encoded_len());
             let decoded = TimeSeries::decode(&bytes[..]).unwrap();
             let pairs: Vec<(&str, &str)> =
                 decoded.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();

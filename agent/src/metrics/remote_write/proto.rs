@@ -17,7 +17,7 @@ use std::hash::{Hash, Hasher};
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
-use crate::metrics::series::{Sample, Series};
+use crate::metrics::series::{PreHashed, Sample, Series};
 
 /// `prometheus.WriteRequest`: what one remote-write request carries.
 #[cfg(test)]
@@ -126,16 +126,14 @@ pub fn encode(batch: &[Sample], scratch: &mut Scratch, out: &mut Vec<u8>) {
             members.sort_by_key(|&i| batch[i as usize].timestamp_ms);
         }
         let series = &batch[members[0] as usize].series;
-        let (labels, fields) = series.encoded_labels();
+        let labels = series.encoded_len();
         let samples: usize = members
             .iter()
             .map(|&i| field_len(2, sample_len(&batch[i as usize])))
             .sum();
         encode_key(1, WireType::LengthDelimited, out);
         encode_varint((labels + samples) as u64, out);
-        for field in fields {
-            out.extend_from_slice(field);
-        }
+        series.write_labels(out);
         for &i in members.iter() {
             let s = &batch[i as usize];
             encode_key(2, WireType::LengthDelimited, out);
@@ -162,7 +160,8 @@ fn group(batch: &[Sample], scratch: &mut Scratch) {
         starts,
         raw: _,
     } = scratch;
-    let mut groups: HashMap<Key<'_>, u32> = HashMap::with_capacity(batch.len().min(4096));
+    let mut groups: HashMap<Key<'_>, u32, PreHashed> =
+        HashMap::with_capacity_and_hasher(batch.len().min(4096), PreHashed);
     group_of.clear();
     starts.clear();
     for s in batch {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use kubeship_parsers::prom::{self, ErrorKind, Format, Limits, MetricType, Parser};
 
 use crate::metrics::relabel::{self, Rule};
-use crate::metrics::series::{Sample, Series, SharedLabels, stale_nan};
+use crate::metrics::series::{PreHashed, Sample, Series, SharedLabels, stale_nan};
 
 /// What one scrape's processing needs besides the body.
 pub struct Input<'a> {
@@ -116,9 +116,9 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct SeriesCache {
     /// Keyed by [`text_key`] of the series as written.
-    entries: HashMap<u128, Entry>,
+    entries: HashMap<u128, Entry, PreHashed>,
     /// Series of the last successful scrape (without exposition timestamps).
-    prev: HashSet<Key>,
+    prev: HashSet<Key, PreHashed>,
     iteration: u64,
     /// The target's labels, sorted by name, and their encoding its series share.
     target: (Vec<(String, String)>, SharedLabels),
@@ -150,7 +150,8 @@ impl SeriesCache {
             samples: Vec::with_capacity(self.prev.len() + 8),
             ..Processed::default()
         };
-        let mut cur: HashSet<Key> = HashSet::with_capacity(self.prev.len());
+        let mut cur: HashSet<Key, PreHashed> =
+            HashSet::with_capacity_and_hasher(self.prev.len(), PreHashed);
         for item in Parser::new(body, input.format, input.limits) {
             let s = match item {
                 Ok(s) => s,
