@@ -312,6 +312,9 @@ impl Sink<'_> {
     }
 }
 
+/// Past this many bytes of body, [`Bounded`] grows straight to its limit.
+const JUMP_TO_LIMIT_PAST: usize = 1024 * 1024;
+
 /// A buffer that refuses to grow past `limit` (its capacity neither).
 struct Bounded<'a> {
     buf: &'a mut Vec<u8>,
@@ -327,10 +330,17 @@ impl Write for Bounded<'_> {
             return Err(std::io::Error::other("the body passes the limit"));
         }
         if need > self.buf.capacity() {
-            let grown = (self.buf.capacity() * 2)
-                .max(need)
-                .max(8192)
-                .min(self.limit);
+            // Doubling up to a large body, then the limit at once: a buffer that grows
+            // in steps of megabytes is copied at each and leaves the steps behind in the
+            // allocator; one of the limit's size is only address space until written.
+            let grown = if need > JUMP_TO_LIMIT_PAST {
+                self.limit
+            } else {
+                (self.buf.capacity() * 2)
+                    .max(need)
+                    .max(8192)
+                    .min(self.limit)
+            };
             self.buf.reserve_exact(grown - self.buf.len());
         }
         self.buf.extend_from_slice(data);
