@@ -15,6 +15,7 @@
 //! `scrape_duration_seconds`, `scrape_samples_scraped`,
 //! `scrape_samples_post_metric_relabeling`, `scrape_series_added`.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -104,22 +105,50 @@ impl Hash for Key {
     }
 }
 
+/// A series' cache key: 96 bits of [`text_key`], and the last scrape that had it.
+/// Hashed and compared by the text key alone, so `seen` may change in place (a map's
+/// key cannot change; a `Cell` in it can): an entry takes 24 bytes instead of 32, and
+/// a target's cache has twice as many as series (~1.6 MB for 100,000 series).
 #[derive(Debug)]
-struct Entry {
-    /// `None`: dropped by relabeling (or labels no series can have).
-    series: Option<Arc<Series>>,
-    /// The last scrape that had it.
-    seen: u64,
+struct TextKey {
+    key: [u32; 3],
+    seen: Cell<u32>,
+}
+
+impl TextKey {
+    fn new(text: &str, seen: u32) -> TextKey {
+        let k = text_key(text);
+        TextKey {
+            key: [k as u32, (k >> 32) as u32, (k >> 64) as u32],
+            seen: Cell::new(seen),
+        }
+    }
+}
+
+impl PartialEq for TextKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for TextKey {}
+
+impl Hash for TextKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from(self.key[0]) | (u64::from(self.key[1]) << 32));
+    }
 }
 
 /// A target's series across scrapes: the cache and what the last scrape had.
 #[derive(Debug, Default)]
 pub struct SeriesCache {
-    /// Keyed by [`text_key`] of the series as written.
-    entries: HashMap<u128, Entry, PreHashed>,
-    /// Series of the last successful scrape (without exposition timestamps).
-    prev: HashSet<Key, PreHashed>,
-    iteration: u64,
+    /// Keyed by [`text_key`] of the series as written; `None`: dropped by
+    /// relabeling (or labels no series can have).
+    entries: HashMap<TextKey, Option<Arc<Series>>, PreHashed>,
+    /// Series of the last successful scrape (without exposition timestamps): only
+    /// walked, never looked up, so a list.
+    prev: Vec<Key>,
+    iteration: u32,
     /// The target's labels, sorted by name, and their encoding its series share.
     target: (Vec<(String, String)>, SharedLabels),
 }
@@ -133,7 +162,7 @@ impl SeriesCache {
 
     /// Turns a body into samples; see the module doc.
     pub fn process(&mut self, body: &[u8], input: &Input<'_>) -> Processed {
-        self.iteration += 1;
+        self.iteration = self.iteration.wrapping_add(1);
         if !same_labels(&self.target.0, input.target_labels) {
             let mut labels = input.target_labels.to_vec();
             labels.sort_unstable();
@@ -165,22 +194,16 @@ impl SeriesCache {
                 // Counted only, so that scrape_samples_scraped tells the whole body.
                 continue;
             }
-            let key = text_key(s.series);
-            let series = match self.entries.get_mut(&key) {
-                Some(entry) => {
-                    entry.seen = self.iteration;
-                    entry.series.clone()
+            let key = TextKey::new(s.series, self.iteration);
+            let series = match self.entries.get_key_value(&key) {
+                Some((k, series)) => {
+                    k.seen.set(self.iteration);
+                    series.clone()
                 }
                 None => {
                     let series = build(&s, target, input.relabel);
                     out.added += usize::from(series.is_some());
-                    self.entries.insert(
-                        key,
-                        Entry {
-                            series: series.clone(),
-                            seen: self.iteration,
-                        },
-                    );
+                    self.entries.insert(key, series.clone());
                     series
                 }
             };
@@ -208,9 +231,9 @@ impl SeriesCache {
         for gone in self.prev.iter().filter(|k| !cur.contains(k)) {
             out.samples.push(stale(&gone.0, input.timestamp_ms));
         }
-        self.prev = cur;
+        self.prev = cur.into_iter().collect();
         let iteration = self.iteration;
-        self.entries.retain(|_, e| e.seen == iteration);
+        self.entries.retain(|k, _| k.seen.get() == iteration);
         out
     }
 
@@ -218,14 +241,15 @@ impl SeriesCache {
     /// for each series of the last successful scrape, once; the next failure has none
     /// left to mark.
     pub fn fail(&mut self, timestamp_ms: i64, out: &mut Vec<Sample>) {
-        out.extend(self.prev.drain().map(|k| stale(&k.0, timestamp_ms)));
+        out.extend(self.prev.drain(..).map(|k| stale(&k.0, timestamp_ms)));
     }
 }
 
 /// A series as written (`name{labels}` of the body) as a cache key: two independent
-/// randomly keyed SipHash-1-3 hashes, 128 bits, instead of the ~100 bytes of text a
-/// series would keep (a collision, which would take two series of one target for one,
-/// is about as likely as guessing a 128-bit key; the keys are new at every start).
+/// randomly keyed SipHash-1-3 hashes, 128 bits (the cache keeps 96), instead of the
+/// ~100 bytes of text a series would keep (a collision, which would take two series of
+/// one target for one, is about as likely as guessing a 96-bit key: for a target of
+/// 100,000 series, one in 10^19 per start; the keys are new at every start).
 fn text_key(text: &str) -> u128 {
     use std::hash::BuildHasher as _;
     static KEYS: std::sync::OnceLock<[std::collections::hash_map::RandomState; 2]> =
