@@ -66,6 +66,11 @@ impl SharedLabels {
         SharedLabels(Arc::clone(EMPTY.get_or_init(Arc::default)))
     }
 
+    /// Whether a series holds these labels (not only the one keeping them).
+    pub fn in_use(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+
     /// `labels` (sorted by name, names unique, values not empty) encoded.
     pub fn new<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> SharedLabels {
         let mut out = Vec::new();

@@ -151,6 +151,9 @@ pub struct SeriesCache {
     iteration: u32,
     /// The target's labels, sorted by name, and their encoding its series share.
     target: (Vec<(String, String)>, SharedLabels),
+    /// Per metric name, the target's labels and `__name__` encoded together: shared
+    /// by the series of one family, whose names are then not repeated in each.
+    families: HashMap<Box<str>, SharedLabels>,
 }
 
 impl SeriesCache {
@@ -173,8 +176,9 @@ impl SeriesCache {
                     .map(|(n, v)| (n.as_str(), v.as_str())),
             );
             self.target = (labels, shared);
+            self.families.clear();
         }
-        let target = (self.target.0.as_slice(), &self.target.1);
+        let target = self.target.0.as_slice();
         let mut out = Processed {
             samples: Vec::with_capacity(self.prev.len() + 8),
             ..Processed::default()
@@ -201,7 +205,23 @@ impl SeriesCache {
                     series.clone()
                 }
                 None => {
-                    let series = build(&s, target, input.relabel);
+                    let mut with_name = target.to_vec();
+                    let at = with_name.partition_point(|(n, _)| n.as_str() < "__name__");
+                    with_name.insert(at, ("__name__".to_owned(), s.name.to_owned()));
+                    let shared = match self.families.get(s.name) {
+                        Some(shared) => shared.clone(),
+                        None => {
+                            let shared = SharedLabels::new(
+                                with_name
+                                    .iter()
+                                    .filter(|(_, v)| !v.is_empty())
+                                    .map(|(n, v)| (n.as_str(), v.as_str())),
+                            );
+                            self.families.insert(s.name.into(), shared.clone());
+                            shared
+                        }
+                    };
+                    let series = build(&s, target, (&with_name, &shared), input.relabel);
                     out.added += usize::from(series.is_some());
                     self.entries.insert(key, series.clone());
                     series
@@ -234,6 +254,7 @@ impl SeriesCache {
         self.prev = cur.into_iter().collect();
         let iteration = self.iteration;
         self.entries.retain(|k, _| k.seen.get() == iteration);
+        self.families.retain(|_, shared| shared.in_use());
         out
     }
 
@@ -281,13 +302,14 @@ fn same_labels(sorted: &[(String, String)], labels: &[(String, String)]) -> bool
         })
 }
 
-/// The series of sample `s` of a target (its labels sorted by name, and their
-/// shared encoding): the sample's labels (normalised), the target's with clashing
-/// scraped ones renamed `exported_*`, then relabeled. `None` when relabeling dropped
-/// it or the result has no name.
+/// The series of sample `s` of a target with labels `target`: the sample's labels
+/// (normalised), the target's with clashing scraped ones renamed `exported_*`, then
+/// relabeled; sharing `share` (labels sorted by name, and their encoding) when it
+/// has them all. `None` when relabeling dropped it or the result has no name.
 fn build(
     s: &prom::Sample<'_>,
-    (target, shared): (&[(String, String)], &SharedLabels),
+    target: &[(String, String)],
+    (share, shared): (&[(String, String)], &SharedLabels),
     rules: &[Rule],
 ) -> Option<Arc<Series>> {
     let mut labels: Vec<(String, String)> = Vec::with_capacity(s.labels.len() + target.len() + 1);
@@ -313,7 +335,7 @@ fn build(
         return None;
     }
     let labels = labels.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-    Series::with_shared(labels, shared, target)
+    Series::with_shared(labels, shared, share)
         .ok()
         .map(Arc::new)
 }
@@ -492,12 +514,34 @@ mod tests {
     #[test]
     fn a_targets_series_share_its_labels_unless_relabeling_changed_them() {
         let mut cache = SeriesCache::default();
-        let p = run(&mut cache, "a{method=\"GET\"} 1\nb{id=\"x\"} 3\n", 1000);
+        let p = run(
+            &mut cache,
+            "a{method=\"GET\"} 1\na{method=\"PUT\"} 2\nb{id=\"x\"} 3\n",
+            1000,
+        );
         for s in &p.samples {
             let alone = Series::new(s.series.labels()).unwrap();
             assert_eq!(*s.series, alone);
             assert!(s.series.own_bytes() < alone.own_bytes(), "{:?}", s.series);
         }
+        // The name is shared with the target's labels: a series holds only its own
+        // label (a field of 2 + 2 + 6 + 2 + 3 bytes for method="GET").
+        assert_eq!(p.samples[0].series.own_bytes(), 15);
+        assert_eq!(cache.families.len(), 2);
+        drop(p);
+        // b goes: its family with it, once its marker is let go.
+        let p = run(
+            &mut cache,
+            "a{method=\"GET\"} 1\na{method=\"PUT\"} 2\n",
+            2000,
+        );
+        drop(p);
+        run(
+            &mut cache,
+            "a{method=\"GET\"} 1\na{method=\"PUT\"} 2\n",
+            3000,
+        );
+        assert_eq!(cache.families.len(), 1);
         // New target labels (a pod relabeled): the next scrape's new series share them.
         let mut other = target();
         other[1].1 = "pods-2".into();
