@@ -49,6 +49,7 @@ pub struct ConfigProblem {
 
 /// Runs the agent until a signal (or end of input with `exit_on_eof`).
 pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
+    crate::memory::tune_allocator();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
