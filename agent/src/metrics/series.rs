@@ -71,10 +71,11 @@ impl SharedLabels {
         Arc::strong_count(&self.0) > 1
     }
 
-    /// `labels` (sorted by name, names unique, values not empty) encoded.
+    /// `labels` (sorted by name, names unique) encoded; a label with an empty value
+    /// is no label and is left out.
     pub fn new<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> SharedLabels {
         let mut out = Vec::new();
-        for (n, v) in labels {
+        for (n, v) in labels.into_iter().filter(|(_, v)| !v.is_empty()) {
             encode_label(n, v, &mut out);
         }
         SharedLabels(Arc::new(out.into_boxed_slice()))
@@ -618,9 +619,7 @@ mod tests {
                 l.1.push('x');
             }
             t.sort();
-            let shared = SharedLabels::new(
-                t.iter().filter(|(_, v)| !v.is_empty()).map(|(n, v)| (n.as_str(), v.as_str())),
-            );
+            let shared = SharedLabels::new(t.iter().map(|(n, v)| (n.as_str(), v.as_str())));
             let refs = all.iter().map(|(n, v)| (n.as_str(), v.as_str()));
             let split = Series::with_shared(refs.clone(), &shared, &t).unwrap();
             let whole = Series::new(refs).unwrap();

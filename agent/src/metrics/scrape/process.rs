@@ -149,8 +149,8 @@ pub struct SeriesCache {
     /// walked, never looked up, so a list.
     prev: Vec<Key>,
     iteration: u32,
-    /// The target's labels, sorted by name, and their encoding its series share.
-    target: (Vec<(String, String)>, SharedLabels),
+    /// The target's labels, sorted by name.
+    target: Vec<(String, String)>,
     /// Per metric name, the target's labels and `__name__` encoded together: shared
     /// by the series of one family, whose names are then not repeated in each.
     families: HashMap<Box<str>, SharedLabels>,
@@ -166,19 +166,12 @@ impl SeriesCache {
     /// Turns a body into samples; see the module doc.
     pub fn process(&mut self, body: &[u8], input: &Input<'_>) -> Processed {
         self.iteration = self.iteration.wrapping_add(1);
-        if !same_labels(&self.target.0, input.target_labels) {
-            let mut labels = input.target_labels.to_vec();
-            labels.sort_unstable();
-            let shared = SharedLabels::new(
-                labels
-                    .iter()
-                    .filter(|(_, v)| !v.is_empty())
-                    .map(|(n, v)| (n.as_str(), v.as_str())),
-            );
-            self.target = (labels, shared);
+        if !same_labels(&self.target, input.target_labels) {
+            self.target = input.target_labels.to_vec();
+            self.target.sort_unstable();
             self.families.clear();
         }
-        let target = self.target.0.as_slice();
+        let target = self.target.as_slice();
         let mut out = Processed {
             samples: Vec::with_capacity(self.prev.len() + 8),
             ..Processed::default()
@@ -212,10 +205,7 @@ impl SeriesCache {
                         Some(shared) => shared.clone(),
                         None => {
                             let shared = SharedLabels::new(
-                                with_name
-                                    .iter()
-                                    .filter(|(_, v)| !v.is_empty())
-                                    .map(|(n, v)| (n.as_str(), v.as_str())),
+                                with_name.iter().map(|(n, v)| (n.as_str(), v.as_str())),
                             );
                             self.families.insert(s.name.into(), shared.clone());
                             shared
