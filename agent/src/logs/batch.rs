@@ -181,11 +181,12 @@ impl Batch {
         charge(&self.buf, &self.events)
     }
 
-    /// One event's record, in the batch's [`RecordForm`], in its parts: the bytes in
-    /// the buffer, then (when apart) its `kubernetes` object and the closing `}`.
-    pub fn record_parts(&self, e: &Event) -> [&[u8]; 3] {
-        let head = &self.buf[e.start as usize..e.end as usize];
-        match self.ends.get(e.end_apart as usize) {
+    /// The record at `buf[start..end]` whose end is `end_apart` ([`Event`]'s
+    /// fields), in the batch's [`RecordForm`], in its parts: the bytes in the buffer,
+    /// then (when apart) its `kubernetes` object and the closing `}`.
+    pub fn parts(&self, start: u32, end: u32, end_apart: u32) -> [&[u8]; 3] {
+        let head = &self.buf[start as usize..end as usize];
+        match self.ends.get(end_apart as usize) {
             Some(end) => [head, &end.bytes, b"}"],
             None => [head, b"", b""],
         }
@@ -194,7 +195,7 @@ impl Batch {
     /// One event's record, in the batch's [`RecordForm`].
     #[cfg(test)]
     pub fn record(&self, e: &Event) -> Vec<u8> {
-        self.record_parts(e).concat()
+        self.parts(e.start, e.end, e.end_apart).concat()
     }
 
     /// The JSON lines of each destination: runs of consecutive records (each

@@ -42,17 +42,10 @@ pub struct QueuedEvent {
 
 impl QueuedEvent {
     /// The record's bytes as held, in parts written one after the other (see
-    /// [`Batch::record_parts`]): JSON, or escaped when [`QueuedEvent::escaped`].
+    /// [`Batch::parts`]): JSON, or escaped when [`QueuedEvent::escaped`].
     pub fn parts(&self) -> [&[u8]; 3] {
         match &self.msg {
-            Message::InBatch(b, start, end, end_apart) => b.record_parts(&Event {
-                time_nanos: 0,
-                start: *start,
-                end: *end,
-                dest: 0,
-                json_len: 0,
-                end_apart: *end_apart,
-            }),
+            Message::InBatch(b, start, end, end_apart) => b.parts(*start, *end, *end_apart),
             #[cfg(test)]
             Message::Owned(s) => [s.as_bytes(), b"", b""],
         }
