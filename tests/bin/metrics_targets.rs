@@ -373,14 +373,16 @@ async fn main() -> ExitCode {
         }
     };
     let stats = Arc::new(Stats::default());
-    let bind = |ip: String| async move { TcpListener::bind((ip.as_str(), 0)).await };
+    let bind = |ip: String| async move {
+        TcpListener::bind((ip.as_str(), 0)).await.map_err(|e| {
+            eprintln!("metrics-targets: bind {ip}: {e}");
+            ExitCode::FAILURE
+        })
+    };
     let mut lines = Vec::new();
     let control = match bind(args.ip.clone()).await {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("metrics-targets: bind {}: {e}", args.ip);
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     lines.push(format!(
         "control http://{}",
@@ -398,10 +400,7 @@ async fn main() -> ExitCode {
     for t in 0..args.targets {
         let l = match bind(args.ip.clone()).await {
             Ok(l) => l,
-            Err(e) => {
-                eprintln!("metrics-targets: bind {}: {e}", args.ip);
-                return ExitCode::FAILURE;
-            }
+            Err(code) => return code,
         };
         lines.push(format!(
             "target http://{}/metrics",
@@ -421,10 +420,7 @@ async fn main() -> ExitCode {
     if args.huge_bytes > 0 {
         let l = match bind(args.ip.clone()).await {
             Ok(l) => l,
-            Err(e) => {
-                eprintln!("metrics-targets: bind {}: {e}", args.ip);
-                return ExitCode::FAILURE;
-            }
+            Err(code) => return code,
         };
         lines.push(format!(
             "huge http://{}/metrics",
