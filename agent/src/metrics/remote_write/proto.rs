@@ -88,7 +88,7 @@ pub struct Scratch {
     group_of: Vec<u32>,
     /// Where each group starts in `order`.
     starts: Vec<u32>,
-    /// The protobuf, before compression.
+    /// The protobuf of the block being filled, before compression.
     raw: Vec<u8>,
 }
 
@@ -110,42 +110,61 @@ fn sample_len(s: &Sample) -> usize {
 
 /// Writes the `WriteRequest` of `batch` into `out` (cleared first): the bytes prost's
 /// `WriteRequest::encode` writes for the same request.
+#[cfg(test)]
 pub fn encode(batch: &[Sample], scratch: &mut Scratch, out: &mut Vec<u8>) {
     out.clear();
     group(batch, scratch);
-    let Scratch {
-        order,
-        starts,
-        group_of: _,
-        raw: _,
-    } = scratch;
-    for g in 0..starts.len() - 1 {
-        let members = &mut order[starts[g] as usize..starts[g + 1] as usize];
-        // Stable, so equal timestamps keep their order; usually sorted already.
+    sort_groups(batch, scratch);
+    for g in 0..scratch.starts.len() - 1 {
+        write_group(batch, members(scratch, g), out);
+    }
+}
+
+/// The sample indexes of group `g`, in timestamp order (stable, so equal timestamps
+/// keep their order; usually sorted already).
+fn members(scratch: &Scratch, g: usize) -> &[u32] {
+    let (from, to) = (scratch.starts[g] as usize, scratch.starts[g + 1] as usize);
+    &scratch.order[from..to]
+}
+
+/// Sorts each group's samples by timestamp.
+fn sort_groups(batch: &[Sample], scratch: &mut Scratch) {
+    for g in 0..scratch.starts.len() - 1 {
+        let (from, to) = (scratch.starts[g] as usize, scratch.starts[g + 1] as usize);
+        let members = &mut scratch.order[from..to];
         if !members.is_sorted_by_key(|&i| batch[i as usize].timestamp_ms) {
             members.sort_by_key(|&i| batch[i as usize].timestamp_ms);
         }
-        let series = &batch[members[0] as usize].series;
-        let labels = series.encoded_len();
-        let samples: usize = members
-            .iter()
-            .map(|&i| field_len(2, sample_len(&batch[i as usize])))
-            .sum();
-        encode_key(1, WireType::LengthDelimited, out);
-        encode_varint((labels + samples) as u64, out);
-        series.write_labels(out);
-        for &i in members.iter() {
-            let s = &batch[i as usize];
-            encode_key(2, WireType::LengthDelimited, out);
-            encode_varint(sample_len(s) as u64, out);
-            if s.value != 0.0 {
-                encode_key(1, WireType::SixtyFourBit, out);
-                out.extend_from_slice(&s.value.to_bits().to_le_bytes());
-            }
-            if s.timestamp_ms != 0 {
-                encode_key(2, WireType::Varint, out);
-                encode_varint(s.timestamp_ms as u64, out);
-            }
+    }
+}
+
+/// The length of one `TimeSeries` message's content: its series' labels and
+/// `members`' samples.
+fn group_content_len(batch: &[Sample], members: &[u32]) -> usize {
+    let labels = batch[members[0] as usize].series.encoded_len();
+    let samples: usize = members
+        .iter()
+        .map(|&i| field_len(2, sample_len(&batch[i as usize])))
+        .sum();
+    labels + samples
+}
+
+/// Appends the `timeseries` field of one group (`members` of `batch`, one series).
+fn write_group(batch: &[Sample], members: &[u32], out: &mut Vec<u8>) {
+    encode_key(1, WireType::LengthDelimited, out);
+    encode_varint(group_content_len(batch, members) as u64, out);
+    batch[members[0] as usize].series.write_labels(out);
+    for &i in members {
+        let s = &batch[i as usize];
+        encode_key(2, WireType::LengthDelimited, out);
+        encode_varint(sample_len(s) as u64, out);
+        if s.value != 0.0 {
+            encode_key(1, WireType::SixtyFourBit, out);
+            out.extend_from_slice(&s.value.to_bits().to_le_bytes());
+        }
+        if s.timestamp_ms != 0 {
+            encode_key(2, WireType::Varint, out);
+            encode_varint(s.timestamp_ms as u64, out);
         }
     }
 }
@@ -190,21 +209,57 @@ fn group(batch: &[Sample], scratch: &mut Scratch) {
     }
 }
 
-/// `raw` compressed with snappy's block format into `out` (resized to fit).
-pub fn compress(raw: &[u8], out: &mut Vec<u8>) -> Result<(), snap::Error> {
-    out.resize(snap::raw::max_compress_len(raw.len()), 0);
-    let n = snap::raw::Encoder::new().compress(raw, out)?;
-    out.truncate(n);
-    Ok(())
+/// How much protobuf is handed to snappy at a time: its block size. Snappy's encoder
+/// compresses each 64 KiB block of its input on its own, so a body compressed block
+/// by block is the same body, and the protobuf of a request (about 0.5 MB for 2,000
+/// samples) never exists whole: a shard keeps one block, not the request twice over.
+const BLOCK: usize = 1 << 16;
+
+/// A request body: `batch` encoded and compressed into `out` (cleared first), in
+/// snappy's block format: the length of the protobuf, then each block's compressed
+/// elements.
+pub fn body(batch: &[Sample], scratch: &mut Scratch, out: &mut Vec<u8>) -> Result<(), snap::Error> {
+    group(batch, scratch);
+    sort_groups(batch, scratch);
+    let groups = scratch.starts.len() - 1;
+    let total: usize = (0..groups)
+        .map(|g| field_len(1, group_content_len(batch, members(scratch, g))))
+        .sum();
+    out.clear();
+    out.reserve(snap::raw::max_compress_len(BLOCK.min(total)) + total / 4);
+    encode_varint(total as u64, out);
+    let mut stage = std::mem::take(&mut scratch.raw);
+    stage.clear();
+    let mut encoder = snap::raw::Encoder::new();
+    let mut result = Ok(());
+    for g in 0..groups {
+        write_group(batch, members(scratch, g), &mut stage);
+        while stage.len() >= BLOCK && result.is_ok() {
+            result = compress_block(&mut encoder, &stage[..BLOCK], out);
+            stage.drain(..BLOCK);
+        }
+    }
+    if !stage.is_empty() && result.is_ok() {
+        result = compress_block(&mut encoder, &stage, out);
+    }
+    scratch.raw = stage;
+    result
 }
 
-/// A request body: `batch` encoded and compressed into `out`.
-pub fn body(batch: &[Sample], scratch: &mut Scratch, out: &mut Vec<u8>) -> Result<(), snap::Error> {
-    let mut raw = std::mem::take(&mut scratch.raw);
-    encode(batch, scratch, &mut raw);
-    let r = compress(&raw, out);
-    scratch.raw = raw;
-    r
+/// Appends `block` compressed, without the length snappy puts first (the body has
+/// one length, of all its blocks).
+fn compress_block(
+    encoder: &mut snap::raw::Encoder,
+    block: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), snap::Error> {
+    let at = out.len();
+    out.resize(at + snap::raw::max_compress_len(block.len()), 0);
+    let n = encoder.compress(block, &mut out[at..])?;
+    let header = encoded_len_varint(block.len() as u64);
+    out.copy_within(at + header..at + n, at);
+    out.truncate(at + n - header);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -378,6 +433,55 @@ mod tests {
         let raw = snap::raw::Decoder::new().decompress_vec(&out).unwrap();
         assert_eq!(raw, encoded(&batch[..3]));
         assert_eq!(snap::raw::decompress_len(&out).unwrap(), raw.len());
+    }
+
+    #[test]
+    fn a_body_of_many_blocks_is_one_snappy_body() {
+        // ~1 MB of protobuf: many 64 KiB blocks, groups cut at block boundaries, and
+        // one series whose labels alone span more than two blocks.
+        let big = "x".repeat(150_000);
+        let mut pool: Vec<Arc<Series>> = (0..3000)
+            .map(|i| {
+                let pod = format!("pod-{i:05}-{}", "p".repeat(200));
+                series(&[("__name__", "http_requests_total"), ("pod", &pod)])
+            })
+            .collect();
+        pool.insert(1500, series(&[("__name__", "big"), ("v", &big)]));
+        let batch: Vec<Sample> = pool
+            .iter()
+            .enumerate()
+            .map(|(i, s)| sample(s, 1_700_000_000_000 + i as i64, i as f64))
+            .collect();
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        body(&batch, &mut scratch, &mut out).unwrap();
+        let raw = snap::raw::Decoder::new().decompress_vec(&out).unwrap();
+        assert!(raw.len() > 10 * BLOCK, "{} bytes", raw.len());
+        assert_eq!(raw, encoded(&batch));
+        assert_eq!(
+            WriteRequest::decode(raw.as_slice()).unwrap(),
+            with_prost(&batch)
+        );
+        // The same as compressing the protobuf whole.
+        let whole = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+        assert_eq!(out, whole);
+        // Without the big series, what is staged stays about a block.
+        let small: Vec<Sample> = batch
+            .iter()
+            .filter(|s| s.series.encoded_len() < 1000)
+            .cloned()
+            .collect();
+        let mut scratch = Scratch::default();
+        body(&small, &mut scratch, &mut out).unwrap();
+        assert_eq!(
+            snap::raw::Decoder::new().decompress_vec(&out).unwrap(),
+            encoded(&small)
+        );
+        assert!(
+            scratch.raw.capacity() < 3 * BLOCK,
+            "{}",
+            scratch.raw.capacity()
+        );
     }
 
     proptest! {

@@ -18,12 +18,14 @@ use crate::metrics::series::Sample;
 pub(super) async fn run_shard(e: Arc<Endpoint>, shard: usize) {
     let mut batch: Vec<Sample> = Vec::new();
     let mut scratch = Scratch::default();
-    let mut body = Vec::new();
     while e.queue.next_batch(shard, &mut batch).await {
         e.client.sweep();
         let n = batch.len();
+        // A new buffer each time: the request's `Bytes` takes it over, and a shard
+        // keeps no request-sized buffer between requests.
+        let mut body = Vec::new();
         match proto::body(&batch, &mut scratch, &mut body) {
-            Ok(()) => deliver(&e, Bytes::copy_from_slice(&body), &batch).await,
+            Ok(()) => deliver(&e, Bytes::from(body), &batch).await,
             Err(err) => {
                 // Only a body larger than snappy's 4 GiB limit: cannot happen with
                 // at most 100,000 samples per request.
