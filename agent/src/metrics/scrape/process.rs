@@ -1,8 +1,9 @@
 //! One scrape's body into samples, as Prometheus's scrape loop does it: parse, give
 //! each series its final labels once and keep it across scrapes (the series cache,
-//! keyed by a 128-bit hash of the series as written; the target's labels encoded
-//! once and shared by its series), check the sample limit, and emit a staleness marker for each series the
-//! previous scrape had and this one has not.
+//! keyed by a hash of the series as written and walked in step with the body; the
+//! target's labels encoded once and shared by its series), check the sample limit,
+//! and emit a staleness marker for each series the previous scrape had and this one
+//! has not.
 //!
 //! Labels: the scraped ones (`le` of histograms and `quantile` of summaries written
 //! as Prometheus normalises them: `1` → `1.0`), then the target's, with
@@ -15,7 +16,6 @@
 //! `scrape_duration_seconds`, `scrape_samples_scraped`,
 //! `scrape_samples_post_metric_relabeling`, `scrape_series_added`.
 
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -87,7 +87,8 @@ pub struct Processed {
     pub over_limit: bool,
 }
 
-/// A series compared by its labels (the staleness sets).
+/// A series compared by its labels: finds the series of another text with the same
+/// labels when a new one is built.
 #[derive(Clone, Debug)]
 struct Key(Arc<Series>);
 
@@ -105,55 +106,172 @@ impl Hash for Key {
     }
 }
 
-/// A series' cache key: 96 bits of [`text_key`], and the last scrape that had it.
-/// Hashed and compared by the text key alone, so `seen` may change in place (a map's
-/// key cannot change; a `Cell` in it can): an entry takes 24 bytes instead of 32, and
-/// a target's cache has twice as many as series (~1.6 MB for 100,000 series).
-#[derive(Debug)]
-struct TextKey {
-    key: [u32; 3],
-    seen: Cell<u32>,
-}
+/// 96 bits of a series' [`text_key`], hashed by its first 64 (random already).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TextKey([u32; 3]);
 
 impl TextKey {
-    fn new(text: &str, seen: u32) -> TextKey {
+    fn new(text: &str) -> TextKey {
         let k = text_key(text);
-        TextKey {
-            key: [k as u32, (k >> 32) as u32, (k >> 64) as u32],
-            seen: Cell::new(seen),
-        }
+        TextKey([k as u32, (k >> 32) as u32, (k >> 64) as u32])
     }
 }
-
-impl PartialEq for TextKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-
-impl Eq for TextKey {}
 
 impl Hash for TextKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(u64::from(self.key[0]) | (u64::from(self.key[1]) << 32));
+        state.write_u64(u64::from(self.0[0]) | (u64::from(self.0[1]) << 32));
     }
 }
 
+/// [`Entry::seen`]: the scrape's number, in the low bits.
+const ITERATION: u32 = (1 << 30) - 1;
+/// [`Entry::seen`]: the last scrape that had the series was a success and its
+/// sample had no timestamp of its own: the series is marked stale when it goes.
+const TRACKED: u32 = 1 << 31;
+/// [`Entry::seen`], while a scrape runs: the entry was [`TRACKED`] before it.
+const WAS_TRACKED: u32 = 1 << 30;
+
+/// A series of the cache, 24 bytes: its text key, the last scrape that had it (and
+/// the bits above), and its series (`None`: dropped by relabeling, or labels no
+/// series can have).
+#[derive(Debug)]
+struct Entry {
+    key: TextKey,
+    seen: u32,
+    series: Option<Arc<Series>>,
+}
+
+/// Where a text key is, in a scrape's lookup index.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    /// In the previous scrape's entries, at this place.
+    Old(u32),
+    /// New in this scrape.
+    New,
+}
+
 /// A target's series across scrapes: the cache and what the last scrape had.
+///
+/// The entries are a list in the order of the last scrape, not a hash table: a body
+/// that lists the same series in the same order (nearly every scrape of nearly every
+/// target) finds each at the next place, with no lookup and no set of the scrape's
+/// series; an entry is 24 bytes (~2.4 MB for 100,000 series). A lookup index is
+/// built only for a scrape whose series moved or changed, and let go after it.
 #[derive(Debug, Default)]
 pub struct SeriesCache {
-    /// Keyed by [`text_key`] of the series as written; `None`: dropped by
-    /// relabeling (or labels no series can have).
-    entries: HashMap<TextKey, Option<Arc<Series>>, PreHashed>,
-    /// Series of the last successful scrape (without exposition timestamps): only
-    /// walked, never looked up, so a list.
-    prev: Vec<Key>,
+    /// In the order of the last scrape; only series it had.
+    entries: Vec<Entry>,
+    /// Series two entries share (two texts whose labels came out equal, such as
+    /// `le="1"` and `le="1.0"`): the only ones a body can hold twice under different
+    /// texts, so the only ones checked for that. Usually empty.
+    aliased: HashSet<usize>,
     iteration: u32,
     /// The target's labels, sorted by name.
     target: Vec<(String, String)>,
     /// Per metric name, the target's labels and `__name__` encoded together: shared
     /// by the series of one family, whose names are then not repeated in each.
     families: HashMap<Box<str>, SharedLabels>,
+}
+
+/// One scrape's walk over the previous scrape's entries.
+struct Walk {
+    old: Vec<Entry>,
+    /// Where the next sample's series is expected in `old`.
+    next: usize,
+    /// Text key to place: built at the first series not at its expected place.
+    index: Option<HashMap<TextKey, Slot, PreHashed>>,
+    /// Series by labels: built at the first series new to the cache.
+    by_labels: Option<HashSet<Key, PreHashed>>,
+    /// Aliased series this scrape had.
+    aliased_seen: HashSet<usize>,
+    /// Whether the previous scrape's series can be reused (the target's labels are
+    /// the same).
+    reuse: bool,
+    iteration: u32,
+}
+
+/// What a sample's text found.
+enum Found {
+    /// A cached series, and whether the previous scrape had it tracked.
+    Cached(Option<Arc<Series>>, bool),
+    /// A text this scrape had already: the first one counts.
+    Duplicate,
+    /// New to the cache.
+    New,
+}
+
+impl Walk {
+    fn find(&mut self, key: TextKey) -> Found {
+        if self.reuse
+            && let Some(e) = self.old.get_mut(self.next)
+            && e.key == key
+            && e.seen & ITERATION != self.iteration
+        {
+            self.next += 1;
+            return Found::Cached(e.series.take(), take_seen(e, self.iteration));
+        }
+        self.find_indexed(key)
+    }
+
+    fn find_indexed(&mut self, key: TextKey) -> Found {
+        let (old, reuse) = (&self.old, self.reuse);
+        let index = self.index.get_or_insert_with(|| {
+            let mut m = HashMap::with_capacity_and_hasher(old.len() + 16, PreHashed);
+            if reuse {
+                m.extend(
+                    old.iter()
+                        .enumerate()
+                        .map(|(i, e)| (e.key, Slot::Old(i as u32))),
+                );
+            }
+            m
+        });
+        match index.get(&key).copied() {
+            Some(Slot::Old(i)) => {
+                let e = &mut self.old[i as usize];
+                if e.seen & ITERATION == self.iteration {
+                    return Found::Duplicate;
+                }
+                self.next = i as usize + 1;
+                Found::Cached(e.series.take(), take_seen(e, self.iteration))
+            }
+            Some(Slot::New) => Found::Duplicate,
+            None => {
+                index.insert(key, Slot::New);
+                Found::New
+            }
+        }
+    }
+
+    /// The series this scrape or the last one has with the labels of `built`, if
+    /// any (then `built` is let go); else `built`.
+    fn same_labels(&mut self, built: Arc<Series>, entries: &[Entry]) -> Arc<Series> {
+        let (old, reuse) = (&self.old, self.reuse);
+        let set = self.by_labels.get_or_insert_with(|| {
+            let mine = entries.iter().filter_map(|e| e.series.clone());
+            let before = old
+                .iter()
+                .filter(|_| reuse)
+                .filter_map(|e| e.series.clone());
+            let mut set = HashSet::with_capacity_and_hasher(old.len() + entries.len(), PreHashed);
+            set.extend(mine.chain(before).map(Key));
+            set
+        });
+        match set.get(&Key(Arc::clone(&built))) {
+            Some(k) => Arc::clone(&k.0),
+            None => {
+                set.insert(Key(Arc::clone(&built)));
+                built
+            }
+        }
+    }
+}
+
+/// Marks an old entry as had by scrape `iteration`; whether it was tracked.
+fn take_seen(e: &mut Entry, iteration: u32) -> bool {
+    let was = e.seen & TRACKED != 0;
+    e.seen = iteration;
+    was
 }
 
 impl SeriesCache {
@@ -165,19 +283,27 @@ impl SeriesCache {
 
     /// Turns a body into samples; see the module doc.
     pub fn process(&mut self, body: &[u8], input: &Input<'_>) -> Processed {
-        self.iteration = self.iteration.wrapping_add(1);
-        if !same_labels(&self.target, input.target_labels) {
+        self.iteration = (self.iteration % ITERATION) + 1;
+        let reuse = same_labels(&self.target, input.target_labels);
+        if !reuse {
             self.target = input.target_labels.to_vec();
             self.target.sort_unstable();
             self.families.clear();
         }
-        let target = self.target.as_slice();
+        let mut walk = Walk {
+            old: std::mem::take(&mut self.entries),
+            next: 0,
+            index: None,
+            by_labels: None,
+            aliased_seen: HashSet::new(),
+            reuse,
+            iteration: self.iteration,
+        };
+        let mut entries: Vec<Entry> = Vec::with_capacity(walk.old.len() + 8);
         let mut out = Processed {
-            samples: Vec::with_capacity(self.prev.len() + 8),
+            samples: Vec::with_capacity(walk.old.len() + 8),
             ..Processed::default()
         };
-        let mut cur: HashSet<Key, PreHashed> =
-            HashSet::with_capacity_and_hasher(self.prev.len(), PreHashed);
         for item in Parser::new(body, input.format, input.limits) {
             let s = match item {
                 Ok(s) => s,
@@ -191,35 +317,45 @@ impl SeriesCache {
                 // Counted only, so that scrape_samples_scraped tells the whole body.
                 continue;
             }
-            let key = TextKey::new(s.series, self.iteration);
-            let series = match self.entries.get_key_value(&key) {
-                Some((k, series)) => {
-                    k.seen.set(self.iteration);
-                    series.clone()
-                }
-                None => {
-                    let mut with_name = target.to_vec();
-                    let at = with_name.partition_point(|(n, _)| n.as_str() < "__name__");
-                    with_name.insert(at, ("__name__".to_owned(), s.name.to_owned()));
-                    let shared = match self.families.get(s.name) {
-                        Some(shared) => shared.clone(),
-                        None => {
-                            let shared = SharedLabels::new(
-                                with_name.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-                            );
-                            self.families.insert(s.name.into(), shared.clone());
-                            shared
-                        }
-                    };
-                    let series = build(&s, target, (&with_name, &shared), input.relabel);
-                    out.added += usize::from(series.is_some());
-                    self.entries.insert(key, series.clone());
-                    series
-                }
+            let key = TextKey::new(s.series);
+            let (series, was) = match walk.find(key) {
+                Found::Duplicate => continue,
+                Found::Cached(series, was) => (series, was),
+                Found::New => (
+                    self.build_new(&s, input.relabel, &mut walk, &entries, &mut out),
+                    false,
+                ),
             };
-            let Some(series) = series else { continue };
-            if s.timestamp_ms.is_none() && !cur.insert(Key(Arc::clone(&series))) {
-                // The same series twice in one body: the first one counts.
+            let mut seen = self.iteration | if was { WAS_TRACKED } else { 0 };
+            let Some(series) = series else {
+                entries.push(Entry {
+                    key,
+                    seen,
+                    series: None,
+                });
+                continue;
+            };
+            let tracked = s.timestamp_ms.is_none();
+            let ptr = Arc::as_ptr(&series) as usize;
+            let duplicate = tracked
+                && !self.aliased.is_empty()
+                && self.aliased.contains(&ptr)
+                && !walk.aliased_seen.insert(ptr);
+            if tracked && !duplicate {
+                seen |= TRACKED;
+            }
+            let sample = Sample {
+                series: Arc::clone(&series),
+                timestamp_ms: s.timestamp_ms.unwrap_or(input.timestamp_ms),
+                value: s.value,
+            };
+            entries.push(Entry {
+                key,
+                seen,
+                series: Some(series),
+            });
+            if duplicate {
+                // The same series under another text: the first one counts.
                 continue;
             }
             out.post_relabel += 1;
@@ -227,32 +363,171 @@ impl SeriesCache {
                 out.over_limit = true;
                 continue;
             }
-            out.samples.push(Sample {
-                series,
-                timestamp_ms: s.timestamp_ms.unwrap_or(input.timestamp_ms),
-                value: s.value,
-            });
+            out.samples.push(sample);
         }
         if out.over_limit {
             out.samples.clear();
-            self.fail(input.timestamp_ms, &mut out.samples);
-            return out;
+            self.settle_over_limit(walk, entries, input.timestamp_ms, &mut out.samples);
+        } else {
+            self.settle(walk, entries, input.timestamp_ms, &mut out.samples);
         }
-        for gone in self.prev.iter().filter(|k| !cur.contains(k)) {
-            out.samples.push(stale(&gone.0, input.timestamp_ms));
-        }
-        self.prev = cur.into_iter().collect();
-        let iteration = self.iteration;
-        self.entries.retain(|k, _| k.seen.get() == iteration);
-        self.families.retain(|_, shared| shared.in_use());
         out
+    }
+
+    /// The series of a sample new to the cache; counted as added unless another
+    /// text has it already.
+    fn build_new(
+        &mut self,
+        s: &prom::Sample<'_>,
+        rules: &[Rule],
+        walk: &mut Walk,
+        entries: &[Entry],
+        out: &mut Processed,
+    ) -> Option<Arc<Series>> {
+        let target = self.target.as_slice();
+        let mut with_name = target.to_vec();
+        let at = with_name.partition_point(|(n, _)| n.as_str() < "__name__");
+        with_name.insert(at, ("__name__".to_owned(), s.name.to_owned()));
+        let shared = match self.families.get(s.name) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared =
+                    SharedLabels::new(with_name.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+                self.families.insert(s.name.into(), shared.clone());
+                shared
+            }
+        };
+        let built = build(s, target, (&with_name, &shared), rules)?;
+        let series = walk.same_labels(built, entries);
+        // The set holds one reference: more than two, another entry has it too.
+        if Arc::strong_count(&series) > 2 {
+            let ptr = Arc::as_ptr(&series) as usize;
+            self.aliased.insert(ptr);
+            // Had already in this scrape, under the other text: this one is the
+            // duplicate.
+            let had = entries.iter().any(|e| {
+                e.seen & TRACKED != 0 && e.series.as_ref().is_some_and(|x| Arc::ptr_eq(x, &series))
+            });
+            if had {
+                walk.aliased_seen.insert(ptr);
+            }
+        } else {
+            out.added += 1;
+        }
+        Some(series)
+    }
+
+    /// After a scrape within its limit: a staleness marker for each series the last
+    /// successful scrape had and this one has not; the cache becomes this scrape's.
+    fn settle(
+        &mut self,
+        walk: Walk,
+        mut entries: Vec<Entry>,
+        timestamp_ms: i64,
+        out: &mut Vec<Sample>,
+    ) {
+        let Walk {
+            old,
+            mut aliased_seen,
+            ..
+        } = walk;
+        for e in old {
+            if e.seen & TRACKED != 0
+                && let Some(series) = e.series
+                && self.first_of(&series, &mut aliased_seen)
+            {
+                out.push(stale(&series, timestamp_ms));
+            }
+        }
+        for e in &mut entries {
+            e.seen &= !WAS_TRACKED;
+        }
+        entries.shrink_to_fit();
+        self.entries = entries;
+        self.prune_aliased();
+        self.families.retain(|_, shared| shared.in_use());
+    }
+
+    /// After a scrape over the sample limit: a marker for every series the last
+    /// successful scrape had, none left to mark; the series stay cached.
+    fn settle_over_limit(
+        &mut self,
+        walk: Walk,
+        mut entries: Vec<Entry>,
+        timestamp_ms: i64,
+        out: &mut Vec<Sample>,
+    ) {
+        let Walk { old, reuse, .. } = walk;
+        let mut marked = HashSet::new();
+        for e in &mut entries {
+            if e.seen & WAS_TRACKED != 0
+                && let Some(series) = &e.series
+                && self.first_of(series, &mut marked)
+            {
+                out.push(stale(series, timestamp_ms));
+            }
+            e.seen &= ITERATION;
+        }
+        for mut e in old
+            .into_iter()
+            .filter(|e| e.seen & ITERATION != self.iteration)
+        {
+            if e.seen & TRACKED != 0
+                && let Some(series) = &e.series
+                && self.first_of(series, &mut marked)
+            {
+                out.push(stale(series, timestamp_ms));
+            }
+            e.seen &= ITERATION;
+            if reuse {
+                entries.push(e);
+            }
+        }
+        self.entries = entries;
+        self.prune_aliased();
+    }
+
+    /// Whether `series` is met for the first time in a walk that records aliased
+    /// series in `met` (a series no two entries share is met once anyway).
+    fn first_of(&self, series: &Arc<Series>, met: &mut HashSet<usize>) -> bool {
+        let ptr = Arc::as_ptr(series) as usize;
+        !self.aliased.contains(&ptr) || met.insert(ptr)
+    }
+
+    /// Keeps only the aliased series two entries still share.
+    fn prune_aliased(&mut self) {
+        if self.aliased.is_empty() {
+            return;
+        }
+        let mut count: HashMap<usize, u32> = HashMap::new();
+        for e in &self.entries {
+            if let Some(s) = &e.series {
+                let ptr = Arc::as_ptr(s) as usize;
+                if self.aliased.contains(&ptr) {
+                    *count.entry(ptr).or_default() += 1;
+                }
+            }
+        }
+        self.aliased
+            .retain(|p| count.get(p).is_some_and(|&n| n > 1));
     }
 
     /// A failed scrape (or the target's end): a staleness marker at `timestamp_ms`
     /// for each series of the last successful scrape, once; the next failure has none
     /// left to mark.
     pub fn fail(&mut self, timestamp_ms: i64, out: &mut Vec<Sample>) {
-        out.extend(self.prev.drain(..).map(|k| stale(&k.0, timestamp_ms)));
+        let mut marked = HashSet::new();
+        let aliased = &self.aliased;
+        for e in &mut self.entries {
+            if e.seen & TRACKED != 0
+                && let Some(series) = &e.series
+                && (!aliased.contains(&(Arc::as_ptr(series) as usize))
+                    || marked.insert(Arc::as_ptr(series) as usize))
+            {
+                out.push(stale(series, timestamp_ms));
+            }
+            e.seen &= !TRACKED;
+        }
     }
 }
 
@@ -644,6 +919,108 @@ mod tests {
     }
 
     #[test]
+    fn series_in_another_order_are_still_cached_and_the_list_follows_the_body() {
+        let mut c = SeriesCache::default();
+        let first = run(&mut c, "a 1\nb 2\nc 3\n", 1000);
+        let p = run(&mut c, "c 3\na 1\nb 2\n", 2000);
+        assert_eq!(p.added, 0);
+        assert_eq!(text(&p.samples), ["c{} 3@2000", "a{} 1@2000", "b{} 2@2000"]);
+        assert!(Arc::ptr_eq(&first.samples[0].series, &p.samples[1].series));
+        assert_eq!(
+            c.entries
+                .iter()
+                .map(|e| e.series.as_ref().unwrap().name().to_string())
+                .collect::<Vec<_>>(),
+            ["c", "a", "b"]
+        );
+        assert_eq!(c.entries.capacity(), c.entries.len(), "no room kept");
+        // One gone from the middle, one new at the end.
+        let p = run(&mut c, "c 3\nb 2\nd 4\n", 3000);
+        assert_eq!(p.added, 1);
+        assert_eq!(
+            text(&p.samples),
+            ["c{} 3@3000", "b{} 2@3000", "d{} 4@3000", "a{} stale@3000"]
+        );
+    }
+
+    #[test]
+    fn two_texts_of_one_series_count_once_in_either_order() {
+        let mut c = SeriesCache::default();
+        let h = "# TYPE h histogram\n";
+        // le="1" is written le="1.0": the same series as the second line.
+        let p = run(
+            &mut c,
+            &format!("{h}h_bucket{{le=\"1\"}} 1\nh_bucket{{le=\"1.0\"}} 2\n"),
+            1000,
+        );
+        assert_eq!(
+            text(&p.samples),
+            ["h_bucket{le=1.0} 1@1000"],
+            "the first counts"
+        );
+        assert_eq!((p.post_relabel, p.added), (1, 1));
+        let p = run(
+            &mut c,
+            &format!("{h}h_bucket{{le=\"1.0\"}} 3\nh_bucket{{le=\"1\"}} 4\n"),
+            2000,
+        );
+        assert_eq!(text(&p.samples), ["h_bucket{le=1.0} 3@2000"]);
+        // Only the other text now: the series is still there, no marker.
+        let p = run(&mut c, &format!("{h}h_bucket{{le=\"1\"}} 5\n"), 3000);
+        assert_eq!(text(&p.samples), ["h_bucket{le=1.0} 5@3000"]);
+        // A new text of it after the first in the same scrape: still once.
+        let p = run(
+            &mut c,
+            &format!("{h}h_bucket{{le=\"1\"}} 6\nh_bucket{{le=\"1e0\"}} 7\n"),
+            4000,
+        );
+        assert_eq!(text(&p.samples), ["h_bucket{le=1.0} 6@4000"]);
+        assert_eq!(p.added, 0);
+        let p = run(&mut c, "x 1\n", 5000);
+        assert_eq!(
+            text(&p.samples),
+            ["x{} 1@5000", "h_bucket{le=1.0} stale@5000"],
+            "marked once"
+        );
+        assert!(c.aliased.is_empty());
+    }
+
+    #[test]
+    fn a_target_whose_labels_change_marks_its_old_series_and_builds_new_ones() {
+        let mut c = SeriesCache::default();
+        run(&mut c, "a 1\n", 1000);
+        let mut labels = target();
+        labels[2].1 = "web-2".into();
+        let p = c.process(
+            b"a 1\n",
+            &Input {
+                format: Format::Text,
+                timestamp_ms: 2000,
+                target_labels: &labels,
+                relabel: &[],
+                sample_limit: 0,
+                limits: Limits::DEFAULT,
+            },
+        );
+        let pods: Vec<String> = p
+            .samples
+            .iter()
+            .map(|s| {
+                let pod = s
+                    .series
+                    .labels()
+                    .find(|(n, _)| *n == "pod")
+                    .unwrap()
+                    .1
+                    .to_string();
+                format!("{pod} {}", if is_stale(s.value) { "stale" } else { "1" })
+            })
+            .collect();
+        assert_eq!(pods, ["web-2 1", "web-1 stale"]);
+        assert_eq!(p.added, 1);
+    }
+
+    #[test]
     fn a_failed_scrape_marks_every_series_stale_once() {
         let mut c = SeriesCache::default();
         run(&mut c, "a 1\nb 2\n", 1000);
@@ -791,5 +1168,87 @@ mod tests {
         out.clear();
         r.push_stale(&mut out, 8);
         assert!(out.iter().all(|s| is_stale(s.value)) && out.len() == 5);
+    }
+
+    /// Texts of a few series: two pairs name one series each (`le` normalised), one
+    /// has its own timestamp.
+    const POOL: [&str; 7] = [
+        "a{x=\"1\"}",
+        "a{x=\"2\"}",
+        "b",
+        "h_bucket{le=\"1\"}",
+        "h_bucket{le=\"1.0\"}",
+        "h_bucket{le=\"+Inf\"}",
+        "t",
+    ];
+
+    /// The series (as `text` writes it) of `POOL[i]`.
+    fn model_series(i: usize) -> &'static str {
+        [
+            "a{x=1}",
+            "a{x=2}",
+            "b{}",
+            "h_bucket{le=1.0}",
+            "h_bucket{le=1.0}",
+            "h_bucket{le=+Inf}",
+            "t{}",
+        ][i]
+    }
+
+    proptest::proptest! {
+        /// Against a model: in a scrape, a text counts once and a series once (its
+        /// first text); a series the last successful scrape had without a timestamp
+        /// and this one has not is marked stale once; a failure marks them all.
+        #[test]
+        fn scrapes_match_the_model(
+            steps in proptest::collection::vec(
+                proptest::option::weighted(0.9, proptest::collection::vec(0usize..7, 0..12)),
+                1..12,
+            )
+        ) {
+            let mut c = SeriesCache::default();
+            let mut prev: HashSet<&str> = HashSet::new();
+            for (n, step) in steps.iter().enumerate() {
+                let ts = 1000 * (n as i64 + 1);
+                let Some(seq) = step else {
+                    let mut out = Vec::new();
+                    c.fail(ts, &mut out);
+                    let mut got = text(&out);
+                    got.sort();
+                    let mut want: Vec<String> = prev.iter().map(|s| format!("{s} stale@{ts}")).collect();
+                    want.sort();
+                    proptest::prop_assert_eq!(got, want);
+                    prev.clear();
+                    continue;
+                };
+                let mut body = String::from("# TYPE h histogram\n");
+                for (k, &i) in seq.iter().enumerate() {
+                    let stamp = if i == 6 { " 500" } else { "" };
+                    body.push_str(&format!("{} {k}{stamp}\n", POOL[i]));
+                }
+                let p = run(&mut c, &body, ts);
+                let (mut texts, mut series, mut cur) = (HashSet::new(), HashSet::new(), HashSet::new());
+                let mut want = Vec::new();
+                for (k, &i) in seq.iter().enumerate() {
+                    if !texts.insert(i) || (i != 6 && !series.insert(model_series(i))) {
+                        continue;
+                    }
+                    let at = if i == 6 { 500 } else { ts };
+                    want.push(format!("{} {k}@{at}", model_series(i)));
+                    if i != 6 {
+                        cur.insert(model_series(i));
+                    }
+                }
+                let mut stale: Vec<String> = prev.difference(&cur).map(|s| format!("{s} stale@{ts}")).collect();
+                stale.sort();
+                let got = text(&p.samples);
+                let (fresh, marked) = got.split_at(want.len());
+                proptest::prop_assert_eq!(fresh, &want[..]);
+                let mut marked = marked.to_vec();
+                marked.sort();
+                proptest::prop_assert_eq!(marked, stale);
+                prev = cur;
+            }
+        }
     }
 }
