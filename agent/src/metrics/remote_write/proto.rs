@@ -90,6 +90,8 @@ pub struct Scratch {
     starts: Vec<u32>,
     /// The protobuf of the block being filled, before compression.
     raw: Vec<u8>,
+    /// Each group's `TimeSeries` content length.
+    lens: Vec<usize>,
 }
 
 /// The encoded length of a `string`/`message` field with tag `tag` holding `len` bytes.
@@ -116,7 +118,8 @@ pub fn encode(batch: &[Sample], scratch: &mut Scratch, out: &mut Vec<u8>) {
     group(batch, scratch);
     sort_groups(batch, scratch);
     for g in 0..scratch.starts.len() - 1 {
-        write_group(batch, members(scratch, g), out);
+        let members = members(scratch, g);
+        write_group(batch, members, group_content_len(batch, members), out);
     }
 }
 
@@ -150,9 +153,10 @@ fn group_content_len(batch: &[Sample], members: &[u32]) -> usize {
 }
 
 /// Appends the `timeseries` field of one group (`members` of `batch`, one series).
-fn write_group(batch: &[Sample], members: &[u32], out: &mut Vec<u8>) {
+/// `len` is its content's length ([`group_content_len`]).
+fn write_group(batch: &[Sample], members: &[u32], len: usize, out: &mut Vec<u8>) {
     encode_key(1, WireType::LengthDelimited, out);
-    encode_varint(group_content_len(batch, members) as u64, out);
+    encode_varint(len as u64, out);
     batch[members[0] as usize].series.write_labels(out);
     for &i in members {
         let s = &batch[i as usize];
@@ -178,6 +182,7 @@ fn group(batch: &[Sample], scratch: &mut Scratch) {
         group_of,
         starts,
         raw: _,
+        lens: _,
     } = scratch;
     let mut groups: HashMap<Key<'_>, u32, PreHashed> =
         HashMap::with_capacity_and_hasher(batch.len().min(4096), PreHashed);
@@ -222,9 +227,10 @@ pub fn body(batch: &[Sample], scratch: &mut Scratch, out: &mut Vec<u8>) -> Resul
     group(batch, scratch);
     sort_groups(batch, scratch);
     let groups = scratch.starts.len() - 1;
-    let total: usize = (0..groups)
-        .map(|g| field_len(1, group_content_len(batch, members(scratch, g))))
-        .sum();
+    let mut lens = std::mem::take(&mut scratch.lens);
+    lens.clear();
+    lens.extend((0..groups).map(|g| group_content_len(batch, members(scratch, g))));
+    let total: usize = lens.iter().map(|&len| field_len(1, len)).sum();
     out.clear();
     out.reserve(snap::raw::max_compress_len(BLOCK.min(total)) + total / 4);
     encode_varint(total as u64, out);
@@ -232,8 +238,8 @@ pub fn body(batch: &[Sample], scratch: &mut Scratch, out: &mut Vec<u8>) -> Resul
     stage.clear();
     let mut encoder = snap::raw::Encoder::new();
     let mut result = Ok(());
-    for g in 0..groups {
-        write_group(batch, members(scratch, g), &mut stage);
+    for (g, &len) in lens.iter().enumerate() {
+        write_group(batch, members(scratch, g), len, &mut stage);
         while stage.len() >= BLOCK && result.is_ok() {
             result = compress_block(&mut encoder, &stage[..BLOCK], out);
             stage.drain(..BLOCK);
@@ -243,6 +249,7 @@ pub fn body(batch: &[Sample], scratch: &mut Scratch, out: &mut Vec<u8>) -> Resul
         result = compress_block(&mut encoder, &stage, out);
     }
     scratch.raw = stage;
+    scratch.lens = lens;
     result
 }
 

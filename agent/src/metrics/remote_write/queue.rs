@@ -93,12 +93,25 @@ impl Queue {
     /// Queues `samples` (in order), dropping each shard's oldest beyond its bound.
     /// Returns how many were dropped. Never waits for the senders.
     pub fn push(&self, samples: &[Sample]) -> usize {
-        let n = self.shards.len();
         let now = Instant::now();
         let mut dropped = 0;
+        // Each sample's shard, read once (a series' hash is a read of the series,
+        // most likely a cache miss): shards are at most 64.
+        let picks: Vec<u8> = if self.shards.len() == 1 {
+            Vec::new()
+        } else {
+            samples.iter().map(|s| self.shard_of(s) as u8).collect()
+        };
+        let of = |i: usize| {
+            let picks = &picks;
+            samples
+                .iter()
+                .enumerate()
+                .filter(move |&(k, _)| picks.is_empty() || usize::from(picks[k]) == i)
+                .map(|(_, s)| s)
+        };
         for (i, shard) in self.shards.iter().enumerate() {
-            let mine = |s: &&Sample| n == 1 || self.shard_of(s) == i;
-            let incoming = samples.iter().filter(mine).count();
+            let incoming = of(i).count();
             if incoming == 0 {
                 continue;
             }
@@ -115,8 +128,7 @@ impl Queue {
             let from_queue = over.min(st.queue.len());
             st.queue.drain(..from_queue);
             let skip = over - from_queue;
-            st.queue
-                .extend(samples.iter().filter(mine).skip(skip).cloned());
+            st.queue.extend(of(i).skip(skip).cloned());
             dropped += over;
             if was_empty {
                 st.oldest_at = Some(now);
