@@ -9,8 +9,12 @@
 //! and the CloudWatch sink, 17 of the 21 MiB an agent holds at rest are these
 //! pages, its heap 3. [`release_startup_code`] asks the kernel to reclaim them
 //! (`MADV_PAGEOUT`); what runs afterwards faults its pages back in, about 4 MiB.
-//! It does not touch the heap, stacks or writable data, and it changes no
-//! behaviour: a page read again comes back from the file as it was.
+//! The shared libraries' pages (libc, libm, the loader: ~2 MiB) cannot be reclaimed
+//! while other processes map them, but this process can let go of its own mappings
+//! of them (`MADV_DONTNEED` on their read-only mappings never written); what it uses
+//! again is mapped again from the page cache. None of this touches the heap, stacks
+//! or writable data, and it changes no behaviour: a page read again comes back as it
+//! was.
 
 use std::io;
 
@@ -49,17 +53,64 @@ fn set_mmap_threshold() {
 
 /// Asks the kernel to reclaim the pages of this executable's read-only mappings
 /// (code, and the read-only data at the file's start) that are not shared with
-/// another process. Returns the bytes of the mappings advised.
+/// another process, and lets go of the pages of the shared libraries' read-only,
+/// never written mappings (they stay in the page cache, shared with whoever else maps
+/// them: a page used again is mapped again from there). Returns the bytes of the
+/// mappings advised.
 pub fn release_startup_code() -> io::Result<usize> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let exe = exe.to_string_lossy();
     let maps = std::fs::read_to_string("/proc/self/maps")?;
     let mut advised = 0;
     for (start, len) in maps.lines().filter_map(|l| startup_mapping(l, &exe)) {
-        pageout(start, len)?;
+        // No read-around when a page comes back: for read-only data the kernel then
+        // reads only that page, and fault-around has no cached neighbours to map
+        // (executable code is read around whatever this says: see DESIGN.md).
+        advise(start, len, libc::MADV_RANDOM)?;
+        advise(start, len, libc::MADV_PAGEOUT)?;
+        advised += len;
+    }
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    for (start, len) in library_mappings(&smaps, &exe) {
+        advise(start, len, libc::MADV_DONTNEED)?;
         advised += len;
     }
     Ok(advised)
+}
+
+/// `(start, length)` of each mapping in `/proc/self/smaps` text that maps a file other
+/// than `exe` private and read-only (no `w`) and holds no anonymous page: none of its
+/// pages was ever written (the loader's relocations, then protected, make a
+/// library's RELRO mapping hold anonymous pages, so it is left alone). Its pages are
+/// the file's, as the page cache has them.
+fn library_mappings<'a>(smaps: &'a str, exe: &'a str) -> impl Iterator<Item = (usize, usize)> + 'a {
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut f = line.split_ascii_whitespace();
+        let Some(first) = f.next() else { continue };
+        if let Some((a, b)) = first.split_once('-')
+            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        {
+            // A mapping's header: range perms offset dev inode path.
+            let perms = f.next().unwrap_or("");
+            let path = f.nth(3).unwrap_or("");
+            let readonly_private = perms.len() == 4
+                && perms.starts_with('r')
+                && perms.as_bytes()[1] == b'-'
+                && perms.ends_with('p');
+            let library = path.starts_with('/') && path.contains(".so") && path != exe;
+            current = (readonly_private && library && b > a).then_some((a, b - a));
+            continue;
+        }
+        if first == "Anonymous:"
+            && let Some(m) = current.take()
+            && f.next() == Some("0")
+        {
+            blocks.push(m);
+        }
+    }
+    blocks.into_iter()
 }
 
 /// `(start, length)` of a `/proc/self/maps` line that maps `exe` read-only and
@@ -87,16 +138,24 @@ fn startup_mapping(line: &str, exe: &str) -> Option<(usize, usize)> {
 }
 
 #[allow(unsafe_code)]
-fn pageout(start: usize, len: usize) -> io::Result<()> {
+fn advise(start: usize, len: usize, advice: libc::c_int) -> io::Result<()> {
     // SAFETY: madvise only passes the range to the kernel; no Rust object is read,
-    // written or referenced through it. MADV_PAGEOUT reclaims the range's pages
-    // that are not shared and leaves contents as they are: the range is a
-    // read-only, unmodified mapping of this process's own executable (see
-    // `startup_mapping`), so a page reclaimed is read back from the file, byte for
-    // byte, the next time it is used. The loader maps these once and nothing
-    // unmaps them; were the range not mapped, madvise would fail with ENOMEM and
-    // change nothing.
-    let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_PAGEOUT) };
+    // written or referenced through it, and each advice used leaves the contents
+    // that a later read sees as they are:
+    // - MADV_RANDOM only changes how much the kernel reads ahead.
+    // - MADV_PAGEOUT reclaims the range's pages that are not shared: the range is a
+    //   read-only, unmodified mapping of this process's own executable (see
+    //   `startup_mapping`), so a page reclaimed is read back from the file, byte for
+    //   byte, the next time it is used.
+    // - MADV_DONTNEED drops the range's pages from this process: the range is a
+    //   private, read-only mapping of a shared library holding no anonymous page
+    //   (see `library_mappings`), so no page of it was ever written and each page
+    //   dropped is mapped again from the file's page cache, as it was.
+    // The loader maps the executable and the libraries once and nothing unmaps them
+    // (glibc never unloads a library it loaded itself), so the range still is the
+    // mapping read from /proc; were it not mapped, madvise would fail with ENOMEM
+    // and change nothing.
+    let r = unsafe { libc::madvise(start as *mut libc::c_void, len, advice) };
     if r == 0 {
         Ok(())
     } else {
@@ -130,6 +189,30 @@ mod tests {
             None
         );
         assert_eq!(m("c000-d000 rw-p 00000000 00:00 0 ".to_string()), None);
+    }
+
+    #[test]
+    fn only_unwritten_read_only_library_mappings_are_let_go() {
+        let exe = "/usr/bin/kubeship";
+        let block = |range: &str, perms: &str, path: &str, anon: u32| {
+            format!(
+                "{range} {perms} 00000000 fe:00 1234    {path}\nSize: 8 kB\nRss: 8 kB\nAnonymous: {anon} kB\nVmFlags: rd mr\n"
+            )
+        };
+        let smaps = [
+            block("1000-2000", "r--p", "/lib/libc.so.6", 0),
+            block("2000-4000", "r-xp", "/lib/libc.so.6", 0),
+            block("4000-5000", "r--p", "/lib/libc.so.6", 4), // RELRO, written
+            block("5000-6000", "rw-p", "/lib/libc.so.6", 0),
+            block("6000-7000", "---p", "/lib/libc.so.6", 0),
+            block("7000-8000", "r-xp", exe, 0),
+            block("8000-9000", "r--p", "/usr/lib/locale/C.utf8/LC_CTYPE", 0),
+            block("9000-a000", "r--s", "/lib/libm.so.6", 0),
+            block("a000-b000", "rw-p", "", 8),
+        ]
+        .concat();
+        let got: Vec<_> = library_mappings(&smaps, exe).collect();
+        assert_eq!(got, [(0x1000, 0x1000), (0x2000, 0x2000)]);
     }
 
     #[test]
