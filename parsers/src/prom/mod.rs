@@ -33,7 +33,7 @@
 //! it yields only [`ErrorKind::MissingEof`], no sample, as Prometheus drops
 //! such a scrape (it was most likely cut short).
 //!
-//! Cost: no allocation per sample (the parser keeps one scratch vector for
+//! Cost: no allocation per sample (the parser keeps scratch vectors for
 //! the duplicate-label check; iterating labels allocates only for a value
 //! holding an escape); the body is checked for UTF-8 once up front; each
 //! sample line is read once, in place, sixteen bytes at a time where it
@@ -64,7 +64,10 @@
 //!   written, exemplars are not returned.
 //! * No sample limit per body: the caller counts samples.
 
+#[cfg(test)]
+mod differential;
 mod error;
+mod fast;
 mod kinds;
 mod limits;
 mod line;
@@ -76,6 +79,7 @@ mod sample;
 mod scan;
 #[cfg(test)]
 mod tests;
+mod utf8;
 
 pub use error::{Error, ErrorKind};
 pub use kinds::{Format, MetricType, Suffix};
