@@ -73,6 +73,9 @@ fn name() -> impl Strategy<Value = String> {
         4 => "[a-z_:][a-z0-9_:]{0,20}",
         1 => prop::sample::select(vec!["", "1a", "a-b", "é", "a\u{e9}", "abcdefghijklmnopqrstuvwxyz_total"])
             .prop_map(str::to_owned),
+        // The families of the metadata lines below.
+        2 => prop::sample::select(vec!["a", "a_total", "a_b_bucket", "a_b_count", "abc", "abc_sum", "a_b"])
+            .prop_map(str::to_owned),
     ]
 }
 
@@ -175,7 +178,25 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         "# TYPE a counter\n",
         "# TYPE a_b histogram\n",
         "# HELP a some help\n",
+        "# HELP a_b  two\\n spaces \n",
+        "# HELP abc\n",
+        "# HELP abc \n",
+        "# HELP a_b x\r\n",
         "# TYPE abc summary\n",
+        "# TYPE abc summary \n",
+        "# TYPE abc\tsummary\n",
+        "# TYPE abc  gauge\n",
+        "# TYPE a untyped\n",
+        "# TYPE a unknown\n",
+        "# TYPE a info\n",
+        "# TYPE a bogus\n",
+        "# TYPE a\n",
+        "# UNIT a_b b\n",
+        "#HELP a x\n",
+        "#  HELP a x\n",
+        "# HELP é x\n",
+        "# HELP a_b_c_d_e_f_g_h long name\n",
+        "# EOF\n",
         "\n",
         "# comment\n",
     ]);

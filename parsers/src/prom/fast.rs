@@ -10,8 +10,13 @@
 //!
 //! The lines it takes are valid in both formats, except the timestamp:
 //! integer milliseconds in the text format, seconds in OpenMetrics.
+//!
+//! [`metadata`] does the same for `# HELP` and `# TYPE` lines: one space
+//! after `#`, the keyword and the name, a known type word, no `\r`.
 
-use super::kinds::{Format, Suffix};
+use memchr::memchr;
+
+use super::kinds::{Format, MetricType, Suffix};
 use super::limits::Limits;
 use super::number;
 use super::sample::{Family, Labels, SPANS, Sample};
@@ -78,6 +83,58 @@ pub(crate) fn sample<'a, const OM: bool>(
         suffix: Suffix::None,
     };
     Some((sample, i))
+}
+
+/// What a plain `# HELP` or `# TYPE` line declares.
+pub(crate) enum Meta<'a> {
+    /// The help text as written.
+    Help(&'a str),
+    Type(MetricType),
+}
+
+/// The `# HELP` or `# TYPE` line starting at `start` in `text`: the
+/// family's name, what the line declares, and the index of the `\n` that
+/// ends it; `None` when the line is anything else, or not of the plain
+/// form (the caller then reads it as the general path does).
+#[inline(always)]
+pub(crate) fn metadata<'a>(
+    text: &'a str,
+    start: usize,
+    format: Format,
+    limits: &Limits,
+) -> Option<(&'a str, Meta<'a>, usize)> {
+    let b = text.as_bytes();
+    let help = match b.get(start..start + 7)? {
+        b"# HELP " => true,
+        b"# TYPE " => false,
+        _ => return None,
+    };
+    let name_start = start + 7;
+    if !b
+        .get(name_start)
+        .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_' || c == b':')
+    {
+        return None;
+    }
+    let name_end = scan::name_end::<true>(b, name_start + 1);
+    if b.get(name_end) != Some(&b' ') || name_end - name_start > limits.max_label_value_bytes {
+        return None;
+    }
+    let content_start = name_end + 1;
+    let stop = content_start + memchr(b'\n', b.get(content_start..)?)?;
+    if b[stop - 1] == b'\r' || stop - start > limits.max_line_bytes {
+        return None;
+    }
+    let name = text.get(name_start..name_end)?;
+    let content = text.get(content_start..stop)?;
+    let meta = if help {
+        Meta::Help(content)
+    } else {
+        // A text-format type word with spaces around it is left to the
+        // general path, which trims them.
+        Meta::Type(MetricType::parse(content, format)?)
+    };
+    Some((name, meta, stop))
 }
 
 /// The label set starting after `{` at `open`: the labels and the index

@@ -71,6 +71,7 @@ mod fast;
 mod kinds;
 mod limits;
 mod line;
+mod meta;
 mod number;
 mod parser;
 #[cfg(test)]

@@ -6,9 +6,9 @@ use memchr::memchr;
 
 use super::error::{Error, ErrorKind};
 use super::fast;
-use super::kinds::{Format, MetricType, Suffix};
+use super::kinds::{Format, Suffix};
 use super::limits::Limits;
-use super::line::{self, skip_ws, split_metric_name};
+use super::line::{self, skip_ws};
 use super::sample::{Family, Sample};
 use super::utf8::Utf8Window;
 
@@ -41,23 +41,23 @@ use super::utf8::Utf8Window;
 /// ```
 #[derive(Debug)]
 pub struct Parser<'a> {
-    body: &'a [u8],
+    pub(super) body: &'a [u8],
     /// Start of the next line.
-    pos: usize,
+    pub(super) pos: usize,
     /// Where the lines to parse end (OpenMetrics: at the final `# EOF`).
-    end: usize,
+    pub(super) end: usize,
     /// Number of the last line read.
-    line: u64,
-    format: Format,
-    limits: Limits,
-    utf8: Utf8Window<'a>,
-    family: Family<'a>,
+    pub(super) line: u64,
+    pub(super) format: Format,
+    pub(super) limits: Limits,
+    pub(super) utf8: Utf8Window<'a>,
+    pub(super) family: Family<'a>,
     /// Scratch space for the duplicate label check of the general path
     /// (`line.rs`) and of the fast path (`fast.rs`).
-    names: Vec<&'a str>,
-    keys: Vec<fast::NameKey>,
+    pub(super) names: Vec<&'a str>,
+    pub(super) keys: Vec<fast::NameKey>,
     /// An error to yield before reading on (a missing `# EOF`).
-    pending: Option<Error>,
+    pub(super) pending: Option<Error>,
     /// Tests only: read every line with the general grammar.
     #[cfg(test)]
     general_only: bool,
@@ -194,12 +194,12 @@ impl<'a> Parser<'a> {
     /// compare the general path with it).
     #[cfg(not(test))]
     #[inline(always)]
-    fn fast_path(&self) -> bool {
+    pub(super) fn fast_path(&self) -> bool {
         true
     }
 
     #[cfg(test)]
-    fn fast_path(&self) -> bool {
+    pub(super) fn fast_path(&self) -> bool {
         !self.general_only
     }
 
@@ -212,7 +212,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The error for the current line, which starts at `start`.
-    fn error(&self, start: usize, kind: ErrorKind) -> Error {
+    pub(super) fn error(&self, start: usize, kind: ErrorKind) -> Error {
         Error {
             line: self.line,
             offset: start,
@@ -273,101 +273,6 @@ impl<'a> Parser<'a> {
             Some(_) => Some(self.sample_at(start)),
         }
     }
-
-    /// A line starting with `#` (at `hash`): metadata, a comment, or
-    /// OpenMetrics' `# EOF` before the end.
-    fn comment(&mut self, start: usize, stop: usize, hash: usize) -> Result<(), ErrorKind> {
-        let bytes = &self.body[start..stop];
-        let keyword_at = match self.format {
-            Format::Text => {
-                let k = skip_ws(bytes, hash + 1);
-                if k == hash + 1 {
-                    return Ok(()); // `#comment`
-                }
-                k
-            }
-            Format::OpenMetrics => {
-                if bytes == b"# EOF" {
-                    self.pos = self.end;
-                    return Err(ErrorKind::DataAfterEof);
-                }
-                if !bytes.starts_with(b"# ") {
-                    return Err(ErrorKind::BadComment);
-                }
-                2
-            }
-        };
-        let keyword = bytes.get(keyword_at..keyword_at + 4);
-        let meta = match keyword {
-            Some(b"HELP") => Meta::Help,
-            Some(b"TYPE") => Meta::Type,
-            Some(b"UNIT") if self.format == Format::OpenMetrics => Meta::Unit,
-            _ if self.format == Format::Text => return Ok(()),
-            _ => return Err(ErrorKind::BadComment),
-        };
-        let after = keyword_at + 4;
-        let name_at = match self.format {
-            Format::Text => skip_ws(bytes, after),
-            Format::OpenMetrics => after + usize::from(bytes.get(after) == Some(&b' ')),
-        };
-        if name_at == after {
-            // `# HELPER …`, `# TYPE` alone: a comment in the text format.
-            return match self.format {
-                Format::Text => Ok(()),
-                Format::OpenMetrics => Err(ErrorKind::BadComment),
-            };
-        }
-        let text = self.utf8.get(start, stop).ok_or(ErrorKind::InvalidUtf8)?;
-        self.metadata(meta, &text[name_at..])
-    }
-
-    /// `# HELP`, `# TYPE` or `# UNIT` from the metric name on.
-    fn metadata(&mut self, meta: Meta, text: &'a str) -> Result<(), ErrorKind> {
-        let (name, rest) = split_metric_name(text).ok_or(ErrorKind::BadMetricName)?;
-        // One separator, then the content (a text-format HELP keeps any
-        // further spaces, as Prometheus does).
-        let content = match rest.as_bytes().first() {
-            None => "",
-            Some(b' ') => &rest[1..],
-            Some(b'\t') if self.format == Format::Text => &rest[1..],
-            Some(_) => return Err(ErrorKind::BadMetricName),
-        };
-        if name.len() > self.limits.max_label_value_bytes {
-            return Err(ErrorKind::LabelValueTooLong);
-        }
-        if self.family.name != name {
-            self.family = Family::undeclared(name, self.format);
-        }
-        match meta {
-            Meta::Help => self.family.help = Some(content),
-            Meta::Type => {
-                let word = match self.format {
-                    Format::Text => content.trim_matches([' ', '\t']),
-                    Format::OpenMetrics => content,
-                };
-                self.family.kind =
-                    MetricType::parse(word, self.format).ok_or(ErrorKind::BadType)?;
-            }
-            Meta::Unit => {
-                let fits = content.is_empty()
-                    || name
-                        .strip_suffix(content)
-                        .is_some_and(|base| base.len() > 1 && base.ends_with('_'));
-                if !fits {
-                    return Err(ErrorKind::BadUnit);
-                }
-                self.family.unit = (!content.is_empty()).then_some(content);
-            }
-        }
-        Ok(())
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Meta {
-    Help,
-    Type,
-    Unit,
 }
 
 impl<'a> Iterator for Parser<'a> {
@@ -383,6 +288,9 @@ impl<'a> Iterator for Parser<'a> {
             let first = self.body[start];
             if first.is_ascii_alphabetic() || first == b'_' || first == b':' {
                 return Some(self.sample_at(start));
+            }
+            if first == b'#' && self.fast_path() && self.plain_metadata(start) {
+                continue;
             }
             if let Some(item) = self.other_line(start) {
                 return Some(item);
