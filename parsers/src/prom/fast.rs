@@ -22,26 +22,36 @@ use super::number;
 use super::sample::{Family, Labels, SPANS, Sample};
 use super::scan;
 
-/// The sample line starting at `start` in `text`, and the index of the
-/// `\n` that ends it; `None` when the line is not of the plain form above
-/// (the caller then parses it with [`super::line::sample`]). `OM` picks the
-/// timestamp's form; `keys` is scratch space for the duplicate check,
-/// reused from line to line.
+/// The sample line starting at `start` in `text`, in `family` (the one
+/// declared last) if its name is the family's plus a suffix of its type,
+/// and the index of the `\n` that ends the line; `None` when the line is
+/// not of the plain form above (the caller then parses it with
+/// [`super::line::sample`]). `OM` picks the timestamp's form; `keys` is
+/// scratch space for the duplicate check, reused from line to line.
 #[inline(always)]
 pub(crate) fn sample<'a, const OM: bool>(
     text: &'a str,
     start: usize,
+    family: &Family<'a>,
     limits: &Limits,
     keys: &mut Vec<NameKey>,
 ) -> Option<(Sample<'a>, usize)> {
     let b = text.as_bytes();
-    if !b
+    // Most samples start with their family's name: comparing it is cheaper
+    // than checking its bytes, and tells the family apart at once.
+    let prefix = family.name.as_bytes();
+    let in_family = !prefix.is_empty() && b.get(start..start + prefix.len()) == Some(prefix);
+    let rest_start = if in_family {
+        start + prefix.len()
+    } else if b
         .get(start)
         .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_' || c == b':')
     {
+        start + 1
+    } else {
         return None;
-    }
-    let mut i = scan::name_end::<true>(b, start + 1);
+    };
+    let mut i = scan::name_end::<true>(b, rest_start);
     if i - start > limits.max_label_value_bytes {
         return None;
     }
@@ -73,14 +83,22 @@ pub(crate) fn sample<'a, const OM: bool>(
     } else {
         Format::Text
     };
+    let suffix = match in_family {
+        true => Suffix::of(name.get(prefix.len()..)?, family.kind, format),
+        false => None,
+    };
     let sample = Sample {
         name,
         labels,
         series,
         value,
         timestamp_ms,
-        family: Family::undeclared(name, format),
-        suffix: Suffix::None,
+        family: if suffix.is_some() {
+            *family
+        } else {
+            Family::undeclared(name, format)
+        },
+        suffix: suffix.unwrap_or(Suffix::None),
     };
     Some((sample, i))
 }
@@ -311,10 +329,11 @@ mod tests {
     /// path.
     fn fast(line: &str, om: bool) -> Option<(f64, usize)> {
         let mut keys = Vec::new();
+        let family = Family::undeclared("", Format::Text);
         let s = if om {
-            sample::<true>(line, 0, &Limits::default(), &mut keys)
+            sample::<true>(line, 0, &family, &Limits::default(), &mut keys)
         } else {
-            sample::<false>(line, 0, &Limits::default(), &mut keys)
+            sample::<false>(line, 0, &family, &Limits::default(), &mut keys)
         };
         s.map(|(s, end)| {
             assert_eq!(end, line.len() - 1);

@@ -113,22 +113,19 @@ impl<'a> Parser<'a> {
     #[inline(always)]
     fn sample_at(&mut self, start: usize) -> Result<Sample<'a>, Error> {
         let (text, offset) = self.utf8.text_from(start);
+        let (s, family) = (start - offset, &self.family);
         let fast = match self.format {
             _ if !self.fast_path() => None,
-            Format::Text => {
-                fast::sample::<false>(text, start - offset, &self.limits, &mut self.keys)
-            }
+            Format::Text => fast::sample::<false>(text, s, family, &self.limits, &mut self.keys),
             Format::OpenMetrics => {
-                fast::sample::<true>(text, start - offset, &self.limits, &mut self.keys)
+                fast::sample::<true>(text, s, family, &self.limits, &mut self.keys)
             }
         };
-        let mut sample = match fast {
-            Some((sample, end)) => {
-                self.pos = offset + end + 1;
-                sample
-            }
-            None => self.general_sample(start, text, offset)?,
-        };
+        if let Some((sample, end)) = fast {
+            self.pos = offset + end + 1;
+            return Ok(sample);
+        }
+        let mut sample = self.general_sample(start, text, offset)?;
         let current = &self.family;
         if let Some(rest) = sample.name.strip_prefix(current.name)
             && !current.name.is_empty()
