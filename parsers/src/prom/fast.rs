@@ -19,7 +19,7 @@ use memchr::memchr;
 use super::kinds::{Format, MetricType, Suffix};
 use super::limits::Limits;
 use super::number;
-use super::sample::{Family, Labels, SPANS, Sample};
+use super::sample::{Family, Labels, SPANS, Sample, Span, span};
 use super::scan;
 
 /// The sample line starting at `start` in `text`, in `family` (the one
@@ -165,10 +165,13 @@ fn label_set<'a>(
     keys: &mut Vec<NameKey>,
 ) -> Option<(Labels<'a>, usize)> {
     let b = text.as_bytes();
-    let mut labels = Labels::NONE;
     let mut i = open;
     let mut count = 0usize;
-    // Labels whose position was kept (see `Labels::spans`).
+    let mut escaped = false;
+    // The positions of the first labels (see `Labels::spans`), kept in
+    // locals rather than an array indexed by `count`, which would live in
+    // memory; and how many were kept.
+    let mut spans: (Span, Span, Span, Span) = (0, 0, 0, 0);
     let mut recorded = 0usize;
     // The largest name key so far: a name with a larger one is new without
     // comparing it to the others (the Go client writes names in order, then
@@ -216,7 +219,7 @@ fn label_set<'a>(
             match b[i] {
                 b'"' => break,
                 b'\\' if !matches!(b.get(i + 1), None | Some(b'\n')) => {
-                    labels.escaped = true;
+                    escaped = true;
                     i += 2;
                 }
                 _ => return None,
@@ -227,7 +230,18 @@ fn label_set<'a>(
         }
         if count < SPANS && i - open <= usize::from(u16::MAX) {
             // Offsets from `open`, all below `i - open`: they fit.
-            labels.spans[count] = [name_start, name_end, value_start, i].map(|x| (x - open) as u16);
+            let s = span(
+                name_start - open,
+                name_end - open,
+                value_start - open,
+                i - open,
+            );
+            match count {
+                0 => spans.0 = s,
+                1 => spans.1 = s,
+                2 => spans.2 = s,
+                _ => spans.3 = s,
+            }
             recorded += 1;
         }
         count += 1;
@@ -238,15 +252,19 @@ fn label_set<'a>(
             _ => return None,
         }
     }
-    labels.text = text.get(open..)?;
-    labels.bytes = i - open;
-    labels.len = count as u32;
-    // As the general path: all of the first four positions, or none (a
-    // label set too long for `u16` offsets is read again when iterated).
-    labels.known = if recorded == count.min(SPANS) {
-        recorded as u8
-    } else {
-        0
+    let labels = Labels {
+        text: text.get(open..)?,
+        bytes: i - open,
+        len: count as u32,
+        escaped,
+        // As the general path: all of the first four positions, or none (a
+        // label set too long for `u16` offsets is read again when iterated).
+        known: if recorded == count.min(SPANS) {
+            recorded as u8
+        } else {
+            0
+        },
+        spans: [spans.0, spans.1, spans.2, spans.3],
     };
     Some((labels, i + 1))
 }
