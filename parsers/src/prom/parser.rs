@@ -275,6 +275,10 @@ impl<'a> Parser<'a> {
 impl<'a> Iterator for Parser<'a> {
     type Item = Result<Sample<'a>, Error>;
 
+    // Inlined into the caller's loop, so that a sample's fields can stay in
+    // registers: written to the return slot and read back at once, the
+    // reads stalled on the narrower writes.
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(error) = self.pending.take() {
             return Some(Err(error));
