@@ -1,5 +1,9 @@
-//! The grammar of one sample line: name, label set, value, timestamp and
-//! (OpenMetrics) exemplar, checked against the [`Limits`] as it is read.
+//! The general grammar of one sample line: name, label set, value,
+//! timestamp and (OpenMetrics) exemplar, checked against the [`Limits`] as
+//! it is read. The parser tries the fast path (`fast.rs`) first; this
+//! module reads the lines that one leaves (spaces and tabs, `\r\n`,
+//! exemplars, repeated labels, anything over a limit, errors) and names
+//! the error.
 //!
 //! The line is read in place in the body, up to its `\n`: no separate pass
 //! finds the line first. The caller bounds how far it may read (`limit`),
