@@ -1,5 +1,9 @@
-//! The grammar of one sample line: name, label set, value, timestamp and
-//! (OpenMetrics) exemplar, checked against the [`Limits`] as it is read.
+//! The general grammar of one sample line: name, label set, value,
+//! timestamp and (OpenMetrics) exemplar, checked against the [`Limits`] as
+//! it is read. The parser tries the fast path (`fast.rs`) first; this
+//! module reads the lines that one leaves (spaces and tabs, `\r\n`,
+//! exemplars, repeated labels, anything over a limit, errors) and names
+//! the error.
 //!
 //! The line is read in place in the body, up to its `\n`: no separate pass
 //! finds the line first. The caller bounds how far it may read (`limit`),
@@ -15,7 +19,7 @@ use super::error::ErrorKind;
 use super::kinds::{Format, Suffix};
 use super::limits::Limits;
 use super::number;
-use super::sample::{Family, Labels, SPANS, Sample};
+use super::sample::{Family, Labels, SPANS, Sample, span};
 use super::scan;
 
 /// `[a-zA-Z_:]`, the first byte of a metric name.
@@ -257,8 +261,12 @@ fn label_set<'a>(
         let k = usize::from(labels.known);
         if k < SPANS && i - open <= usize::from(u16::MAX) {
             // Offsets from `open`, all below `i - open`: they fit.
-            let span = [name_start, name_end, value_start, i].map(|x| (x - open) as u16);
-            labels.spans[k] = span;
+            labels.spans[k] = span(
+                name_start - open,
+                name_end - open,
+                value_start - open,
+                i - open,
+            );
             labels.known += 1;
         }
         i += 1;

@@ -224,6 +224,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any decimal spelling: the value std's parser gives, bit for bit
+        /// (the fast path's digits, exponents and rounding included).
+        #[test]
+        fn decimals_parse_as_std_does(
+            s in "[+-]?[0-9]{0,21}(\\.[0-9]{0,21})?([eE][+-]?[0-9]{1,3})?",
+        ) {
+            let want = s.parse::<f64>().ok().filter(|v| v.is_finite());
+            proptest::prop_assert_eq!(value(&s).map(f64::to_bits), want.map(f64::to_bits), "{}", s);
+        }
+    }
+
     #[test]
     fn specials() {
         for s in ["+Inf", "Inf", "inf", "+inf", "Infinity", "INF"] {

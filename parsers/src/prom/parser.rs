@@ -5,18 +5,20 @@
 use memchr::memchr;
 
 use super::error::{Error, ErrorKind};
-use super::kinds::{Format, MetricType, Suffix};
+use super::fast;
+use super::kinds::{Format, Suffix};
 use super::limits::Limits;
-use super::line::{self, skip_ws, split_metric_name};
+use super::line::{self, skip_ws};
 use super::sample::{Family, Sample};
+use super::utf8::Utf8Window;
 
 /// Streams the samples of one scrape body, in order.
 ///
 /// Yields `Ok(sample)` for each sample line and `Err(error)` for each line
 /// it skipped (see [`ErrorKind`]); comments, `# HELP` / `# TYPE` /
 /// `# UNIT` lines and blank lines yield nothing. Each sample borrows from
-/// the body. The parser allocates only a scratch vector for the duplicate
-/// label check (once, growing to the largest label count seen), never per
+/// the body. The parser allocates only scratch vectors for the duplicate
+/// label check (growing to the largest label count seen), never per
 /// sample.
 ///
 /// ```
@@ -39,20 +41,26 @@ use super::sample::{Family, Sample};
 /// ```
 #[derive(Debug)]
 pub struct Parser<'a> {
-    body: &'a [u8],
+    pub(super) body: &'a [u8],
     /// Start of the next line.
-    pos: usize,
+    pub(super) pos: usize,
     /// Where the lines to parse end (OpenMetrics: at the final `# EOF`).
-    end: usize,
+    pub(super) end: usize,
     /// Number of the last line read.
-    line: u64,
-    format: Format,
-    limits: Limits,
-    utf8: Utf8Window<'a>,
-    family: Family<'a>,
-    names: Vec<&'a str>,
+    pub(super) line: u64,
+    pub(super) format: Format,
+    pub(super) limits: Limits,
+    pub(super) utf8: Utf8Window<'a>,
+    pub(super) family: Family<'a>,
+    /// Scratch space for the duplicate label check of the general path
+    /// (`line.rs`) and of the fast path (`fast.rs`).
+    pub(super) names: Vec<&'a str>,
+    pub(super) keys: Vec<fast::NameKey>,
     /// An error to yield before reading on (a missing `# EOF`).
-    pending: Option<Error>,
+    pub(super) pending: Option<Error>,
+    /// Tests only: read every line with the general grammar.
+    #[cfg(test)]
+    general_only: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -73,7 +81,10 @@ impl<'a> Parser<'a> {
             utf8: Utf8Window::new(body),
             family: Family::undeclared("", format),
             names: Vec::new(),
+            keys: Vec::new(),
             pending: None,
+            #[cfg(test)]
+            general_only: false,
         };
         if format == Format::OpenMetrics {
             match final_eof(body) {
@@ -102,6 +113,40 @@ impl<'a> Parser<'a> {
     #[inline(always)]
     fn sample_at(&mut self, start: usize) -> Result<Sample<'a>, Error> {
         let (text, offset) = self.utf8.text_from(start);
+        let (s, family) = (start - offset, &self.family);
+        let fast = match self.format {
+            _ if !self.fast_path() => None,
+            Format::Text => fast::sample::<false>(text, s, family, &self.limits, &mut self.keys),
+            Format::OpenMetrics => {
+                fast::sample::<true>(text, s, family, &self.limits, &mut self.keys)
+            }
+        };
+        if let Some((sample, end)) = fast {
+            self.pos = offset + end + 1;
+            return Ok(sample);
+        }
+        let mut sample = self.general_sample(start, text, offset)?;
+        let current = &self.family;
+        if let Some(rest) = sample.name.strip_prefix(current.name)
+            && !current.name.is_empty()
+            && let Some(suffix) = Suffix::of(rest, current.kind, self.format)
+        {
+            sample.family = *current;
+            sample.suffix = suffix;
+        }
+        Ok(sample)
+    }
+
+    /// The sample line starting at `start` read with the general grammar
+    /// (`text` is the valid stretch holding it, from `offset`): the
+    /// sample, or why the line was skipped. Moves `pos` to the next line.
+    #[inline(never)]
+    fn general_sample(
+        &mut self,
+        start: usize,
+        text: &'a str,
+        offset: usize,
+    ) -> Result<Sample<'a>, Error> {
         // Read at most a line of the longest length, its `\r\n`, and no
         // further than valid UTF-8 and the lines to parse go.
         let limit = start
@@ -120,7 +165,7 @@ impl<'a> Parser<'a> {
             &mut self.names,
             &mut end,
         );
-        let mut sample = match parsed {
+        let sample = match parsed {
             // The end of the valid stretch is the end of a line only at the
             // end of the body; elsewhere an invalid byte follows.
             Ok(_) if end == text.len() && offset + end < self.body.len() => {
@@ -139,19 +184,32 @@ impl<'a> Parser<'a> {
         if stop - start > self.limits.max_line_bytes {
             return Err(self.error(start, ErrorKind::LineTooLong));
         }
-        let current = &self.family;
-        if let Some(rest) = sample.name.strip_prefix(current.name)
-            && !current.name.is_empty()
-            && let Some(suffix) = Suffix::of(rest, current.kind, self.format)
-        {
-            sample.family = *current;
-            sample.suffix = suffix;
-        }
         Ok(sample)
     }
 
+    /// Whether to try [`fast::sample`] first (always, except in tests that
+    /// compare the general path with it).
+    #[cfg(not(test))]
+    #[inline(always)]
+    pub(super) fn fast_path(&self) -> bool {
+        true
+    }
+
+    #[cfg(test)]
+    pub(super) fn fast_path(&self) -> bool {
+        !self.general_only
+    }
+
+    /// This parser with the fast path turned off: every line is read with
+    /// the general grammar.
+    #[cfg(test)]
+    pub(crate) fn general_only(mut self) -> Parser<'a> {
+        self.general_only = true;
+        self
+    }
+
     /// The error for the current line, which starts at `start`.
-    fn error(&self, start: usize, kind: ErrorKind) -> Error {
+    pub(super) fn error(&self, start: usize, kind: ErrorKind) -> Error {
         Error {
             line: self.line,
             offset: start,
@@ -212,106 +270,15 @@ impl<'a> Parser<'a> {
             Some(_) => Some(self.sample_at(start)),
         }
     }
-
-    /// A line starting with `#` (at `hash`): metadata, a comment, or
-    /// OpenMetrics' `# EOF` before the end.
-    fn comment(&mut self, start: usize, stop: usize, hash: usize) -> Result<(), ErrorKind> {
-        let bytes = &self.body[start..stop];
-        let keyword_at = match self.format {
-            Format::Text => {
-                let k = skip_ws(bytes, hash + 1);
-                if k == hash + 1 {
-                    return Ok(()); // `#comment`
-                }
-                k
-            }
-            Format::OpenMetrics => {
-                if bytes == b"# EOF" {
-                    self.pos = self.end;
-                    return Err(ErrorKind::DataAfterEof);
-                }
-                if !bytes.starts_with(b"# ") {
-                    return Err(ErrorKind::BadComment);
-                }
-                2
-            }
-        };
-        let keyword = bytes.get(keyword_at..keyword_at + 4);
-        let meta = match keyword {
-            Some(b"HELP") => Meta::Help,
-            Some(b"TYPE") => Meta::Type,
-            Some(b"UNIT") if self.format == Format::OpenMetrics => Meta::Unit,
-            _ if self.format == Format::Text => return Ok(()),
-            _ => return Err(ErrorKind::BadComment),
-        };
-        let after = keyword_at + 4;
-        let name_at = match self.format {
-            Format::Text => skip_ws(bytes, after),
-            Format::OpenMetrics => after + usize::from(bytes.get(after) == Some(&b' ')),
-        };
-        if name_at == after {
-            // `# HELPER …`, `# TYPE` alone: a comment in the text format.
-            return match self.format {
-                Format::Text => Ok(()),
-                Format::OpenMetrics => Err(ErrorKind::BadComment),
-            };
-        }
-        let text = self.utf8.get(start, stop).ok_or(ErrorKind::InvalidUtf8)?;
-        self.metadata(meta, &text[name_at..])
-    }
-
-    /// `# HELP`, `# TYPE` or `# UNIT` from the metric name on.
-    fn metadata(&mut self, meta: Meta, text: &'a str) -> Result<(), ErrorKind> {
-        let (name, rest) = split_metric_name(text).ok_or(ErrorKind::BadMetricName)?;
-        // One separator, then the content (a text-format HELP keeps any
-        // further spaces, as Prometheus does).
-        let content = match rest.as_bytes().first() {
-            None => "",
-            Some(b' ') => &rest[1..],
-            Some(b'\t') if self.format == Format::Text => &rest[1..],
-            Some(_) => return Err(ErrorKind::BadMetricName),
-        };
-        if name.len() > self.limits.max_label_value_bytes {
-            return Err(ErrorKind::LabelValueTooLong);
-        }
-        if self.family.name != name {
-            self.family = Family::undeclared(name, self.format);
-        }
-        match meta {
-            Meta::Help => self.family.help = Some(content),
-            Meta::Type => {
-                let word = match self.format {
-                    Format::Text => content.trim_matches([' ', '\t']),
-                    Format::OpenMetrics => content,
-                };
-                self.family.kind =
-                    MetricType::parse(word, self.format).ok_or(ErrorKind::BadType)?;
-            }
-            Meta::Unit => {
-                let fits = content.is_empty()
-                    || name
-                        .strip_suffix(content)
-                        .is_some_and(|base| base.len() > 1 && base.ends_with('_'));
-                if !fits {
-                    return Err(ErrorKind::BadUnit);
-                }
-                self.family.unit = (!content.is_empty()).then_some(content);
-            }
-        }
-        Ok(())
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Meta {
-    Help,
-    Type,
-    Unit,
 }
 
 impl<'a> Iterator for Parser<'a> {
     type Item = Result<Sample<'a>, Error>;
 
+    // Inlined into the caller's loop, so that a sample's fields can stay in
+    // registers: written to the return slot and read back at once, the
+    // reads stalled on the narrower writes.
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(error) = self.pending.take() {
             return Some(Err(error));
@@ -322,6 +289,9 @@ impl<'a> Iterator for Parser<'a> {
             let first = self.body[start];
             if first.is_ascii_alphabetic() || first == b'_' || first == b':' {
                 return Some(self.sample_at(start));
+            }
+            if first == b'#' && self.fast_path() && self.plain_metadata(start) {
+                continue;
             }
             if let Some(item) = self.other_line(start) {
                 return Some(item);
@@ -347,59 +317,4 @@ fn trim_newline(body: &[u8]) -> &[u8] {
 fn count_lines(body: &[u8]) -> u64 {
     let newlines = memchr::memchr_iter(b'\n', body).count() as u64;
     newlines + u64::from(!body.is_empty() && !body.ends_with(b"\n"))
-}
-
-/// The body as `&str`, one valid stretch at a time: the whole body when it
-/// is UTF-8 (checked once, up front), else from line to line around the
-/// invalid bytes. Total work stays linear in the body's length.
-#[derive(Debug)]
-struct Utf8Window<'a> {
-    body: &'a [u8],
-    /// Where `valid` starts in the body.
-    start: usize,
-    /// The longest UTF-8 stretch of the body from `start`.
-    valid: &'a str,
-}
-
-impl<'a> Utf8Window<'a> {
-    fn new(body: &'a [u8]) -> Utf8Window<'a> {
-        Utf8Window {
-            body,
-            start: 0,
-            valid: valid_prefix(body),
-        }
-    }
-
-    /// The valid stretch holding `start` (revalidating from `start` when
-    /// it lies past the current one), and where that stretch starts in the
-    /// body. Lines are asked for in order.
-    #[inline]
-    fn text_from(&mut self, start: usize) -> (&'a str, usize) {
-        if start >= self.start + self.valid.len() {
-            self.start = start;
-            self.valid = valid_prefix(&self.body[start..]);
-        }
-        (self.valid, self.start)
-    }
-
-    /// `body[start..stop]` as text, or `None` when it is not UTF-8. Lines
-    /// are asked for in order.
-    fn get(&mut self, start: usize, stop: usize) -> Option<&'a str> {
-        let valid_end = self.start + self.valid.len();
-        if start > valid_end || (start == valid_end && stop > start) {
-            // Past the invalid bytes that ended the stretch: a new one.
-            self.start = start;
-            self.valid = valid_prefix(&self.body[start..]);
-        }
-        let (a, b) = (start.checked_sub(self.start)?, stop - self.start);
-        self.valid.get(a..b)
-    }
-}
-
-/// The longest prefix of `bytes` that is UTF-8.
-fn valid_prefix(bytes: &[u8]) -> &str {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
-    }
 }

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use super::*;
 
 #[derive(Clone, Debug)]
-struct Fam {
+pub(super) struct Fam {
     name: String,
     kind: MetricType,
     help: Option<String>,
@@ -71,7 +71,7 @@ fn sample(format: Format, kind: MetricType) -> impl Strategy<Value = Smp> {
         })
 }
 
-fn families(format: Format) -> impl Strategy<Value = Vec<Fam>> {
+pub(super) fn families(format: Format) -> impl Strategy<Value = Vec<Fam>> {
     let fam = (
         "[a-zA-Z_:][a-zA-Z0-9_:]{0,15}",
         prop::sample::select(kinds(format)),
@@ -126,7 +126,7 @@ fn render_value(v: f64, style: u32) -> String {
     }
 }
 
-fn render(fams: &[Fam], format: Format) -> String {
+pub(super) fn render(fams: &[Fam], format: Format) -> String {
     let om = format == Format::OpenMetrics;
     let mut out = String::new();
     for f in fams {

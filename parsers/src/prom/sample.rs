@@ -111,8 +111,30 @@ pub struct Labels<'a> {
 pub(crate) const SPANS: usize = 4;
 
 /// A label's name start, name end, value start, value end in its
-/// [`Labels`]' text.
-pub(crate) type Span = [u16; 4];
+/// [`Labels`]' text, sixteen bits each, in one `u64`: the parser keeps it
+/// in a register and writes it once (an array of `u16`s written piece by
+/// piece and then copied whole stalled the copy).
+pub(crate) type Span = u64;
+
+/// The [`Span`] of offsets that fit a `u16` (the caller checks).
+#[inline(always)]
+pub(crate) fn span(
+    name_start: usize,
+    name_end: usize,
+    value_start: usize,
+    value_end: usize,
+) -> Span {
+    [name_start, name_end, value_start, value_end]
+        .iter()
+        .enumerate()
+        .fold(0, |s, (k, &x)| s | (x as u64 & 0xffff) << (16 * k))
+}
+
+/// The four offsets of a [`Span`].
+#[inline(always)]
+fn offsets(span: Span) -> [usize; 4] {
+    [0, 1, 2, 3].map(|k| (span >> (16 * k)) as u16 as usize)
+}
 
 impl<'a> Labels<'a> {
     pub(crate) const NONE: Labels<'static> = Labels {
@@ -121,7 +143,7 @@ impl<'a> Labels<'a> {
         len: 0,
         escaped: false,
         known: 0,
-        spans: [[0; 4]; SPANS],
+        spans: [0; SPANS],
     };
 
     /// Number of labels.
@@ -210,7 +232,7 @@ impl<'a> Iterator for LabelIter<'a> {
         let index = self.index;
         self.index += 1;
         let (name, raw, close) = if index < self.known {
-            let [ns, ne, vs, ve] = self.spans[index as usize].map(usize::from);
+            let [ns, ne, vs, ve] = offsets(self.spans[index as usize]);
             (&self.text[ns..ne], &self.text[vs..ve], ve)
         } else {
             self.read_again()?
@@ -306,7 +328,7 @@ mod tests {
             len,
             escaped: text.contains('\\'),
             known: 0,
-            spans: [[0; 4]; SPANS],
+            spans: [0; SPANS],
         };
         l.iter()
             .map(|l| (l.name.to_owned(), l.value.into_owned()))
@@ -352,7 +374,7 @@ mod tests {
             len: 2,
             escaped: true,
             known: 0,
-            spans: [[0; 4]; SPANS],
+            spans: [0; SPANS],
         };
         let v: Vec<_> = l.iter().collect();
         assert!(matches!(v[0].value, Cow::Borrowed("x")));
