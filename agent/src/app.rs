@@ -27,6 +27,12 @@ pub struct Report {
 /// ([`crate::memory`]) at the latest; at the first delivery when that is sooner.
 const RELEASE_STARTUP_CODE_AFTER: Duration = Duration::from_secs(10);
 
+/// When they are given back a second time: after every scrape target's first scrape
+/// (the default interval is 30 s) and the first requests of each destination, whose
+/// one-time code (connection and TLS set-up, building each series) ran after the first
+/// release and is not needed again.
+const RELEASE_FIRST_RUN_CODE_AFTER: Duration = Duration::from_secs(60);
+
 /// Options of `kubeship run`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunOptions {
@@ -124,7 +130,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
 
 /// Start-up is over once a batch was delivered (config, clients, credentials, the
 /// pod list, the first request), or after a while in any case: lets the kernel take
-/// back the code only start-up ran ([`crate::memory`]).
+/// back the code only start-up ran ([`crate::memory`]); and once more after the
+/// first minute, for the code only the first scrapes and requests ran.
 fn release_startup_code(rt: &tokio::runtime::Runtime, metrics: &Arc<Metrics>) {
     let acked = metrics.logs.batches_acked.clone();
     rt.spawn(async move {
@@ -132,11 +139,18 @@ fn release_startup_code(rt: &tokio::runtime::Runtime, metrics: &Arc<Metrics>) {
         while acked.get() == 0 && t0.elapsed() < RELEASE_STARTUP_CODE_AFTER {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        match crate::memory::release_startup_code() {
-            Ok(bytes) => tracing::debug!(bytes, "start-up code released"),
-            Err(e) => tracing::debug!(error = %e, "could not release start-up code"),
-        }
+        release("start-up");
+        tokio::time::sleep_until((t0 + RELEASE_FIRST_RUN_CODE_AFTER).into()).await;
+        release("first-run");
     });
+}
+
+/// Gives back the code pages used since the last time (see [`crate::memory`]).
+fn release(what: &'static str) {
+    match crate::memory::release_startup_code() {
+        Ok(bytes) => tracing::debug!(bytes, what, "code pages released"),
+        Err(e) => tracing::debug!(error = %e, what, "could not release code pages"),
+    }
 }
 
 /// SIGTERM and SIGINT.
