@@ -98,7 +98,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
     if let Some(pods) = pods {
         pods.start(rt.handle(), &metrics);
     }
-    release_startup_code(&rt, &metrics);
+    schedule_code_release(&rt, &metrics);
 
     // Until a signal, or (exit_on_eof) the logs are read and every scrape target found
     // at start was scraped once.
@@ -132,7 +132,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
 /// pod list, the first request), or after a while in any case: lets the kernel take
 /// back the code only start-up ran ([`crate::memory`]); and once more after the
 /// first minute, for the code only the first scrapes and requests ran.
-fn release_startup_code(rt: &tokio::runtime::Runtime, metrics: &Arc<Metrics>) {
+fn schedule_code_release(rt: &tokio::runtime::Runtime, metrics: &Arc<Metrics>) {
     let acked = metrics.logs.batches_acked.clone();
     rt.spawn(async move {
         let t0 = Instant::now();
@@ -147,7 +147,7 @@ fn release_startup_code(rt: &tokio::runtime::Runtime, metrics: &Arc<Metrics>) {
 
 /// Gives back the code pages used since the last time (see [`crate::memory`]).
 fn release(what: &'static str) {
-    match crate::memory::release_startup_code() {
+    match crate::memory::release_code_pages() {
         Ok(bytes) => tracing::debug!(bytes, what, "code pages released"),
         Err(e) => tracing::debug!(error = %e, what, "could not release code pages"),
     }

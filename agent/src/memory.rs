@@ -7,8 +7,10 @@
 //! Start-up touches most of them (config parsing, the AWS SDK's credential chain
 //! and clients, the Kubernetes client and its types, TLS roots): with pod metadata
 //! and the CloudWatch sink, 17 of the 21 MiB an agent holds at rest are these
-//! pages, its heap 3. [`release_startup_code`] asks the kernel to reclaim them
-//! (`MADV_PAGEOUT`); what runs afterwards faults its pages back in, about 4 MiB.
+//! pages, its heap 3. [`release_code_pages`] asks the kernel to reclaim them
+//! (`MADV_PAGEOUT`) once start-up is over, and again a minute later for the code
+//! only the first scrapes and requests ran; what runs afterwards faults its pages
+//! back in, about 4 MiB.
 //! The shared libraries' pages (libc, libm, the loader: ~2 MiB) cannot be reclaimed
 //! while other processes map them, but this process can let go of its own mappings
 //! of them (`MADV_DONTNEED` on their read-only mappings never written); what it uses
@@ -57,7 +59,7 @@ fn set_mmap_threshold() {
 /// never written mappings (they stay in the page cache, shared with whoever else maps
 /// them: a page used again is mapped again from there). Returns the bytes of the
 /// mappings advised.
-pub fn release_startup_code() -> io::Result<usize> {
+pub fn release_code_pages() -> io::Result<usize> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let exe = exe.to_string_lossy();
     let maps = std::fs::read_to_string("/proc/self/maps")?;
@@ -217,7 +219,7 @@ mod tests {
 
     #[test]
     fn releasing_keeps_the_process_working() {
-        let advised = release_startup_code().expect("madvise");
+        let advised = release_code_pages().expect("madvise");
         assert!(advised > 0, "the test binary's code is mapped");
         // Code paged out comes back when it runs.
         assert_eq!(format!("{}", 6 * 7), "42");
