@@ -1,5 +1,6 @@
 //! One scrape over HTTP(S): a GET on a keep-alive HTTP/1.1 connection that the
-//! target's loop keeps between scrapes and polls itself while it waits (no task per
+//! target's loop can keep between scrapes (it keeps HTTPS ones, and plain-HTTP ones
+//! of targets scraped often) and polls itself while it waits (no task per
 //! connection, as `net/conn.rs`), the body streamed into the loop's buffer and
 //! decompressed on the way (gzip), never past the body limit.
 //!
@@ -15,6 +16,7 @@
 //! capacity included). The caller bounds the whole exchange with the timeout.
 
 use std::io::Write;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -149,24 +151,28 @@ const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// A new connection to `url`'s host: TCP (no delay), then TLS for `https`.
 async fn connect(url: &Uri, auth: &TargetAuth) -> Result<Conn, FetchError> {
     let failed = |e: String| FetchError::Failed(format!("connecting to {url}: {e}"));
-    // For plain HTTP the TLS configuration is not used: any will do.
-    let trust = if auth.insecure_skip_verify || url.scheme_str() != Some("https") {
-        tls::Trust::Any
+    // For plain HTTP the TLS configuration is not used: any will do. That one is
+    // built once (plain-HTTP connections are opened at every scrape of most targets).
+    static ANY: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
+    let tls = if auth.insecure_skip_verify || url.scheme_str() != Some("https") {
+        ANY.get_or_init(|| tls::client_config(tls::Trust::Any))
+            .clone()
+            .map_err(failed)?
     } else {
-        match &auth.ca_file {
+        let trust = match &auth.ca_file {
             // Read at every new connection: a rotated CA is picked up.
             Some(file) => tls::Trust::Only(
                 tls::pem_certificates(file).map_err(|e| failed(format!("ca_file: {e}")))?,
             ),
             None => tls::Trust::System(Vec::new()),
-        }
+        };
+        tls::client_config(trust).map_err(failed)?
     };
-    let tls = tls::client_config(trust).map_err(failed)?;
     // The scrape's timeout bounds the connection too; this only ends a connect
     // that would outlast any scrape.
     let mut connector = tls::connector(tls, MAX_CONNECT);
-    // A small read buffer: a node has hundreds of idle keep-alive connections to its
-    // targets, and a body streams through it into the scrape's own buffer anyway.
+    // A small read buffer: a node can have hundreds of idle keep-alive connections to
+    // its targets, and a body streams through it into the scrape's own buffer anyway.
     Conn::open(&mut connector, url, Some(READ_BUFFER_BYTES))
         .await
         .map_err(FetchError::Failed)

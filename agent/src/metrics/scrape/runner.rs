@@ -28,7 +28,9 @@ use crate::telemetry::{LogLimits, Metrics};
 
 /// A target's body buffer is kept for its next scrape only up to this size, and only
 /// when that comes within [`KEEP_BUFFER_FOR`]: hundreds of targets scraped every 15 to
-/// 60 s should not each hold their last body between scrapes.
+/// 60 s should not each hold their last body between scrapes. Nor their plain-HTTP
+/// connection: it is kept under the same rule (HTTPS ones always, their handshake
+/// is costly).
 const KEEP_BUFFER_BYTES: usize = 4 << 20;
 /// See [`KEEP_BUFFER_BYTES`].
 const KEEP_BUFFER_FOR: Duration = Duration::from_secs(5);
@@ -279,7 +281,9 @@ pub async fn run(
                 tokio::select! {
                     biased;
                     _ = shutdown.changed() => return,
-                    () = scrape(&t, &shared, &report, &mut st) => first.done(),
+                    // Boxed: between scrapes the loop's future is small (hundreds of
+                    // targets wait at once), the scrape's state lives only while it runs.
+                    () = Box::pin(scrape(&t, &shared, &report, &mut st)) => first.done(),
                 }
             }
         }
@@ -298,6 +302,11 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
     let started = Instant::now();
     let mut buf = std::mem::take(&mut st.buf);
     let fetched = fetch(t, shared, st, &mut buf).await;
+    if t.interval > KEEP_BUFFER_FOR && t.source.is_plain_http() {
+        // A plain-HTTP connection costs little to open and its buffers ~10 KiB to
+        // keep: kept only for a scrape that comes soon, as the body buffer.
+        st.client = Client::default();
+    }
     let duration = started.elapsed().as_secs_f64();
     let m = &shared.metrics.scrape;
     m.duration.observe(duration);

@@ -23,6 +23,13 @@ pub enum Source {
     File(std::path::PathBuf),
 }
 
+impl Source {
+    /// A GET over plain HTTP (no TLS).
+    pub fn is_plain_http(&self) -> bool {
+        matches!(self, Source::Http { url, .. } if url.scheme_str() != Some("https"))
+    }
+}
+
 /// Which metric relabeling rules a target's series go through: the agent-wide ones
 /// (`metrics.scrape.metric_relabel_configs`), then its group's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
