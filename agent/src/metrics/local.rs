@@ -297,7 +297,7 @@ mod tests {
 
     fn sample(labels: &[(&str, &str)], t: i64, v: f64) -> Sample {
         Sample {
-            series: Arc::new(Series::new(labels.iter().copied()).unwrap()),
+            series: Series::new(labels.iter().copied()).unwrap(),
             timestamp_ms: t,
             value: v,
         }

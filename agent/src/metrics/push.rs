@@ -71,7 +71,7 @@ enum Value {
 /// series cache does).
 fn parse(
     line: &str,
-    series: &mut HashMap<BTreeMap<String, String>, Arc<Series>>,
+    series: &mut HashMap<BTreeMap<String, String>, Series>,
 ) -> Result<Sample, String> {
     let Line { labels, t, v } = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let value = match v {
@@ -89,10 +89,10 @@ fn parse(
         },
     };
     let s = match series.get(&labels) {
-        Some(s) => Arc::clone(s),
+        Some(s) => s.clone(),
         None => {
-            let s = Arc::new(Series::new(labels.clone()).map_err(|e| e.to_string())?);
-            series.insert(labels, Arc::clone(&s));
+            let s = Series::new(labels.clone()).map_err(|e| e.to_string())?;
+            series.insert(labels, s.clone());
             s
         }
     };
@@ -183,7 +183,7 @@ mod tests {
             &mut cache,
         )
         .unwrap();
-        assert!(Arc::ptr_eq(&a.series, &b.series));
+        assert!(a.series.is(&b.series));
         assert_eq!(a.series.name(), "up");
         assert_eq!((a.timestamp_ms, a.value), (1_700_000_000_000, 1.0));
         assert!(is_stale(b.value));

@@ -1,20 +1,24 @@
 //! What the metrics pipeline moves: samples of series, from a scrape to the
 //! remote-write queues (or the local sink).
 //!
-//! A [`Series`] is built once per series of a target (the scrape loop keeps it across
-//! scrapes, as Prometheus's series cache does) and shared by its samples through an
-//! `Arc`: a steady scrape allocates nothing per sample but the [`Sample`] itself. Its
-//! labels are what remote write requires: sorted by name, names unique, no empty
-//! value (an empty value means "no such label", as in Prometheus). Its hash picks the
-//! queue shard, so one series' samples stay in order.
+//! A series is a record in a [`Block`]: a scrape loop writes the series new in a
+//! scrape into one block and keeps it across scrapes (as Prometheus's series cache
+//! keeps its series), and a [`Series`] is a reference to the block and the record's
+//! place, which its samples share: a steady scrape allocates nothing per sample but
+//! the [`Sample`] itself, and nothing per series. Its labels are what remote write
+//! requires: sorted by name, names unique, no empty value (an empty value means "no
+//! such label", as in Prometheus). Its hash picks the queue shard, so one series'
+//! samples stay in order.
 //!
 //! A series keeps its labels already encoded as remote write's protobuf `Label`
 //! messages, in two sorted runs merged by name when read: the labels every series of
-//! its target carries (one copy per target, shared), and its own. A node's agent
-//! holds a series for each of the ~100,000 series its targets expose, so this is most
-//! of its memory: about 100 bytes a series instead of a pair of shared strings per
-//! label, and a request copies each label message as it is.
+//! its target (and metric name) carries (one copy, shared), and its own. A node's
+//! agent holds a series for each of the ~100,000 series its targets expose, so this
+//! is most of its memory: a record is its own labels and about 11 bytes, instead of
+//! a pair of shared strings per label, and a request copies each label message as it
+//! is.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 
@@ -45,6 +49,9 @@ pub enum SeriesError {
     /// A label with an empty name.
     #[error("a label with an empty name")]
     EmptyName,
+    /// A block of series past 4 GiB (a target whose new series' labels pass that).
+    #[error("too many series for one block")]
+    Full,
 }
 
 /// Labels sorted by name, encoded as a run of `TimeSeries.labels` fields: each label
@@ -209,19 +216,58 @@ impl std::fmt::Debug for Labels<'_> {
     }
 }
 
-/// A series: its labels, sorted by name, and their hash.
-pub struct Series {
-    /// Labels every series of its target has (possibly none).
-    shared: SharedLabels,
-    /// Its other labels: a run as in [`SharedLabels`], no name in both.
-    own: Box<[u8]>,
+/// Series records, written one after the other by a [`BlockBuilder`]: the series a
+/// target's scrape found new (or one series alone). A record is the hash of its
+/// labels (8 bytes, little-endian), then three varints: its order (see
+/// [`Record`]), the index of its shared run in the block's `shared`, the length of
+/// its own run; then its own run. That is about 11 bytes besides the labels a series
+/// has of its own, and no allocation per series: a node's agent keeps a record for
+/// each of the ~100,000 series its targets expose, so this is most of its memory.
+#[derive(Debug)]
+pub struct Block {
+    /// The shared runs the records use; the first is the empty run.
+    shared: Box<[SharedLabels]>,
+    bytes: Box<[u8]>,
+}
+
+/// Writes the records of a [`Block`].
+#[derive(Debug)]
+pub struct BlockBuilder {
+    shared: Vec<SharedLabels>,
+    /// The index of a shared run in `shared`, by its address.
+    index: HashMap<usize, u32>,
+    bytes: Vec<u8>,
+    /// A record's own run while it is written.
+    own: Vec<u8>,
+}
+
+/// Where a series is in its block: a record's offset.
+pub type At = u32;
+
+/// One record, read in place.
+#[derive(Clone, Copy)]
+pub struct Record<'a> {
+    hash: u64,
     /// Where each label comes from, in name order: bit `i` set when the `i`-th is
     /// shared; [`MERGE_BY_NAME`] when there are too many labels for the bits.
     order: u64,
-    hash: u64,
+    /// Labels every series of its target (and family) has, possibly none.
+    shared: &'a [u8],
+    /// Its other labels: a run as in [`SharedLabels`], no name in both.
+    own: &'a [u8],
+    /// The record's length in its block.
+    len: usize,
 }
 
-/// [`Series::order`] of a series with more than 64 labels and some shared: merged by
+/// A series: its labels, sorted by name, and their hash; a record of a block that
+/// its samples share.
+#[derive(Clone)]
+pub struct Series {
+    block: Arc<Block>,
+    at: At,
+}
+
+/// [`Record`]'s order of a series with more than 64 labels and some shared: merged by
 /// name when written (never a valid order: `__name__` is never shared).
 const MERGE_BY_NAME: u64 = u64::MAX;
 
@@ -275,25 +321,33 @@ impl Hasher for PreHashedHasher {
     }
 }
 
-impl Series {
-    /// The series of these labels (any order; empty values are dropped).
-    pub fn new<N: AsRef<str>, V: AsRef<str>>(
-        labels: impl IntoIterator<Item = (N, V)>,
-    ) -> Result<Series, SeriesError> {
-        let labels: Vec<(N, V)> = labels.into_iter().collect();
-        let refs = labels.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
-        Series::with_shared(refs, &SharedLabels::empty(), &[])
+impl Default for BlockBuilder {
+    fn default() -> BlockBuilder {
+        BlockBuilder {
+            shared: vec![SharedLabels::empty()],
+            index: HashMap::new(),
+            bytes: Vec::new(),
+            own: Vec::new(),
+        }
+    }
+}
+
+impl BlockBuilder {
+    /// Whether no record was written.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
 
-    /// The series of `labels` (any order; empty values dropped) of a target whose
-    /// series all carry `target` (sorted by name, names unique), whose labels with a
-    /// value are encoded in `shared`: when `labels` hold every one of them, only the
-    /// others are the series' own.
-    pub fn with_shared<'a>(
+    /// Writes the series of `labels` (any order; empty values dropped) of a target
+    /// whose series all carry `target` (sorted by name, names unique), whose labels
+    /// with a value are encoded in `shared`: when `labels` hold every one of them,
+    /// only the others are the series' own.
+    pub fn push<'a>(
+        &mut self,
         labels: impl IntoIterator<Item = (&'a str, &'a str)>,
         shared: &SharedLabels,
         target: &[(String, String)],
-    ) -> Result<Series, SeriesError> {
+    ) -> Result<At, SeriesError> {
         let mut v: Vec<(&str, &str)> = labels.into_iter().filter(|(_, v)| !v.is_empty()).collect();
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         if let Some(w) = v.windows(2).find(|w| w[0].0 == w[1].0) {
@@ -314,7 +368,7 @@ impl Series {
                     v.binary_search_by(|(n, _)| (*n).cmp(tn.as_str()))
                         .is_ok_and(|i| v[i].1 == tv)
                 });
-        let mut own = Vec::new();
+        self.own.clear();
         let mut order = 0u64;
         for (i, &(n, val)) in v.iter().enumerate() {
             let in_shared = has_all
@@ -322,50 +376,141 @@ impl Series {
                     .binary_search_by(|(tn, _)| tn.as_str().cmp(n))
                     .is_ok_and(|i| target[i].1 == val);
             if !in_shared {
-                encode_label(n, val, &mut own);
+                encode_label(n, val, &mut self.own);
             } else if i < 64 {
                 order |= 1 << i;
             } else {
                 order = MERGE_BY_NAME;
             }
         }
-        let shared = if has_all {
-            shared.clone()
-        } else {
-            SharedLabels::empty()
-        };
         let mut h = label_hasher();
         for (n, val) in &v {
             n.hash(&mut h);
             val.hash(&mut h);
         }
-        Ok(Series {
-            shared,
-            own: own.into_boxed_slice(),
-            order,
-            hash: h.finish(),
-        })
+        let family = if has_all { self.family(shared) } else { 0 };
+        let own = std::mem::take(&mut self.own);
+        let at = self.write(h.finish(), order, family, &own);
+        self.own = own;
+        at
     }
 
-    fn merged(&self) -> Merged<'_> {
-        Merged::new(&self.shared.0, &self.own)
+    /// The index of `shared` in the block's runs.
+    fn family(&mut self, shared: &SharedLabels) -> u32 {
+        let key = Arc::as_ptr(&shared.0) as usize;
+        let next = self.shared.len() as u32;
+        let i = *self.index.entry(key).or_insert(next);
+        if i == next {
+            self.shared.push(shared.clone());
+        }
+        i
+    }
+
+    fn write(&mut self, hash: u64, order: u64, family: u32, own: &[u8]) -> Result<At, SeriesError> {
+        let at = At::try_from(self.bytes.len()).map_err(|_| SeriesError::Full)?;
+        self.bytes.extend_from_slice(&hash.to_le_bytes());
+        encode_varint(order, &mut self.bytes);
+        encode_varint(u64::from(family), &mut self.bytes);
+        encode_varint(own.len() as u64, &mut self.bytes);
+        self.bytes.extend_from_slice(own);
+        Ok(at)
+    }
+
+    /// Copies a record of another block (its shared run kept shared).
+    pub fn copy(&mut self, s: &Series) -> Result<At, SeriesError> {
+        let (family, r) = s.block.family_and_record(s.at);
+        let family = self.family(&s.block.shared[family]);
+        self.write(r.hash, r.order, family, r.own)
+    }
+
+    /// The record at `at`, written by this builder.
+    pub fn record(&self, at: At) -> Record<'_> {
+        read(&self.shared, &self.bytes, at).1
+    }
+
+    /// Lets go of the last record, which starts at `at`.
+    pub fn pop(&mut self, at: At) {
+        self.bytes.truncate(at as usize);
+    }
+
+    /// The block of the records written.
+    pub fn finish(self) -> Arc<Block> {
+        Arc::new(Block {
+            shared: self.shared.into_boxed_slice(),
+            bytes: self.bytes.into_boxed_slice(),
+        })
+    }
+}
+
+/// Reads the record at `at`: the index of its shared run, and the record (empty, were
+/// `at` not a record's start: it always is).
+fn read<'a>(shared: &'a [SharedLabels], bytes: &'a [u8], at: At) -> (usize, Record<'a>) {
+    let whole = bytes.get(at as usize..).unwrap_or_default();
+    let (hash, mut rest) = match whole.split_first_chunk::<8>() {
+        Some((h, rest)) => (u64::from_le_bytes(*h), rest),
+        None => (0, &[][..]),
+    };
+    let mut varint = || decode_varint(&mut rest).unwrap_or(0);
+    let (order, family, len) = (varint(), varint(), varint());
+    let family = usize::try_from(family).unwrap_or(0);
+    let len = usize::try_from(len).unwrap_or(0).min(rest.len());
+    let own = &rest[..len];
+    let record = Record {
+        hash,
+        order,
+        shared: shared.get(family).map_or(&[][..], |s| &s.0[..]),
+        own,
+        len: whole.len() - (rest.len() - len),
+    };
+    (family, record)
+}
+
+impl Block {
+    /// The record at `at`.
+    pub fn record(&self, at: At) -> Record<'_> {
+        read(&self.shared, &self.bytes, at).1
+    }
+
+    fn family_and_record(&self, at: At) -> (usize, Record<'_>) {
+        read(&self.shared, &self.bytes, at)
+    }
+
+    /// Bytes of records.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl<'a> Record<'a> {
+    fn merged(&self) -> Merged<'a> {
+        Merged::new(self.shared, self.own)
     }
 
     /// The labels, sorted by name.
-    pub fn labels(&self) -> Labels<'_> {
+    pub fn labels(&self) -> Labels<'a> {
         Labels(self.merged())
+    }
+
+    /// A hash of the labels.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// The record's length in its block.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     /// The encoded length of the labels as `TimeSeries.labels` fields.
     pub fn encoded_len(&self) -> usize {
-        self.shared.0.len() + self.own.len()
+        self.shared.len() + self.own.len()
     }
 
     /// Appends the labels as `TimeSeries.labels` fields, in name order
-    /// ([`Series::encoded_len`] bytes): each field copied as it is, in the order
-    /// [`Series::order`] tells (no name is read).
+    /// ([`Record::encoded_len`] bytes): each field copied as it is, in the order
+    /// the record's order bits tell (no name is read).
     pub fn write_labels(&self, out: &mut Vec<u8>) {
-        let (mut shared, mut own) = (&self.shared.0[..], &self.own[..]);
+        let (mut shared, mut own) = (self.shared, self.own);
         if shared.is_empty() {
             out.extend_from_slice(own);
             return;
@@ -390,6 +535,76 @@ impl Series {
         }
     }
 
+    /// Whether both have the same labels.
+    pub fn same_labels(&self, o: &Record<'_>) -> bool {
+        self.hash == o.hash
+            && ((self.shared == o.shared && self.own == o.own)
+                || self
+                    .merged()
+                    .map(|l| (l.name, l.value))
+                    .eq(o.merged().map(|l| (l.name, l.value))))
+    }
+}
+
+impl Series {
+    /// The series of these labels (any order; empty values are dropped), alone in
+    /// its block.
+    pub fn new<N: AsRef<str>, V: AsRef<str>>(
+        labels: impl IntoIterator<Item = (N, V)>,
+    ) -> Result<Series, SeriesError> {
+        let labels: Vec<(N, V)> = labels.into_iter().collect();
+        let refs = labels.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
+        Series::with_shared(refs, &SharedLabels::empty(), &[])
+    }
+
+    /// As [`BlockBuilder::push`], alone in its block.
+    pub fn with_shared<'a>(
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+        shared: &SharedLabels,
+        target: &[(String, String)],
+    ) -> Result<Series, SeriesError> {
+        let mut b = BlockBuilder::default();
+        let at = b.push(labels, shared, target)?;
+        Ok(Series {
+            block: b.finish(),
+            at,
+        })
+    }
+
+    /// The series of the record at `at` of `block`.
+    pub fn in_block(block: &Arc<Block>, at: At) -> Series {
+        Series {
+            block: Arc::clone(block),
+            at,
+        }
+    }
+
+    /// Its record.
+    pub fn record(&self) -> Record<'_> {
+        self.block.record(self.at)
+    }
+
+    /// The labels, sorted by name.
+    pub fn labels(&self) -> Labels<'_> {
+        self.record().labels()
+    }
+
+    /// The encoded length of the labels as `TimeSeries.labels` fields.
+    pub fn encoded_len(&self) -> usize {
+        self.record().encoded_len()
+    }
+
+    /// Appends the labels as `TimeSeries.labels` fields, in name order
+    /// ([`Series::encoded_len`] bytes).
+    pub fn write_labels(&self, out: &mut Vec<u8>) {
+        self.record().write_labels(out);
+    }
+
+    /// Whether both are the same record (not only the same labels).
+    pub fn is(&self, o: &Series) -> bool {
+        self.at == o.at && Arc::ptr_eq(&self.block, &o.block)
+    }
+
     /// The value of label `name`.
     #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -404,24 +619,31 @@ impl Series {
 
     /// A hash of the labels (the queue shard of the series).
     pub fn hash(&self) -> u64 {
-        self.hash
+        // The first 8 bytes of its record: read without decoding the rest.
+        let at = self.at as usize;
+        self.block
+            .bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
     }
 
     /// Bytes of labels the series holds of its own (not shared with its target).
     #[cfg(test)]
     pub fn own_bytes(&self) -> usize {
-        self.own.len()
+        self.record().own.len()
+    }
+
+    /// Its order bits (see [`Record`]).
+    #[cfg(test)]
+    fn order(&self) -> u64 {
+        self.record().order
     }
 }
 
 impl PartialEq for Series {
     fn eq(&self, o: &Self) -> bool {
-        self.hash == o.hash
-            && ((self.shared == o.shared && self.own == o.own)
-                || self
-                    .merged()
-                    .map(|l| (l.name, l.value))
-                    .eq(o.merged().map(|l| (l.name, l.value))))
+        self.is(o) || self.record().same_labels(&o.record())
     }
 }
 
@@ -437,7 +659,7 @@ impl std::fmt::Debug for Series {
 #[derive(Clone, Debug)]
 pub struct Sample {
     /// Its series.
-    pub series: Arc<Series>,
+    pub series: Series,
     /// Milliseconds since the Unix epoch: the exposition's, else the scrape's start.
     pub timestamp_ms: i64,
     /// The value ([`stale_nan`] for a staleness marker).
@@ -542,7 +764,7 @@ mod tests {
         labels.push(("__name__".into(), "m".into()));
         let refs = labels.iter().map(|(n, v)| (n.as_str(), v.as_str()));
         let s = Series::with_shared(refs.clone(), &shared, &target).unwrap();
-        assert_eq!(s.order, MERGE_BY_NAME);
+        assert_eq!(s.order(), MERGE_BY_NAME);
         let mut bytes = Vec::new();
         s.write_labels(&mut bytes);
         let names: Vec<String> = TimeSeries::decode(&bytes[..])
@@ -637,6 +859,37 @@ mod tests {
                 decoded.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
             proptest::prop_assert_eq!(pairs, want);
         }
+    }
+
+    #[test]
+    fn a_record_is_its_own_labels_and_a_few_bytes_and_a_sample_32_bytes() {
+        let (t, shared) = target();
+        let mut b = BlockBuilder::default();
+        let labels = [
+            ("__name__", "m"),
+            ("instance", "10.0.0.1:80"),
+            ("job", "pods"),
+            ("pod", "web-1"),
+            ("method", "GET"),
+        ];
+        let first = b.push(labels, &shared, &t).unwrap();
+        let second = b
+            .push([("__name__", "n"), ("a", "1")], &SharedLabels::empty(), &[])
+            .unwrap();
+        let block = b.finish();
+        let s = Series::in_block(&block, first);
+        // __name__="m" and method="GET", 15 bytes each, of its own (the target's are
+        // shared); the hash, 8 bytes, and three 1-byte varints.
+        assert_eq!(s.own_bytes(), 30);
+        assert_eq!(s.record().len(), 30 + 8 + 3);
+        assert_eq!(second as usize, s.record().len());
+        assert_eq!(s, Series::new(labels).unwrap());
+        assert_eq!(s.hash(), Series::new(labels).unwrap().hash());
+        let n = Series::in_block(&block, second);
+        assert_eq!(n.name(), "n");
+        assert!(!n.is(&s) && n.is(&Series::in_block(&block, second)));
+        assert_eq!(block.len(), s.record().len() + n.record().len());
+        assert_eq!(std::mem::size_of::<Sample>(), 32);
     }
 
     #[test]

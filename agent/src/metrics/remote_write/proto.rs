@@ -271,7 +271,6 @@ fn compress_block(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use proptest::prelude::*;
     use prost::Message as _;
@@ -279,13 +278,13 @@ mod tests {
     use super::*;
     use crate::metrics::series::{is_stale, stale_nan};
 
-    fn series(labels: &[(&str, &str)]) -> Arc<Series> {
-        Arc::new(Series::new(labels.iter().copied()).unwrap())
+    fn series(labels: &[(&str, &str)]) -> Series {
+        Series::new(labels.iter().copied()).unwrap()
     }
 
-    fn sample(series: &Arc<Series>, t: i64, v: f64) -> Sample {
+    fn sample(series: &Series, t: i64, v: f64) -> Sample {
         Sample {
-            series: Arc::clone(series),
+            series: series.clone(),
             timestamp_ms: t,
             value: v,
         }
@@ -447,7 +446,7 @@ mod tests {
         // ~1 MB of protobuf: many 64 KiB blocks, groups cut at block boundaries, and
         // one series whose labels alone span more than two blocks.
         let big = "x".repeat(150_000);
-        let mut pool: Vec<Arc<Series>> = (0..3000)
+        let mut pool: Vec<Series> = (0..3000)
             .map(|i| {
                 let pod = format!("pod-{i:05}-{}", "p".repeat(200));
                 series(&[("__name__", "http_requests_total"), ("pod", &pod)])
@@ -496,7 +495,7 @@ mod tests {
         fn any_batch_decodes_to_what_was_encoded(
             picks in proptest::collection::vec((0usize..6, any::<i64>(), any::<f64>()), 0..60)
         ) {
-            let pool: Vec<Arc<Series>> = (0..6)
+            let pool: Vec<Series> = (0..6)
                 .map(|i| {
                     let v = format!("v{i}é");
                     series(&[("__name__", "m"), ("a", &v), ("z", "🙂")])

@@ -244,17 +244,17 @@ mod tests {
         Queue::new(shards, max_pending, per_send, Duration::from_secs(5), m)
     }
 
-    fn series(n: usize) -> Vec<Arc<Series>> {
+    fn series(n: usize) -> Vec<Series> {
         (0..n)
-            .map(|i| Arc::new(Series::new([("__name__", "m"), ("i", &*i.to_string())]).unwrap()))
+            .map(|i| Series::new([("__name__", "m"), ("i", &*i.to_string())]).unwrap())
             .collect()
     }
 
     /// Round `r`'s samples: every series at time `r`.
-    fn round(all: &[Arc<Series>], r: i64) -> Vec<Sample> {
+    fn round(all: &[Series], r: i64) -> Vec<Sample> {
         all.iter()
             .map(|s| Sample {
-                series: Arc::clone(s),
+                series: s.clone(),
                 timestamp_ms: r,
                 value: r as f64,
             })

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use kubeship_parsers::prom::{self, ErrorKind, Format, Limits, MetricType, Parser};
 
 use crate::metrics::relabel::{self, Rule};
-use crate::metrics::series::{PreHashed, Sample, Series, SharedLabels, stale_nan};
+use crate::metrics::series::{
+    At, Block, BlockBuilder, PreHashed, Record, Sample, Series, SharedLabels, stale_nan,
+};
 
 /// What one scrape's processing needs besides the body.
 pub struct Input<'a> {
@@ -87,22 +89,40 @@ pub struct Processed {
     pub over_limit: bool,
 }
 
-/// A series compared by its labels: finds the series of another text with the same
-/// labels when a new one is built.
-#[derive(Clone, Debug)]
-struct Key(Arc<Series>);
+/// A series of the cache: the index of its block in [`SeriesCache::blocks`] (high 32
+/// bits) and its record's place in the block; [`Id::NONE`]: no series (dropped by
+/// relabeling, or labels no series can have).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Id(u64);
 
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+impl Id {
+    const NONE: Id = Id(u64::MAX);
+
+    fn new(block: u32, at: At) -> Id {
+        Id((u64::from(block) << 32) | u64::from(at))
+    }
+
+    fn block(self) -> usize {
+        (self.0 >> 32) as usize
+    }
+
+    fn at(self) -> At {
+        self.0 as At
     }
 }
 
-impl Eq for Key {}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0.hash());
+/// The record of `id`: in `blocks`, or, for the block being written
+/// (`new_block`), in `new`.
+fn record<'a>(
+    blocks: &'a [Arc<Block>],
+    new: &'a BlockBuilder,
+    new_block: u32,
+    id: Id,
+) -> Record<'a> {
+    if id.block() == new_block as usize {
+        new.record(id.at())
+    } else {
+        blocks[id.block()].record(id.at())
     }
 }
 
@@ -123,6 +143,11 @@ impl Hash for TextKey {
     }
 }
 
+/// A cache's blocks are copied into one when there are more than this many.
+const MAX_BLOCKS: usize = 8;
+/// ... or when half of their bytes are dead, from this many bytes on.
+const COMPACT_FROM: usize = 4096;
+
 /// [`Entry::seen`]: the scrape's number, in the low bits.
 const ITERATION: u32 = (1 << 30) - 1;
 /// [`Entry::seen`]: the last scrape that had the series was a success and its
@@ -132,13 +157,12 @@ const TRACKED: u32 = 1 << 31;
 const WAS_TRACKED: u32 = 1 << 30;
 
 /// A series of the cache, 24 bytes: its text key, the last scrape that had it (and
-/// the bits above), and its series (`None`: dropped by relabeling, or labels no
-/// series can have).
+/// the bits above), and its series.
 #[derive(Debug)]
 struct Entry {
     key: TextKey,
     seen: u32,
-    series: Option<Arc<Series>>,
+    series: Id,
 }
 
 /// Where a text key is, in a scrape's lookup index.
@@ -157,14 +181,24 @@ enum Slot {
 /// target) finds each at the next place, with no lookup and no set of the scrape's
 /// series; an entry is 24 bytes (~2.4 MB for 100,000 series). A lookup index is
 /// built only for a scrape whose series moved or changed, and let go after it.
+///
+/// The series themselves are records of blocks: a scrape's new series go into one
+/// new block, and the blocks are copied into one (the live records only) when they
+/// are more than [`MAX_BLOCKS`] or half of their bytes are records no entry has. The
+/// samples that a queue still holds keep their old block until they are sent.
 #[derive(Debug, Default)]
 pub struct SeriesCache {
     /// In the order of the last scrape; only series it had.
     entries: Vec<Entry>,
+    /// The records of the entries' series (and of series gone since).
+    blocks: Vec<Arc<Block>>,
+    /// Bytes of the blocks' records that no entry has (about: a series two entries
+    /// share counts when either goes).
+    dead: usize,
     /// Series two entries share (two texts whose labels came out equal, such as
     /// `le="1"` and `le="1.0"`): the only ones a body can hold twice under different
     /// texts, so the only ones checked for that. Usually empty.
-    aliased: HashSet<usize>,
+    aliased: HashSet<Id>,
     iteration: u32,
     /// The target's labels, sorted by name.
     target: Vec<(String, String)>,
@@ -180,10 +214,13 @@ struct Walk {
     next: usize,
     /// Text key to place: built at the first series not at its expected place.
     index: Option<HashMap<TextKey, Slot, PreHashed>>,
-    /// Series by labels: built at the first series new to the cache.
-    by_labels: Option<HashSet<Key, PreHashed>>,
+    /// Series by labels (by their hash): built at the first series new to the cache.
+    by_labels: Option<hashbrown::HashTable<Id>>,
     /// Aliased series this scrape had.
-    aliased_seen: HashSet<usize>,
+    aliased_seen: HashSet<Id>,
+    /// The records of the series new in this scrape: the block `new_block`.
+    new: BlockBuilder,
+    new_block: u32,
     /// Whether the previous scrape's series can be reused (the target's labels are
     /// the same).
     reuse: bool,
@@ -193,7 +230,7 @@ struct Walk {
 /// What a sample's text found.
 enum Found {
     /// A cached series, and whether the previous scrape had it tracked.
-    Cached(Option<Arc<Series>>, bool),
+    Cached(Id, bool),
     /// A text this scrape had already: the first one counts.
     Duplicate,
     /// New to the cache.
@@ -208,7 +245,7 @@ impl Walk {
             && e.seen & ITERATION != self.iteration
         {
             self.next += 1;
-            return Found::Cached(e.series.take(), take_seen(e, self.iteration));
+            return Found::Cached(e.series, take_seen(e, self.iteration));
         }
         self.find_indexed(key)
     }
@@ -233,7 +270,7 @@ impl Walk {
                     return Found::Duplicate;
                 }
                 self.next = i as usize + 1;
-                Found::Cached(e.series.take(), take_seen(e, self.iteration))
+                Found::Cached(e.series, take_seen(e, self.iteration))
             }
             Some(Slot::New) => Found::Duplicate,
             None => {
@@ -243,27 +280,31 @@ impl Walk {
         }
     }
 
-    /// The series this scrape or the last one has with the labels of `built`, if
-    /// any (then `built` is let go); else `built`.
-    fn same_labels(&mut self, built: Arc<Series>, entries: &[Entry]) -> Arc<Series> {
-        let (old, reuse) = (&self.old, self.reuse);
-        let set = self.by_labels.get_or_insert_with(|| {
-            let mine = entries.iter().filter_map(|e| e.series.clone());
+    /// The series this scrape or the last one has with the labels of `built` (the
+    /// record just written), if any; else `None`, and `built` is one from now on.
+    fn same_labels(&mut self, built: Id, entries: &[Entry], blocks: &[Arc<Block>]) -> Option<Id> {
+        let (old, reuse, iteration) = (&self.old, self.reuse, self.iteration);
+        let (new, new_block) = (&self.new, self.new_block);
+        let rec = |id: Id| record(blocks, new, new_block, id);
+        let table = self.by_labels.get_or_insert_with(|| {
+            let mine = entries.iter().map(|e| e.series);
+            // An entry this scrape had already is in both: once is enough.
             let before = old
                 .iter()
-                .filter(|_| reuse)
-                .filter_map(|e| e.series.clone());
-            let mut set = HashSet::with_capacity_and_hasher(old.len() + entries.len(), PreHashed);
-            set.extend(mine.chain(before).map(Key));
-            set
-        });
-        match set.get(&Key(Arc::clone(&built))) {
-            Some(k) => Arc::clone(&k.0),
-            None => {
-                set.insert(Key(Arc::clone(&built)));
-                built
+                .filter(|e| reuse && e.seen & ITERATION != iteration)
+                .map(|e| e.series);
+            let mut table = hashbrown::HashTable::with_capacity(old.len() + entries.len());
+            for id in mine.chain(before).filter(|id| *id != Id::NONE) {
+                table.insert_unique(rec(id).hash(), id, |&o| rec(o).hash());
             }
+            table
+        });
+        let r = rec(built);
+        if let Some(&found) = table.find(r.hash(), |&o| o == built || rec(o).same_labels(&r)) {
+            return Some(found);
         }
+        table.insert_unique(r.hash(), built, |&o| rec(o).hash());
+        None
     }
 }
 
@@ -298,12 +339,13 @@ impl SeriesCache {
             aliased_seen: HashSet::new(),
             reuse,
             iteration: self.iteration,
+            new: BlockBuilder::default(),
+            new_block: u32::try_from(self.blocks.len()).unwrap_or(u32::MAX - 1),
         };
         let mut entries: Vec<Entry> = Vec::with_capacity(walk.old.len() + 8);
-        let mut out = Processed {
-            samples: Vec::with_capacity(walk.old.len() + 8),
-            ..Processed::default()
-        };
+        let mut out = Processed::default();
+        // The samples, by series id until this scrape's block exists.
+        let mut samples: Vec<(Id, i64, f64)> = Vec::with_capacity(walk.old.len() + 8);
         for item in Parser::new(body, input.format, input.limits) {
             let s = match item {
                 Ok(s) => s,
@@ -327,33 +369,24 @@ impl SeriesCache {
                 ),
             };
             let mut seen = self.iteration | if was { WAS_TRACKED } else { 0 };
-            let Some(series) = series else {
-                entries.push(Entry {
-                    key,
-                    seen,
-                    series: None,
-                });
+            if series == Id::NONE {
+                entries.push(Entry { key, seen, series });
                 continue;
-            };
+            }
             let tracked = s.timestamp_ms.is_none();
-            let ptr = Arc::as_ptr(&series) as usize;
             let duplicate = tracked
                 && !self.aliased.is_empty()
-                && self.aliased.contains(&ptr)
-                && !walk.aliased_seen.insert(ptr);
+                && self.aliased.contains(&series)
+                && !walk.aliased_seen.insert(series);
             if tracked && !duplicate {
                 seen |= TRACKED;
             }
-            let sample = Sample {
-                series: Arc::clone(&series),
-                timestamp_ms: s.timestamp_ms.unwrap_or(input.timestamp_ms),
-                value: s.value,
-            };
-            entries.push(Entry {
-                key,
-                seen,
-                series: Some(series),
-            });
+            let sample = (
+                series,
+                s.timestamp_ms.unwrap_or(input.timestamp_ms),
+                s.value,
+            );
+            entries.push(Entry { key, seen, series });
             if duplicate {
                 // The same series under another text: the first one counts.
                 continue;
@@ -363,15 +396,85 @@ impl SeriesCache {
                 out.over_limit = true;
                 continue;
             }
-            out.samples.push(sample);
+            samples.push(sample);
+        }
+        let new = std::mem::take(&mut walk.new);
+        if !new.is_empty() {
+            debug_assert_eq!(self.blocks.len(), walk.new_block as usize);
+            self.blocks.push(new.finish());
         }
         if out.over_limit {
-            out.samples.clear();
             self.settle_over_limit(walk, entries, input.timestamp_ms, &mut out.samples);
         } else {
+            out.samples.reserve_exact(samples.len() + 8);
+            out.samples
+                .extend(samples.into_iter().map(|(id, timestamp_ms, value)| Sample {
+                    series: self.series(id),
+                    timestamp_ms,
+                    value,
+                }));
             self.settle(walk, entries, input.timestamp_ms, &mut out.samples);
         }
+        self.compact();
+        // A family is let go with the last block that has a record of it.
+        self.families.retain(|_, shared| shared.in_use());
         out
+    }
+
+    /// The series of `id` (not [`Id::NONE`]).
+    fn series(&self, id: Id) -> Series {
+        Series::in_block(&self.blocks[id.block()], id.at())
+    }
+
+    /// The length of `id`'s record.
+    fn record_len(&self, id: Id) -> usize {
+        self.blocks[id.block()].record(id.at()).len()
+    }
+
+    /// Copies the live records into one block when the blocks are many or half dead.
+    fn compact(&mut self) {
+        let total: usize = self.blocks.iter().map(|b| b.len()).sum();
+        let half_dead = total >= COMPACT_FROM && self.dead * 2 > total;
+        if self.blocks.len() <= MAX_BLOCKS && !half_dead {
+            return;
+        }
+        let mut b = BlockBuilder::default();
+        // Aliased series: one record for the entries that share it.
+        let mut moved: HashMap<Id, Id> = HashMap::new();
+        let mut copied = Vec::with_capacity(self.entries.len());
+        for e in &self.entries {
+            if e.series == Id::NONE {
+                copied.push(Id::NONE);
+                continue;
+            }
+            if let Some(&to) = moved.get(&e.series) {
+                copied.push(to);
+                continue;
+            }
+            let Ok(at) = b.copy(&self.series(e.series)) else {
+                // Past a block's 4 GiB: the blocks stay as they are.
+                return;
+            };
+            let to = Id::new(0, at);
+            if self.aliased.contains(&e.series) {
+                moved.insert(e.series, to);
+            }
+            copied.push(to);
+        }
+        for (e, to) in self.entries.iter_mut().zip(copied) {
+            e.series = to;
+        }
+        self.aliased = self
+            .aliased
+            .iter()
+            .filter_map(|id| moved.get(id))
+            .copied()
+            .collect();
+        self.blocks.clear();
+        self.dead = 0;
+        if !b.is_empty() {
+            self.blocks.push(b.finish());
+        }
     }
 
     /// The series of a sample new to the cache; counted as added unless another
@@ -383,7 +486,7 @@ impl SeriesCache {
         walk: &mut Walk,
         entries: &[Entry],
         out: &mut Processed,
-    ) -> Option<Arc<Series>> {
+    ) -> Id {
         let target = self.target.as_slice();
         let mut with_name = target.to_vec();
         let at = with_name.partition_point(|(n, _)| n.as_str() < "__name__");
@@ -397,24 +500,25 @@ impl SeriesCache {
                 shared
             }
         };
-        let built = build(s, target, (&with_name, &shared), rules)?;
-        let series = walk.same_labels(built, entries);
-        // The set holds one reference: more than two, another entry has it too.
-        if Arc::strong_count(&series) > 2 {
-            let ptr = Arc::as_ptr(&series) as usize;
-            self.aliased.insert(ptr);
-            // Had already in this scrape, under the other text: this one is the
-            // duplicate.
-            let had = entries.iter().any(|e| {
-                e.seen & TRACKED != 0 && e.series.as_ref().is_some_and(|x| Arc::ptr_eq(x, &series))
-            });
-            if had {
-                walk.aliased_seen.insert(ptr);
-            }
-        } else {
+        let Some(at) = build(s, target, (&with_name, &shared), rules, &mut walk.new) else {
+            return Id::NONE;
+        };
+        let built = Id::new(walk.new_block, at);
+        let Some(series) = walk.same_labels(built, entries, &self.blocks) else {
             out.added += 1;
+            return built;
+        };
+        // Another entry has these labels: its series is this one too.
+        walk.new.pop(at);
+        self.aliased.insert(series);
+        // Had already in this scrape, under the other text: this one is the duplicate.
+        let had = entries
+            .iter()
+            .any(|e| e.seen & TRACKED != 0 && e.series == series);
+        if had {
+            walk.aliased_seen.insert(series);
         }
-        Some(series)
+        series
     }
 
     /// After a scrape within its limit: a staleness marker for each series the last
@@ -432,11 +536,14 @@ impl SeriesCache {
             ..
         } = walk;
         for e in old {
+            if e.seen & ITERATION != self.iteration && e.series != Id::NONE {
+                self.dead += self.record_len(e.series);
+            }
             if e.seen & TRACKED != 0
-                && let Some(series) = e.series
-                && self.first_of(&series, &mut aliased_seen)
+                && e.series != Id::NONE
+                && self.first_of(e.series, &mut aliased_seen)
             {
-                out.push(stale(&series, timestamp_ms));
+                out.push(stale(self.series(e.series), timestamp_ms));
             }
         }
         for e in &mut entries {
@@ -445,7 +552,6 @@ impl SeriesCache {
         entries.shrink_to_fit();
         self.entries = entries;
         self.prune_aliased();
-        self.families.retain(|_, shared| shared.in_use());
     }
 
     /// After a scrape over the sample limit: a marker for every series the last
@@ -461,10 +567,10 @@ impl SeriesCache {
         let mut marked = HashSet::new();
         for e in &mut entries {
             if e.seen & WAS_TRACKED != 0
-                && let Some(series) = &e.series
-                && self.first_of(series, &mut marked)
+                && e.series != Id::NONE
+                && self.first_of(e.series, &mut marked)
             {
-                out.push(stale(series, timestamp_ms));
+                out.push(stale(self.series(e.series), timestamp_ms));
             }
             e.seen &= ITERATION;
         }
@@ -472,15 +578,15 @@ impl SeriesCache {
             .into_iter()
             .filter(|e| e.seen & ITERATION != self.iteration)
         {
-            if e.seen & TRACKED != 0
-                && let Some(series) = &e.series
-                && self.first_of(series, &mut marked)
+            if e.seen & TRACKED != 0 && e.series != Id::NONE && self.first_of(e.series, &mut marked)
             {
-                out.push(stale(series, timestamp_ms));
+                out.push(stale(self.series(e.series), timestamp_ms));
             }
             e.seen &= ITERATION;
             if reuse {
                 entries.push(e);
+            } else if e.series != Id::NONE {
+                self.dead += self.record_len(e.series);
             }
         }
         self.entries = entries;
@@ -489,9 +595,8 @@ impl SeriesCache {
 
     /// Whether `series` is met for the first time in a walk that records aliased
     /// series in `met` (a series no two entries share is met once anyway).
-    fn first_of(&self, series: &Arc<Series>, met: &mut HashSet<usize>) -> bool {
-        let ptr = Arc::as_ptr(series) as usize;
-        !self.aliased.contains(&ptr) || met.insert(ptr)
+    fn first_of(&self, series: Id, met: &mut HashSet<Id>) -> bool {
+        !self.aliased.contains(&series) || met.insert(series)
     }
 
     /// Keeps only the aliased series two entries still share.
@@ -499,13 +604,10 @@ impl SeriesCache {
         if self.aliased.is_empty() {
             return;
         }
-        let mut count: HashMap<usize, u32> = HashMap::new();
+        let mut count: HashMap<Id, u32> = HashMap::new();
         for e in &self.entries {
-            if let Some(s) = &e.series {
-                let ptr = Arc::as_ptr(s) as usize;
-                if self.aliased.contains(&ptr) {
-                    *count.entry(ptr).or_default() += 1;
-                }
+            if self.aliased.contains(&e.series) {
+                *count.entry(e.series).or_default() += 1;
             }
         }
         self.aliased
@@ -517,16 +619,13 @@ impl SeriesCache {
     /// left to mark.
     pub fn fail(&mut self, timestamp_ms: i64, out: &mut Vec<Sample>) {
         let mut marked = HashSet::new();
-        let aliased = &self.aliased;
-        for e in &mut self.entries {
-            if e.seen & TRACKED != 0
-                && let Some(series) = &e.series
-                && (!aliased.contains(&(Arc::as_ptr(series) as usize))
-                    || marked.insert(Arc::as_ptr(series) as usize))
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            if e.seen & TRACKED != 0 && e.series != Id::NONE && self.first_of(e.series, &mut marked)
             {
-                out.push(stale(series, timestamp_ms));
+                out.push(stale(self.series(e.series), timestamp_ms));
             }
-            e.seen &= !TRACKED;
+            self.entries[i].seen &= !TRACKED;
         }
     }
 }
@@ -549,9 +648,9 @@ fn text_key(text: &str) -> u128 {
     (u128::from(a.hash_one(text)) << 64) | u128::from(b.hash_one(text))
 }
 
-fn stale(series: &Arc<Series>, timestamp_ms: i64) -> Sample {
+fn stale(series: Series, timestamp_ms: i64) -> Sample {
     Sample {
-        series: Arc::clone(series),
+        series,
         timestamp_ms,
         value: stale_nan(),
     }
@@ -570,13 +669,15 @@ fn same_labels(sorted: &[(String, String)], labels: &[(String, String)]) -> bool
 /// The series of sample `s` of a target with labels `target`: the sample's labels
 /// (normalised), the target's with clashing scraped ones renamed `exported_*`, then
 /// relabeled; sharing `share` (labels sorted by name, and their encoding) when it
-/// has them all. `None` when relabeling dropped it or the result has no name.
+/// has them all; written to `block`. `None` when relabeling dropped it or the result
+/// has no name.
 fn build(
     s: &prom::Sample<'_>,
     target: &[(String, String)],
     (share, shared): (&[(String, String)], &SharedLabels),
     rules: &[Rule],
-) -> Option<Arc<Series>> {
+    block: &mut BlockBuilder,
+) -> Option<At> {
     let mut labels: Vec<(String, String)> = Vec::with_capacity(s.labels.len() + target.len() + 1);
     labels.push(("__name__".to_owned(), s.name.to_owned()));
     for l in s.labels.iter().filter(|l| !l.value.is_empty()) {
@@ -600,9 +701,7 @@ fn build(
         return None;
     }
     let labels = labels.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-    Series::with_shared(labels, shared, share)
-        .ok()
-        .map(Arc::new)
+    block.push(labels, shared, share).ok()
 }
 
 /// `le` of a histogram and `quantile` of a summary as Prometheus writes them (its
@@ -663,7 +762,7 @@ pub fn format_openmetrics_float(f: f64) -> String {
 /// The per-target series of every scrape (`up` and the `scrape_*` ones), built once.
 #[derive(Debug)]
 pub struct Report {
-    series: [Arc<Series>; 5],
+    series: [Series; 5],
 }
 
 /// The values of one scrape's report series.
@@ -687,7 +786,7 @@ impl Report {
         let one = |name: &str| {
             let labels = std::iter::once(("__name__".to_owned(), name.to_owned()))
                 .chain(target_labels.iter().cloned());
-            Arc::new(Series::new(labels).expect("target labels are unique, named and not __name__"))
+            Series::new(labels).expect("target labels are unique, named and not __name__")
         };
         Report {
             series: [
@@ -711,7 +810,7 @@ impl Report {
         ];
         for (series, value) in self.series.iter().zip(values) {
             out.push(Sample {
-                series: Arc::clone(series),
+                series: series.clone(),
                 timestamp_ms,
                 value,
             });
@@ -720,7 +819,7 @@ impl Report {
 
     /// Appends a staleness marker for each report series (the target is gone).
     pub fn push_stale(&self, out: &mut Vec<Sample>, timestamp_ms: i64) {
-        out.extend(self.series.iter().map(|s| stale(s, timestamp_ms)));
+        out.extend(self.series.iter().map(|s| stale(s.clone(), timestamp_ms)));
     }
 }
 
@@ -779,14 +878,16 @@ mod tests {
     #[test]
     fn a_targets_series_share_its_labels_unless_relabeling_changed_them() {
         let mut cache = SeriesCache::default();
+        // Enough of b that its block is compacted once they are gone.
+        let bs: String = (0..300).map(|i| format!("b{{id=\"{i}\"}} 3\n")).collect();
         let p = run(
             &mut cache,
-            "a{method=\"GET\"} 1\na{method=\"PUT\"} 2\nb{id=\"x\"} 3\n",
+            &format!("a{{method=\"GET\"}} 1\na{{method=\"PUT\"}} 2\n{bs}"),
             1000,
         );
         for s in &p.samples {
             let alone = Series::new(s.series.labels()).unwrap();
-            assert_eq!(*s.series, alone);
+            assert_eq!(s.series, alone);
             assert!(s.series.own_bytes() < alone.own_bytes(), "{:?}", s.series);
         }
         // The name is shared with the target's labels: a series holds only its own
@@ -794,7 +895,8 @@ mod tests {
         assert_eq!(p.samples[0].series.own_bytes(), 15);
         assert_eq!(cache.families.len(), 2);
         drop(p);
-        // b goes: its family with it, once its marker is let go.
+        // b goes: its family with it, once its records' block is compacted and its
+        // markers are let go.
         let p = run(
             &mut cache,
             "a{method=\"GET\"} 1\na{method=\"PUT\"} 2\n",
@@ -882,6 +984,49 @@ mod tests {
     }
 
     #[test]
+    fn series_churn_keeps_few_blocks_and_samples_held_elsewhere_keep_theirs() {
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+        let mut c = SeriesCache::default();
+        let steady: String = (0..100).map(|i| format!("s{{i=\"{i}\"}} 1\n")).collect();
+        let mut held = Vec::new();
+        for r in 0..200i64 {
+            let p = run(&mut c, &format!("{steady}churn{{r=\"{r}\"}} 2\n"), r + 1);
+            assert_eq!(p.added, if r == 0 { 101 } else { 1 });
+            let want_markers = usize::from(r > 0);
+            assert_eq!(
+                p.samples.iter().filter(|s| is_stale(s.value)).count(),
+                want_markers
+            );
+            if r % 50 == 0 {
+                // As a queue holds them, across the compactions to come.
+                held.push((r, p.samples));
+            }
+            let total: usize = c.blocks.iter().map(|b| b.len()).sum();
+            let live: usize = c
+                .entries
+                .iter()
+                .map(|e| c.series(e.series).record().len())
+                .sum();
+            assert!(c.blocks.len() <= MAX_BLOCKS, "{} blocks", c.blocks.len());
+            assert!(
+                total <= 2 * live.max(COMPACT_FROM),
+                "{total} bytes for {live}"
+            );
+        }
+        for (r, samples) in &held {
+            let t = text(samples);
+            assert_eq!(t.len(), 101 + usize::from(*r > 0), "{t:?}");
+            assert_eq!(t[0], format!("s{{i=0}} 1@{}", r + 1));
+            assert_eq!(t[100], format!("churn{{r={r}}} 2@{}", r + 1));
+        }
+        // The live series read as they were written, whatever block they are in now.
+        let p = run(&mut c, &steady, 1000);
+        assert_eq!(p.added, 0);
+        assert_eq!(text(&p.samples)[99], "s{i=99} 1@1000");
+        assert_eq!(text(&p.samples)[100], "churn{r=199} stale@1000");
+    }
+
+    #[test]
     fn series_are_built_once_and_kept_across_scrapes() {
         let mut c = SeriesCache::default();
         let body = "a 1\nb{x=\"1\"} 2\n";
@@ -890,10 +1035,7 @@ mod tests {
         let second = run(&mut c, body, 2000);
         assert_eq!(second.added, 0, "cached");
         for (x, y) in first.samples.iter().zip(&second.samples) {
-            assert!(
-                Arc::ptr_eq(&x.series, &y.series),
-                "the same Series is reused"
-            );
+            assert!(x.series.is(&y.series), "the same Series is reused");
         }
         assert_eq!(text(&second.samples), ["a{} 1@2000", "b{x=1} 2@2000"]);
         assert_eq!(c.len(), 2);
@@ -925,11 +1067,11 @@ mod tests {
         let p = run(&mut c, "c 3\na 1\nb 2\n", 2000);
         assert_eq!(p.added, 0);
         assert_eq!(text(&p.samples), ["c{} 3@2000", "a{} 1@2000", "b{} 2@2000"]);
-        assert!(Arc::ptr_eq(&first.samples[0].series, &p.samples[1].series));
+        assert!(first.samples[0].series.is(&p.samples[1].series));
         assert_eq!(
             c.entries
                 .iter()
-                .map(|e| e.series.as_ref().unwrap().name().to_string())
+                .map(|e| c.series(e.series).name().to_string())
                 .collect::<Vec<_>>(),
             ["c", "a", "b"]
         );
