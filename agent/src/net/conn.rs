@@ -34,7 +34,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// are at most 64).
 const MAX_IDLE: usize = 64;
 
-type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
+/// A connection's socket, with its TLS session for `https`.
+pub type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 
 /// One HTTP/1.1 connection with request bodies of type `B`: the request side and the
 /// connection future that moves its bytes, polled by whoever uses it (no task).
@@ -67,14 +68,19 @@ where
             .call(uri.clone())
             .await
             .map_err(|e| failed(error_chain(&*e)))?;
+        Self::resume(io, max_read_buffer)
+            .await
+            .map_err(|e| failed(error_chain(&e)))
+    }
+
+    /// Speaks HTTP/1.1 over `io`: a new connection's, or one kept by
+    /// [`Conn::into_io`]. Nothing is sent or read yet.
+    pub async fn resume(io: Io, max_read_buffer: Option<usize>) -> hyper::Result<Conn<B>> {
         let mut builder = http1::Builder::new();
         if let Some(max) = max_read_buffer {
             builder.max_buf_size(max);
         }
-        let (send, driver) = builder
-            .handshake(io)
-            .await
-            .map_err(|e| failed(error_chain(&e)))?;
+        let (send, driver) = builder.handshake(io).await?;
         Ok(Conn { send, driver })
     }
 
@@ -82,6 +88,19 @@ where
     /// server closed ends at once).
     pub fn is_open(&mut self) -> bool {
         !self.send.is_closed() && (&mut self.driver).now_or_never().is_none()
+    }
+
+    /// The socket (and TLS session) of a connection between exchanges, without
+    /// hyper's buffers and state (an idle connection holds ~24 KiB with them, a few
+    /// hundred bytes without), for [`Conn::resume`]; `None` when it cannot carry
+    /// another request: it ended, the server said `Connection: close`, or bytes came
+    /// after the answer.
+    pub fn into_io(mut self) -> Option<Io> {
+        if !self.is_open() {
+            return None;
+        }
+        let parts = self.driver.into_parts();
+        parts.read_buf.is_empty().then_some(parts.io)
     }
 }
 

@@ -27,7 +27,7 @@ use hyper::{Request, StatusCode, Uri};
 use kubeship_parsers::prom::Format;
 
 use crate::config::TargetAuth;
-use crate::net::conn::error_chain;
+use crate::net::conn::{Io, error_chain};
 use crate::net::tls;
 
 /// What the agent accepts, best first (Prometheus's header for these two formats).
@@ -43,10 +43,11 @@ pub enum FetchError {
     Failed(String),
 }
 
-/// A target's connection, kept between scrapes.
+/// A target's connection, kept between scrapes as its socket (and TLS session)
+/// alone: hyper's buffers and state are built again for each scrape.
 #[derive(Default)]
 pub struct Client {
-    conn: Option<Conn>,
+    idle: Option<Io>,
 }
 
 /// A scrape's connection: requests without a body.
@@ -71,22 +72,23 @@ impl Client {
     ) -> Result<Format, FetchError> {
         buf.clear();
         let req = request(url, auth, timeout)?;
-        if let Some(mut conn) = self.conn.take()
-            && conn.is_open()
+        if let Some(io) = self.idle.take()
+            && let Ok(mut conn) = Conn::resume(io, Some(READ_BUFFER_BYTES)).await
         {
             match conn.exchange(clone_request(&req), limit, buf).await {
                 Ok(format) => {
-                    self.conn = Some(conn);
+                    self.idle = conn.into_io();
                     return Ok(format);
                 }
                 Err(e) if !e.before_answer => return Err(e.error),
-                // Closed by the server while idle: once more on a new connection.
+                // Closed by the server while idle (the request found the socket
+                // closed or reset): once more on a new connection.
                 Err(_) => buf.clear(),
             }
         }
         let mut conn = connect(url, auth).await?;
         let format = conn.exchange(req, limit, buf).await.map_err(|e| e.error)?;
-        self.conn = Some(conn);
+        self.idle = conn.into_io();
         Ok(format)
     }
 }
@@ -442,7 +444,9 @@ mod tests {
                 body: b"# EOF\n".to_vec(),
                 content_type,
                 gzip: false,
-                chunked: false,
+                // A chunked answer leaves the kept connection as reusable as one with
+                // a length.
+                chunked: h.path == "/om",
             }
         })
         .await;
@@ -608,12 +612,13 @@ mod tests {
         let a = TargetAuth::default();
         assert!(get(&mut c, &s.url("/"), &a, MIB).await.0.is_ok());
         for _ in 0..500 {
-            // Until the client sees the close (its connection polled once ends).
-            if c.conn.as_mut().is_none_or(|conn| !conn.is_open()) {
+            // Until the server has closed its side of the idle connection.
+            if s.stats.closed.load(Ordering::SeqCst) == 1 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        assert_eq!(s.stats.closed.load(Ordering::SeqCst), 1);
         let (r, body) = get(&mut c, &s.url("/"), &a, MIB).await;
         assert_eq!((r, body), (Ok(Format::Text), b"up 1\n".to_vec()));
         assert_eq!(
@@ -621,7 +626,11 @@ mod tests {
             2,
             "a new connection"
         );
-        assert_eq!(s.requests(), 2, "the closed one was not tried");
+        assert_eq!(
+            s.requests(),
+            2,
+            "nothing reached the server on the closed one"
+        );
     }
 
     /// An HTTPS server with the fixture certificate, answering `up 1` to one request

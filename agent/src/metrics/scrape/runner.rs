@@ -24,16 +24,25 @@ use super::process::{Input, Processed, Report, ReportValues, SeriesCache};
 use super::target::{Rules, Source, Target};
 use crate::metrics::relabel::Rule;
 use crate::metrics::series::Destination;
+use crate::net::conn::IDLE_TIMEOUT;
 use crate::telemetry::{LogLimits, Metrics};
 
 /// A target's body buffer is kept for its next scrape only up to this size, and only
 /// when that comes within [`KEEP_BUFFER_FOR`]: hundreds of targets scraped every 15 to
-/// 60 s should not each hold their last body between scrapes. Nor their plain-HTTP
-/// connection: it is kept under the same rule (HTTPS ones always, their handshake
-/// is costly).
+/// 60 s should not each hold their last body between scrapes. (Their connection is
+/// kept as a bare socket, a few hundred bytes: a plain-HTTP one while the next scrape
+/// comes within [`IDLE_TIMEOUT`], an HTTPS one always, its handshake is costly.)
 const KEEP_BUFFER_BYTES: usize = 4 << 20;
 /// See [`KEEP_BUFFER_BYTES`].
 const KEEP_BUFFER_FOR: Duration = Duration::from_secs(5);
+/// A body up to this size is processed on the loop's own thread when the target's
+/// last body took at most [`INLINE_WITHIN`] to process (a steady target: ~0.2 ms for
+/// 500 samples): handing it to the blocking pool and back costs two thread switches,
+/// more than processing it. Others (large bodies, new or churning series) go to the
+/// blocking pool, so that no target holds the runtime's thread for long.
+const INLINE_BODY_BYTES: usize = 64 << 10;
+/// See [`INLINE_BODY_BYTES`].
+const INLINE_WITHIN: Duration = Duration::from_millis(1);
 /// A target logs a failure or bad lines at most once per reason this often.
 const LOG_EVERY: Duration = Duration::from_secs(300);
 
@@ -216,6 +225,9 @@ struct State {
     health: Counted,
     /// The health of the last scrape, kept while the target is not counted.
     last: Health,
+    /// How long the last body took to process (on the blocking pool, the hand-over
+    /// included).
+    last_processing: Option<Duration>,
 }
 
 /// Runs `target`'s loop until `updates` says it is gone (then its end-of-run
@@ -238,6 +250,7 @@ pub async fn run(
         logs: LogLimits::new(LOG_EVERY),
         health: Counted::new(&shared.metrics.scrape),
         last: Health::Up,
+        last_processing: None,
     };
     let mut removed = false;
     tracing::debug!(target = %t.describe(), "scrape target added");
@@ -302,9 +315,8 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
     let started = Instant::now();
     let mut buf = std::mem::take(&mut st.buf);
     let fetched = fetch(t, shared, st, &mut buf).await;
-    if t.interval > KEEP_BUFFER_FOR && t.source.is_plain_http() {
-        // A plain-HTTP connection costs little to open and its buffers ~10 KiB to
-        // keep: kept only for a scrape that comes soon, as the body buffer.
+    if t.interval > IDLE_TIMEOUT && t.source.is_plain_http() {
+        // Servers close connections idle that long; opening one costs little.
         st.client = Client::default();
     }
     let duration = started.elapsed().as_secs_f64();
@@ -312,7 +324,14 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
     m.duration.observe(duration);
     let cache = std::mem::take(&mut st.cache);
     let (cache, buf, result) = match fetched {
-        Ok(format) => process(t, shared, cache, buf, format, start_ms).await,
+        Ok(format) => {
+            let inline = buf.len() <= INLINE_BODY_BYTES
+                && st.last_processing.is_some_and(|d| d <= INLINE_WITHIN);
+            let began = Instant::now();
+            let r = process(t, shared, cache, buf, format, start_ms, inline).await;
+            st.last_processing = Some(began.elapsed());
+            r
+        }
         Err(failure) => (cache, buf, Err(failure)),
     };
     st.cache = cache;
@@ -440,7 +459,8 @@ async fn read_file(
     Ok(())
 }
 
-/// Parses and labels a body on the blocking pool; gives back the cache and buffer.
+/// Parses and labels a body, on the blocking pool unless `inline`; gives back the
+/// cache and buffer.
 async fn process(
     t: &Arc<Target>,
     shared: &Arc<Shared>,
@@ -448,11 +468,12 @@ async fn process(
     buf: Vec<u8>,
     format: Format,
     start_ms: i64,
+    inline: bool,
 ) -> (SeriesCache, Vec<u8>, Result<Processed, Failure>) {
     let target = Arc::clone(t);
     let relabel = shared.relabel.of(t.rules);
     let limits = shared.limits;
-    let work = tokio::task::spawn_blocking(move || {
+    let work = move || {
         let input = Input {
             format,
             timestamp_ms: start_ms,
@@ -463,8 +484,23 @@ async fn process(
         };
         let p = cache.process(&buf, &input);
         (cache, buf, p)
-    });
-    match work.await {
+    };
+    // A panic while processing costs this target its cache (it starts afresh), never
+    // its loop: inline it is caught here, on the pool by the join.
+    let done = if inline {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|payload| {
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned())
+        })
+    } else {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match done {
         Ok((cache, buf, p)) => (cache, buf, Ok(p)),
         Err(e) => (
             SeriesCache::default(),

@@ -44,8 +44,8 @@ pub enum Reply {
     Status(u16),
     /// These bytes as the whole answer.
     Raw(&'static str),
-    /// A text body, then the connection closed without saying so (an idle timeout
-    /// on the server's side).
+    /// A text body, then the connection closed 100 ms later without saying so (an
+    /// idle timeout on the server's side, after the client has put it aside).
     TextThenClose(&'static str),
     /// 200, then `total` bytes of `x 1\n`-like lines in chunks, as fast as taken.
     Stream(usize),
@@ -72,6 +72,8 @@ impl Reply {
 pub struct Stats {
     /// Connections accepted.
     pub connections: AtomicUsize,
+    /// Connections the server closed (or saw closed).
+    pub closed: AtomicUsize,
     /// Requests read.
     pub requests: AtomicUsize,
     /// Bytes of streamed bodies written.
@@ -106,7 +108,11 @@ impl TestServer {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 s.connections.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, Arc::clone(&handler), Arc::clone(&s)));
+                let (handler, s) = (Arc::clone(&handler), Arc::clone(&s));
+                tokio::spawn(async move {
+                    serve(stream, handler, Arc::clone(&s)).await;
+                    s.closed.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
         TestServer { addr, stats }
@@ -188,6 +194,7 @@ async fn serve(stream: TcpStream, handler: Handler, stats: Arc<Stats>) {
                     text.len()
                 );
                 let _ = w.write_all(out.as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 return;
             }
             Reply::Raw(text) => {
