@@ -128,15 +128,22 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<Report> {
     })
 }
 
-/// Start-up is over once a batch was delivered (config, clients, credentials, the
-/// pod list, the first request), or after a while in any case: lets the kernel take
-/// back the code only start-up ran ([`crate::memory`]); and once more after the
-/// first minute, for the code only the first scrapes and requests ran.
+/// Start-up is over once a batch was delivered or a scrape handed its samples on
+/// (config, clients, credentials, the pod list, the first request or scrape), or after
+/// a while in any case: lets the kernel take back the code only start-up ran
+/// ([`crate::memory`]) before the first scrapes build their series (which would
+/// otherwise add to it at the peak); and once more after the first minute, for the
+/// code only the first scrapes and requests ran.
 fn schedule_code_release(rt: &tokio::runtime::Runtime, metrics: &Arc<Metrics>) {
     let acked = metrics.logs.batches_acked.clone();
+    let scraped = metrics
+        .scrape
+        .scrapes
+        .get_or_create(&[("outcome", crate::metrics::scrape::metrics::Outcome::Ok)])
+        .clone();
     rt.spawn(async move {
         let t0 = Instant::now();
-        while acked.get() == 0 && t0.elapsed() < RELEASE_STARTUP_CODE_AFTER {
+        while acked.get() == 0 && scraped.get() == 0 && t0.elapsed() < RELEASE_STARTUP_CODE_AFTER {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         release("start-up");
