@@ -606,6 +606,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_connection_the_server_said_it_closes_is_not_kept() {
+        // `Connection: close`, the socket left open: the next scrape must not send on it.
+        let s = TestServer::start(LOCAL, |_| {
+            Reply::Raw(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\nup 1\n",
+            )
+        })
+        .await;
+        let mut c = Client::default();
+        let a = TargetAuth::default();
+        for _ in 0..2 {
+            let (r, body) = get(&mut c, &s.url("/"), &a, MIB).await;
+            assert_eq!((r, body), (Ok(Format::Text), b"up 1\n".to_vec()));
+        }
+        assert_eq!(s.stats.connections.load(Ordering::SeqCst), 2);
+        assert_eq!(s.requests(), 2);
+    }
+
+    #[tokio::test]
     async fn a_connection_the_server_closed_while_idle_is_replaced() {
         let s = TestServer::start(LOCAL, |_| Reply::TextThenClose("up 1\n")).await;
         let mut c = Client::default();
