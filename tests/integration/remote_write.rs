@@ -401,22 +401,25 @@ fn memory_stays_bounded_while_samples_are_dropped() {
             pushed += 1000;
         }
     };
-    // Enough for every shard to reach its share of the bound.
+    // Enough for every shard to reach its share of the bound. Whole chunks are
+    // dropped (a push's samples for a shard, ~250 here): a shard may hold up to one
+    // chunk less than its share.
+    let near_bound = |p: &Pusher, pushed: f64| {
+        let (pending, dropped) = (
+            p.metric(PENDING, &[]),
+            p.metric(SAMPLES, &[("outcome", "dropped")]),
+        );
+        pending + dropped == pushed && (49_000.0..=50_000.0).contains(&pending)
+    };
     push_rounds(&mut p, 0..100);
-    p.wait_metrics("the bound reached", secs(120), |p| {
-        p.metric(PENDING, &[]) == 50_000.0
-            && p.metric(SAMPLES, &[("outcome", "dropped")]) == 50_000.0
-    });
+    p.wait_metrics("the bound reached", secs(120), |p| near_bound(p, 100_000.0));
     let full = p.rss_bytes();
     push_rounds(&mut p, 100..200);
-    p.wait_metrics("150,000 dropped", secs(120), |p| {
-        p.metric(SAMPLES, &[("outcome", "dropped")]) == 150_000.0
-    });
+    p.wait_metrics("the rest dropped", secs(120), |p| near_bound(p, 200_000.0));
     assert_eq!(pushed, 200_000);
-    assert_eq!(p.metric(PENDING, &[]), 50_000.0);
     let after = p.rss_bytes();
     eprintln!(
-        "RSS with 50,000 pending: {full} bytes; after 150,000 more pushed and dropped: {after}"
+        "RSS with ~50,000 pending: {full} bytes; after 100,000 more pushed and dropped: {after}"
     );
     assert!(
         after <= full + (4 << 20),

@@ -5,11 +5,11 @@
 //!                        └▶ endpoint 2: …
 //! ```
 //!
-//! [`RemoteWrite`] is the scraping side's [`Destination`]: a push copies the samples'
-//! handles into every endpoint's [`queue::Queue`] and never waits. Each shard's
-//! sender (`send.rs`, a task on the agent's runtime) takes batches of up to
-//! `max_samples_per_send` samples, encodes them ([`proto`]: protobuf, snappy) and
-//! sends them ([`client`]) until each is accepted or refused; a failing endpoint
+//! [`RemoteWrite`] is the scraping side's [`Destination`]: a push encodes the samples
+//! into every endpoint's [`queue::Queue`] ([`proto`]: protobuf, snappy, in chunks per
+//! shard) and never waits. Each shard's sender (`send.rs`, a task on the agent's
+//! runtime) takes batches of up to `max_samples_per_send` samples, joins their chunks
+//! into one request and sends it ([`client`]) until it is accepted or refused; a failing endpoint
 //! pauses all its shards and probes ([`gate`]). [`start`] builds the endpoints from
 //! the config and spawns the senders; [`Running::shutdown`] stops taking samples,
 //! sends what is held until the deadline and counts the rest as dropped.

@@ -1,11 +1,13 @@
-//! One endpoint's pending samples: shards by series hash, each a bounded FIFO.
+//! One endpoint's pending samples: shards by series hash, each a bounded FIFO of
+//! chunks (a push's samples for the shard, encoded and compressed: [`proto::chunks`]).
 //!
 //! A series always lands in the same shard (its hash modulo the shard count) and a
 //! shard sends one request at a time, retrying it until it is settled before taking
 //! the next: so each series' samples go out in the order they were pushed, within
 //! and across requests. A push never waits: samples beyond a shard's share of
-//! `max_pending_samples` push out that shard's oldest queued ones, which are counted
-//! as dropped. The bound counts the batch a shard has in flight too, which is never
+//! `max_pending_samples`, or chunks beyond [`BYTES_PER_SAMPLE`] bytes per sample of
+//! it, push out that shard's oldest queued chunks, whose samples are counted as
+//! dropped. The bound counts the batch a shard has in flight too, which is never
 //! dropped (it is being retried); the config keeps the bound at least twice what the
 //! shards can have in flight, so there is always room to queue.
 //!
@@ -22,14 +24,29 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::metrics::EndpointMetrics;
+use super::proto::{self, Chunk};
 use crate::metrics::series::Sample;
+
+/// What a shard's chunks may hold per sample of its bound, on average: a chunk holds a
+/// sample in ~17 bytes (`bench/metrics.sh`'s series, a scrape's share compressed
+/// together), a few dozen when a target has few series. A target whose labels are
+/// large (or random, so that they do not compress) fills this first: the bound in
+/// bytes keeps its samples from taking more memory than the bound in samples allows
+/// for (the default 500,000 samples: at most ~23 MiB of chunks).
+pub const BYTES_PER_SAMPLE: usize = 48;
 
 /// One shard's state.
 #[derive(Default)]
 struct ShardState {
-    queue: VecDeque<Sample>,
+    queue: VecDeque<Chunk>,
+    /// Samples in `queue`.
+    queued: usize,
+    /// Bytes of the chunks in `queue`.
+    queued_bytes: usize,
     /// Samples taken by the sender, not settled yet.
     in_flight: usize,
+    /// Bytes of the chunks taken by the sender, not settled yet.
+    in_flight_bytes: usize,
     /// When the oldest queued sample (or one pushed no later) arrived.
     oldest_at: Option<Instant>,
     closing: bool,
@@ -45,8 +62,12 @@ pub struct Queue {
     shards: Box<[Shard]>,
     /// Samples a shard holds at most (queued and in flight).
     cap: usize,
+    /// Bytes of chunks a shard holds at most: [`BYTES_PER_SAMPLE`] per sample of `cap`.
+    cap_bytes: usize,
     per_send: usize,
     deadline: Duration,
+    /// Where a push encodes (about a block, kept).
+    stage: Mutex<Vec<u8>>,
     metrics: EndpointMetrics,
 }
 
@@ -65,18 +86,15 @@ impl Queue {
         Self {
             shards: (0..shards)
                 .map(|_| Shard {
-                    state: Mutex::new(ShardState {
-                        // Two requests' worth: it grows while an endpoint is behind
-                        // (to about `cap`) and gives the room back once it caught up.
-                        queue: VecDeque::with_capacity(2 * per_send),
-                        ..ShardState::default()
-                    }),
+                    state: Mutex::new(ShardState::default()),
                     wake: Notify::new(),
                 })
                 .collect(),
             cap,
-            per_send,
+            cap_bytes: cap.saturating_mul(BYTES_PER_SAMPLE),
+            per_send: per_send.max(1),
             deadline,
+            stage: Mutex::new(Vec::new()),
             metrics,
         }
     }
@@ -92,11 +110,14 @@ impl Queue {
 
     /// Queues `samples` (in order), dropping each shard's oldest beyond its bound.
     /// Returns how many were dropped. Never waits for the senders.
+    ///
+    /// Each shard's share is encoded and compressed here, into chunks of at most
+    /// `max_samples_per_send` samples: the scrape that pushes them has just read
+    /// their records. The bound drops whole chunks, oldest first.
     pub fn push(&self, samples: &[Sample]) -> usize {
         let now = Instant::now();
-        let mut dropped = 0;
-        // Each sample's shard, read once (a series' hash is a read of the series,
-        // most likely a cache miss): shards are at most 64.
+        let (mut dropped, mut refused) = (0, 0);
+        // Each sample's shard, read once: shards are at most 64.
         let picks: Vec<u8> = if self.shards.len() == 1 {
             Vec::new()
         } else {
@@ -110,8 +131,22 @@ impl Queue {
                 .filter(move |&(k, _)| picks.is_empty() || usize::from(picks[k]) == i)
                 .map(|(_, s)| s)
         };
+        let mut chunks = Vec::new();
         for (i, shard) in self.shards.iter().enumerate() {
-            let incoming = of(i).count();
+            chunks.clear();
+            {
+                let mut stage = self.stage.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = proto::chunks(of(i), self.per_send, &mut stage, &mut chunks) {
+                    // Cannot happen: snappy refuses only inputs past 4 GiB, and a
+                    // block is 64 KiB.
+                    let n = of(i).count();
+                    self.metrics.failed.inc_by(n as u64);
+                    refused += n;
+                    tracing::error!(error = %e, samples = n, "remote write: cannot compress samples");
+                    continue;
+                }
+            }
+            let incoming: usize = chunks.iter().map(Chunk::samples).sum();
             if incoming == 0 {
                 continue;
             }
@@ -121,37 +156,57 @@ impl Queue {
                 continue;
             }
             let was_empty = st.queue.is_empty();
-            // Room for the newest `incoming`: first the oldest queued go, then (when
-            // one push alone is larger than the bound) the oldest of the push.
-            let room = self.cap - st.in_flight;
-            let over = (st.queue.len() + incoming).saturating_sub(room);
-            let from_queue = over.min(st.queue.len());
-            st.queue.drain(..from_queue);
-            let skip = over - from_queue;
-            st.queue.extend(of(i).skip(skip).cloned());
-            dropped += over;
-            if was_empty {
+            let before = st.queued;
+            // Room for the newest: first the oldest queued chunks go, then (when one
+            // push alone is larger than the bound) the oldest of the push.
+            let room = self.cap - st.in_flight.min(self.cap);
+            let room_bytes = self.cap_bytes - st.in_flight_bytes.min(self.cap_bytes);
+            let mut new = chunks.drain(..);
+            let mut total = st.queued + incoming;
+            let mut total_bytes =
+                st.queued_bytes + new.as_slice().iter().map(Chunk::size).sum::<usize>();
+            while total > room || total_bytes > room_bytes {
+                let c = if let Some(c) = st.queue.pop_front() {
+                    st.queued -= c.samples();
+                    st.queued_bytes -= c.size();
+                    c
+                } else if let Some(c) = new.next() {
+                    c
+                } else {
+                    break;
+                };
+                total -= c.samples();
+                total_bytes -= c.size();
+                dropped += c.samples();
+            }
+            for c in new {
+                st.queued += c.samples();
+                st.queued_bytes += c.size();
+                st.queue.push_back(c);
+            }
+            if was_empty || st.oldest_at.is_none() {
                 st.oldest_at = Some(now);
             }
-            let len = st.queue.len();
+            let len = st.queued;
             drop(st);
-            if was_empty || (len >= self.per_send && len - (incoming - skip) < self.per_send) {
+            if was_empty || (len >= self.per_send && before < self.per_send) {
                 shard.wake.notify_one();
             }
         }
         // Each pushed sample stayed or pushed out one held before it (or itself).
         self.metrics
             .pending
-            .inc_by(samples.len() as i64 - dropped as i64);
+            .inc_by(samples.len() as i64 - dropped as i64 - refused as i64);
         if dropped > 0 {
             self.metrics.dropped.inc_by(dropped as u64);
         }
         dropped
     }
 
-    /// Waits for shard `i`'s next batch and moves it into `out` (cleared first);
-    /// false once the shard is closing and empty.
-    pub async fn next_batch(&self, i: usize, out: &mut Vec<Sample>) -> bool {
+    /// Waits for shard `i`'s next batch and moves its chunks into `out` (cleared
+    /// first): at most `max_samples_per_send` samples; false once the shard is closing
+    /// and empty.
+    pub async fn next_batch(&self, i: usize, out: &mut Vec<Chunk>) -> bool {
         let shard = &self.shards[i];
         out.clear();
         loop {
@@ -160,18 +215,27 @@ impl Queue {
                 let mut st = shard.state.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
                 let due = st.oldest_at.map(|t| t + self.deadline);
-                let ready = st.queue.len() >= self.per_send
+                let ready = st.queued >= self.per_send
                     || (!st.queue.is_empty() && (st.closing || due.is_some_and(|d| now >= d)));
                 if ready {
-                    let n = st.queue.len().min(self.per_send);
-                    out.extend(st.queue.drain(..n));
+                    let (mut n, mut bytes) = (0, 0);
+                    while let Some(c) = st.queue.front() {
+                        if n > 0 && n + c.samples() > self.per_send {
+                            break;
+                        }
+                        n += c.samples();
+                        bytes += c.size();
+                        out.extend(st.queue.pop_front());
+                    }
+                    st.queued -= n;
+                    st.queued_bytes -= bytes;
                     st.in_flight += n;
+                    st.in_flight_bytes += bytes;
                     if st.queue.is_empty() {
                         st.oldest_at = None;
-                    }
-                    let keep = (2 * self.per_send).max(2 * st.queue.len());
-                    if st.queue.capacity() > 2 * keep {
-                        st.queue.shrink_to(keep);
+                        if st.queue.capacity() > 64 {
+                            st.queue.shrink_to(16);
+                        }
                     }
                     return true;
                 }
@@ -192,13 +256,15 @@ impl Queue {
         }
     }
 
-    /// Shard `i`'s batch of `n` samples was settled (sent, refused, or given up).
-    pub fn settle(&self, i: usize, n: usize) {
+    /// Shard `i`'s batch of `n` samples in `bytes` of chunks was settled (sent,
+    /// refused, or given up).
+    pub fn settle(&self, i: usize, n: usize, bytes: usize) {
         let mut st = self.shards[i]
             .state
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         st.in_flight -= n.min(st.in_flight);
+        st.in_flight_bytes -= bytes.min(st.in_flight_bytes);
         drop(st);
         self.metrics.pending.dec_by(n as i64);
     }
@@ -222,7 +288,7 @@ impl Queue {
             .iter()
             .map(|s| {
                 let st = s.state.lock().unwrap_or_else(|p| p.into_inner());
-                st.queue.len() + st.in_flight
+                st.queued + st.in_flight
             })
             .sum()
     }
@@ -235,11 +301,22 @@ mod tests {
 
     use prometheus_client::registry::Registry;
 
+    use prost::Message as _;
+
     use super::super::metrics::RemoteWriteMetrics;
+    use super::super::proto::WriteRequest;
     use super::*;
     use crate::metrics::series::Series;
 
+    /// A queue bounded by samples only.
     fn queue(shards: usize, max_pending: usize, per_send: usize) -> Queue {
+        let mut q = bounded(shards, max_pending, per_send);
+        q.cap_bytes = usize::MAX;
+        q
+    }
+
+    /// A queue bounded by samples and bytes.
+    fn bounded(shards: usize, max_pending: usize, per_send: usize) -> Queue {
         let m = RemoteWriteMetrics::register(&mut Registry::default()).endpoint("test");
         Queue::new(shards, max_pending, per_send, Duration::from_secs(5), m)
     }
@@ -248,6 +325,33 @@ mod tests {
         (0..n)
             .map(|i| Series::new([("__name__", "m"), ("i", &*i.to_string())]).unwrap())
             .collect()
+    }
+
+    /// A batch's samples as sent: each one's labels (joined) and timestamp.
+    fn sent(batch: &[Chunk]) -> Vec<(String, i64)> {
+        let body = proto::request_body(batch);
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        WriteRequest::decode(raw.as_slice())
+            .unwrap()
+            .timeseries
+            .iter()
+            .map(|t| {
+                let labels: Vec<String> = t
+                    .labels
+                    .iter()
+                    .map(|l| format!("{}={}", l.name, l.value))
+                    .collect();
+                (labels.join(","), t.samples[0].timestamp)
+            })
+            .collect()
+    }
+
+    fn count(batch: &[Chunk]) -> usize {
+        batch.iter().map(Chunk::samples).sum()
+    }
+
+    fn size(batch: &[Chunk]) -> usize {
+        batch.iter().map(Chunk::size).sum()
     }
 
     /// Round `r`'s samples: every series at time `r`.
@@ -270,20 +374,23 @@ mod tests {
         }
         assert_eq!(q.held(), 400);
         assert_eq!(q.metrics.pending.get(), 400);
-        let mut seen: HashMap<u64, (usize, Vec<i64>)> = HashMap::new();
+        let mut seen: HashMap<String, (usize, Vec<i64>)> = HashMap::new();
         let mut batch = Vec::new();
         let mut per_shard = [0; 4];
         q.close();
         for (shard, taken) in per_shard.iter_mut().enumerate() {
             while q.next_batch(shard, &mut batch).await {
-                assert!(batch.len() <= 50);
-                for s in &batch {
-                    let e = seen.entry(s.series.hash()).or_insert((shard, vec![]));
+                let n = count(&batch);
+                assert!(n <= 50);
+                let samples = sent(&batch);
+                assert_eq!(samples.len(), n);
+                for (labels, t) in samples {
+                    let e = seen.entry(labels).or_insert((shard, vec![]));
                     assert_eq!(e.0, shard, "a series in two shards");
-                    e.1.push(s.timestamp_ms);
+                    e.1.push(t);
                 }
-                *taken += batch.len();
-                q.settle(shard, batch.len());
+                *taken += n;
+                q.settle(shard, n, size(&batch));
             }
         }
         assert_eq!(seen.len(), 40);
@@ -302,7 +409,7 @@ mod tests {
         let mut batch = Vec::new();
         q.push(&round(&s, 0));
         q.close_for_test_take(&mut batch).await;
-        assert_eq!(batch[0].timestamp_ms, 0, "in flight");
+        assert_eq!(sent(&batch)[0].1, 0, "in flight");
         // 150 more: room for 99 beside the one in flight.
         let mut dropped = 0;
         for r in 1..=150 {
@@ -312,22 +419,63 @@ mod tests {
         assert_eq!(q.held(), 100);
         assert_eq!(q.metrics.dropped.get(), 51);
         assert_eq!(q.metrics.pending.get(), 100);
-        q.settle(0, 1);
+        q.settle(0, 1, 0);
         q.close();
         let mut times = Vec::new();
         while q.next_batch(0, &mut batch).await {
-            times.extend(batch.iter().map(|s| s.timestamp_ms));
-            q.settle(0, batch.len());
+            times.extend(sent(&batch).iter().map(|s| s.1));
+            q.settle(0, count(&batch), size(&batch));
         }
         assert_eq!(times, (52..=150).collect::<Vec<_>>(), "the newest 99 kept");
-        // One push larger than the bound keeps its newest.
+        // One push larger than the bound keeps its newest (whole chunks of 10).
         let q = queue(1, 20, 10);
         let big: Vec<Sample> = (0..50).flat_map(|r| round(&s, r)).collect();
         assert_eq!(q.push(&big), 30);
         q.close();
         q.next_batch(0, &mut batch).await;
-        assert_eq!(batch[0].timestamp_ms, 30);
+        let times: Vec<i64> = sent(&batch).iter().map(|s| s.1).collect();
+        assert_eq!(times, (30..40).collect::<Vec<_>>());
         assert_eq!(q.push(&big[..5]), 5, "closed: dropped");
+    }
+
+    #[tokio::test]
+    async fn large_labels_are_bounded_by_bytes_too() {
+        // Room for 100 samples: 4,800 bytes of chunks. A series with 1,000 bytes of
+        // labels that do not compress fills the bytes first.
+        let q = bounded(1, 100, 10);
+        let mut x = 1u64;
+        let value: String = (0..1000)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                char::from(b'!' + (x >> 58) as u8)
+            })
+            .collect();
+        let s = vec![Series::new([("__name__", "m"), ("v", &*value)]).unwrap()];
+        let mut dropped = 0;
+        for r in 0..50 {
+            dropped += q.push(&round(&s, r));
+        }
+        let held = q.held();
+        assert!((1..=5).contains(&held), "{held} held");
+        assert_eq!(dropped, 50 - held);
+        assert_eq!(q.metrics.dropped.get() as usize, dropped);
+        {
+            let st = q.shards[0].state.lock().unwrap();
+            assert!(st.queued_bytes <= q.cap_bytes, "{} bytes", st.queued_bytes);
+            assert!(
+                st.queued_bytes > 1000 * held,
+                "incompressible: {}",
+                st.queued_bytes
+            );
+        }
+        // The newest were kept.
+        let mut batch = Vec::new();
+        q.close();
+        assert!(q.next_batch(0, &mut batch).await);
+        let times: Vec<i64> = sent(&batch).iter().map(|s| s.1).collect();
+        assert_eq!(times, ((50 - held as i64)..50).collect::<Vec<_>>());
     }
 
     #[tokio::test(start_paused = true)]
@@ -340,20 +488,20 @@ mod tests {
             tokio::spawn(async move {
                 let mut batch = Vec::new();
                 assert!(q.next_batch(0, &mut batch).await);
-                (tokio::time::Instant::now(), batch.len())
+                (tokio::time::Instant::now(), count(&batch))
             })
         };
         let t0 = tokio::time::Instant::now();
         let (at, n) = taker.await.unwrap();
         assert_eq!(n, 1);
         assert_eq!(at - t0, Duration::from_secs(5), "the batch deadline");
-        q.settle(0, 1);
+        q.settle(0, 1, 0);
         // A full batch goes at once.
         let q2 = Arc::clone(&q);
         let taker = tokio::spawn(async move {
             let mut batch = Vec::new();
             assert!(q2.next_batch(0, &mut batch).await);
-            (tokio::time::Instant::now(), batch.len())
+            (tokio::time::Instant::now(), count(&batch))
         });
         tokio::task::yield_now().await;
         let t1 = tokio::time::Instant::now();
@@ -366,7 +514,7 @@ mod tests {
 
     impl Queue {
         /// Closes, takes one batch, and reopens (a sender that took a batch).
-        async fn close_for_test_take(&self, out: &mut Vec<Sample>) {
+        async fn close_for_test_take(&self, out: &mut Vec<Chunk>) {
             self.close();
             assert!(self.next_batch(0, out).await);
             self.shards[0].state.lock().unwrap().closing = false;

@@ -11,36 +11,28 @@ use bytes::Bytes;
 use super::Endpoint;
 use super::client::{Answer, RetryKind};
 use super::metrics::RequestOutcome;
-use super::proto::{self, Scratch};
-use crate::metrics::series::Sample;
+use super::proto::{self, Chunk};
 
 /// Runs shard `shard` of `e` until its queue is closed and empty.
 pub(super) async fn run_shard(e: Arc<Endpoint>, shard: usize) {
-    let mut batch: Vec<Sample> = Vec::new();
-    let mut scratch = Scratch::default();
+    let mut batch: Vec<Chunk> = Vec::new();
     while e.queue.next_batch(shard, &mut batch).await {
         e.client.sweep();
-        let n = batch.len();
+        let n: usize = batch.iter().map(Chunk::samples).sum();
+        let bytes: usize = batch.iter().map(Chunk::size).sum();
+        let newest = batch.iter().map(Chunk::newest_ms).max();
         // A new buffer each time: the request's `Bytes` takes it over, and a shard
         // keeps no request-sized buffer between requests.
-        let mut body = Vec::new();
-        match proto::body(&batch, &mut scratch, &mut body) {
-            Ok(()) => deliver(&e, Bytes::from(body), &batch).await,
-            Err(err) => {
-                // Only a body larger than snappy's 4 GiB limit: cannot happen with
-                // at most 100,000 samples per request.
-                e.metrics.failed.inc_by(n as u64);
-                tracing::error!(endpoint = %e.name, error = %err, "remote write: cannot compress a request");
-            }
-        }
-        e.queue.settle(shard, n);
+        let body = proto::request_body(&batch);
         batch.clear();
+        deliver(&e, Bytes::from(body), n, newest).await;
+        e.queue.settle(shard, n, bytes);
     }
 }
 
-/// Sends `body` (the encoded `batch`) until it is accepted or refused.
-async fn deliver(e: &Endpoint, body: Bytes, batch: &[Sample]) {
-    let n = batch.len() as u64;
+/// Sends `body` (a batch of `samples`) until it is accepted or refused.
+async fn deliver(e: &Endpoint, body: Bytes, samples: usize, newest: Option<i64>) {
+    let n = samples as u64;
     loop {
         let turn = e.gate.turn().await;
         let t0 = Instant::now();
@@ -50,7 +42,7 @@ async fn deliver(e: &Endpoint, body: Bytes, batch: &[Sample]) {
             Answer::Accepted => {
                 e.metrics.request(RequestOutcome::Ok);
                 e.metrics.sent.inc_by(n);
-                note_highest(e, batch);
+                note_highest(e, newest);
                 e.gate.answered();
                 return;
             }
@@ -97,9 +89,9 @@ async fn deliver(e: &Endpoint, body: Bytes, batch: &[Sample]) {
     }
 }
 
-/// Raises the endpoint's newest-timestamp gauge to `batch`'s newest sample.
-fn note_highest(e: &Endpoint, batch: &[Sample]) {
-    let Some(newest) = batch.iter().map(|s| s.timestamp_ms).max() else {
+/// Raises the endpoint's newest-timestamp gauge to a sent batch's newest sample.
+fn note_highest(e: &Endpoint, newest: Option<i64>) {
+    let Some(newest) = newest else {
         return;
     };
     let mut highest = e.highest_ms.lock().unwrap_or_else(|p| p.into_inner());
