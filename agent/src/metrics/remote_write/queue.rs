@@ -184,7 +184,12 @@ impl Queue {
                 st.queued_bytes += c.size();
                 st.queue.push_back(c);
             }
-            if was_empty || st.oldest_at.is_none() {
+            if st.queue.is_empty() {
+                // All of it dropped (one chunk larger than the bound in bytes): no
+                // deadline to wait for, or the sender would wake for nothing, at once
+                // and again.
+                st.oldest_at = None;
+            } else if was_empty || st.oldest_at.is_none() {
                 st.oldest_at = Some(now);
             }
             let len = st.queued;
@@ -470,6 +475,13 @@ mod tests {
                 st.queued_bytes
             );
         }
+        // A chunk larger than the bound in bytes is dropped whole, and leaves no
+        // deadline behind.
+        let q2 = bounded(1, 20, 10);
+        let huge = vec![Series::new([("__name__", "m"), ("v", &*value.repeat(3))]).unwrap()];
+        assert_eq!(q2.push(&round(&huge, 0)), 1);
+        assert_eq!(q2.held(), 0);
+        assert!(q2.shards[0].state.lock().unwrap().oldest_at.is_none());
         // The newest were kept.
         let mut batch = Vec::new();
         q.close();
