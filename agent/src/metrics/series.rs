@@ -442,14 +442,22 @@ impl BlockBuilder {
     }
 }
 
+/// The hash of the record at `at`: its first 8 bytes (0, were `at` not a record's
+/// start: it always is).
+fn hash_at(bytes: &[u8], at: At) -> u64 {
+    let at = at as usize;
+    bytes
+        .get(at..)
+        .and_then(|b| b.first_chunk::<8>())
+        .map_or(0, |h| u64::from_le_bytes(*h))
+}
+
 /// Reads the record at `at`: the index of its shared run, and the record (empty, were
 /// `at` not a record's start: it always is).
 fn read<'a>(shared: &'a [SharedLabels], bytes: &'a [u8], at: At) -> (usize, Record<'a>) {
     let whole = bytes.get(at as usize..).unwrap_or_default();
-    let (hash, mut rest) = match whole.split_first_chunk::<8>() {
-        Some((h, rest)) => (u64::from_le_bytes(*h), rest),
-        None => (0, &[][..]),
-    };
+    let hash = hash_at(bytes, at);
+    let mut rest = whole.get(8..).unwrap_or_default();
     let mut varint = || decode_varint(&mut rest).unwrap_or(0);
     let (order, family, len) = (varint(), varint(), varint());
     let family = usize::try_from(family).unwrap_or(0);
@@ -589,17 +597,6 @@ impl Series {
         self.record().labels()
     }
 
-    /// The encoded length of the labels as `TimeSeries.labels` fields.
-    pub fn encoded_len(&self) -> usize {
-        self.record().encoded_len()
-    }
-
-    /// Appends the labels as `TimeSeries.labels` fields, in name order
-    /// ([`Series::encoded_len`] bytes).
-    pub fn write_labels(&self, out: &mut Vec<u8>) {
-        self.record().write_labels(out);
-    }
-
     /// Whether both are the same record (not only the same labels).
     pub fn is(&self, o: &Series) -> bool {
         self.at == o.at && Arc::ptr_eq(&self.block, &o.block)
@@ -619,13 +616,8 @@ impl Series {
 
     /// A hash of the labels (the queue shard of the series).
     pub fn hash(&self) -> u64 {
-        // The first 8 bytes of its record: read without decoding the rest.
-        let at = self.at as usize;
-        self.block
-            .bytes
-            .get(at..at + 8)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, u64::from_le_bytes)
+        // Read without decoding the rest of its record.
+        hash_at(&self.block.bytes, self.at)
     }
 
     /// Bytes of labels the series holds of its own (not shared with its target).
@@ -766,7 +758,7 @@ mod tests {
         let s = Series::with_shared(refs.clone(), &shared, &target).unwrap();
         assert_eq!(s.order(), MERGE_BY_NAME);
         let mut bytes = Vec::new();
-        s.write_labels(&mut bytes);
+        s.record().write_labels(&mut bytes);
         let names: Vec<String> = TimeSeries::decode(&bytes[..])
             .unwrap()
             .labels
@@ -795,8 +787,8 @@ mod tests {
         ];
         let s = Series::with_shared(labels, &shared, &t).unwrap();
         let mut bytes = Vec::new();
-        s.write_labels(&mut bytes);
-        assert_eq!(bytes.len(), s.encoded_len());
+        s.record().write_labels(&mut bytes);
+        assert_eq!(bytes.len(), s.record().encoded_len());
         let decoded = TimeSeries::decode(&bytes[..]).unwrap();
         let mut want: Vec<Label> = labels
             .iter()
@@ -852,8 +844,8 @@ mod tests {
             proptest::prop_assert_eq!(&read, &want);
             proptest::prop_assert!(read.windows(2).all(|w| w[0].0 < w[1].0));
             let mut bytes = Vec::new();
-            split.write_labels(&mut bytes);
-            proptest::prop_assert_eq!(bytes.len(), split.encoded_len());
+            split.record().write_labels(&mut bytes);
+            proptest::prop_assert_eq!(bytes.len(), split.record().encoded_len());
             let decoded = TimeSeries::decode(&bytes[..]).unwrap();
             let pairs: Vec<(&str, &str)> =
                 decoded.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();

@@ -84,8 +84,8 @@ fn sample_len(s: &Sample) -> usize {
 
 /// How much protobuf is handed to snappy at a time: its block size. Snappy's encoder
 /// compresses each 64 KiB block of its input on its own, so a body compressed block
-/// by block is the same body, and the protobuf of a request (about 0.5 MB for 2,000
-/// samples) never exists whole: a shard keeps one block, not the request twice over.
+/// by block is the same body, and the protobuf of a push (about 0.5 MB for 2,000
+/// samples) never exists whole: one block is staged at a time.
 const BLOCK: usize = 1 << 16;
 
 /// Appends `block` compressed, without the length snappy puts first (the body has
@@ -134,15 +134,33 @@ impl Chunk {
     }
 }
 
-/// Appends `samples`, in order, as chunks of at most `per_chunk` samples to `out`;
-/// `stage` is a buffer kept from one call to the next (about a block).
+/// What encoding keeps from one call of [`chunks`] to the next: the protobuf being
+/// staged (about a block) and snappy's encoder (its hash tables).
+pub struct Stage {
+    raw: Vec<u8>,
+    encoder: snap::raw::Encoder,
+}
+
+impl Default for Stage {
+    fn default() -> Stage {
+        Stage {
+            raw: Vec::new(),
+            encoder: snap::raw::Encoder::new(),
+        }
+    }
+}
+
+/// Appends `samples`, in order, as chunks of at most `per_chunk` samples to `out`.
 pub fn chunks<'a>(
     samples: impl IntoIterator<Item = &'a Sample>,
     per_chunk: usize,
-    stage: &mut Vec<u8>,
+    stage: &mut Stage,
     out: &mut Vec<Chunk>,
 ) -> Result<(), snap::Error> {
-    let mut encoder = snap::raw::Encoder::new();
+    let Stage {
+        raw: stage,
+        encoder,
+    } = stage;
     let mut samples = samples.into_iter().peekable();
     while samples.peek().is_some() {
         stage.clear();
@@ -155,12 +173,12 @@ pub fn chunks<'a>(
             n += 1;
             newest_ms = newest_ms.max(s.timestamp_ms);
             while stage.len() >= BLOCK {
-                compress_block(&mut encoder, &stage[..BLOCK], &mut bytes)?;
+                compress_block(encoder, &stage[..BLOCK], &mut bytes)?;
                 stage.drain(..BLOCK);
             }
         }
         if !stage.is_empty() {
-            compress_block(&mut encoder, stage, &mut bytes)?;
+            compress_block(encoder, stage, &mut bytes)?;
         }
         out.push(Chunk {
             bytes: bytes.into_boxed_slice(),
@@ -191,10 +209,12 @@ pub fn request_body(chunks: &[Chunk]) -> Vec<u8> {
 
 /// Appends one sample as a `timeseries` field of its own.
 fn write_one(s: &Sample, out: &mut Vec<u8>) {
-    let len = s.series.encoded_len() + field_len(2, sample_len(s));
+    // The record is read once, for its length and its labels.
+    let record = s.series.record();
+    let len = record.encoded_len() + field_len(2, sample_len(s));
     encode_key(1, WireType::LengthDelimited, out);
     encode_varint(len as u64, out);
-    s.series.write_labels(out);
+    record.write_labels(out);
     write_sample(s, out);
 }
 
@@ -258,7 +278,7 @@ mod tests {
     /// `batch` in chunks of at most `per_chunk` samples.
     fn chunked(batch: &[Sample], per_chunk: usize) -> Vec<Chunk> {
         let mut out = Vec::new();
-        chunks(batch, per_chunk, &mut Vec::new(), &mut out).unwrap();
+        chunks(batch, per_chunk, &mut Stage::default(), &mut out).unwrap();
         out
     }
 
@@ -396,7 +416,7 @@ mod tests {
             .enumerate()
             .map(|(i, s)| sample(s, 1_700_000_000_000 + i as i64, i as f64))
             .collect();
-        let mut stage = Vec::new();
+        let mut stage = Stage::default();
         let mut out = Vec::new();
         chunks(&batch, 10_000, &mut stage, &mut out).unwrap();
         let bytes = raw(&out);
@@ -409,17 +429,21 @@ mod tests {
         let whole = snap::raw::Encoder::new().compress_vec(&bytes).unwrap();
         assert_eq!(request_body(&out), whole);
         // What is staged stays about a block once the big series is gone.
-        assert!(stage.capacity() <= 4 * BLOCK, "{}", stage.capacity());
+        assert!(
+            stage.raw.capacity() <= 4 * BLOCK,
+            "{}",
+            stage.raw.capacity()
+        );
         let small: Vec<Sample> = batch
             .iter()
-            .filter(|s| s.series.encoded_len() < 1000)
+            .filter(|s| s.series.record().encoded_len() < 1000)
             .cloned()
             .collect();
-        let mut stage = Vec::new();
+        let mut stage = Stage::default();
         out.clear();
         chunks(&small, 10_000, &mut stage, &mut out).unwrap();
         assert_eq!(raw(&out), with_prost(&small).encode_to_vec());
-        assert!(stage.capacity() < 3 * BLOCK, "{}", stage.capacity());
+        assert!(stage.raw.capacity() < 3 * BLOCK, "{}", stage.raw.capacity());
     }
 
     proptest! {

@@ -66,8 +66,8 @@ pub struct Queue {
     cap_bytes: usize,
     per_send: usize,
     deadline: Duration,
-    /// Where a push encodes (about a block, kept).
-    stage: Mutex<Vec<u8>>,
+    /// Where a push encodes.
+    stage: Mutex<proto::Stage>,
     metrics: EndpointMetrics,
 }
 
@@ -94,7 +94,7 @@ impl Queue {
             cap_bytes: cap.saturating_mul(BYTES_PER_SAMPLE),
             per_send: per_send.max(1),
             deadline,
-            stage: Mutex::new(Vec::new()),
+            stage: Mutex::new(proto::Stage::default()),
             metrics,
         }
     }
@@ -157,32 +157,22 @@ impl Queue {
             }
             let was_empty = st.queue.is_empty();
             let before = st.queued;
-            // Room for the newest: first the oldest queued chunks go, then (when one
-            // push alone is larger than the bound) the oldest of the push.
-            let room = self.cap - st.in_flight.min(self.cap);
-            let room_bytes = self.cap_bytes - st.in_flight_bytes.min(self.cap_bytes);
-            let mut new = chunks.drain(..);
-            let mut total = st.queued + incoming;
-            let mut total_bytes =
-                st.queued_bytes + new.as_slice().iter().map(Chunk::size).sum::<usize>();
-            while total > room || total_bytes > room_bytes {
-                let c = if let Some(c) = st.queue.pop_front() {
-                    st.queued -= c.samples();
-                    st.queued_bytes -= c.size();
-                    c
-                } else if let Some(c) = new.next() {
-                    c
-                } else {
-                    break;
-                };
-                total -= c.samples();
-                total_bytes -= c.size();
-                dropped += c.samples();
-            }
-            for c in new {
+            for c in chunks.drain(..) {
                 st.queued += c.samples();
                 st.queued_bytes += c.size();
                 st.queue.push_back(c);
+            }
+            // Back within the bound: the oldest queued chunks go first, then (when one
+            // push alone is larger than the bound) the oldest of the push.
+            while st.queued + st.in_flight > self.cap
+                || st.queued_bytes + st.in_flight_bytes > self.cap_bytes
+            {
+                let Some(c) = st.queue.pop_front() else {
+                    break;
+                };
+                st.queued -= c.samples();
+                st.queued_bytes -= c.size();
+                dropped += c.samples();
             }
             if st.queue.is_empty() {
                 // All of it dropped (one chunk larger than the bound in bytes): no

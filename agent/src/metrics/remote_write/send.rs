@@ -1,4 +1,5 @@
-//! A shard's sender: takes a batch, encodes it once, and sends it until the endpoint
+//! A shard's sender: takes a batch, joins its chunks into one request (encoded when
+//! they were queued), and sends it until the endpoint
 //! accepts or refuses it, waiting its turn at the endpoint's [`Gate`](super::gate::Gate)
 //! before every attempt; then the next batch. One request at a time per shard, so a
 //! series' samples leave in order, retries included.

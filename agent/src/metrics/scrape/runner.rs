@@ -225,7 +225,7 @@ struct State {
     health: Counted,
     /// The health of the last scrape, kept while the target is not counted.
     last: Health,
-    /// How long the last body took to process (on the blocking pool, the hand-over
+    /// How long the last body took to process (on the blocking pool: the hand-over
     /// included).
     last_processing: Option<Duration>,
 }
