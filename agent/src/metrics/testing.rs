@@ -8,6 +8,8 @@ use super::series::{Destination, Sample};
 #[derive(Default)]
 pub struct Collect {
     pushes: Mutex<Vec<Vec<Sample>>>,
+    /// The thread each push came from, in the same order.
+    threads: Mutex<Vec<std::thread::ThreadId>>,
     pushed: tokio::sync::Notify,
 }
 
@@ -15,6 +17,11 @@ impl Collect {
     /// Every push so far, in order.
     pub fn pushes(&self) -> Vec<Vec<Sample>> {
         self.pushes.lock().unwrap().clone()
+    }
+
+    /// The thread each push so far came from, in order.
+    pub fn threads(&self) -> Vec<std::thread::ThreadId> {
+        self.threads.lock().unwrap().clone()
     }
 
     /// Waits (at most `within`) until `cond` holds for the pushes so far.
@@ -50,7 +57,14 @@ impl Collect {
 
 impl Destination for Collect {
     fn push(&self, samples: Vec<Sample>) {
-        self.pushes.lock().unwrap().push(samples);
+        // Both under one lock: a reader sees them in step.
+        let mut pushes = self.pushes.lock().unwrap();
+        self.threads
+            .lock()
+            .unwrap()
+            .push(std::thread::current().id());
+        pushes.push(samples);
+        drop(pushes);
         self.pushed.notify_waiters();
     }
 }

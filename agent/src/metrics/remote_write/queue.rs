@@ -35,6 +35,10 @@ use crate::metrics::series::Sample;
 /// for (the default 500,000 samples: at most ~23 MiB of chunks).
 pub const BYTES_PER_SAMPLE: usize = 48;
 
+/// Encoding stages kept between pushes (each up to ~160 KiB: a staged block and snappy's
+/// tables): as many as threads commonly push at once.
+const KEEP_STAGES: usize = 4;
+
 /// One shard's state.
 #[derive(Default)]
 struct ShardState {
@@ -66,8 +70,10 @@ pub struct Queue {
     cap_bytes: usize,
     per_send: usize,
     deadline: Duration,
-    /// Where a push encodes.
-    stage: Mutex<proto::Stage>,
+    /// Where pushes encode: a push takes one (or makes one) and puts it back, so
+    /// that pushes from several threads encode side by side, none waiting while
+    /// another compresses a large scrape.
+    stages: Mutex<Vec<proto::Stage>>,
     metrics: EndpointMetrics,
 }
 
@@ -94,7 +100,7 @@ impl Queue {
             cap_bytes: cap.saturating_mul(BYTES_PER_SAMPLE),
             per_send: per_send.max(1),
             deadline,
-            stage: Mutex::new(proto::Stage::default()),
+            stages: Mutex::new(Vec::new()),
             metrics,
         }
     }
@@ -106,6 +112,20 @@ impl Queue {
 
     fn shard_of(&self, s: &Sample) -> usize {
         (s.series.hash() % self.shards.len() as u64) as usize
+    }
+
+    fn take_stage(&self) -> proto::Stage {
+        let mut stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        stages.pop().unwrap_or_default()
+    }
+
+    /// Keeps `stage` for the next push, unless [`KEEP_STAGES`] are kept already
+    /// (pushes at once beyond that, rare, make their own).
+    fn put_stage(&self, stage: proto::Stage) {
+        let mut stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        if stages.len() < KEEP_STAGES {
+            stages.push(stage);
+        }
     }
 
     /// Queues `samples` (in order), dropping each shard's oldest beyond its bound.
@@ -132,19 +152,17 @@ impl Queue {
                 .map(|(_, s)| s)
         };
         let mut chunks = Vec::new();
+        let mut stage = self.take_stage();
         for (i, shard) in self.shards.iter().enumerate() {
             chunks.clear();
-            {
-                let mut stage = self.stage.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(e) = proto::chunks(of(i), self.per_send, &mut stage, &mut chunks) {
-                    // Cannot happen: snappy refuses only inputs past 4 GiB, and a
-                    // block is 64 KiB.
-                    let n = of(i).count();
-                    self.metrics.failed.inc_by(n as u64);
-                    refused += n;
-                    tracing::error!(error = %e, samples = n, "remote write: cannot compress samples");
-                    continue;
-                }
+            if let Err(e) = proto::chunks(of(i), self.per_send, &mut stage, &mut chunks) {
+                // Cannot happen: snappy refuses only inputs past 4 GiB, and a block is
+                // 64 KiB.
+                let n = of(i).count();
+                self.metrics.failed.inc_by(n as u64);
+                refused += n;
+                tracing::error!(error = %e, samples = n, "remote write: cannot compress samples");
+                continue;
             }
             let incoming: usize = chunks.iter().map(Chunk::samples).sum();
             if incoming == 0 {
@@ -188,6 +206,7 @@ impl Queue {
                 shard.wake.notify_one();
             }
         }
+        self.put_stage(stage);
         // Each pushed sample stayed or pushed out one held before it (or itself).
         self.metrics
             .pending
@@ -394,6 +413,56 @@ mod tests {
         }
         assert!(per_shard.iter().all(|&n| n > 0), "spread: {per_shard:?}");
         assert_eq!(q.metrics.pending.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn pushes_from_several_threads_at_once_each_arrive_whole_and_in_order() {
+        let q = queue(4, 1_000_000, 300);
+        let threads = 8;
+        let per_thread: Vec<Vec<Series>> = (0..threads)
+            .map(|t| {
+                (0..50)
+                    .map(|i| {
+                        Series::new([
+                            ("__name__", "m"),
+                            ("t", &*t.to_string()),
+                            ("i", &*i.to_string()),
+                        ])
+                        .unwrap()
+                    })
+                    .collect()
+            })
+            .collect();
+        let start = std::sync::Barrier::new(threads);
+        std::thread::scope(|scope| {
+            for all in &per_thread {
+                let (q, start) = (&q, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    for r in 0..20 {
+                        assert_eq!(q.push(&round(all, r)), 0);
+                    }
+                });
+            }
+        });
+        assert_eq!(q.held(), threads * 50 * 20);
+        let kept = q.stages.lock().unwrap().len();
+        assert!((1..=KEEP_STAGES).contains(&kept), "{kept} stages kept");
+        q.close();
+        let mut seen: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut batch = Vec::new();
+        for shard in 0..4 {
+            while q.next_batch(shard, &mut batch).await {
+                for (labels, t) in sent(&batch) {
+                    seen.entry(labels).or_default().push(t);
+                }
+                q.settle(shard, count(&batch), size(&batch));
+            }
+        }
+        assert_eq!(seen.len(), threads * 50);
+        for (labels, times) in seen {
+            assert_eq!(times, (0..20).collect::<Vec<_>>(), "{labels} in push order");
+        }
     }
 
     #[tokio::test]

@@ -612,6 +612,54 @@ mod tests {
         r.handle.stop(std::time::Instant::now() + WAIT).await;
     }
 
+    /// One thread runs the loops: a push from any other came from the blocking pool.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_large_scrape_is_handed_on_from_the_blocking_pool_a_small_one_from_its_loop() {
+        let many: String = (0..5000).map(|i| format!("m{{i=\"{i}\"}} 1\n")).collect();
+        let s = TestServer::start(LOCAL, move |h| match h.path.as_str() {
+            "/large" => Reply::text(&many),
+            _ => Reply::text("m 1\n"),
+        })
+        .await;
+        let a = s.addr;
+        let mut cfg = config(&format!(
+            "    static_targets:\n      \
+             - {{url: 'http://{a}/large', job: large}}\n      \
+             - {{url: 'http://{a}/small', job: small}}\n"
+        ));
+        for t in &mut cfg.static_targets {
+            t.interval = Some(Duration::from_millis(200));
+        }
+        let r = run(cfg);
+        r.dest
+            .wait_for(WAIT, |p| {
+                ["large", "small"]
+                    .iter()
+                    .all(|j| of(p, "up", "job", j).len() >= 2)
+            })
+            .await;
+        let (pushes, threads) = (r.dest.pushes(), r.dest.threads());
+        let here = std::thread::current().id();
+        let from = |job: &str| -> Vec<bool> {
+            pushes
+                .iter()
+                .zip(&threads)
+                .filter(|(p, _)| p.iter().any(|s| s.series.get("job") == Some(job)))
+                .map(|(p, &t)| {
+                    if job == "large" {
+                        assert_eq!(p.len(), 5000 + 5, "the samples and the target's five");
+                    }
+                    t == here
+                })
+                .collect()
+        };
+        let (large, small) = (from("large"), from("small"));
+        assert!(large.len() >= 2 && small.len() >= 2, "{large:?} {small:?}");
+        assert!(large.iter().all(|&on_loop| !on_loop), "large: {large:?}");
+        assert!(small.iter().all(|&on_loop| on_loop), "small: {small:?}");
+        r.handle.stop(std::time::Instant::now() + WAIT).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn failures_count_their_outcome_and_bad_lines_their_reason() {
         let s = TestServer::start(LOCAL, |h| match h.path.as_str() {

@@ -23,7 +23,7 @@ use super::metrics::{Health, Outcome, ScrapeMetrics};
 use super::process::{Input, Processed, Report, ReportValues, SeriesCache};
 use super::target::{Rules, Source, Target};
 use crate::metrics::relabel::Rule;
-use crate::metrics::series::Destination;
+use crate::metrics::series::{Destination, Sample};
 use crate::net::conn::IDLE_TIMEOUT;
 use crate::telemetry::{LogLimits, Metrics};
 
@@ -43,6 +43,11 @@ const KEEP_BUFFER_FOR: Duration = Duration::from_secs(5);
 const INLINE_BODY_BYTES: usize = 64 << 10;
 /// See [`INLINE_BODY_BYTES`].
 const INLINE_WITHIN: Duration = Duration::from_millis(1);
+/// A scrape's samples past this many are handed on from the blocking pool: a
+/// remote-write endpoint encodes and compresses them as it queues them (~0.15 µs a
+/// sample), which for a large body would hold a runtime thread, and the targets and log
+/// files it serves, for tens of milliseconds.
+const INLINE_PUSH_SAMPLES: usize = 4096;
 /// A target logs a failure or bad lines at most once per reason this often.
 const LOG_EVERY: Duration = Duration::from_secs(300);
 
@@ -286,7 +291,7 @@ pub async fn run(
                     let mut out = Vec::new();
                     st.cache.fail(now, &mut out);
                     report.push_stale(&mut out, now);
-                    shared.destination.push(out);
+                    hand_on(&shared, out).await;
                     tracing::debug!(target = %t.describe(), "scrape target gone: its series are marked stale");
                     shared.wake_manager.notify_one();
                     return;
@@ -383,7 +388,23 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
     st.last = if values.up { Health::Up } else { Health::Down };
     st.health.set(Some(st.last));
     report.push(&mut samples, start_ms, values);
-    shared.destination.push(samples);
+    hand_on(shared, samples).await;
+}
+
+/// Hands a scrape's samples to the destination: at once when they are few, on the
+/// blocking pool when they are many ([`INLINE_PUSH_SAMPLES`]). The target's next scrape
+/// waits for it either way, so its samples leave in the order it made them.
+async fn hand_on(shared: &Arc<Shared>, samples: Vec<Sample>) {
+    if samples.len() <= INLINE_PUSH_SAMPLES {
+        shared.destination.push(samples);
+        return;
+    }
+    let destination = Arc::clone(&shared.destination);
+    let n = samples.len();
+    if let Err(e) = tokio::task::spawn_blocking(move || destination.push(samples)).await {
+        // A panic in the destination, or the runtime shutting down.
+        tracing::error!(samples = n, error = %e, "scraped samples could not be handed on; they are lost");
+    }
 }
 
 /// The body of one scrape into `buf`, within the target's timeout and limit.
