@@ -9,8 +9,9 @@
 //! all; at `prometheus.io/path` (default `/metrics`) over `prometheus.io/scheme`
 //! (`http`, default, or `https`). `kubeship.io/scrape-interval` (`30s`, `1m30s`,
 //! `500ms`, or seconds) and `kubeship.io/sample-limit` (0: none) override the
-//! config for the pod. A bad annotation value is reported and the config's value
-//! used (a bad port, path or scheme: the pod is not scraped).
+//! config for the pod, the sample limit up to `pods.max_sample_limit`, which a pod
+//! cannot raise. A bad annotation value is reported and the config's value used (a
+//! bad port, path or scheme: the pod is not scraped).
 
 use std::time::Duration;
 
@@ -188,6 +189,15 @@ pub fn self_target(cfg: &ScrapeConfig, node: &str, self_pod: Option<&PodRef>) ->
     )
 }
 
+/// A pod target's sample limit: `limit` (0: none) held to `max` (0: none).
+fn ceiling(limit: usize, max: usize) -> usize {
+    match (limit, max) {
+        (limit, 0) => limit,
+        (0, max) => max,
+        (limit, max) => limit.min(max),
+    }
+}
+
 /// The targets of one pod (none unless it is Running, has an IP and asks to be
 /// scraped); what is wrong with its annotations goes to `report`.
 pub fn pod_targets(
@@ -256,7 +266,7 @@ pub fn pod_targets(
             }
         },
     };
-    let sample_limit = match a.get(SAMPLE_LIMIT) {
+    let asked = match a.get(SAMPLE_LIMIT) {
         None => cfg.sample_limit,
         Some(v) => v.trim().parse::<usize>().unwrap_or_else(|_| {
             report(format!(
@@ -266,6 +276,17 @@ pub fn pod_targets(
             cfg.sample_limit
         }),
     };
+    let sample_limit = ceiling(asked, cfg.pods.max_sample_limit);
+    if sample_limit != asked && a.contains_key(SAMPLE_LIMIT) {
+        report(format!(
+            "{SAMPLE_LIMIT}: {} is above metrics.scrape.pods.max_sample_limit; using {sample_limit}",
+            if asked == 0 {
+                "0 (none)".to_owned()
+            } else {
+                asked.to_string()
+            }
+        ));
+    }
     let auth: &TargetAuth = &cfg.pods.auth;
     let mut targets = Vec::new();
     for (port, container) in ports {
@@ -555,6 +576,56 @@ mod tests {
         assert_eq!(
             urls(&targets_of(&p, &c).0),
             ["http://[fd00::7]:9090/metrics"]
+        );
+    }
+
+    #[test]
+    fn a_pods_sample_limit_is_held_to_the_ceiling() {
+        let base = [(SCRAPE, "true"), (PORT, "9090")];
+        let limit = |c: &ScrapeConfig, extra: &[(&str, &str)]| {
+            let mut a = base.to_vec();
+            a.extend_from_slice(extra);
+            let (t, problems) = targets_of(&pod(&a, vec![]), c);
+            (t[0].sample_limit, problems.len())
+        };
+        let default = cfg("    interval_secs: 30\n");
+        assert_eq!(default.pods.max_sample_limit, 200_000);
+        let max = 200_000;
+        assert_eq!(
+            limit(&default, &[]),
+            (max, 0),
+            "no limit anywhere: the ceiling"
+        );
+        assert_eq!(limit(&default, &[(SAMPLE_LIMIT, "5000")]), (5000, 0));
+        assert_eq!(limit(&default, &[(SAMPLE_LIMIT, "900000")]), (max, 1));
+        assert_eq!(limit(&default, &[(SAMPLE_LIMIT, "0")]), (max, 1));
+        let c = cfg("    sample_limit: 300000\n    pods: {max_sample_limit: 1000}\n");
+        assert_eq!(
+            limit(&c, &[]),
+            (1000, 0),
+            "the config's own limit is held too"
+        );
+        let none = cfg("    sample_limit: 300000\n    pods: {max_sample_limit: 0}\n");
+        assert_eq!(limit(&none, &[]), (300_000, 0));
+        assert_eq!(
+            limit(&none, &[(SAMPLE_LIMIT, "0")]),
+            (0, 0),
+            "0: no ceiling"
+        );
+        // Only pods: the kubelet, static targets and the agent keep `sample_limit`.
+        let c = cfg(
+            "    pods: {max_sample_limit: 10}\n    static_targets:\n      \
+                     - {url: 'http://127.0.0.1:9/m'}\n",
+        );
+        assert!(
+            static_targets(&c, "node-1")
+                .iter()
+                .all(|t| t.sample_limit == 0)
+        );
+        assert!(
+            kubelet_targets(&c, "node-1")
+                .iter()
+                .all(|t| t.sample_limit == 0)
         );
     }
 
