@@ -32,6 +32,9 @@ pub(super) struct RawScrape {
     /// 0: no limit.
     #[serde(default = "default_zero")]
     pub sample_limit: Spanned<u64>,
+    /// 0: no budget.
+    #[serde(default = "default_max_series")]
+    pub max_series: Spanned<u64>,
     #[serde(default)]
     pub pods: RawPods,
     #[serde(default)]
@@ -159,6 +162,9 @@ fn default_pods_job() -> Spanned<String> {
 fn default_static_job() -> Spanned<String> {
     unlocated("static".to_owned())
 }
+fn default_max_series() -> Spanned<u64> {
+    unlocated(DEFAULT_MAX_SERIES as u64)
+}
 fn default_max_sample_limit() -> Spanned<u64> {
     unlocated(DEFAULT_MAX_SAMPLE_LIMIT as u64)
 }
@@ -199,6 +205,12 @@ pub struct ScrapeConfig {
     /// `sample_limit`, default 0 (none): a scrape with more samples after metric
     /// relabeling fails, as Prometheus's `sample_limit`.
     pub sample_limit: usize,
+    /// `max_series`, default [`DEFAULT_MAX_SERIES`] (0: none): the most series all
+    /// targets' caches may hold together (kept between scrapes: ~80 bytes each); a
+    /// scrape whose samples after relabeling would pass what the others leave fails
+    /// (`series_limit`), as over a sample limit. However many pods a node runs, their
+    /// series cannot outgrow the agent's memory.
+    pub max_series: usize,
     /// `pods`: targets from the annotations of this node's pods.
     pub pods: PodsConfig,
     /// `kubelet`: this node's kubelet (`/metrics/cadvisor`, `/metrics/resource`).
@@ -250,6 +262,9 @@ pub struct PodsConfig {
     /// agent scraping them peaked at 195 MiB; held to 200,000, at 49–59 MiB.
     pub max_sample_limit: usize,
 }
+
+/// See [`ScrapeConfig::max_series`].
+pub const DEFAULT_MAX_SERIES: usize = 1_000_000;
 
 /// See [`PodsConfig::max_sample_limit`].
 pub const DEFAULT_MAX_SAMPLE_LIMIT: usize = 200_000;
@@ -323,6 +338,7 @@ pub(super) fn convert(
         timeout_secs,
         body_limit_bytes,
         sample_limit,
+        max_series,
         pods,
         kubelet,
         self_metrics,
@@ -367,6 +383,7 @@ pub(super) fn convert(
             problems,
         ),
         sample_limit: usize::try_from(sample_limit.value).unwrap_or(usize::MAX),
+        max_series: usize::try_from(max_series.value).unwrap_or(usize::MAX),
         pods,
         kubelet,
         self_metrics: self_metrics.value,
@@ -598,6 +615,7 @@ mod tests {
             timeout,
             body_limit_bytes,
             sample_limit,
+            max_series,
             pods,
             kubelet,
             self_metrics,
@@ -607,6 +625,7 @@ mod tests {
             kubelet_relabel,
             external_labels,
         } = scrape("cluster: x\nmetrics: {}\n", &[]);
+        assert_eq!(max_series, 1_000_000);
         assert!(pods_relabel.is_empty() && kubelet_relabel.is_empty());
         assert_eq!(external_labels, [("cluster".to_string(), "x".to_string())]);
         assert_eq!(interval, Duration::from_secs(30));

@@ -35,6 +35,9 @@ label_values! {
         BodyTooLarge => "body_too_large",
         /// More samples than the target's sample limit, after metric relabeling.
         SampleLimit => "sample_limit",
+        /// More samples, after metric relabeling, than the agent-wide series budget
+        /// (`metrics.scrape.max_series`) left the target.
+        SeriesLimit => "series_limit",
     }
 }
 

@@ -141,6 +141,8 @@ fn spawn(setup: Setup, rt: &tokio::runtime::Handle) -> Handle {
         running: AtomicUsize::new(0),
         unscraped: AtomicUsize::new(1),
         progress: Notify::new(),
+        series: AtomicUsize::new(0),
+        max_series: scrape.max_series,
     });
     let (shutdown, stopping) = watch::channel(false);
     let manager = Manager {
@@ -657,6 +659,62 @@ mod tests {
         assert!(large.len() >= 2 && small.len() >= 2, "{large:?} {small:?}");
         assert!(large.iter().all(|&on_loop| !on_loop), "large: {large:?}");
         assert!(small.iter().all(|&on_loop| on_loop), "small: {small:?}");
+        r.handle.stop(std::time::Instant::now() + WAIT).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_series_budget_keeps_the_targets_that_fit_and_fails_the_rest() {
+        let s = TestServer::start(LOCAL, |h| match h.path.as_str() {
+            "/five" => Reply::text("a 1\nb 1\nc 1\nd 1\ne 1\n"),
+            _ => Reply::text("x 1\ny 1\n"),
+        })
+        .await;
+        let a = s.addr;
+        // Room for one five-series target and the two-series one, not for both of
+        // the five-series ones.
+        let mut cfg = config(&format!(
+            "    max_series: 8\n    static_targets:\n      \
+             - {{url: 'http://{a}/five', job: one}}\n      \
+             - {{url: 'http://{a}/five', job: two}}\n      \
+             - {{url: 'http://{a}/two', job: small}}\n"
+        ));
+        for t in &mut cfg.static_targets {
+            t.interval = Some(Duration::from_millis(200));
+        }
+        let r = run(cfg);
+        let ups = |p: &[Vec<Sample>], job: &str| -> Vec<f64> {
+            of(p, "up", "job", job).iter().map(|s| s.value).collect()
+        };
+        let pushes = r
+            .dest
+            .wait_for(WAIT, |p| {
+                ["one", "two", "small"].iter().all(|j| ups(p, j).len() >= 6)
+            })
+            .await;
+        // Which five-series target comes first is up to their offsets (scraping at
+        // once, both can pass in one round); from the third round on one keeps its
+        // room and the other fails every scrape.
+        let last = |job: &str| {
+            let u = ups(&pushes, job);
+            u[u.len() - 3..].to_vec()
+        };
+        let (one, two) = (last("one"), last("two"));
+        assert!(
+            (one.iter().all(|&v| v == 1.0) && two.iter().all(|&v| v == 0.0))
+                || (one.iter().all(|&v| v == 0.0) && two.iter().all(|&v| v == 1.0)),
+            "one: {one:?}, two: {two:?}"
+        );
+        assert!(
+            last("small").iter().all(|&v| v == 1.0),
+            "the small one fits"
+        );
+        let text = r.metrics.encode();
+        let failed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("kubeship_scrapes_total{outcome=\"series_limit\"} "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(failed >= 3.0, "{text}");
         r.handle.stop(std::time::Instant::now() + WAIT).await;
     }
 

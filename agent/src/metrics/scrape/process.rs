@@ -39,6 +39,9 @@ pub struct Input<'a> {
     pub relabel: &'a [Rule],
     /// Most samples after relabeling; 0: no limit.
     pub sample_limit: usize,
+    /// Most samples after relabeling the agent-wide series budget leaves this scrape
+    /// (`metrics.scrape.max_series`); `usize::MAX`: none.
+    pub series_room: usize,
     /// Per-line limits of the parser.
     pub limits: Limits,
 }
@@ -87,6 +90,8 @@ pub struct Processed {
     pub errors: ParseErrors,
     /// More samples than the sample limit: the scrape failed.
     pub over_limit: bool,
+    /// Over the limit because of the agent-wide series budget, not the target's own.
+    pub over_budget: bool,
 }
 
 /// A series of the cache: the index of its block in [`SeriesCache::blocks`] (high 32
@@ -316,12 +321,6 @@ fn take_seen(e: &mut Entry, iteration: u32) -> bool {
 }
 
 impl SeriesCache {
-    /// Series cached (dropped ones included).
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     /// Turns a body into samples; see the module doc.
     pub fn process(&mut self, body: &[u8], input: &Input<'_>) -> Processed {
         self.iteration = (self.iteration % ITERATION) + 1;
@@ -394,6 +393,11 @@ impl SeriesCache {
             out.post_relabel += 1;
             if input.sample_limit > 0 && out.post_relabel > input.sample_limit {
                 out.over_limit = true;
+                continue;
+            }
+            if out.post_relabel > input.series_room {
+                out.over_limit = true;
+                out.over_budget = true;
                 continue;
             }
             samples.push(sample);
@@ -612,6 +616,11 @@ impl SeriesCache {
         }
         self.aliased
             .retain(|p| count.get(p).is_some_and(|&n| n > 1));
+    }
+
+    /// Series cached: those of its last scrape, dropped ones included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
     /// A failed scrape (or the target's end): a staleness marker at `timestamp_ms`
@@ -860,6 +869,7 @@ mod tests {
                 target_labels: &labels,
                 relabel: rules,
                 sample_limit: limit,
+                series_room: usize::MAX,
                 limits: Limits::DEFAULT,
             },
         )
@@ -921,6 +931,7 @@ mod tests {
                 target_labels: &other,
                 relabel: &rules,
                 sample_limit: 0,
+                series_room: usize::MAX,
                 limits: Limits::DEFAULT,
             },
         );
@@ -1141,6 +1152,7 @@ mod tests {
                 target_labels: &labels,
                 relabel: &[],
                 sample_limit: 0,
+                series_room: usize::MAX,
                 limits: Limits::DEFAULT,
             },
         );
@@ -1176,6 +1188,39 @@ mod tests {
         assert!(out.is_empty(), "nothing left to mark");
         let p = run(&mut c, "a 1\n", 4000);
         assert_eq!(text(&p.samples), ["a{} 1@4000"], "no marker for b again");
+    }
+
+    #[test]
+    fn the_series_room_fails_the_scrape_as_a_sample_limit_and_says_so() {
+        let body = "a 1\nb 2\nc 3\nd 4\n";
+        let labels = target();
+        let run = |limit: usize, room: usize| {
+            SeriesCache::default().process(
+                body.as_bytes(),
+                &Input {
+                    format: Format::Text,
+                    timestamp_ms: 1000,
+                    target_labels: &labels,
+                    relabel: &[],
+                    sample_limit: limit,
+                    series_room: room,
+                    limits: Limits::DEFAULT,
+                },
+            )
+        };
+        let p = run(0, 3);
+        assert!(p.over_limit && p.over_budget);
+        assert_eq!((p.scraped, p.samples.len()), (4, 0), "counted, no sample");
+        let p = run(2, 3);
+        assert!(
+            p.over_limit && !p.over_budget,
+            "the target's own limit first"
+        );
+        let p = run(0, 4);
+        assert!(!p.over_limit && !p.over_budget, "room for exactly all");
+        assert_eq!(p.samples.len(), 4);
+        let p = run(0, 0);
+        assert!(p.over_budget, "no room at all");
     }
 
     #[test]

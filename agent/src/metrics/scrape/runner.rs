@@ -72,6 +72,10 @@ pub struct Shared {
     pub unscraped: AtomicUsize,
     /// Notified when `unscraped` goes down.
     pub progress: Notify,
+    /// Series the targets' caches hold in all ([`Held`]).
+    pub series: AtomicUsize,
+    /// `metrics.scrape.max_series`: the most series all targets may hold; 0: none.
+    pub max_series: usize,
 }
 
 /// The relabeling rules of each [`Rules`]: the agent-wide ones followed by the
@@ -155,6 +159,42 @@ impl Drop for Alive<'_> {
     }
 }
 
+/// A loop's share of [`Shared::series`]: the series its cache holds, given back when
+/// the loop ends.
+struct Held<'a> {
+    total: &'a AtomicUsize,
+    n: usize,
+}
+
+impl Held<'_> {
+    /// The cache now holds `n` series.
+    fn set(&mut self, n: usize) {
+        if n >= self.n {
+            self.total.fetch_add(n - self.n, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(self.n - n, Ordering::Relaxed);
+        }
+        self.n = n;
+    }
+
+    /// Samples after relabeling the next scrape may keep within `max` series in all
+    /// (0: no budget; `usize::MAX`: no limit). Checked at the scrape's start: targets
+    /// scraping at once can each pass it by what they add.
+    fn room(&self, max: usize) -> usize {
+        if max == 0 {
+            return usize::MAX;
+        }
+        let others = self.total.load(Ordering::Relaxed).saturating_sub(self.n);
+        max.saturating_sub(others)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -222,8 +262,10 @@ impl Drop for Counted {
 }
 
 /// What a loop keeps between scrapes.
-struct State {
+struct State<'a> {
     cache: SeriesCache,
+    /// How many series `cache` holds, counted in the agent-wide total.
+    held: Held<'a>,
     buf: Vec<u8>,
     client: Client,
     logs: LogLimits,
@@ -250,6 +292,10 @@ pub async fn run(
     let mut ticks = schedule(&t, shared.seed);
     let mut st = State {
         cache: SeriesCache::default(),
+        held: Held {
+            total: &shared.series,
+            n: 0,
+        },
         buf: Vec::new(),
         client: Client::default(),
         logs: LogLimits::new(LOG_EVERY),
@@ -315,7 +361,7 @@ struct Failure {
 }
 
 /// One scrape, its samples handed on and counted.
-async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut State) {
+async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut State<'_>) {
     let start_ms = now_ms();
     let started = Instant::now();
     let mut buf = std::mem::take(&mut st.buf);
@@ -333,7 +379,13 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
             let inline = buf.len() <= INLINE_BODY_BYTES
                 && st.last_processing.is_some_and(|d| d <= INLINE_WITHIN);
             let began = Instant::now();
-            let r = process(t, shared, cache, buf, format, start_ms, inline).await;
+            let run = Run {
+                format,
+                start_ms,
+                inline,
+                series_room: st.held.room(shared.max_series),
+            };
+            let r = process(t, shared, cache, buf, run).await;
             st.last_processing = Some(began.elapsed());
             r
         }
@@ -361,13 +413,23 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
             {
                 tracing::warn!(target = %t.describe(), lines = p.errors.total(), first_line = e.line, reason = %e.kind, line = %line, suppressed, "scraped lines skipped; the rest of the body is kept");
             }
-            let outcome = if p.over_limit {
+            let outcome = if p.over_budget {
+                // Held, its series would count against the room of the targets that
+                // fit (and could push them out in turn): let them go. The markers of
+                // its last successful scrape are among `p.samples`.
+                st.cache = SeriesCache::default();
+                Outcome::SeriesLimit
+            } else if p.over_limit {
                 Outcome::SampleLimit
             } else {
                 values.up = true;
                 Outcome::Ok
             };
-            if p.over_limit
+            if p.over_budget
+                && let Some(suppressed) = st.logs.allow("budget", Instant::now())
+            {
+                tracing::warn!(target = %t.describe(), samples = p.post_relabel, max_series = shared.max_series, suppressed, "scrape failed: the targets' series would pass metrics.scrape.max_series");
+            } else if p.over_limit
                 && let Some(suppressed) = st.logs.allow("limit", Instant::now())
             {
                 tracing::warn!(target = %t.describe(), samples = p.post_relabel, sample_limit = t.sample_limit, suppressed, "scrape failed: more samples than the sample limit");
@@ -383,6 +445,8 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
             (f.outcome, markers)
         }
     };
+    let held = st.cache.len();
+    st.held.set(held);
     m.scraped(outcome);
     // The target's state is counted before its samples can be seen.
     st.last = if values.up { Health::Up } else { Health::Down };
@@ -411,7 +475,7 @@ async fn hand_on(shared: &Arc<Shared>, samples: Vec<Sample>) {
 async fn fetch(
     t: &Target,
     shared: &Shared,
-    st: &mut State,
+    st: &mut State<'_>,
     buf: &mut Vec<u8>,
 ) -> Result<Format, Failure> {
     let failure = |outcome, message| Failure { outcome, message };
@@ -480,17 +544,32 @@ async fn read_file(
     Ok(())
 }
 
-/// Parses and labels a body, on the blocking pool unless `inline`; gives back the
-/// cache and buffer.
+/// How to process one body.
+struct Run {
+    format: Format,
+    /// The scrape's start, ms since the epoch.
+    start_ms: i64,
+    /// On the loop's thread, not the blocking pool.
+    inline: bool,
+    /// What the agent-wide series budget leaves the scrape ([`Held::room`]).
+    series_room: usize,
+}
+
+/// Parses and labels a body, on the blocking pool unless `run.inline`; gives back
+/// the cache and buffer.
 async fn process(
     t: &Arc<Target>,
     shared: &Arc<Shared>,
     mut cache: SeriesCache,
     buf: Vec<u8>,
-    format: Format,
-    start_ms: i64,
-    inline: bool,
+    run: Run,
 ) -> (SeriesCache, Vec<u8>, Result<Processed, Failure>) {
+    let Run {
+        format,
+        start_ms,
+        inline,
+        series_room,
+    } = run;
     let target = Arc::clone(t);
     let relabel = shared.relabel.of(t.rules);
     let limits = shared.limits;
@@ -501,6 +580,7 @@ async fn process(
             target_labels: &target.labels,
             relabel: &relabel,
             sample_limit: target.sample_limit,
+            series_room,
             limits,
         };
         let p = cache.process(&buf, &input);
@@ -537,6 +617,36 @@ async fn process(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_series_add_up_and_leave_room_for_the_others() {
+        let total = AtomicUsize::new(0);
+        let mut a = Held {
+            total: &total,
+            n: 0,
+        };
+        let mut b = Held {
+            total: &total,
+            n: 0,
+        };
+        assert_eq!(a.room(0), usize::MAX, "no budget");
+        a.set(600);
+        b.set(300);
+        assert_eq!(total.load(Ordering::Relaxed), 900);
+        assert_eq!(a.room(1000), 700, "a's own series do not count against it");
+        assert_eq!(b.room(1000), 400);
+        assert_eq!(b.room(500), 0);
+        a.set(100);
+        assert_eq!(b.room(1000), 900);
+        drop(a);
+        assert_eq!(
+            total.load(Ordering::Relaxed),
+            300,
+            "a loop's end gives its share back"
+        );
+        drop(b);
+        assert_eq!(total.load(Ordering::Relaxed), 0);
+    }
 
     #[tokio::test]
     async fn a_file_target_is_read_up_to_its_limit() {
