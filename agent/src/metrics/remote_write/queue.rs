@@ -128,6 +128,27 @@ impl Queue {
         }
     }
 
+    /// `samples` grouped by shard, each group in push order, in two passes (not one
+    /// per shard): their indices, shard `i`'s at `order[starts[i]..starts[i + 1]]`.
+    fn by_shard(&self, samples: &[Sample]) -> (Vec<u32>, Vec<usize>) {
+        // Each sample's shard, read once: shards are at most 64.
+        let picks: Vec<u8> = samples.iter().map(|s| self.shard_of(s) as u8).collect();
+        let mut starts = vec![0; self.shards.len() + 1];
+        for &p in &picks {
+            starts[usize::from(p) + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut next = starts.clone();
+        let mut order = vec![0; samples.len()];
+        for (k, &p) in picks.iter().enumerate() {
+            order[next[usize::from(p)]] = k as u32;
+            next[usize::from(p)] += 1;
+        }
+        (order, starts)
+    }
+
     /// Queues `samples` (in order), dropping each shard's oldest beyond its bound.
     /// Returns how many were dropped. Never waits for the senders.
     ///
@@ -137,19 +158,11 @@ impl Queue {
     pub fn push(&self, samples: &[Sample]) -> usize {
         let now = Instant::now();
         let (mut dropped, mut refused) = (0, 0);
-        // Each sample's shard, read once: shards are at most 64.
-        let picks: Vec<u8> = if self.shards.len() == 1 {
-            Vec::new()
-        } else {
-            samples.iter().map(|s| self.shard_of(s) as u8).collect()
-        };
+        let (order, starts) = self.by_shard(samples);
         let of = |i: usize| {
-            let picks = &picks;
-            samples
+            order[starts[i]..starts[i + 1]]
                 .iter()
-                .enumerate()
-                .filter(move |&(k, _)| picks.is_empty() || usize::from(picks[k]) == i)
-                .map(|(_, s)| s)
+                .map(|&k| &samples[k as usize])
         };
         let mut chunks = Vec::new();
         let mut stage = self.take_stage();

@@ -37,11 +37,8 @@ pub struct Input<'a> {
     pub target_labels: &'a [(String, String)],
     /// Metric relabeling.
     pub relabel: &'a [Rule],
-    /// Most samples after relabeling; 0: no limit.
-    pub sample_limit: usize,
-    /// Most samples after relabeling the agent-wide series budget leaves this scrape
-    /// (`metrics.scrape.max_series`); `usize::MAX`: none.
-    pub series_room: usize,
+    /// Most samples after relabeling; `None`: no limit.
+    pub sample_limit: Option<usize>,
     /// Per-line limits of the parser.
     pub limits: Limits,
 }
@@ -90,8 +87,6 @@ pub struct Processed {
     pub errors: ParseErrors,
     /// More samples than the sample limit: the scrape failed.
     pub over_limit: bool,
-    /// Over the limit because of the agent-wide series budget, not the target's own.
-    pub over_budget: bool,
 }
 
 /// A series of the cache: the index of its block in [`SeriesCache::blocks`] (high 32
@@ -391,13 +386,8 @@ impl SeriesCache {
                 continue;
             }
             out.post_relabel += 1;
-            if input.sample_limit > 0 && out.post_relabel > input.sample_limit {
+            if input.sample_limit.is_some_and(|l| out.post_relabel > l) {
                 out.over_limit = true;
-                continue;
-            }
-            if out.post_relabel > input.series_room {
-                out.over_limit = true;
-                out.over_budget = true;
                 continue;
             }
             samples.push(sample);
@@ -850,7 +840,7 @@ mod tests {
     }
 
     fn run(cache: &mut SeriesCache, body: &str, ts: i64) -> Processed {
-        run_with(cache, body, ts, &[], 0)
+        run_with(cache, body, ts, &[], None)
     }
 
     fn run_with(
@@ -858,7 +848,7 @@ mod tests {
         body: &str,
         ts: i64,
         rules: &[Rule],
-        limit: usize,
+        limit: Option<usize>,
     ) -> Processed {
         let labels = target();
         cache.process(
@@ -869,7 +859,6 @@ mod tests {
                 target_labels: &labels,
                 relabel: rules,
                 sample_limit: limit,
-                series_room: usize::MAX,
                 limits: Limits::DEFAULT,
             },
         )
@@ -930,8 +919,7 @@ mod tests {
                 timestamp_ms: 2000,
                 target_labels: &other,
                 relabel: &rules,
-                sample_limit: 0,
-                series_room: usize::MAX,
+                sample_limit: None,
                 limits: Limits::DEFAULT,
             },
         );
@@ -1151,8 +1139,7 @@ mod tests {
                 timestamp_ms: 2000,
                 target_labels: &labels,
                 relabel: &[],
-                sample_limit: 0,
-                series_room: usize::MAX,
+                sample_limit: None,
                 limits: Limits::DEFAULT,
             },
         );
@@ -1191,43 +1178,10 @@ mod tests {
     }
 
     #[test]
-    fn the_series_room_fails_the_scrape_as_a_sample_limit_and_says_so() {
-        let body = "a 1\nb 2\nc 3\nd 4\n";
-        let labels = target();
-        let run = |limit: usize, room: usize| {
-            SeriesCache::default().process(
-                body.as_bytes(),
-                &Input {
-                    format: Format::Text,
-                    timestamp_ms: 1000,
-                    target_labels: &labels,
-                    relabel: &[],
-                    sample_limit: limit,
-                    series_room: room,
-                    limits: Limits::DEFAULT,
-                },
-            )
-        };
-        let p = run(0, 3);
-        assert!(p.over_limit && p.over_budget);
-        assert_eq!((p.scraped, p.samples.len()), (4, 0), "counted, no sample");
-        let p = run(2, 3);
-        assert!(
-            p.over_limit && !p.over_budget,
-            "the target's own limit first"
-        );
-        let p = run(0, 4);
-        assert!(!p.over_limit && !p.over_budget, "room for exactly all");
-        assert_eq!(p.samples.len(), 4);
-        let p = run(0, 0);
-        assert!(p.over_budget, "no room at all");
-    }
-
-    #[test]
     fn the_sample_limit_fails_the_scrape_as_prometheus_does() {
         let mut c = SeriesCache::default();
-        run_with(&mut c, "a 1\n", 1000, &[], 2);
-        let p = run_with(&mut c, "a 1\nb 2\nc 3\nd 4\n", 2000, &[], 2);
+        run_with(&mut c, "a 1\n", 1000, &[], Some(2));
+        let p = run_with(&mut c, "a 1\nb 2\nc 3\nd 4\n", 2000, &[], Some(2));
         assert!(p.over_limit);
         assert_eq!(p.scraped, 4, "the whole body is counted");
         assert_eq!(
@@ -1246,7 +1200,7 @@ mod tests {
             replacement: "$1".into(),
             action: Action::Drop,
         };
-        let p = run_with(&mut c, "a 1\nb 2\nc 3\nd 4\n", 3000, &[drop_cd], 2);
+        let p = run_with(&mut c, "a 1\nb 2\nc 3\nd 4\n", 3000, &[drop_cd], Some(2));
         assert!(!p.over_limit);
         assert_eq!((p.scraped, p.post_relabel), (4, 2));
         assert_eq!(text(&p.samples), ["a{} 1@3000", "b{} 2@3000"]);

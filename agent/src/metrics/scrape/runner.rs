@@ -178,14 +178,26 @@ impl Held<'_> {
     }
 
     /// Samples after relabeling the next scrape may keep within `max` series in all
-    /// (0: no budget; `usize::MAX`: no limit). Checked at the scrape's start: targets
-    /// scraping at once can each pass it by what they add.
-    fn room(&self, max: usize) -> usize {
+    /// (0: no budget, `None`). Checked at the scrape's start: targets scraping at once
+    /// can each pass it by what they add.
+    fn room(&self, max: usize) -> Option<usize> {
         if max == 0 {
-            return usize::MAX;
+            return None;
         }
         let others = self.total.load(Ordering::Relaxed).saturating_sub(self.n);
-        max.saturating_sub(others)
+        Some(max.saturating_sub(others))
+    }
+}
+
+/// The sample limit a scrape runs with: the target's own (`own`, 0: none) or the
+/// `room` the series budget leaves it, whichever is lower (the target's own when
+/// equal), and whether it is the budget's.
+fn sample_limit(own: usize, room: Option<usize>) -> (Option<usize>, bool) {
+    let own = (own > 0).then_some(own);
+    match (own, room) {
+        (Some(own), Some(room)) if room < own => (Some(room), true),
+        (Some(own), _) => (Some(own), false),
+        (None, room) => (room, room.is_some()),
     }
 }
 
@@ -374,16 +386,20 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
     let m = &shared.metrics.scrape;
     m.duration.observe(duration);
     let cache = std::mem::take(&mut st.cache);
+    // Whether the scrape's sample limit is the series budget's, not the target's.
+    let mut by_budget = false;
     let (cache, buf, result) = match fetched {
         Ok(format) => {
             let inline = buf.len() <= INLINE_BODY_BYTES
                 && st.last_processing.is_some_and(|d| d <= INLINE_WITHIN);
             let began = Instant::now();
+            let (limit, budget) = sample_limit(t.sample_limit, st.held.room(shared.max_series));
+            by_budget = budget;
             let run = Run {
                 format,
                 start_ms,
                 inline,
-                series_room: st.held.room(shared.max_series),
+                sample_limit: limit,
             };
             let r = process(t, shared, cache, buf, run).await;
             st.last_processing = Some(began.elapsed());
@@ -413,7 +429,8 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
             {
                 tracing::warn!(target = %t.describe(), lines = p.errors.total(), first_line = e.line, reason = %e.kind, line = %line, suppressed, "scraped lines skipped; the rest of the body is kept");
             }
-            let outcome = if p.over_budget {
+            let over_budget = p.over_limit && by_budget;
+            let outcome = if over_budget {
                 // Held, its series would count against the room of the targets that
                 // fit (and could push them out in turn): let them go. The markers of
                 // its last successful scrape are among `p.samples`.
@@ -425,9 +442,7 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
                 values.up = true;
                 Outcome::Ok
             };
-            if p.over_budget
-                && let Some(suppressed) = st.logs.allow("budget", Instant::now())
-            {
+            if over_budget && let Some(suppressed) = st.logs.allow("budget", Instant::now()) {
                 tracing::warn!(target = %t.describe(), samples = p.post_relabel, max_series = shared.max_series, suppressed, "scrape failed: the targets' series would pass metrics.scrape.max_series");
             } else if p.over_limit
                 && let Some(suppressed) = st.logs.allow("limit", Instant::now())
@@ -445,8 +460,7 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
             (f.outcome, markers)
         }
     };
-    let held = st.cache.len();
-    st.held.set(held);
+    st.held.set(st.cache.len());
     m.scraped(outcome);
     // The target's state is counted before its samples can be seen.
     st.last = if values.up { Health::Up } else { Health::Down };
@@ -551,8 +565,8 @@ struct Run {
     start_ms: i64,
     /// On the loop's thread, not the blocking pool.
     inline: bool,
-    /// What the agent-wide series budget leaves the scrape ([`Held::room`]).
-    series_room: usize,
+    /// The target's sample limit or the series budget's room ([`sample_limit`]).
+    sample_limit: Option<usize>,
 }
 
 /// Parses and labels a body, on the blocking pool unless `run.inline`; gives back
@@ -568,7 +582,7 @@ async fn process(
         format,
         start_ms,
         inline,
-        series_room,
+        sample_limit,
     } = run;
     let target = Arc::clone(t);
     let relabel = shared.relabel.of(t.rules);
@@ -579,8 +593,7 @@ async fn process(
             timestamp_ms: start_ms,
             target_labels: &target.labels,
             relabel: &relabel,
-            sample_limit: target.sample_limit,
-            series_room,
+            sample_limit,
             limits,
         };
         let p = cache.process(&buf, &input);
@@ -619,6 +632,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_series_room_fails_the_scrape_as_a_sample_limit_and_says_so() {
+        let run = |own: usize, room: usize| {
+            let (limit, budget) = sample_limit(own, Some(room));
+            let p = SeriesCache::default().process(
+                b"a 1\nb 2\nc 3\nd 4\n",
+                &Input {
+                    format: Format::Text,
+                    timestamp_ms: 1000,
+                    target_labels: &[],
+                    relabel: &[],
+                    sample_limit: limit,
+                    limits: Limits::DEFAULT,
+                },
+            );
+            let over_budget = p.over_limit && budget;
+            (p, over_budget)
+        };
+        let (p, over_budget) = run(0, 3);
+        assert!(p.over_limit && over_budget);
+        assert_eq!((p.scraped, p.samples.len()), (4, 0), "counted, no sample");
+        let (p, over_budget) = run(2, 3);
+        assert!(p.over_limit && !over_budget, "the target's own limit first");
+        let (p, over_budget) = run(0, 4);
+        assert!(!p.over_limit && !over_budget, "room for exactly all");
+        assert_eq!(p.samples.len(), 4);
+        let (_, over_budget) = run(0, 0);
+        assert!(over_budget, "no room at all");
+        assert_eq!(sample_limit(0, None), (None, false), "no limit at all");
+        assert_eq!(
+            sample_limit(5, Some(5)),
+            (Some(5), false),
+            "equal: the target's"
+        );
+    }
+
+    #[test]
     fn held_series_add_up_and_leave_room_for_the_others() {
         let total = AtomicUsize::new(0);
         let mut a = Held {
@@ -629,15 +678,19 @@ mod tests {
             total: &total,
             n: 0,
         };
-        assert_eq!(a.room(0), usize::MAX, "no budget");
+        assert_eq!(a.room(0), None, "no budget");
         a.set(600);
         b.set(300);
         assert_eq!(total.load(Ordering::Relaxed), 900);
-        assert_eq!(a.room(1000), 700, "a's own series do not count against it");
-        assert_eq!(b.room(1000), 400);
-        assert_eq!(b.room(500), 0);
+        assert_eq!(
+            a.room(1000),
+            Some(700),
+            "a's own series do not count against it"
+        );
+        assert_eq!(b.room(1000), Some(400));
+        assert_eq!(b.room(500), Some(0));
         a.set(100);
-        assert_eq!(b.room(1000), 900);
+        assert_eq!(b.room(1000), Some(900));
         drop(a);
         assert_eq!(
             total.load(Ordering::Relaxed),
