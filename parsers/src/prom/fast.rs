@@ -21,6 +21,7 @@ use super::limits::Limits;
 use super::number;
 use super::sample::{Family, Labels, SPANS, Sample, Span, span};
 use super::scan;
+use super::text::Text;
 
 /// The sample line starting at `start` in `text`, in `family` (the one
 /// declared last) if its name is the family's plus a suffix of its type,
@@ -30,13 +31,13 @@ use super::scan;
 /// scratch space for the duplicate check, reused from line to line.
 #[inline(always)]
 pub(crate) fn sample<'a, const OM: bool>(
-    text: &'a str,
+    text: Text<'a>,
     start: usize,
     family: &Family<'a>,
     limits: &Limits,
     keys: &mut Vec<NameKey>,
 ) -> Option<(Sample<'a>, usize)> {
-    let b = text.as_bytes();
+    let b = text.bytes();
     // Most samples start with their family's name: comparing it is cheaper
     // than checking its bytes, and tells the family apart at once.
     let prefix = family.name.as_bytes();
@@ -55,12 +56,12 @@ pub(crate) fn sample<'a, const OM: bool>(
     if i - start > limits.max_label_value_bytes {
         return None;
     }
-    let name = text.get(start..i)?;
+    let name = text.get(start, i)?;
     let mut labels = Labels::NONE;
     if b.get(i) == Some(&b'{') {
         (labels, i) = label_set(text, i + 1, limits, keys)?;
     }
-    let series = text.get(start..i)?;
+    let series = text.get(start, i)?;
     if b.get(i) != Some(&b' ') {
         return None;
     }
@@ -84,7 +85,7 @@ pub(crate) fn sample<'a, const OM: bool>(
         Format::Text
     };
     let suffix = match in_family {
-        true => Suffix::of(name.get(prefix.len()..)?, family.kind, format),
+        true => Suffix::of(name.as_bytes().get(prefix.len()..)?, family.kind, format),
         false => None,
     };
     let sample = Sample {
@@ -116,12 +117,12 @@ pub(crate) enum Meta<'a> {
 /// form (the caller then reads it as the general path does).
 #[inline(always)]
 pub(crate) fn metadata<'a>(
-    text: &'a str,
+    text: Text<'a>,
     start: usize,
     format: Format,
     limits: &Limits,
 ) -> Option<(&'a str, Meta<'a>, usize)> {
-    let b = text.as_bytes();
+    let b = text.bytes();
     let help = match b.get(start..start + 7)? {
         b"# HELP " => true,
         b"# TYPE " => false,
@@ -143,8 +144,8 @@ pub(crate) fn metadata<'a>(
     if b[stop - 1] == b'\r' || stop - start > limits.max_line_bytes {
         return None;
     }
-    let name = text.get(name_start..name_end)?;
-    let content = text.get(content_start..stop)?;
+    let name = text.get(name_start, name_end)?;
+    let content = text.get(content_start, stop)?;
     let meta = if help {
         Meta::Help(content)
     } else {
@@ -159,12 +160,12 @@ pub(crate) fn metadata<'a>(
 /// after the `}`.
 #[inline(always)]
 fn label_set<'a>(
-    text: &'a str,
+    text: Text<'a>,
     open: usize,
     limits: &Limits,
     keys: &mut Vec<NameKey>,
 ) -> Option<(Labels<'a>, usize)> {
-    let b = text.as_bytes();
+    let b = text.bytes();
     let mut i = open;
     let mut count = 0usize;
     let mut escaped = false;
@@ -177,6 +178,9 @@ fn label_set<'a>(
     // comparing it to the others (the Go client writes names in order, then
     // `le` or `quantile`).
     let mut largest = 0u64;
+    // The first four names' keys (zero: none, no name has that key); later
+    // names' keys and positions go to `keys`.
+    let mut k: (u64, u64, u64, u64) = (0, 0, 0, 0);
     keys.clear();
     loop {
         if !b
@@ -188,27 +192,57 @@ fn label_set<'a>(
         let name_start = i;
         let word = scan::word(b, i);
         let stop = scan::not_name::<false>(word);
-        i = if stop != 0 {
-            i + (stop.trailing_zeros() / 8) as usize
+        // The name's key (see `NameKey`): its bytes before the first stop
+        // (`stop ^ (stop - 1)` sets the bits up to the lowest flag, one
+        // byte more than the name), or all eight.
+        let prefix;
+        (i, prefix) = if stop != 0 {
+            let keep = (stop ^ stop.wrapping_sub(1)) >> 8;
+            (
+                i + (stop.trailing_zeros() / 8) as usize,
+                (word & keep).swap_bytes(),
+            )
         } else {
-            scan::name_end::<false>(b, i + 8)
+            (scan::name_end::<false>(b, i + 8), word.swap_bytes())
         };
         let name_end = i;
         let len = name_end - name_start;
         if len > limits.max_label_name_bytes || count >= limits.max_labels {
             return None;
         }
-        let key = NameKey {
-            prefix: prefix_key(word, len),
-            start: name_start,
-            end: name_end,
-        };
-        if key.prefix > largest {
-            largest = key.prefix;
-        } else if repeats(b, keys, key) {
-            return None; // the general path reports it
+        // A name is new when its key is the largest so far; else it is
+        // compared with the first four by key, and in full only on an equal
+        // key (or when there are more than four).
+        if prefix > largest {
+            largest = prefix;
+        } else if (prefix == k.0 || prefix == k.1 || prefix == k.2 || prefix == k.3)
+            || (count > SPANS)
+        {
+            let first = [spans.0, spans.1, spans.2, spans.3];
+            if repeats(
+                b,
+                open,
+                first,
+                recorded,
+                count,
+                keys,
+                prefix,
+                name_start..name_end,
+            ) {
+                return None; // the general path reports it
+            }
         }
-        keys.push(key);
+        match count {
+            0 => k.0 = prefix,
+            1 => k.1 = prefix,
+            2 => k.2 = prefix,
+            3 => k.3 = prefix,
+            _ => keys.push(NameKey {
+                prefix,
+                start: name_start,
+                end: name_end,
+            }),
+        }
         if b.get(i..i + 2) != Some(b"=\"") {
             return None;
         }
@@ -252,25 +286,24 @@ fn label_set<'a>(
             _ => return None,
         }
     }
-    let labels = Labels {
-        text: text.get(open..)?,
-        bytes: i - open,
-        len: count as u32,
-        escaped,
-        // As the general path: all of the first four positions, or none (a
-        // label set too long for `u16` offsets is read again when iterated).
-        known: if recorded == count.min(SPANS) {
-            recorded as u8
-        } else {
-            0
-        },
-        spans: [spans.0, spans.1, spans.2, spans.3],
+    let mut labels = Labels::new(text.tail(open)?);
+    labels.bytes = i - open;
+    labels.len = count as u32;
+    labels.escaped = escaped;
+    // As the general path: all of the first four positions, or none (a
+    // label set too long for `u16` offsets is read again when iterated).
+    labels.known = if recorded == count.min(SPANS) {
+        recorded as u8
+    } else {
+        0
     };
+    labels.spans = [spans.0, spans.1, spans.2, spans.3];
     Some((labels, i + 1))
 }
 
-/// A label name's position in the text, and its first eight bytes as a
-/// number ([`prefix_key`]).
+/// A label name's position in the text, and its key: its first eight
+/// bytes (zero-padded) as a big-endian number, so that shorter names sort
+/// first, as in string order, and two names with different keys differ.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NameKey {
     prefix: u64,
@@ -278,51 +311,58 @@ pub(crate) struct NameKey {
     end: usize,
 }
 
-/// Whether the name `key` is among `keys` (names are compared only when
-/// their first eight bytes are equal).
+/// Whether the label name at `name` (its key `prefix`) repeats an earlier
+/// one of the `count` before it: the first four by their positions
+/// (`spans`, offsets from `open`; `recorded` of them kept), later ones by
+/// their [`NameKey`]s. True also when a position was not kept (the general
+/// path then checks the line).
+#[cold]
 #[inline(never)]
-fn repeats(b: &[u8], keys: &[NameKey], key: NameKey) -> bool {
-    let name = &b[key.start..key.end];
-    keys.iter()
-        .any(|k| k.prefix == key.prefix && &b[k.start..k.end] == name)
-}
-
-/// The name of `len` bytes at the start of `word` (little-endian) as a
-/// big-endian number of its first eight bytes, zero-padded: shorter names
-/// sort first, as in string order, and two names with different keys
-/// differ.
-#[inline(always)]
-fn prefix_key(word: u64, len: usize) -> u64 {
-    let keep = if len >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (8 * len)) - 1
-    };
-    (word & keep).swap_bytes()
+#[allow(clippy::too_many_arguments)]
+fn repeats(
+    b: &[u8],
+    open: usize,
+    spans: [Span; SPANS],
+    recorded: usize,
+    count: usize,
+    keys: &[NameKey],
+    prefix: u64,
+    name: std::ops::Range<usize>,
+) -> bool {
+    if recorded < count.min(SPANS) {
+        return true;
+    }
+    let name = &b[name];
+    spans[..recorded].iter().any(|&s| {
+        let [ns, ne, _, _] = super::sample::offsets(s);
+        &b[open + ns..open + ne] == name
+    }) || keys
+        .iter()
+        .any(|k| k.prefix == prefix && &b[k.start..k.end] == name)
 }
 
 /// The value field starting at `v` and the index after it, which holds a
 /// space or `\n`.
 #[inline(always)]
-fn value(text: &str, v: usize) -> Option<(f64, usize)> {
-    let b = text.as_bytes();
+fn value(text: Text<'_>, v: usize) -> Option<(f64, usize)> {
+    let b = text.bytes();
     match number::decimal_at(b, v) {
         Some((x, end)) if matches!(b.get(end), Some(b' ' | b'\n')) => Some((x, end)),
         _ => {
             let end = field_end(b, v)?;
-            Some((number::value(text.get(v..end)?)?, end))
+            Some((number::value(text.get(v, end)?)?, end))
         }
     }
 }
 
 /// An OpenMetrics timestamp field starting at `t` (not an exemplar's `#`),
 /// as milliseconds, and the index after it.
-fn seconds(text: &str, t: usize) -> Option<(i64, usize)> {
-    let end = field_end(text.as_bytes(), t)?;
-    if end == t || text.as_bytes()[t] == b'#' {
+fn seconds(text: Text<'_>, t: usize) -> Option<(i64, usize)> {
+    let end = field_end(text.bytes(), t)?;
+    if end == t || text.bytes()[t] == b'#' {
         return None;
     }
-    Some((number::seconds_as_millis(text.get(t..end)?)?, end))
+    Some((number::seconds_as_millis(text.get(t, end)?)?, end))
 }
 
 /// The end of the field starting at `i`, where a space or `\n` follows;
@@ -348,10 +388,11 @@ mod tests {
     fn fast(line: &str, om: bool) -> Option<(f64, usize)> {
         let mut keys = Vec::new();
         let family = Family::undeclared("", Format::Text);
+        let text = Text::of_prefix(line.as_bytes());
         let s = if om {
-            sample::<true>(line, 0, &family, &Limits::default(), &mut keys)
+            sample::<true>(text, 0, &family, &Limits::default(), &mut keys)
         } else {
-            sample::<false>(line, 0, &family, &Limits::default(), &mut keys)
+            sample::<false>(text, 0, &family, &Limits::default(), &mut keys)
         };
         s.map(|(s, end)| {
             assert_eq!(end, line.len() - 1);
@@ -370,6 +411,13 @@ mod tests {
             "kube_pod_info{created_by_kind=\"a\",created_by_name=\"b\"} 1\n",
             "x{v=\"a\\\"b\\\\c\\nd\"} NaN\n",
             "x{a=\"\"} +Inf 1700000000000\n",
+            // Names sharing their first eight bytes, the later one not the
+            // largest: compared whole.
+            "kube_pod_container_info{container_id=\"a\",container=\"b\"} 1\n",
+            // Over four labels, none repeated, in falling order.
+            "x{e=\"1\",d=\"2\",c=\"3\",b=\"4\",a=\"5\",ab=\"6\"} 1\n",
+            // Non-ASCII label values.
+            "x{a=\"é\",b=\"日本\"} 1\n",
         ] {
             assert!(fast(line, false).is_some(), "{line:?}");
         }
@@ -392,6 +440,10 @@ mod tests {
             "up{a=\"b\", c=\"d\"} 1\n",
             "up{a=\"b\",a=\"c\"} 1\n",
             "up{b=\"b\",abcdefghij=\"c\",abcdefghij=\"c\"} 1\n",
+            // Repeated after the first four, of them or of a later one.
+            "x{a=\"1\",b=\"2\",c=\"3\",d=\"4\",e=\"5\",a=\"6\"} 1\n",
+            "x{e=\"1\",d=\"2\",c=\"3\",b=\"4\",a=\"5\",a=\"6\"} 1\n",
+            "x{container_id=\"a\",container=\"b\",container_id=\"c\"} 1\n",
             "up{a=\"b\\\n\"} 1\n",
             "up 1 2 3\n",
             "up 1 # {a=\"b\"} 1\n",

@@ -150,21 +150,21 @@ impl Suffix {
 
     /// The suffix `rest` (a sample's name minus its family's name) is for a
     /// family of type `kind`, if that family has such samples.
-    pub(crate) fn of(rest: &str, kind: MetricType, format: Format) -> Option<Suffix> {
+    pub(crate) fn of(rest: &[u8], kind: MetricType, format: Format) -> Option<Suffix> {
         use MetricType as T;
         let om = format == Format::OpenMetrics;
         let s = match rest {
-            "" => Suffix::None,
-            "_total" if kind == T::Counter => Suffix::Total,
-            "_created" if om && matches!(kind, T::Counter | T::Histogram | T::Summary) => {
+            b"" => Suffix::None,
+            b"_total" if kind == T::Counter => Suffix::Total,
+            b"_created" if om && matches!(kind, T::Counter | T::Histogram | T::Summary) => {
                 Suffix::Created
             }
-            "_bucket" if matches!(kind, T::Histogram | T::GaugeHistogram) => Suffix::Bucket,
-            "_sum" if matches!(kind, T::Histogram | T::Summary) => Suffix::Sum,
-            "_count" if matches!(kind, T::Histogram | T::Summary) => Suffix::Count,
-            "_gsum" if kind == T::GaugeHistogram => Suffix::Gsum,
-            "_gcount" if kind == T::GaugeHistogram => Suffix::Gcount,
-            "_info" if kind == T::Info => Suffix::Info,
+            b"_bucket" if matches!(kind, T::Histogram | T::GaugeHistogram) => Suffix::Bucket,
+            b"_sum" if matches!(kind, T::Histogram | T::Summary) => Suffix::Sum,
+            b"_count" if matches!(kind, T::Histogram | T::Summary) => Suffix::Count,
+            b"_gsum" if kind == T::GaugeHistogram => Suffix::Gsum,
+            b"_gcount" if kind == T::GaugeHistogram => Suffix::Gcount,
+            b"_info" if kind == T::Info => Suffix::Info,
             _ => return None,
         };
         Some(s)
@@ -229,34 +229,34 @@ mod tests {
     fn suffixes_belong_to_their_types() {
         use MetricType as T;
         let om = Format::OpenMetrics;
-        assert_eq!(Suffix::of("", T::Histogram, om), Some(Suffix::None));
-        assert_eq!(Suffix::of("_total", T::Counter, om), Some(Suffix::Total));
-        assert_eq!(Suffix::of("_total", T::Gauge, om), None);
+        assert_eq!(Suffix::of(b"", T::Histogram, om), Some(Suffix::None));
+        assert_eq!(Suffix::of(b"_total", T::Counter, om), Some(Suffix::Total));
+        assert_eq!(Suffix::of(b"_total", T::Gauge, om), None);
         assert_eq!(
-            Suffix::of("_created", T::Counter, om),
+            Suffix::of(b"_created", T::Counter, om),
             Some(Suffix::Created)
         );
-        assert_eq!(Suffix::of("_created", T::Counter, Format::Text), None);
-        assert_eq!(Suffix::of("_created", T::GaugeHistogram, om), None);
+        assert_eq!(Suffix::of(b"_created", T::Counter, Format::Text), None);
+        assert_eq!(Suffix::of(b"_created", T::GaugeHistogram, om), None);
         assert_eq!(
-            Suffix::of("_bucket", T::GaugeHistogram, om),
+            Suffix::of(b"_bucket", T::GaugeHistogram, om),
             Some(Suffix::Bucket)
         );
         assert_eq!(
-            Suffix::of("_sum", T::Summary, Format::Text),
+            Suffix::of(b"_sum", T::Summary, Format::Text),
             Some(Suffix::Sum)
         );
         assert_eq!(
-            Suffix::of("_count", T::Histogram, Format::Text),
+            Suffix::of(b"_count", T::Histogram, Format::Text),
             Some(Suffix::Count)
         );
         assert_eq!(
-            Suffix::of("_gsum", T::GaugeHistogram, om),
+            Suffix::of(b"_gsum", T::GaugeHistogram, om),
             Some(Suffix::Gsum)
         );
-        assert_eq!(Suffix::of("_gcount", T::Histogram, om), None);
-        assert_eq!(Suffix::of("_info", T::Info, om), Some(Suffix::Info));
-        assert_eq!(Suffix::of("_bucketx", T::Histogram, om), None);
+        assert_eq!(Suffix::of(b"_gcount", T::Histogram, om), None);
+        assert_eq!(Suffix::of(b"_info", T::Info, om), Some(Suffix::Info));
+        assert_eq!(Suffix::of(b"_bucketx", T::Histogram, om), None);
         for s in [Suffix::Total, Suffix::Created, Suffix::Gcount, Suffix::Info] {
             assert!(s.as_str().starts_with('_'));
         }

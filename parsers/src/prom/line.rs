@@ -21,6 +21,7 @@ use super::limits::Limits;
 use super::number;
 use super::sample::{Family, Labels, SPANS, Sample, span};
 use super::scan;
+use super::text::Text;
 
 /// `[a-zA-Z_:]`, the first byte of a metric name.
 #[inline]
@@ -215,7 +216,7 @@ fn label_set<'a>(
     names: &mut Vec<&'a str>,
 ) -> Result<(Labels<'a>, usize), ErrorKind> {
     let open = i;
-    let mut labels = Labels::NONE;
+    let mut labels = Labels::new(Text::utf8(&text[open..]));
     names.clear();
     loop {
         match b.get(i) {
@@ -287,7 +288,6 @@ fn label_set<'a>(
     if has_duplicates(names) {
         return Err(ErrorKind::DuplicateLabel);
     }
-    labels.text = &text[open..];
     labels.bytes = i - open;
     labels.len = names.len() as u32;
     if labels.known as u32 != labels.len.min(SPANS as u32) {

@@ -88,6 +88,7 @@ mod sample;
 mod scan;
 #[cfg(test)]
 mod tests;
+mod text;
 mod utf8;
 
 pub use error::{Error, ErrorKind};

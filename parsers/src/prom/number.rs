@@ -28,7 +28,7 @@ pub(crate) fn value(s: &str) -> Option<f64> {
 /// takes it, and the index after it. `None` sends the caller to [`value`]
 /// with the whole field (NaN, Inf, more than 19 digits, large exponents,
 /// and what is not a number).
-#[inline]
+#[inline(always)]
 pub(crate) fn decimal_at(b: &[u8], start: usize) -> Option<(f64, usize)> {
     let neg = b.get(start) == Some(&b'-');
     let mut i = start + usize::from(neg || b.get(start) == Some(&b'+'));

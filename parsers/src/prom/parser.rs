@@ -125,11 +125,11 @@ impl<'a> Parser<'a> {
             self.pos = offset + end + 1;
             return Ok(sample);
         }
-        let mut sample = self.general_sample(start, text, offset)?;
+        let mut sample = self.general_sample(start, text.as_str(), offset)?;
         let current = &self.family;
         if let Some(rest) = sample.name.strip_prefix(current.name)
             && !current.name.is_empty()
-            && let Some(suffix) = Suffix::of(rest, current.kind, self.format)
+            && let Some(suffix) = Suffix::of(rest.as_bytes(), current.kind, self.format)
         {
             sample.family = *current;
             sample.suffix = suffix;

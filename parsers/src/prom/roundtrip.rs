@@ -53,7 +53,7 @@ fn label_value() -> impl Strategy<Value = String> {
 fn sample(format: Format, kind: MetricType) -> impl Strategy<Value = Smp> {
     let suffixes: Vec<Suffix> = SUFFIXES
         .into_iter()
-        .filter(|s| Suffix::of(s.as_str(), kind, format).is_some())
+        .filter(|s| Suffix::of(s.as_str().as_bytes(), kind, format).is_some())
         .collect();
     (
         prop::sample::select(suffixes),

@@ -7,6 +7,7 @@ use memchr::memchr;
 
 use super::kinds::{Format, MetricType, Suffix};
 use super::scan;
+use super::text::Text;
 
 /// One sample line, borrowing from the body.
 ///
@@ -94,8 +95,14 @@ impl<'a> Family<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct Labels<'a> {
     /// From the first byte after `{` to the end of the body (scans read
-    /// ahead); the labels are its first `bytes` bytes.
-    pub(crate) text: &'a str,
+    /// ahead); the labels are its first `bytes` bytes. Private, as is
+    /// `ascii`: they are set together, by [`Labels::new`] only.
+    text: &'a str,
+    /// True only when `text` is all ASCII, taken from the [`Text`] it was
+    /// cut from (whose own invariant it is): then any index up to its
+    /// length is a char boundary, and iterating cuts the known labels
+    /// without checking that again.
+    ascii: bool,
     pub(crate) bytes: usize,
     pub(crate) len: u32,
     pub(crate) escaped: bool,
@@ -132,19 +139,31 @@ pub(crate) fn span(
 
 /// The four offsets of a [`Span`].
 #[inline(always)]
-fn offsets(span: Span) -> [usize; 4] {
+pub(crate) fn offsets(span: Span) -> [usize; 4] {
     [0, 1, 2, 3].map(|k| (span >> (16 * k)) as u16 as usize)
 }
 
 impl<'a> Labels<'a> {
     pub(crate) const NONE: Labels<'static> = Labels {
         text: "",
+        ascii: true,
         bytes: 0,
         len: 0,
         escaped: false,
         known: 0,
         spans: [0; SPANS],
     };
+
+    /// No labels yet, in `text` (from after the `{`); the parser fills in
+    /// the rest.
+    #[inline(always)]
+    pub(crate) fn new(text: Text<'a>) -> Labels<'a> {
+        Labels {
+            text: text.as_str(),
+            ascii: text.is_ascii(),
+            ..Labels::NONE
+        }
+    }
 
     /// Number of labels.
     #[must_use]
@@ -176,6 +195,7 @@ impl<'a> Labels<'a> {
     pub fn iter(&self) -> LabelIter<'a> {
         LabelIter {
             text: self.text,
+            ascii: self.ascii,
             pos: 0,
             index: 0,
             known: u32::from(self.known),
@@ -214,6 +234,8 @@ pub struct Label<'a> {
 #[derive(Clone, Debug)]
 pub struct LabelIter<'a> {
     text: &'a str,
+    /// As [`Labels`]' `ascii`, copied with `text`.
+    ascii: bool,
     /// Where reading again starts (after the last label yielded).
     pos: usize,
     index: u32,
@@ -233,7 +255,24 @@ impl<'a> Iterator for LabelIter<'a> {
         self.index += 1;
         let (name, raw, close) = if index < self.known {
             let [ns, ne, vs, ve] = offsets(self.spans[index as usize]);
-            (&self.text[ns..ne], &self.text[vs..ve], ve)
+            if self.ascii {
+                let b = self.text.as_bytes();
+                let (name, value) = (&b[ns..ne], &b[vs..ve]);
+                // SAFETY: `text` is all ASCII (`ascii` is true only then;
+                // both are private to this module and set together by
+                // `Labels::new` from a `Text`, whose invariant it is), so
+                // any part of it is ASCII, which is valid UTF-8.
+                #[allow(unsafe_code)]
+                unsafe {
+                    (
+                        std::str::from_utf8_unchecked(name),
+                        std::str::from_utf8_unchecked(value),
+                        ve,
+                    )
+                }
+            } else {
+                (&self.text[ns..ne], &self.text[vs..ve], ve)
+            }
         } else {
             self.read_again()?
         };
@@ -323,12 +362,10 @@ mod tests {
 
     fn labels(text: &str, len: u32) -> Vec<(String, String)> {
         let l = Labels {
-            text,
             bytes: text.len(),
             len,
             escaped: text.contains('\\'),
-            known: 0,
-            spans: [0; SPANS],
+            ..Labels::new(Text::utf8(text))
         };
         l.iter()
             .map(|l| (l.name.to_owned(), l.value.into_owned()))
@@ -369,12 +406,10 @@ mod tests {
     #[test]
     fn borrowed_unless_escaped() {
         let l = Labels {
-            text: r#"a="x",b="y\\z""#,
             bytes: 14,
             len: 2,
             escaped: true,
-            known: 0,
-            spans: [0; SPANS],
+            ..Labels::new(Text::utf8(r#"a="x",b="y\\z""#))
         };
         let v: Vec<_> = l.iter().collect();
         assert!(matches!(v[0].value, Cow::Borrowed("x")));

@@ -2,16 +2,19 @@
 //! once up front, with the lines around invalid bytes handled one valid
 //! stretch at a time.
 
-/// The body as `&str`, one valid stretch at a time: the whole body when it
-/// is UTF-8 (checked once, up front), else from line to line around the
-/// invalid bytes. Total work stays linear in the body's length.
+use super::text::Text;
+
+/// The body as [`Text`], one valid stretch at a time: the whole body when it
+/// is UTF-8 (checked once, up front, and marked ASCII when it is), else
+/// from line to line around the invalid bytes. Total work stays linear in
+/// the body's length.
 #[derive(Debug)]
 pub(crate) struct Utf8Window<'a> {
     body: &'a [u8],
     /// Where `valid` starts in the body.
     start: usize,
     /// The longest UTF-8 stretch of the body from `start`.
-    valid: &'a str,
+    valid: Text<'a>,
 }
 
 impl<'a> Utf8Window<'a> {
@@ -19,7 +22,7 @@ impl<'a> Utf8Window<'a> {
         Utf8Window {
             body,
             start: 0,
-            valid: valid_prefix(body),
+            valid: Text::of_prefix(body),
         }
     }
 
@@ -27,10 +30,10 @@ impl<'a> Utf8Window<'a> {
     /// it lies past the current one), and where that stretch starts in the
     /// body. Lines are asked for in order.
     #[inline]
-    pub(crate) fn text_from(&mut self, start: usize) -> (&'a str, usize) {
+    pub(crate) fn text_from(&mut self, start: usize) -> (Text<'a>, usize) {
         if start >= self.start + self.valid.len() {
             self.start = start;
-            self.valid = valid_prefix(&self.body[start..]);
+            self.valid = Text::of_prefix(&self.body[start..]);
         }
         (self.valid, self.start)
     }
@@ -42,17 +45,9 @@ impl<'a> Utf8Window<'a> {
         if start > valid_end || (start == valid_end && stop > start) {
             // Past the invalid bytes that ended the stretch: a new one.
             self.start = start;
-            self.valid = valid_prefix(&self.body[start..]);
+            self.valid = Text::of_prefix(&self.body[start..]);
         }
         let (a, b) = (start.checked_sub(self.start)?, stop - self.start);
-        self.valid.get(a..b)
-    }
-}
-
-/// The longest prefix of `bytes` that is UTF-8.
-fn valid_prefix(bytes: &[u8]) -> &str {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+        self.valid.get(a, b)
     }
 }
