@@ -280,8 +280,8 @@ impl<'a> Iterator for Parser<'a> {
     // reads stalled on the narrower writes.
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(error) = self.pending.take() {
-            return Some(Err(error));
+        if self.pending.is_some() {
+            return self.pending.take().map(Err);
         }
         while self.pos < self.end {
             let start = self.pos;
