@@ -35,6 +35,9 @@ pub(super) struct RawScrape {
     /// 0: no budget.
     #[serde(default = "default_max_series")]
     pub max_series: Spanned<u64>,
+    /// 0: no budget.
+    #[serde(default = "default_max_body_bytes_in_flight")]
+    pub max_body_bytes_in_flight: Spanned<u64>,
     #[serde(default)]
     pub pods: RawPods,
     #[serde(default)]
@@ -165,6 +168,9 @@ fn default_static_job() -> Spanned<String> {
 fn default_max_series() -> Spanned<u64> {
     unlocated(DEFAULT_MAX_SERIES as u64)
 }
+fn default_max_body_bytes_in_flight() -> Spanned<u64> {
+    unlocated(DEFAULT_MAX_BODY_BYTES_IN_FLIGHT as u64)
+}
 fn default_max_sample_limit() -> Spanned<u64> {
     unlocated(DEFAULT_MAX_SAMPLE_LIMIT as u64)
 }
@@ -211,6 +217,13 @@ pub struct ScrapeConfig {
     /// (`series_limit`), as over a sample limit. However many pods a node runs, their
     /// series cannot outgrow the agent's memory.
     pub max_series: usize,
+    /// `max_body_bytes_in_flight`, default [`DEFAULT_MAX_BODY_BYTES_IN_FLIGHT`] (0:
+    /// none; else at least `body_limit_bytes`): the bytes of body (decompressed) all
+    /// scrapes may hold at once, each until its samples are handed on. A scrape whose
+    /// body would pass what the others leave fails at once (`body_budget`). The body
+    /// limit bounds one target; this bounds many answering large or slow bodies at
+    /// the same time.
+    pub max_body_bytes_in_flight: usize,
     /// `pods`: targets from the annotations of this node's pods.
     pub pods: PodsConfig,
     /// `kubelet`: this node's kubelet (`/metrics/cadvisor`, `/metrics/resource`).
@@ -265,6 +278,10 @@ pub struct PodsConfig {
 
 /// See [`ScrapeConfig::max_series`].
 pub const DEFAULT_MAX_SERIES: usize = 1_000_000;
+
+/// See [`ScrapeConfig::max_body_bytes_in_flight`]: four bodies at the default body
+/// limit.
+pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 64 << 20;
 
 /// See [`PodsConfig::max_sample_limit`].
 pub const DEFAULT_MAX_SAMPLE_LIMIT: usize = 200_000;
@@ -339,6 +356,7 @@ pub(super) fn convert(
         body_limit_bytes,
         sample_limit,
         max_series,
+        max_body_bytes_in_flight,
         pods,
         kubelet,
         self_metrics,
@@ -373,17 +391,29 @@ pub(super) fn convert(
             timeout
         }
     };
+    let body_limit_bytes = size(
+        &body_limit_bytes,
+        &format!("{p}.body_limit_bytes"),
+        KIB..=1024 * MIB,
+        problems,
+    );
+    let in_flight = usize::try_from(max_body_bytes_in_flight.value).unwrap_or(usize::MAX);
+    if in_flight != 0 && in_flight < body_limit_bytes {
+        problems.at(
+            max_body_bytes_in_flight.referenced,
+            &format!("{p}.max_body_bytes_in_flight"),
+            format!(
+                "must be 0 (no budget) or at least body_limit_bytes ({body_limit_bytes}), got {in_flight}"
+            ),
+        );
+    }
     ScrapeConfig {
         interval: Duration::from_secs(interval),
         timeout: Duration::from_secs(timeout),
-        body_limit_bytes: size(
-            &body_limit_bytes,
-            &format!("{p}.body_limit_bytes"),
-            KIB..=1024 * MIB,
-            problems,
-        ),
+        body_limit_bytes,
         sample_limit: usize::try_from(sample_limit.value).unwrap_or(usize::MAX),
         max_series: usize::try_from(max_series.value).unwrap_or(usize::MAX),
+        max_body_bytes_in_flight: in_flight,
         pods,
         kubelet,
         self_metrics: self_metrics.value,
@@ -616,6 +646,7 @@ mod tests {
             body_limit_bytes,
             sample_limit,
             max_series,
+            max_body_bytes_in_flight,
             pods,
             kubelet,
             self_metrics,
@@ -626,6 +657,7 @@ mod tests {
             external_labels,
         } = scrape("cluster: x\nmetrics: {}\n", &[]);
         assert_eq!(max_series, 1_000_000);
+        assert_eq!(max_body_bytes_in_flight, 64 << 20);
         assert!(pods_relabel.is_empty() && kubelet_relabel.is_empty());
         assert_eq!(external_labels, [("cluster".to_string(), "x".to_string())]);
         assert_eq!(interval, Duration::from_secs(30));
@@ -723,6 +755,27 @@ mod tests {
         assert_eq!(s.metric_relabel[1].replacement, "$1!");
         assert!(s.metric_relabel[0].regex.is_match("go_gc"));
         assert!(!s.metric_relabel[0].regex.is_match("x_go_gc"), "anchored");
+    }
+
+    #[test]
+    fn the_body_budget_is_none_or_at_least_one_body() {
+        let s = |text: &str| {
+            scrape(&format!("cluster: x\nmetrics:\n  scrape:\n{text}"), &[])
+                .max_body_bytes_in_flight
+        };
+        assert_eq!(s("    max_body_bytes_in_flight: 0\n"), 0);
+        assert_eq!(
+            s("    body_limit_bytes: 1024\n    max_body_bytes_in_flight: 1024\n"),
+            1024
+        );
+        let found =
+            problems("cluster: x\nmetrics:\n  scrape:\n    max_body_bytes_in_flight: 1048576\n");
+        assert_eq!(
+            found,
+            [
+                "4:31: metrics.scrape.max_body_bytes_in_flight: must be 0 (no budget) or at least body_limit_bytes (16777216), got 1048576"
+            ]
+        );
     }
 
     #[test]

@@ -211,6 +211,7 @@ mod tests {
             "kubeship_scrape_targets{state=\"down\"} 0",
             "kubeship_scrapes_total{outcome=\"sample_limit\"} 0",
             "kubeship_scrapes_total{outcome=\"series_limit\"} 0",
+            "kubeship_scrapes_total{outcome=\"body_budget\"} 0",
             "kubeship_scrape_duration_seconds_count 0",
             "kubeship_scrape_samples_total 0",
             "kubeship_scrape_parse_errors_total{reason=\"missing_eof\"} 0",

@@ -14,9 +14,13 @@
 //! appended as they arrive and the read stops as soon as the (decompressed) body
 //! would pass the limit, so the buffer never holds more than the limit (its
 //! capacity included). The caller bounds the whole exchange with the timeout.
+//! Across targets, the bytes of body all scrapes hold at once are bounded by a
+//! [`BodyBudget`] (`metrics.scrape.max_body_bytes_in_flight`): a scrape whose body
+//! would pass what the others leave fails at once, as one over its own limit.
 
 use std::io::Write;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,6 +43,8 @@ pub const ACCEPT: &str =
 pub enum FetchError {
     /// The body (decompressed) would pass the limit.
     TooLarge,
+    /// The body would pass what the [`BodyBudget`] leaves it.
+    OverBudget,
     /// Anything else, with what went wrong.
     Failed(String),
 }
@@ -62,12 +68,14 @@ struct ExchangeError {
 impl Client {
     /// GETs `url` into `buf` (cleared first), at most `limit` bytes of body after
     /// decompression; returns the body's format.
+    /// The body's bytes are taken from `share` as they arrive.
     pub async fn fetch(
         &mut self,
         url: &Uri,
         auth: &TargetAuth,
         timeout: Duration,
         limit: usize,
+        share: &mut Share<'_>,
         buf: &mut Vec<u8>,
     ) -> Result<Format, FetchError> {
         buf.clear();
@@ -75,7 +83,7 @@ impl Client {
         if let Some(io) = self.idle.take()
             && let Ok(mut conn) = Conn::resume(io, Some(READ_BUFFER_BYTES)).await
         {
-            match conn.exchange(clone_request(&req), limit, buf).await {
+            match conn.exchange(clone_request(&req), limit, share, buf).await {
                 Ok(format) => {
                     self.idle = conn.into_io();
                     return Ok(format);
@@ -87,7 +95,10 @@ impl Client {
             }
         }
         let mut conn = connect(url, auth).await?;
-        let format = conn.exchange(req, limit, buf).await.map_err(|e| e.error)?;
+        let format = conn
+            .exchange(req, limit, share, buf)
+            .await
+            .map_err(|e| e.error)?;
         self.idle = conn.into_io();
         Ok(format)
     }
@@ -186,6 +197,7 @@ impl Conn {
         &mut self,
         req: Request<Empty<Bytes>>,
         limit: usize,
+        share: &mut Share<'_>,
         buf: &mut Vec<u8>,
     ) -> Result<Format, ExchangeError> {
         let Conn { send, driver } = self;
@@ -196,7 +208,7 @@ impl Conn {
         let work = async {
             send.ready().await.map_err(before)?;
             let resp = send.send_request(req).await.map_err(before)?;
-            read_answer(resp, limit, buf)
+            read_answer(resp, limit, share, buf)
                 .await
                 .map_err(|error| ExchangeError {
                     error,
@@ -227,6 +239,7 @@ impl Conn {
 async fn read_answer(
     resp: hyper::Response<Incoming>,
     limit: usize,
+    share: &mut Share<'_>,
     buf: &mut Vec<u8>,
 ) -> Result<Format, FetchError> {
     let (head, body) = resp.into_parts();
@@ -249,16 +262,17 @@ async fn read_answer(
     if !gzip && length.is_some_and(|l| l > limit as u64) {
         return Err(FetchError::TooLarge);
     }
-    read_body(body, gzip, limit, buf).await?;
+    read_body(body, gzip, limit, share, buf).await?;
     Ok(format)
 }
 
 /// Streams `body` into `buf`, gunzipping when `gzip`, failing as soon as it would
-/// pass `limit`.
+/// pass `limit` or what `share` can take.
 pub async fn read_body<B>(
     mut body: B,
     gzip: bool,
     limit: usize,
+    share: &mut Share<'_>,
     buf: &mut Vec<u8>,
 ) -> Result<(), FetchError>
 where
@@ -268,7 +282,8 @@ where
     let out = Bounded {
         buf,
         limit,
-        exceeded: false,
+        share,
+        exceeded: None,
     };
     let mut sink = if gzip {
         Sink::Gzip(Box::new(flate2::write::MultiGzDecoder::new(out)))
@@ -286,12 +301,12 @@ where
 }
 
 /// Where body bytes go: straight to the buffer, or through a gzip decoder.
-enum Sink<'a> {
-    Plain(Bounded<'a>),
-    Gzip(Box<flate2::write::MultiGzDecoder<Bounded<'a>>>),
+enum Sink<'a, 'b> {
+    Plain(Bounded<'a, 'b>),
+    Gzip(Box<flate2::write::MultiGzDecoder<Bounded<'a, 'b>>>),
 }
 
-impl Sink<'_> {
+impl Sink<'_, '_> {
     fn write(&mut self, data: &[u8]) -> Result<(), FetchError> {
         let r = match self {
             Sink::Plain(b) => b.write_all(data),
@@ -312,30 +327,140 @@ impl Sink<'_> {
             Sink::Plain(b) => b,
             Sink::Gzip(d) => d.get_ref(),
         };
-        if bounded.exceeded {
-            FetchError::TooLarge
-        } else {
-            FetchError::Failed(format!("gzip body: {e}"))
+        match &bounded.exceeded {
+            Some(FetchError::OverBudget) => FetchError::OverBudget,
+            Some(_) => FetchError::TooLarge,
+            None => FetchError::Failed(format!("gzip body: {e}")),
         }
+    }
+}
+
+/// The bytes of body all scrapes may hold at once
+/// (`metrics.scrape.max_body_bytes_in_flight`; 0: no bound). Each target's body
+/// limit bounds one scrape; this bounds them together, so that many pods answering
+/// large bodies at once (or slowly: a body is held until its scrape ends) cannot
+/// take the agent past its memory. A scrape takes its body's bytes from it as they
+/// arrive ([`Share`]) and gives them back when its samples are handed on.
+#[derive(Debug)]
+pub struct BodyBudget {
+    max: usize,
+    used: AtomicUsize,
+}
+
+/// What a [`Share`] takes at a time: hyper hands a body on in pieces of a few KiB.
+const SHARE_STEP: usize = 64 * 1024;
+
+impl BodyBudget {
+    /// A budget of `max` bytes; 0: none.
+    pub fn new(max: usize) -> BodyBudget {
+        BodyBudget {
+            max,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// The budget in bytes; 0: none.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Bytes the scrapes' shares hold now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// An empty share, for one scrape.
+    pub fn share(&self) -> Share<'_> {
+        Share {
+            budget: self,
+            held: 0,
+        }
+    }
+}
+
+/// One scrape's part of the [`BodyBudget`], given back when dropped.
+#[derive(Debug)]
+pub struct Share<'a> {
+    budget: &'a BodyBudget,
+    held: usize,
+}
+
+impl Share<'_> {
+    /// Grows the share to at least `bytes` (in steps of [`SHARE_STEP`]); false when
+    /// the budget does not have the room (the share stays as it was).
+    pub fn take(&mut self, bytes: usize) -> bool {
+        if bytes <= self.held {
+            return true;
+        }
+        let max = self.budget.max;
+        if max != 0 && bytes > max {
+            return false;
+        }
+        let step = if max == 0 {
+            bytes
+        } else {
+            bytes.next_multiple_of(SHARE_STEP).min(max)
+        };
+        self.grow_to(step) || (step > bytes && self.grow_to(bytes))
+    }
+
+    fn grow_to(&mut self, want: usize) -> bool {
+        let (max, more) = (self.budget.max, want - self.held);
+        let taken = self
+            .budget
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                let total = used.checked_add(more)?;
+                (max == 0 || total <= max).then_some(total)
+            })
+            .is_ok();
+        if taken {
+            self.held = want;
+        }
+        taken
+    }
+
+    /// Bytes held.
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        self.held
+    }
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.held, Ordering::Relaxed);
     }
 }
 
 /// Past this many bytes of body, [`Bounded`] grows straight to its limit.
 const JUMP_TO_LIMIT_PAST: usize = 1024 * 1024;
 
-/// A buffer that refuses to grow past `limit` (its capacity neither).
-struct Bounded<'a> {
+/// A buffer that refuses to grow past `limit` (its capacity neither), or past what
+/// its share of the [`BodyBudget`] can take.
+struct Bounded<'a, 'b> {
     buf: &'a mut Vec<u8>,
     limit: usize,
-    exceeded: bool,
+    share: &'a mut Share<'b>,
+    /// Why a write was refused: [`FetchError::TooLarge`] or
+    /// [`FetchError::OverBudget`].
+    exceeded: Option<FetchError>,
 }
 
-impl Write for Bounded<'_> {
+impl Write for Bounded<'_, '_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let need = self.buf.len() + data.len();
         if need > self.limit {
-            self.exceeded = true;
+            self.exceeded = Some(FetchError::TooLarge);
             return Err(std::io::Error::other("the body passes the limit"));
+        }
+        // Bytes written, not capacity: past `JUMP_TO_LIMIT_PAST` the capacity is
+        // address space until written.
+        if !self.share.take(need) {
+            self.exceeded = Some(FetchError::OverBudget);
+            return Err(std::io::Error::other(
+                "the body passes what the body budget leaves",
+            ));
         }
         if need > self.buf.capacity() {
             // Doubling up to a large body, then the limit at once: a buffer that grows
@@ -383,9 +508,16 @@ mod tests {
         auth: &TargetAuth,
         limit: usize,
     ) -> (Result<Format, FetchError>, Vec<u8>) {
-        let mut buf = Vec::new();
+        let (mut buf, none) = (Vec::new(), BodyBudget::new(0));
         let r = c
-            .fetch(url, auth, Duration::from_secs(10), limit, &mut buf)
+            .fetch(
+                url,
+                auth,
+                Duration::from_secs(10),
+                limit,
+                &mut none.share(),
+                &mut buf,
+            )
             .await;
         (r, buf)
     }
@@ -468,6 +600,90 @@ mod tests {
         );
     }
 
+    #[test]
+    fn shares_take_from_the_budget_in_steps_and_give_back_when_dropped() {
+        const K: usize = 1024;
+        let b = BodyBudget::new(250 * K);
+        let mut one = b.share();
+        assert!(one.take(1));
+        assert_eq!((one.held(), b.used()), (64 * K, 64 * K), "a step at a time");
+        assert!(one.take(64 * K), "within what it holds");
+        assert!(one.take(100 * K));
+        assert_eq!((one.held(), b.used()), (128 * K, 128 * K));
+        let mut two = b.share();
+        assert!(!two.take(200 * K), "128 KiB + 200 KiB > 250 KiB");
+        assert_eq!(
+            (two.held(), b.used()),
+            (0, 128 * K),
+            "a refused take holds nothing"
+        );
+        assert!(two.take(100 * K), "the step does not fit, the bytes do");
+        assert_eq!((two.held(), b.used()), (100 * K, 228 * K));
+        assert!(!b.share().take(251 * K), "more than the whole budget");
+        drop(one);
+        assert_eq!(b.used(), 100 * K);
+        drop(two);
+        assert_eq!(b.used(), 0);
+
+        let none = BodyBudget::new(0);
+        let mut s = none.share();
+        assert!(s.take(1 << 40), "no budget: any size");
+        assert_eq!(none.used(), 1 << 40);
+        drop(s);
+        assert_eq!(none.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_what_the_budget_leaves_fails_and_gives_its_bytes_back() {
+        const K: usize = 1024;
+        // 320 KiB in 64 KiB pieces, plain and gzipped.
+        let s = TestServer::start(LOCAL, |h| match h.path.as_str() {
+            "/gzip" => Reply::Body {
+                body: "x 1\n".repeat(80 * K).into_bytes(),
+                content_type: "text/plain",
+                gzip: true,
+                chunked: true,
+            },
+            _ => Reply::Stream(300 * K),
+        })
+        .await;
+        let budget = BodyBudget::new(512 * K);
+        let a = TargetAuth::default();
+        let fetch = |path: &'static str, budget: &'static BodyBudget| {
+            let url = s.url(path);
+            let a = a.clone();
+            async move {
+                let (mut buf, mut share) = (Vec::new(), budget.share());
+                let r = Client::default()
+                    .fetch(&url, &a, Duration::from_secs(10), MIB, &mut share, &mut buf)
+                    .await;
+                (r, buf.len(), share.held())
+            }
+        };
+        let budget: &'static BodyBudget = Box::leak(Box::new(budget));
+        // Alone, the body fits; its share is given back when the scrape is done.
+        let (r, len, held) = fetch("/", budget).await;
+        assert_eq!((r, len), (Ok(Format::Text), 320 * K));
+        assert_eq!(held, 320 * K);
+        assert_eq!(budget.used(), 0);
+        // With 256 KiB held by another scrape, it does not.
+        let mut other = budget.share();
+        assert!(other.take(256 * K));
+        for path in ["/", "/gzip"] {
+            let (r, len, _) = fetch(path, budget).await;
+            assert_eq!(r, Err(FetchError::OverBudget), "{path}");
+            assert!(len <= 256 * K, "{path}: held {len} bytes");
+            assert_eq!(
+                budget.used(),
+                256 * K,
+                "{path}: the failed scrape's bytes are back"
+            );
+        }
+        drop(other);
+        assert_eq!(fetch("/gzip", budget).await.0, Ok(Format::Text));
+        assert_eq!(budget.used(), 0);
+    }
+
     #[tokio::test]
     async fn a_streaming_body_of_50_mb_stops_at_the_limit() {
         let s = TestServer::start(LOCAL, |_| Reply::Stream(50 * MIB)).await;
@@ -479,6 +695,7 @@ mod tests {
                 &TargetAuth::default(),
                 Duration::from_secs(10),
                 MIB,
+                &mut BodyBudget::new(0).share(),
                 &mut buf,
             )
             .await;
@@ -552,7 +769,14 @@ mod tests {
         }
         let mut buf = Vec::new();
         let r = Client::default()
-            .fetch(&s.url("/bomb"), &a, Duration::from_secs(10), MIB, &mut buf)
+            .fetch(
+                &s.url("/bomb"),
+                &a,
+                Duration::from_secs(10),
+                MIB,
+                &mut BodyBudget::new(0).share(),
+                &mut buf,
+            )
             .await;
         assert_eq!(r, Err(FetchError::TooLarge));
         assert!(buf.capacity() <= MIB);

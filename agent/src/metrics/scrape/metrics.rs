@@ -33,6 +33,9 @@ label_values! {
         Timeout => "timeout",
         /// The body (decompressed) passed the body limit.
         BodyTooLarge => "body_too_large",
+        /// The bodies being scraped at once would have passed
+        /// `metrics.scrape.max_body_bytes_in_flight` with this one's.
+        BodyBudget => "body_budget",
         /// More samples than the target's sample limit, after metric relabeling.
         SampleLimit => "sample_limit",
         /// More samples, after metric relabeling, than the agent-wide series budget

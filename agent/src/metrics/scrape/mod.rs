@@ -143,6 +143,7 @@ fn spawn(setup: Setup, rt: &tokio::runtime::Handle) -> Handle {
         progress: Notify::new(),
         series: AtomicUsize::new(0),
         max_series: scrape.max_series,
+        bodies: http::BodyBudget::new(scrape.max_body_bytes_in_flight),
     });
     let (shutdown, stopping) = watch::channel(false);
     let manager = Manager {
@@ -716,6 +717,68 @@ mod tests {
             .unwrap_or(0.0);
         assert!(failed >= 3.0, "{text}");
         r.handle.stop(std::time::Instant::now() + WAIT).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_held_in_flight_leaves_the_budget_to_the_bodies_that_fit() {
+        const K: usize = 1024;
+        let s = TestServer::start(LOCAL, |h| match h.path.as_str() {
+            // 150 KiB of a body that never ends: its scrape holds 192 KiB (whole
+            // steps of 64 KiB) until its timeout, longer than the test.
+            "/slow" => Reply::Partial(150 * K),
+            "/large" => Reply::text(&"x 1\n".repeat(25 * K)),
+            _ => Reply::text("x 1\n"),
+        })
+        .await;
+        let a = s.addr;
+        let mut cfg = config(&format!(
+            "    body_limit_bytes: {}\n    max_body_bytes_in_flight: {}\n    static_targets:\n      \
+             - {{url: 'http://{a}/slow', job: slow}}\n      \
+             - {{url: 'http://{a}/large', job: large}}\n      \
+             - {{url: 'http://{a}/small', job: small}}\n",
+            256 * K,
+            256 * K
+        ));
+        for t in &mut cfg.static_targets {
+            t.interval = Some(Duration::from_millis(200));
+            t.timeout = Some(if t.job == "slow" {
+                2 * WAIT
+            } else {
+                Duration::from_millis(200)
+            });
+        }
+        let r = run(cfg);
+        let ups = |p: &[Vec<Sample>], job: &str| -> Vec<f64> {
+            of(p, "up", "job", job).iter().map(|s| s.value).collect()
+        };
+        let pushes = r
+            .dest
+            .wait_for(WAIT, |p| {
+                ups(p, "large").iter().filter(|&&v| v == 0.0).count() >= 2
+                    && ups(p, "small").len() >= 4
+            })
+            .await;
+        // 100 KiB (128 KiB taken) beside 192 KiB passes 256 KiB; 4 bytes (64 KiB
+        // taken) do not, unless they meet the large body's first 64 KiB.
+        let small = ups(&pushes, "small");
+        let fit = small.iter().filter(|&&v| v == 1.0).count();
+        assert!(fit * 2 > small.len(), "{small:?}");
+        let text = r.metrics.encode();
+        let count = |outcome: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("kubeship_scrapes_total{{outcome=\"{outcome}\"}} "))
+                })
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        assert!(count("body_budget") >= 2.0, "{text}");
+        let stopping = std::time::Instant::now();
+        r.handle.stop(stopping + WAIT).await;
+        assert!(
+            stopping.elapsed() < WAIT,
+            "the held scrape ends with the loop"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 
-use super::http::{Client, FetchError};
+use super::http::{BodyBudget, Client, FetchError, Share};
 use super::metrics::{Health, Outcome, ScrapeMetrics};
 use super::process::{Input, Processed, Report, ReportValues, SeriesCache};
 use super::target::{Rules, Source, Target};
@@ -76,6 +76,9 @@ pub struct Shared {
     pub series: AtomicUsize,
     /// `metrics.scrape.max_series`: the most series all targets may hold; 0: none.
     pub max_series: usize,
+    /// `metrics.scrape.max_body_bytes_in_flight`: the bytes of body all scrapes may
+    /// hold at once.
+    pub bodies: BodyBudget,
 }
 
 /// The relabeling rules of each [`Rules`]: the agent-wide ones followed by the
@@ -377,7 +380,9 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
     let start_ms = now_ms();
     let started = Instant::now();
     let mut buf = std::mem::take(&mut st.buf);
-    let fetched = fetch(t, shared, st, &mut buf).await;
+    // The body's part of the budget, held until its samples are handed on.
+    let mut share = shared.bodies.share();
+    let fetched = fetch(t, shared, st, &mut share, &mut buf).await;
     if t.interval > IDLE_TIMEOUT && t.source.is_plain_http() {
         // Servers close connections idle that long; opening one costs little.
         st.client = Client::default();
@@ -410,7 +415,12 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
     st.cache = cache;
     if buf.capacity() <= KEEP_BUFFER_BYTES && t.interval <= KEEP_BUFFER_FOR {
         st.buf = buf;
+    } else {
+        drop(buf);
     }
+    // A kept buffer is at most KEEP_BUFFER_BYTES, of targets scraped often: not
+    // counted.
+    drop(share);
     let mut values = ReportValues {
         duration_secs: duration,
         ..ReportValues::default()
@@ -490,6 +500,7 @@ async fn fetch(
     t: &Target,
     shared: &Shared,
     st: &mut State<'_>,
+    share: &mut Share<'_>,
     buf: &mut Vec<u8>,
 ) -> Result<Format, Failure> {
     let failure = |outcome, message| Failure { outcome, message };
@@ -513,7 +524,8 @@ async fn fetch(
         Source::Http { url, auth } => {
             let fetched = tokio::time::timeout(
                 t.timeout,
-                st.client.fetch(url, auth, t.timeout, t.body_limit, buf),
+                st.client
+                    .fetch(url, auth, t.timeout, t.body_limit, share, buf),
             )
             .await;
             let r = match fetched {
@@ -525,6 +537,17 @@ async fn fetch(
                 Ok(Err(FetchError::TooLarge)) => failure(
                     Outcome::BodyTooLarge,
                     format!("the body passes body_limit_bytes ({})", t.body_limit),
+                ),
+                Ok(Err(FetchError::OverBudget)) => failure(
+                    Outcome::BodyBudget,
+                    format!(
+                        "the bodies being scraped at once would pass \
+                         metrics.scrape.max_body_bytes_in_flight ({}: this one had {} bytes, \
+                         all {} bytes)",
+                        shared.bodies.max(),
+                        buf.len(),
+                        shared.bodies.used()
+                    ),
                 ),
                 Ok(Err(FetchError::Failed(m))) => failure(Outcome::Error, m),
             };

@@ -49,6 +49,9 @@ pub enum Reply {
     TextThenClose(&'static str),
     /// 200, then `total` bytes of `x 1\n`-like lines in chunks, as fast as taken.
     Stream(usize),
+    /// 200, then `n` bytes of `x 1\n` lines in one chunk, then nothing more (the
+    /// body never ends).
+    Partial(usize),
     /// Never answer (the connection stays open).
     Hang,
     /// Reset the connection (RST) instead of answering.
@@ -232,6 +235,18 @@ async fn serve(stream: TcpStream, handler: Handler, stats: Arc<Stats>) {
                 if !ok {
                     return;
                 }
+            }
+            Reply::Partial(n) => {
+                let mut out = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n{n:x}\r\n"
+                )
+                .into_bytes();
+                out.extend(b"x 1\n".iter().copied().cycle().take(n));
+                out.extend_from_slice(b"\r\n");
+                if w.write_all(&out).await.is_ok() {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                return;
             }
             Reply::Hang => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
