@@ -35,9 +35,8 @@ pub(super) struct RawScrape {
     /// 0: no budget.
     #[serde(default = "default_max_series")]
     pub max_series: Spanned<u64>,
-    /// 0: no budget.
-    #[serde(default = "default_max_body_bytes_in_flight")]
-    pub max_body_bytes_in_flight: Spanned<u64>,
+    /// 0: no budget. Default: 64 MiB, or `body_limit_bytes` when larger.
+    pub max_body_bytes_in_flight: Option<Spanned<u64>>,
     #[serde(default)]
     pub pods: RawPods,
     #[serde(default)]
@@ -168,9 +167,6 @@ fn default_static_job() -> Spanned<String> {
 fn default_max_series() -> Spanned<u64> {
     unlocated(DEFAULT_MAX_SERIES as u64)
 }
-fn default_max_body_bytes_in_flight() -> Spanned<u64> {
-    unlocated(DEFAULT_MAX_BODY_BYTES_IN_FLIGHT as u64)
-}
 fn default_max_sample_limit() -> Spanned<u64> {
     unlocated(DEFAULT_MAX_SAMPLE_LIMIT as u64)
 }
@@ -217,8 +213,8 @@ pub struct ScrapeConfig {
     /// (`series_limit`), as over a sample limit. However many pods a node runs, their
     /// series cannot outgrow the agent's memory.
     pub max_series: usize,
-    /// `max_body_bytes_in_flight`, default [`DEFAULT_MAX_BODY_BYTES_IN_FLIGHT`] (0:
-    /// none; else at least `body_limit_bytes`): the bytes of body (decompressed) all
+    /// `max_body_bytes_in_flight`, default [`DEFAULT_MAX_BODY_BYTES_IN_FLIGHT`] or
+    /// `body_limit_bytes` when larger (0: none; else at least `body_limit_bytes`): the bytes of body (decompressed) all
     /// scrapes may hold at once, each until its samples are handed on. A scrape whose
     /// body would pass what the others leave fails at once (`body_budget`). The body
     /// limit bounds one target; this bounds many answering large or slow bodies at
@@ -397,16 +393,22 @@ pub(super) fn convert(
         KIB..=1024 * MIB,
         problems,
     );
-    let in_flight = usize::try_from(max_body_bytes_in_flight.value).unwrap_or(usize::MAX);
-    if in_flight != 0 && in_flight < body_limit_bytes {
-        problems.at(
-            max_body_bytes_in_flight.referenced,
-            &format!("{p}.max_body_bytes_in_flight"),
-            format!(
-                "must be 0 (no budget) or at least body_limit_bytes ({body_limit_bytes}), got {in_flight}"
-            ),
-        );
-    }
+    let in_flight = match &max_body_bytes_in_flight {
+        None => DEFAULT_MAX_BODY_BYTES_IN_FLIGHT.max(body_limit_bytes),
+        Some(set) => {
+            let in_flight = usize::try_from(set.value).unwrap_or(usize::MAX);
+            if in_flight != 0 && in_flight < body_limit_bytes {
+                problems.at(
+                    set.referenced,
+                    &format!("{p}.max_body_bytes_in_flight"),
+                    format!(
+                        "must be 0 (no budget) or at least body_limit_bytes ({body_limit_bytes}), got {in_flight}"
+                    ),
+                );
+            }
+            in_flight
+        }
+    };
     ScrapeConfig {
         interval: Duration::from_secs(interval),
         timeout: Duration::from_secs(timeout),
@@ -764,6 +766,11 @@ mod tests {
                 .max_body_bytes_in_flight
         };
         assert_eq!(s("    max_body_bytes_in_flight: 0\n"), 0);
+        assert_eq!(
+            s("    body_limit_bytes: 134217728\n"),
+            128 << 20,
+            "unset, at least one body"
+        );
         assert_eq!(
             s("    body_limit_bytes: 1024\n    max_body_bytes_in_flight: 1024\n"),
             1024

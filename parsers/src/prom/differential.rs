@@ -134,7 +134,12 @@ fn glue(plain: &'static str) -> impl Strategy<Value = &'static str> {
 /// them), sometimes as generated (unsorted, repeated).
 fn labels() -> impl Strategy<Value = Vec<(String, &'static str, String, &'static str)>> {
     (
-        prop::collection::vec((label_name(), glue("=\""), label_value(), glue("\"")), 0..5),
+        // Up to nine: the fast path checks the first four names for repeats
+        // one way and later ones another.
+        prop::collection::vec(
+            (label_name(), glue("=\""), label_value(), glue("\"")),
+            0..10,
+        ),
         0..4u8,
     )
         .prop_map(|(mut labels, order)| {

@@ -364,7 +364,7 @@ impl BodyBudget {
         self.max
     }
 
-    /// Bytes the scrapes' shares hold now.
+    /// Bytes the scrapes' shares hold now (0 without a budget: nothing is counted).
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
     }
@@ -393,14 +393,15 @@ impl Share<'_> {
             return true;
         }
         let max = self.budget.max;
-        if max != 0 && bytes > max {
+        if max == 0 {
+            // No budget: nothing to count (`drop` gives nothing back either).
+            self.held = bytes;
+            return true;
+        }
+        if bytes > max {
             return false;
         }
-        let step = if max == 0 {
-            bytes
-        } else {
-            bytes.next_multiple_of(SHARE_STEP).min(max)
-        };
+        let step = bytes.next_multiple_of(SHARE_STEP).min(max);
         self.grow_to(step) || (step > bytes && self.grow_to(bytes))
     }
 
@@ -411,7 +412,7 @@ impl Share<'_> {
             .used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
                 let total = used.checked_add(more)?;
-                (max == 0 || total <= max).then_some(total)
+                (total <= max).then_some(total)
             })
             .is_ok();
         if taken {
@@ -429,7 +430,9 @@ impl Share<'_> {
 
 impl Drop for Share<'_> {
     fn drop(&mut self) {
-        self.budget.used.fetch_sub(self.held, Ordering::Relaxed);
+        if self.budget.max != 0 {
+            self.budget.used.fetch_sub(self.held, Ordering::Relaxed);
+        }
     }
 }
 
@@ -627,8 +630,8 @@ mod tests {
 
         let none = BodyBudget::new(0);
         let mut s = none.share();
-        assert!(s.take(1 << 40), "no budget: any size");
-        assert_eq!(none.used(), 1 << 40);
+        assert!(s.take(1 << 30), "no budget: any size");
+        assert_eq!((s.held(), none.used()), (1 << 30, 0), "and nothing counted");
         drop(s);
         assert_eq!(none.used(), 0);
     }

@@ -380,7 +380,7 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
     let start_ms = now_ms();
     let started = Instant::now();
     let mut buf = std::mem::take(&mut st.buf);
-    // The body's part of the budget, held until its samples are handed on.
+    // The body's part of the budget, held until the body is processed.
     let mut share = shared.bodies.share();
     let fetched = fetch(t, shared, st, &mut share, &mut buf).await;
     if t.interval > IDLE_TIMEOUT && t.source.is_plain_http() {
@@ -418,7 +418,8 @@ async fn scrape(t: &Arc<Target>, shared: &Arc<Shared>, report: &Report, st: &mut
     } else {
         drop(buf);
     }
-    // A kept buffer is at most KEEP_BUFFER_BYTES, of targets scraped often: not
+    // The body is processed (its samples are built) and its buffer dropped or kept:
+    // a kept one is at most KEEP_BUFFER_BYTES, of a target scraped often, and not
     // counted.
     drop(share);
     let mut values = ReportValues {
