@@ -183,15 +183,14 @@ fn label_set<'a>(
     let mut k: (u64, u64, u64, u64) = (0, 0, 0, 0);
     keys.clear();
     loop {
-        if !b
-            .get(i)
-            .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_')
-        {
-            return None;
-        }
         let name_start = i;
         let word = scan::word(b, i);
         let stop = scan::not_name::<false>(word);
+        // The first byte is a name byte (the mask flags the lowest byte
+        // otherwise; past the end it reads as zero) and not a digit.
+        if stop & 0x80 != 0 || (word as u8).is_ascii_digit() {
+            return None;
+        }
         // The name's key (see `NameKey`): its bytes before the first stop
         // (`stop ^ (stop - 1)` sets the bits up to the lowest flag, one
         // byte more than the name), or all eight.
@@ -437,6 +436,9 @@ mod tests {
             "up {a=\"b\"} 1\n",
             "up{} 1\n",
             "up{a=\"b\",} 1\n",
+            "up{1a=\"b\"} 1\n",
+            "up{a=\"b\",9=\"c\"} 1\n",
+            "up{é=\"b\"} 1\n",
             "up{a=\"b\", c=\"d\"} 1\n",
             "up{a=\"b\",a=\"c\"} 1\n",
             "up{b=\"b\",abcdefghij=\"c\",abcdefghij=\"c\"} 1\n",

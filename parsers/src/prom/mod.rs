@@ -46,8 +46,8 @@
 //! is read again with the general grammar (`line.rs`), which also names
 //! the error. [`Sample::series`] is the name and labels as written, a key
 //! under which a caller can cache what it built from the labels, as
-//! Prometheus's scrape cache does. About 1,220 instructions per sample of
-//! a node_exporter body (1,540 for a histogram-heavy one), 22 times fewer
+//! Prometheus's scrape cache does. About 1,200 instructions per sample of
+//! a node_exporter body (1,500 for a histogram-heavy one), 22 times fewer
 //! than the `prometheus-parse` crate (`bench/prom.sh`), spread over names,
 //! labels, values and per-sample bookkeeping, none dominant. An ASCII body
 //! (nearly all are) is cut into names and values without char-boundary

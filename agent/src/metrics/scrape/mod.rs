@@ -739,9 +739,13 @@ mod tests {
             256 * K,
             256 * K
         ));
+        // The slow one may find the large one in flight and fail at first (first
+        // come, first kept); scraped at another interval, it soon finds the room
+        // free, and then holds it.
         for t in &mut cfg.static_targets {
-            t.interval = Some(Duration::from_millis(200));
-            t.timeout = Some(if t.job == "slow" {
+            let slow = t.job == "slow";
+            t.interval = Some(Duration::from_millis(if slow { 130 } else { 200 }));
+            t.timeout = Some(if slow {
                 2 * WAIT
             } else {
                 Duration::from_millis(200)
