@@ -1,5 +1,5 @@
-//! [`Utf8Window`]: the body as `&str` for the parser, checked for UTF-8
-//! once up front, with the lines around invalid bytes handled one valid
+//! [`Utf8Window`]: the body as [`Text`] for the parser, checked for UTF-8
+//! (and ASCII) once up front, with the lines around invalid bytes handled one valid
 //! stretch at a time.
 
 use super::text::Text;

@@ -417,13 +417,23 @@ mod tests {
             .collect()
     }
 
+    /// The value of `series` (as exposed: name and labels) in the exposition `text`.
+    fn value_in(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// `kubeship_scrapes_total{outcome}` in `text`, 0 when absent.
+    fn scrapes(text: &str, outcome: &str) -> f64 {
+        let series = format!("kubeship_scrapes_total{{outcome=\"{outcome}\"}}");
+        value_in(text, &series).unwrap_or(0.0)
+    }
+
     fn gauge(m: &Metrics, state: &str) -> f64 {
         let text = m.encode();
-        let line = format!("kubeship_scrape_targets{{state=\"{state}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&line))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+        let series = format!("kubeship_scrape_targets{{state=\"{state}\"}}");
+        value_in(&text, &series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
     }
 
     async fn until(within: Duration, what: &str, cond: impl Fn() -> bool) {
@@ -710,12 +720,7 @@ mod tests {
             "the small one fits"
         );
         let text = r.metrics.encode();
-        let failed = text
-            .lines()
-            .find_map(|l| l.strip_prefix("kubeship_scrapes_total{outcome=\"series_limit\"} "))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        assert!(failed >= 3.0, "{text}");
+        assert!(scrapes(&text, "series_limit") >= 3.0, "{text}");
         r.handle.stop(std::time::Instant::now() + WAIT).await;
     }
 
@@ -768,15 +773,7 @@ mod tests {
         let fit = small.iter().filter(|&&v| v == 1.0).count();
         assert!(fit * 2 > small.len(), "{small:?}");
         let text = r.metrics.encode();
-        let count = |outcome: &str| {
-            text.lines()
-                .find_map(|l| {
-                    l.strip_prefix(&format!("kubeship_scrapes_total{{outcome=\"{outcome}\"}} "))
-                })
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        assert!(count("body_budget") >= 2.0, "{text}");
+        assert!(scrapes(&text, "body_budget") >= 2.0, "{text}");
         let stopping = std::time::Instant::now();
         r.handle.stop(stopping + WAIT).await;
         assert!(
@@ -829,20 +826,12 @@ mod tests {
             "a failed scrape hands on no sample"
         );
         let text = r.metrics.encode();
-        for line in [
-            "kubeship_scrapes_total{outcome=\"body_too_large\"} ",
-            "kubeship_scrapes_total{outcome=\"sample_limit\"} ",
-            "kubeship_scrapes_total{outcome=\"error\"} ",
-            "kubeship_scrapes_total{outcome=\"ok\"} ",
-            "kubeship_scrape_parse_errors_total{reason=\"bad_label_name\"} ",
-        ] {
-            let v: f64 = text
-                .lines()
-                .find_map(|l| l.strip_prefix(line))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0);
-            assert!(v >= 1.0, "{line}: {v}\n{text}");
+        for outcome in ["body_too_large", "sample_limit", "error", "ok"] {
+            let v = scrapes(&text, outcome);
+            assert!(v >= 1.0, "{outcome}: {v}\n{text}");
         }
+        let bad = "kubeship_scrape_parse_errors_total{reason=\"bad_label_name\"}";
+        assert!(value_in(&text, bad).unwrap_or(0.0) >= 1.0, "{text}");
         assert_eq!(gauge(&r.metrics, "down"), 3.0);
         assert_eq!(gauge(&r.metrics, "up"), 1.0);
         r.handle.stop(std::time::Instant::now() + WAIT).await;
