@@ -169,19 +169,19 @@ fn label_set<'a>(
     let mut i = open;
     let mut count = 0usize;
     let mut escaped = false;
-    // The positions of the first labels (see `Labels::spans`), kept in
-    // locals rather than an array indexed by `count`, which would live in
-    // memory; and how many were kept.
+    // The positions of the first four labels (see `Labels::spans`), the
+    // latest first: kept in locals shifted along as labels come, rather
+    // than an array indexed by `count`, which would live in memory.
     let mut spans: (Span, Span, Span, Span) = (0, 0, 0, 0);
-    let mut recorded = 0usize;
     // The largest name key so far: a name with a larger one is new without
     // comparing it to the others (the Go client writes names in order, then
     // `le` or `quantile`).
     let mut largest = 0u64;
-    // The first four names' keys (zero: none, no name has that key); later
-    // names' keys and positions go to `keys`.
-    let mut k: (u64, u64, u64, u64) = (0, 0, 0, 0);
+    // The first four names' keys (zero: none, no name has that key), in
+    // the order written; later names' keys and positions go to `keys`.
+    let mut k = [0u64; SPANS];
     keys.clear();
+    let mut stops = scan::Stops::new(b, open);
     loop {
         let name_start = i;
         let word = scan::word(b, i);
@@ -214,33 +214,19 @@ fn label_set<'a>(
         // key (or when there are more than four).
         if prefix > largest {
             largest = prefix;
-        } else if (prefix == k.0 || prefix == k.1 || prefix == k.2 || prefix == k.3)
-            || (count > SPANS)
+        } else if (k.contains(&prefix) || count > SPANS)
+            && repeats(b, open, spans, count, keys, prefix, name_start..name_end)
         {
-            let first = [spans.0, spans.1, spans.2, spans.3];
-            if repeats(
-                b,
-                open,
-                first,
-                recorded,
-                count,
-                keys,
-                prefix,
-                name_start..name_end,
-            ) {
-                return None; // the general path reports it
-            }
+            return None; // the general path reports it
         }
-        match count {
-            0 => k.0 = prefix,
-            1 => k.1 = prefix,
-            2 => k.2 = prefix,
-            3 => k.3 = prefix,
-            _ => keys.push(NameKey {
+        if let Some(slot) = k.get_mut(count) {
+            *slot = prefix;
+        } else {
+            keys.push(NameKey {
                 prefix,
                 start: name_start,
                 end: name_end,
-            }),
+            });
         }
         if b.get(i..i + 2) != Some(b"=\"") {
             return None;
@@ -248,7 +234,7 @@ fn label_set<'a>(
         i += 2;
         let value_start = i;
         loop {
-            i = scan::value_stop(b, i)?;
+            i = stops.next(b, i)?;
             match b[i] {
                 b'"' => break,
                 b'\\' if !matches!(b.get(i + 1), None | Some(b'\n')) => {
@@ -261,21 +247,16 @@ fn label_set<'a>(
         if i - value_start > limits.max_label_value_bytes {
             return None;
         }
-        if count < SPANS && i - open <= usize::from(u16::MAX) {
-            // Offsets from `open`, all below `i - open`: they fit.
+        if count < SPANS {
+            // Offsets from `open`, kept only if the whole set fits a `u16`
+            // (checked at the end).
             let s = span(
                 name_start - open,
                 name_end - open,
                 value_start - open,
                 i - open,
             );
-            match count {
-                0 => spans.0 = s,
-                1 => spans.1 = s,
-                2 => spans.2 = s,
-                _ => spans.3 = s,
-            }
-            recorded += 1;
+            spans = (s, spans.0, spans.1, spans.2);
         }
         count += 1;
         i += 1;
@@ -291,12 +272,16 @@ fn label_set<'a>(
     labels.escaped = escaped;
     // As the general path: all of the first four positions, or none (a
     // label set too long for `u16` offsets is read again when iterated).
-    labels.known = if recorded == count.min(SPANS) {
-        recorded as u8
-    } else {
-        0
-    };
-    labels.spans = [spans.0, spans.1, spans.2, spans.3];
+    if i - open <= usize::from(u16::MAX) {
+        labels.known = count.min(SPANS) as u8;
+        labels.spans = match count {
+            0 => [0; SPANS],
+            1 => [spans.0, 0, 0, 0],
+            2 => [spans.1, spans.0, 0, 0],
+            3 => [spans.2, spans.1, spans.0, 0],
+            _ => [spans.3, spans.2, spans.1, spans.0],
+        };
+    }
     Some((labels, i + 1))
 }
 
@@ -312,27 +297,27 @@ pub(crate) struct NameKey {
 
 /// Whether the label name at `name` (its key `prefix`) repeats an earlier
 /// one of the `count` before it: the first four by their positions
-/// (`spans`, offsets from `open`; `recorded` of them kept), later ones by
-/// their [`NameKey`]s. True also when a position was not kept (the general
-/// path then checks the line).
+/// (`spans`, offsets from `open`, the latest first), later ones by their
+/// [`NameKey`]s. True also when a position may not have fit its `u16` (the
+/// general path then checks the line).
 #[cold]
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn repeats(
     b: &[u8],
     open: usize,
-    spans: [Span; SPANS],
-    recorded: usize,
+    spans: (Span, Span, Span, Span),
     count: usize,
     keys: &[NameKey],
     prefix: u64,
     name: std::ops::Range<usize>,
 ) -> bool {
-    if recorded < count.min(SPANS) {
+    if name.end - open > usize::from(u16::MAX) {
         return true;
     }
     let name = &b[name];
-    spans[..recorded].iter().any(|&s| {
+    let spans = [spans.0, spans.1, spans.2, spans.3];
+    spans[..count.min(SPANS)].iter().any(|&s| {
         let [ns, ne, _, _] = super::sample::offsets(s);
         &b[open + ns..open + ne] == name
     }) || keys

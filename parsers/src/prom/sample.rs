@@ -197,11 +197,10 @@ impl<'a> Labels<'a> {
             text: self.text,
             ascii: self.ascii,
             pos: 0,
-            index: 0,
             known: u32::from(self.known),
             remaining: self.len,
             escaped: self.escaped,
-            spans: self.spans,
+            spans: (self.spans[0], self.spans[1], self.spans[2], self.spans[3]),
         }
     }
 
@@ -238,11 +237,14 @@ pub struct LabelIter<'a> {
     ascii: bool,
     /// Where reading again starts (after the last label yielded).
     pos: usize,
-    index: u32,
+    /// How many of the labels still to yield have their span in `spans`.
     known: u32,
     remaining: u32,
     escaped: bool,
-    spans: [Span; SPANS],
+    /// The known spans still to yield, the next one first: shifted along
+    /// as they are used (fixed fields rather than an array indexed by a
+    /// count, so that an inlined iterator stays in registers).
+    spans: (Span, Span, Span, Span),
 }
 
 impl<'a> Iterator for LabelIter<'a> {
@@ -251,10 +253,10 @@ impl<'a> Iterator for LabelIter<'a> {
     #[inline]
     fn next(&mut self) -> Option<Label<'a>> {
         self.remaining = self.remaining.checked_sub(1)?;
-        let index = self.index;
-        self.index += 1;
-        let (name, raw, close) = if index < self.known {
-            let [ns, ne, vs, ve] = offsets(self.spans[index as usize]);
+        let (name, raw, close) = if self.known > 0 {
+            self.known -= 1;
+            let [ns, ne, vs, ve] = offsets(self.spans.0);
+            self.spans = (self.spans.1, self.spans.2, self.spans.3, 0);
             if self.ascii {
                 let b = self.text.as_bytes();
                 let (name, value) = (&b[ns..ne], &b[vs..ve]);
@@ -274,7 +276,7 @@ impl<'a> Iterator for LabelIter<'a> {
                 (&self.text[ns..ne], &self.text[vs..ve], ve)
             }
         } else {
-            self.read_again()?
+            read_again(self.text, self.pos, self.escaped)?
         };
         self.pos = close + 1;
         let value = if self.escaped {
@@ -292,30 +294,29 @@ impl<'a> Iterator for LabelIter<'a> {
 
 impl ExactSizeIterator for LabelIter<'_> {}
 
-impl<'a> LabelIter<'a> {
-    /// The next label read from the text (beyond the known spans): name,
-    /// raw value, and the index of its closing quote.
-    fn read_again(&self) -> Option<(&'a str, &'a str, usize)> {
-        // The text was checked by the parser: names, `=`, quoted values,
-        // separators. Only `,`, spaces and tabs come between labels, and
-        // only spaces and tabs around `=`.
-        let text = self.text;
-        let b = text.as_bytes();
-        let mut i = self.pos;
-        while matches!(b.get(i), Some(b',' | b' ' | b'\t')) {
-            i += 1;
-        }
-        let name_start = i;
-        i = scan::name_end::<false>(b, i);
-        let name = &text[name_start..i];
-        i += b.get(i..)?.iter().position(|&c| c == b'"')? + 1;
-        let close = if self.escaped {
-            closing_quote(b, i)?
-        } else {
-            scan::quote(b, i)?
-        };
-        Some((name, &text[i..close], close))
+/// The next label of `text` read from `pos` on (beyond the known spans):
+/// name, raw value, and the index of its closing quote. A free function
+/// taking copies, so that the iterator calling it can stay in registers.
+#[inline(never)]
+fn read_again(text: &str, pos: usize, escaped: bool) -> Option<(&str, &str, usize)> {
+    // The text was checked by the parser: names, `=`, quoted values,
+    // separators. Only `,`, spaces and tabs come between labels, and only
+    // spaces and tabs around `=`.
+    let b = text.as_bytes();
+    let mut i = pos;
+    while matches!(b.get(i), Some(b',' | b' ' | b'\t')) {
+        i += 1;
     }
+    let name_start = i;
+    i = scan::name_end::<false>(b, i);
+    let name = &text[name_start..i];
+    i += b.get(i..)?.iter().position(|&c| c == b'"')? + 1;
+    let close = if escaped {
+        closing_quote(b, i)?
+    } else {
+        scan::quote(b, i)?
+    };
+    Some((name, &text[i..close], close))
 }
 
 /// Index of the `"` that closes the value starting at `from`.

@@ -99,6 +99,130 @@ pub(crate) fn value_stop(b: &[u8], mut i: usize) -> Option<usize> {
     None
 }
 
+/// The positions of the `"`, `\` and `\n` bytes of a label set, in
+/// order: what [`value_stop`] finds, for one value after another.
+/// [`MaskStops`] where SSE2 is there (every x86-64 CPU), else
+/// [`ScanStops`].
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+pub(crate) type Stops = MaskStops;
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+pub(crate) type Stops = ScanStops;
+
+/// [`Stops`] found 64 bytes at a time into a bit mask (SSE2, through
+/// `safe_arch`'s safe wrappers), each position then taken from the mask.
+///
+/// Why: a label set is read one field after another, and each field's
+/// start depends on where the one before ended. Scanning for each value's
+/// end ([`ScanStops`]) puts a load and a dozen dependent instructions on
+/// that chain per value; a position taken from the mask costs two
+/// (`tzcnt`, clear the lowest bit), and the masks depend on no position
+/// found in them. On `bench/prom.sh`'s bodies that took a histogram
+/// sample (four labels) from 60 to 51 ns and a node one from 53 to 48.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+pub(crate) struct MaskStops {
+    /// Where the current block of 64 bytes starts.
+    base: usize,
+    /// The stops of the current block not yet taken (bit `k`: byte
+    /// `base + k`).
+    bits: u64,
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+impl MaskStops {
+    /// The stops of `b` from `start` on (`next` must be given the same
+    /// `b`).
+    #[inline(always)]
+    pub(crate) fn new(b: &[u8], start: usize) -> MaskStops {
+        MaskStops {
+            base: start,
+            bits: sse2::block(b, start),
+        }
+    }
+
+    /// The first stop at or after `from` (which must not be before the
+    /// stops already taken); stops before it are passed over.
+    #[inline(always)]
+    pub(crate) fn next(&mut self, b: &[u8], from: usize) -> Option<usize> {
+        loop {
+            while self.bits == 0 {
+                self.base += 64;
+                if self.base >= b.len() {
+                    return None;
+                }
+                self.bits = sse2::block(b, self.base);
+            }
+            let p = self.base + self.bits.trailing_zeros() as usize;
+            self.bits &= self.bits - 1;
+            if p >= from {
+                return Some(p);
+            }
+        }
+    }
+}
+
+/// [`Stops`] by scanning from each position asked for ([`value_stop`]),
+/// in portable Rust.
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse2", not(test)),
+    allow(dead_code)
+)]
+pub(crate) struct ScanStops;
+
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse2", not(test)),
+    allow(dead_code)
+)]
+impl ScanStops {
+    #[inline(always)]
+    pub(crate) fn new(_: &[u8], _: usize) -> ScanStops {
+        ScanStops
+    }
+
+    #[inline(always)]
+    pub(crate) fn next(&mut self, b: &[u8], from: usize) -> Option<usize> {
+        value_stop(b, from)
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod sse2 {
+    use safe_arch::{
+        bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i,
+        set_splat_i8_m128i,
+    };
+
+    /// A bit set for each of the sixteen bytes that is `"`, `\` or `\n`
+    /// (bit `k` for byte `k`).
+    #[inline(always)]
+    fn stops16(chunk: &[u8; 16]) -> u64 {
+        let v = load_unaligned_m128i(chunk);
+        let is = |c: u8| cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(c as i8));
+        let stops = bitor_m128i(bitor_m128i(is(b'"'), is(b'\\')), is(b'\n'));
+        u64::from(move_mask_i8_m128i(stops) as u16)
+    }
+
+    /// The stops of the 64 bytes of `b` from `base` (bit `k`: byte
+    /// `base + k`); bytes past the end are none.
+    #[inline(always)]
+    pub(super) fn block(b: &[u8], base: usize) -> u64 {
+        match b.get(base..base + 64) {
+            Some(block) => block.chunks_exact(16).enumerate().fold(0, |m, (k, c)| {
+                m | stops16(c.try_into().unwrap_or(&[0; 16])) << (16 * k)
+            }),
+            None => block_tail(b, base),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn block_tail(b: &[u8], base: usize) -> u64 {
+        let mut padded = [0u8; 64];
+        let tail = b.get(base..).unwrap_or(&[]);
+        padded[..tail.len()].copy_from_slice(tail);
+        block(&padded, 0)
+    }
+}
+
 /// Index of the first `"` at or after `i` (values known to hold no escape).
 #[inline(always)]
 pub(crate) fn quote(b: &[u8], mut i: usize) -> Option<usize> {
@@ -156,6 +280,43 @@ mod tests {
                         let bit = 0x80u64 << (8 * k);
                         assert_eq!(a & bit == 0, is_name(x, true), "{bytes:?} {k}");
                         assert_eq!(b & bit == 0, is_name(x, false), "{bytes:?} {k}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// `Stops` (and `ScanStops`, used where SSE2 is missing) find what
+    /// `value_stop` finds, from every start, for stops in every position
+    /// of a block and across blocks, and pass over the stops before the
+    /// position asked for.
+    #[test]
+    fn stops_agree_with_value_stop() {
+        let bytes: Vec<u8> = (0..300u32)
+            .map(|k| match k * 7919 % 23 {
+                0 => b'"',
+                1 => b'\\',
+                2 => b'\n',
+                3 => 0x80 | (k as u8),
+                _ => b'a' + (k % 26) as u8,
+            })
+            .collect();
+        for end in [0, 1, 15, 16, 63, 64, 65, 130, 300] {
+            let b = &bytes[..end];
+            for start in 0..=end {
+                let expect = b[start..].iter().position(|c| b"\"\\\n".contains(c));
+                assert_eq!(value_stop(b, start), expect.map(|p| start + p));
+                let mut stops = Stops::new(b, start);
+                let mut scan = ScanStops::new(b, start);
+                let mut from = start;
+                loop {
+                    let want = value_stop(b, from);
+                    assert_eq!(stops.next(b, from), want, "{start} {from} {end}");
+                    assert_eq!(scan.next(b, from), want);
+                    match want {
+                        // Every other time, skip a byte (as after `\\`).
+                        Some(p) => from = p + 1 + (p % 2),
+                        None => break,
                     }
                 }
             }
