@@ -209,8 +209,49 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(part, 0..8).prop_map(|parts| parts.concat().into_bytes())
 }
 
+/// 1,000 cases per property, or `PROPTEST_CASES` when set.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// A piece of a long label value: plain runs that carry a value across the
+/// 64-byte blocks the fast path classifies at once, and escapes, quotes,
+/// newlines and non-ASCII bytes that may land on a block's edge.
+fn value_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => "[a-z]{0,70}",
+        2 => prop::sample::select(vec!["\\\"", "\\\\", "\\n", "\\", "\"", "\n", "é", "\\é", "\\\\\\\""])
+            .prop_map(str::to_owned),
+    ]
+}
+
+/// A line whose label set runs over several 64-byte blocks: after a name
+/// of `pad` bytes (moving the set against the blocks), up to ten labels
+/// (some names over 60 bytes), sorted or not, then a tail that may end it,
+/// leave it open or cut it.
+fn long_set_line() -> impl Strategy<Value = Vec<u8>> {
+    let label_name = prop_oneof![6 => "[a-c][a-c0-9_]{0,3}", 1 => "[a-c][a-z_]{60,70}"];
+    let value = prop::collection::vec(value_piece(), 0..6).prop_map(|v| v.concat());
+    (
+        0usize..70,
+        prop::collection::vec((label_name, value), 0..10),
+        any::<bool>(),
+        prop::sample::select(vec!["} 1\n", "} 1", "}", "", "} 1\n# x\n", "}é 1\n"]),
+    )
+        .prop_map(|(pad, mut labels, sorted, tail)| {
+            if sorted {
+                labels.sort();
+            }
+            let set: Vec<String> = labels.iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect();
+            format!("{}{{{}{tail}", "m".repeat(pad + 1), set.join(",")).into_bytes()
+        })
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn fast_path_agrees_on_plain_lines(
@@ -245,5 +286,93 @@ proptest! {
     ) {
         let format = if om { Format::OpenMetrics } else { Format::Text };
         check(&body, format, limits)?;
+    }
+
+    /// Label sets over several 64-byte blocks, escapes on their edges,
+    /// cut anywhere or with an invalid byte where the cut was.
+    #[test]
+    fn fast_path_agrees_on_long_label_sets(
+        line in long_set_line(),
+        cut in prop::option::of(0usize..400),
+        limits in prop::sample::select(vec![Limits::DEFAULT, Limits::UNLIMITED]),
+    ) {
+        let mut bodies = vec![line.clone()];
+        if let Some(cut) = cut.filter(|&c| c < line.len()) {
+            bodies.push(line[..cut].to_vec());
+            let mut invalid = line.clone();
+            invalid[cut] = 0xff;
+            bodies.push(invalid);
+        }
+        for mut body in bodies {
+            check(&body, Format::Text, limits)?;
+            body.extend_from_slice(b"# EOF\n");
+            check(&body, Format::OpenMetrics, limits)?;
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    /// A plain line with a long label set is taken by the fast path (and
+    /// agrees with the general one): only the rest is left to the general
+    /// grammar.
+    #[test]
+    fn fast_path_takes_long_plain_label_sets(
+        pad in 0usize..70,
+        labels in prop::collection::btree_map(
+            prop_oneof![6 => "[a-c][a-c0-9_]{0,3}", 1 => "[a-c][a-z_]{60,70}"],
+            prop::collection::vec(
+                prop_oneof![
+                    8 => "[a-z]{0,70}",
+                    3 => prop::sample::select(vec!["\\\"", "\\\\", "\\n", "é", "\\a"]).prop_map(str::to_owned),
+                ],
+                0..6,
+            )
+            .prop_map(|v| v.concat()),
+            1..12,
+        ),
+        reverse in any::<bool>(),
+    ) {
+        let mut labels: Vec<_> = labels.into_iter().collect();
+        if reverse {
+            labels.reverse();
+        }
+        let set: Vec<String> = labels.iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect();
+        let line = format!("{}{{{}}} 1\n", "m".repeat(pad + 1), set.join(","));
+        let family = Family::undeclared("", Format::Text);
+        let taken = fast::sample::<false>(
+            text::Text::of_prefix(line.as_bytes()),
+            0,
+            &family,
+            &Limits::DEFAULT,
+            &mut Vec::new(),
+        );
+        prop_assert!(taken.is_some(), "{:?}", line);
+        check(line.as_bytes(), Format::Text, Limits::DEFAULT)?;
+    }
+}
+
+/// The positions of the first four labels are kept as the general path
+/// keeps them: when the fourth (or last) ends within `u16` offsets of the
+/// set's start, however long the rest is.
+#[test]
+fn positions_kept_past_u16_offsets_as_the_general_path_keeps_them() {
+    for (before, long) in [
+        (0usize, 65_530usize),
+        (3, 65_500),
+        (4, 65_490),
+        (4, 70_000),
+        (1, 65_600),
+    ] {
+        for extra in 0..12 {
+            let mut labels: Vec<String> = (0..before)
+                .map(|k| format!("{}=\"1\"", char::from(b'a' + k as u8)))
+                .collect();
+            labels.push(format!("z=\"{}\"", "v".repeat(long + extra)));
+            let body = format!("x{{{}}} 1\n", labels.join(","));
+            check(body.as_bytes(), Format::Text, Limits::UNLIMITED)
+                .unwrap_or_else(|e| panic!("{before} labels, then {} bytes: {e}", long + extra));
+        }
     }
 }

@@ -173,6 +173,8 @@ fn label_set<'a>(
     // latest first: kept in locals shifted along as labels come, rather
     // than an array indexed by `count`, which would live in memory.
     let mut spans: (Span, Span, Span, Span) = (0, 0, 0, 0);
+    // Where the last of them ends: they are kept if that fits a `u16`.
+    let mut spans_end = open;
     // The largest name key so far: a name with a larger one is new without
     // comparing it to the others (the Go client writes names in order, then
     // `le` or `quantile`).
@@ -248,8 +250,9 @@ fn label_set<'a>(
             return None;
         }
         if count < SPANS {
-            // Offsets from `open`, kept only if the whole set fits a `u16`
-            // (checked at the end).
+            // Offsets from `open`, kept only if the last of the four (or
+            // fewer) fits a `u16` (checked at the end).
+            spans_end = i;
             let s = span(
                 name_start - open,
                 name_end - open,
@@ -270,9 +273,9 @@ fn label_set<'a>(
     labels.bytes = i - open;
     labels.len = count as u32;
     labels.escaped = escaped;
-    // As the general path: all of the first four positions, or none (a
-    // label set too long for `u16` offsets is read again when iterated).
-    if i - open <= usize::from(u16::MAX) {
+    // As the general path: all of the first four positions, or none (labels
+    // too far into the set for `u16` offsets are read again when iterated).
+    if spans_end - open <= usize::from(u16::MAX) {
         labels.known = count.min(SPANS) as u8;
         labels.spans = match count {
             0 => [0; SPANS],

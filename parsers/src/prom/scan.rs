@@ -1,14 +1,17 @@
-//! Byte scanning eight bytes at a time, in safe and portable Rust: each
-//! helper reads a `u64` and finds the bytes it looks for with integer
-//! arithmetic ("SWAR": SIMD within a register), then the first one with
+//! Byte scanning for the parser's fast path.
+//!
+//! Most helpers work eight bytes at a time, in safe and portable Rust: each
+//! reads a `u64` and finds the bytes it looks for with integer arithmetic
+//! ("SWAR": SIMD within a register), then the first one with
 //! `trailing_zeros`. Names, label values and separators are mostly shorter
 //! than `memchr`'s setup costs, and longer than a byte loop likes. (Sixteen
 //! byte flag arrays left to LLVM's auto-vectoriser cost more: it does not
-//! turn them into a byte mask, and they went through the stack.)
+//! turn them into a byte mask, and they went through the stack.) They read
+//! up to 8 bytes past their start (as far as the slice goes; missing bytes
+//! read as zeros, which match nothing but the end of a name).
 //!
-//! Every helper reads up to 8 bytes past its start (as far as the slice
-//! goes; missing bytes read as zeros, which match nothing but the end of a
-//! name).
+//! [`Stops`], the ends of a label set's values, is the exception: on x86-64
+//! it classifies 64 bytes at a time with SSE2 (see [`MaskStops`]).
 
 /// `0x01` in every byte.
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -125,6 +128,10 @@ pub(crate) struct MaskStops {
     /// The stops of the current block not yet taken (bit `k`: byte
     /// `base + k`).
     bits: u64,
+    /// Debug builds: the least `from` the next call may ask for (after the
+    /// last stop taken); a stop before it would have been passed over.
+    #[cfg(debug_assertions)]
+    least: usize,
 }
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
@@ -136,6 +143,8 @@ impl MaskStops {
         MaskStops {
             base: start,
             bits: sse2::block(b, start),
+            #[cfg(debug_assertions)]
+            least: start,
         }
     }
 
@@ -143,6 +152,11 @@ impl MaskStops {
     /// stops already taken); stops before it are passed over.
     #[inline(always)]
     pub(crate) fn next(&mut self, b: &[u8], from: usize) -> Option<usize> {
+        #[cfg(debug_assertions)]
+        {
+            debug_assert!(from >= self.least, "stops asked for out of order");
+            self.least = from;
+        }
         loop {
             while self.bits == 0 {
                 self.base += 64;
@@ -154,6 +168,10 @@ impl MaskStops {
             let p = self.base + self.bits.trailing_zeros() as usize;
             self.bits &= self.bits - 1;
             if p >= from {
+                #[cfg(debug_assertions)]
+                {
+                    self.least = p + 1;
+                }
                 return Some(p);
             }
         }
