@@ -24,17 +24,20 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 pub(crate) fn word(b: &[u8], i: usize) -> u64 {
     match b.get(i..i + 8) {
         Some(bytes) => u64::from_le_bytes(bytes.try_into().unwrap_or_default()),
-        None => word_tail(b, i),
+        None => u64::from_le_bytes(padded(b, i)),
     }
 }
 
+/// The `N` bytes of `b` at `i`, zero-padded past its end (near the end of
+/// a body only).
 #[cold]
 #[inline(never)]
-fn word_tail(b: &[u8], i: usize) -> u64 {
-    let mut w = [0u8; 8];
+fn padded<const N: usize>(b: &[u8], i: usize) -> [u8; N] {
+    let mut out = [0u8; N];
     let tail = b.get(i..).unwrap_or(&[]);
-    w[..tail.len()].copy_from_slice(tail);
-    u64::from_le_bytes(w)
+    let len = tail.len().min(N);
+    out[..len].copy_from_slice(&tail[..len]);
+    out
 }
 
 /// Index of the first flagged byte of a mask of high bits.
@@ -234,10 +237,7 @@ mod sse2 {
     #[cold]
     #[inline(never)]
     fn block_tail(b: &[u8], base: usize) -> u64 {
-        let mut padded = [0u8; 64];
-        let tail = b.get(base..).unwrap_or(&[]);
-        padded[..tail.len()].copy_from_slice(tail);
-        block(&padded, 0)
+        block(&super::padded::<64>(b, base), 0)
     }
 }
 
