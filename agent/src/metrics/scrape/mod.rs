@@ -417,6 +417,14 @@ mod tests {
             .collect()
     }
 
+    /// The values of job `job`'s `up` series in `pushes`, in order.
+    fn ups(pushes: &[Vec<Sample>], job: &str) -> Vec<f64> {
+        of(pushes, "up", "job", job)
+            .iter()
+            .map(|s| s.value)
+            .collect()
+    }
+
     /// The value of `series` (as exposed: name and labels) in the exposition `text`.
     fn value_in(text: &str, series: &str) -> Option<f64> {
         text.lines()
@@ -693,9 +701,6 @@ mod tests {
             t.interval = Some(Duration::from_millis(200));
         }
         let r = run(cfg);
-        let ups = |p: &[Vec<Sample>], job: &str| -> Vec<f64> {
-            of(p, "up", "job", job).iter().map(|s| s.value).collect()
-        };
         let pushes = r
             .dest
             .wait_for(WAIT, |p| {
@@ -757,9 +762,6 @@ mod tests {
             });
         }
         let r = run(cfg);
-        let ups = |p: &[Vec<Sample>], job: &str| -> Vec<f64> {
-            of(p, "up", "job", job).iter().map(|s| s.value).collect()
-        };
         let pushes = r
             .dest
             .wait_for(WAIT, |p| {
